@@ -1,0 +1,108 @@
+"""The ``dupwatch`` command line.
+
+Each top-level package contributes its commands through ``<package>/cli.py::register``;
+those modules import only light dependencies at module level so that ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from dupwatch import __version__
+from dupwatch.config import ConfigError, Settings, load_settings, masked_dump
+
+COMMAND_PACKAGES = ("ingest", "inference", "export", "training", "detect", "bench", "index")
+
+app = typer.Typer(
+    name="dupwatch",
+    help="Streaming near-duplicate video detection (Kafka → models → Milvus → alerts).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+ConfigOption = Annotated[
+    Optional[Path],
+    typer.Option("--config", "-c", help="YAML config file (else $DUPWATCH_CONFIG; env vars DUPWATCH_* override it)."),
+]
+
+
+def settings_or_exit(config: Path | None) -> Settings:
+    """Load settings at the edge; print a one-line error naming the field and exit 2 on failure."""
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        typer.echo(f"dupwatch: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Only the entry point configures logging (library modules just get their logger)."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit(0)
+
+
+@config_app.command("show")
+def config_show(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of YAML.")] = False,
+) -> None:
+    """Print the effective configuration (file + environment + defaults), secrets masked."""
+    settings = settings_or_exit(config)
+    data = masked_dump(settings)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        import yaml
+
+        typer.echo(yaml.safe_dump(data, sort_keys=False).rstrip())
+
+
+@config_app.command("check")
+def config_check(config: ConfigOption = None) -> None:
+    """Validate the configuration; exit 0 when it is valid."""
+    settings_or_exit(config)
+    typer.echo("configuration is valid")
+
+
+def _register_packages() -> None:
+    for name in COMMAND_PACKAGES:
+        try:
+            module = importlib.import_module(f"{name}.cli")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{name}.cli":
+                continue
+            raise
+        module.register(app)
+
+
+_register_packages()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,324 @@
+"""One configuration model for the whole worker.
+
+Sources, highest priority first: keyword arguments, ``DUPWATCH_*`` environment variables
+(nested fields with ``__``, e.g. ``DUPWATCH_KAFKA__BOOTSTRAP_SERVERS``), the YAML file named
+by ``--config`` or ``DUPWATCH_CONFIG``, then the defaults below. The defaults are the
+embedded set-up: Milvus Lite in a local file, ONNX Runtime on CPU, videos from a folder.
+
+Components never read this module's globals: the edge (CLI) loads :class:`Settings` once and
+passes the per-component sub-models (frozen) to constructors.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+ENV_PREFIX = "DUPWATCH_"
+CONFIG_ENV = "DUPWATCH_CONFIG"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaConfig(_Frozen):
+    """Broker connection, topics and consumer-group behaviour."""
+
+    bootstrap_servers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["127.0.0.1:9092"], min_length=1)
+    group_id: str = Field("dupwatch.worker", min_length=1)
+    uploads_topic: str = "videos.uploaded"
+    alerts_topic: str = "dupwatch.alerts"
+    dead_letter_topic: str = "dupwatch.dead-letter"
+    client_id: str = "dupwatch"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    max_poll_records: int = Field(16, ge=1, le=10_000)
+    max_poll_interval_ms: int = Field(600_000, ge=10_000)
+    session_timeout_ms: int = Field(30_000, ge=6_000)
+    commit_interval_s: float = Field(1.0, ge=0.0)
+    """Offsets are committed at most this often (and always on shutdown and rebalance)."""
+
+    @field_validator("bootstrap_servers", mode="before")
+    @classmethod
+    def _split_servers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_port(cls, value: list[str]) -> list[str]:
+        for server in value:
+            host, sep, port = server.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"expected host:port, got {server!r}")
+        return value
+
+
+class MilvusConfig(_Frozen):
+    """Vector index. A path (``*.db``) means Milvus Lite; ``http(s)://host:port`` a server."""
+
+    uri: str = "./var/dupwatch.db"
+    token: SecretStr | None = None
+    db_name: str = "default"
+    collection_prefix: str = Field("dupwatch", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    consistency_level: Literal["Strong", "Bounded", "Session", "Eventually"] = "Strong"
+    timeout_s: float = Field(30.0, gt=0)
+
+    @property
+    def is_lite(self) -> bool:
+        return not self.uri.startswith(("http://", "https://", "tcp://", "grpc://"))
+
+
+class ModelConfig(_Frozen):
+    """Which model bundle to serve and on which engine."""
+
+    bundle: Path = Path("models/default")
+    engine: Literal["auto", "torch", "onnxruntime", "tensorrt"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    fp16: bool = True
+    """Use half precision where the engine and device support it (GPU only)."""
+    engine_cache_dir: Path = Path("./var/engines")
+
+
+class DecodeConfig(_Frozen):
+    """Frame sampling and the limits that protect the worker from hostile files."""
+
+    fps: float = Field(1.0, gt=0, le=30)
+    short_side: int = Field(256, ge=32, le=1024)
+    crop: int = Field(224, ge=32, le=1024)
+    max_duration_s: float = Field(4 * 3600.0, gt=0)
+    max_frames: int = Field(14_400, ge=1)
+    max_width: int = Field(7680, ge=16)
+    max_height: int = Field(4320, ge=16)
+    max_pixels: int = Field(7680 * 4320, ge=256)
+    max_decoded_bytes: int = Field(8 * 1024**3, ge=1024)
+    timeout_s: float = Field(600.0, gt=0)
+    threads: int = Field(0, ge=0, le=64)
+    """Decoder threads; 0 lets FFmpeg choose."""
+
+    @model_validator(mode="after")
+    def _crop_fits(self) -> "DecodeConfig":
+        if self.crop > self.short_side:
+            raise ValueError(f"crop ({self.crop}) must not exceed short_side ({self.short_side})")
+        return self
+
+
+class SourceConfig(_Frozen):
+    """Where video bytes may come from. Anything else is refused with a reason."""
+
+    local_roots: list[Path] = Field(default_factory=list)
+    """Local files are read only below these folders (no traversal, no symlinks out)."""
+    http_allow_hosts: list[str] = Field(default_factory=list)
+    """Host names (or ``*.suffix``) that http(s) URLs may point to; empty refuses all URLs."""
+    allow_private_addresses: bool = False
+    """Let URLs resolve to private, loopback or link-local addresses (tests, on-prem stores)."""
+    max_bytes: int = Field(4 * 1024**3, ge=1)
+    connect_timeout_s: float = Field(10.0, gt=0)
+    read_timeout_s: float = Field(60.0, gt=0)
+    max_redirects: int = Field(3, ge=0, le=10)
+    temp_dir: Path | None = None
+
+
+class ThresholdsConfig(_Frozen):
+    """Alert thresholds on the normalized score; ``None`` takes the bundle's calibrated values."""
+
+    copy_level: float | None = Field(None, ge=-2.0, le=2.0, alias="copy")
+    incident: float | None = Field(None, ge=-2.0, le=2.0)
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class DetectionConfig(_Frozen):
+    """The candidate cascade, normalization and alert levels."""
+
+    coarse_top_k: int = Field(50, ge=1, le=16_384)
+    clip_top_k: int = Field(100, ge=1, le=16_384)
+    rerank_top_n: int = Field(20, ge=0, le=10_000)
+    """How many candidates (ordered by the selector) the fine-grained network re-scores."""
+    selector_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    normalization_k: int | None = Field(None, ge=1, le=1000)
+    """Top-k of the background set whose mean similarity is the query bias; ``None`` = bundle."""
+    normalization_weight: float | None = Field(None, ge=0.0, le=2.0)
+    background_collection: str = "background"
+    thresholds: ThresholdsConfig = Field(default_factory=ThresholdsConfig)
+    min_segment_s: float = Field(2.0, ge=0.0)
+    tenant_isolation: bool = True
+    """Only compare uploads with videos of the same tenant."""
+
+
+class WebhookConfig(_Frozen):
+    """A moderation receiver. Alerts are signed per the Standard Webhooks spec."""
+
+    name: str = Field(min_length=1, max_length=64)
+    url: AnyHttpUrl
+    secret: SecretStr
+    timeout_s: float = Field(10.0, gt=0)
+    max_attempts: int = Field(6, ge=1, le=50)
+    backoff_initial_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(60.0, gt=0)
+    levels: list[Literal["copy", "incident"]] = Field(default_factory=lambda: ["copy", "incident"])
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_format(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        if len(raw) < 16:
+            raise ValueError("webhook secret must hold at least 16 characters (whsec_<base64> recommended)")
+        return value
+
+
+class LimitsConfig(_Frozen):
+    """Bounds on in-flight work: the worker never holds more than this."""
+
+    max_in_flight_videos: int = Field(8, ge=1, le=1024)
+    batch_frames: int = Field(64, ge=1, le=4096)
+    """Frames of several videos batched together for the feature extractor."""
+    max_event_bytes: int = Field(64 * 1024, ge=256)
+    max_attempts: int = Field(5, ge=1, le=100)
+    """Transient failures of one event before it is dead-lettered."""
+    retry_backoff_initial_s: float = Field(1.0, gt=0)
+    retry_backoff_max_s: float = Field(60.0, gt=0)
+    dlq_max_consecutive: int = Field(100, ge=1)
+    """Stop consuming (crash, let Kubernetes restart) after this many dead letters in a row."""
+
+
+class ServerConfig(_Frozen):
+    """Health and metrics endpoint (``/healthz``, ``/readyz``, ``/metrics``)."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class Settings(BaseSettings):
+    """Everything the worker needs. See README section *Configuration*."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    milvus: MilvusConfig = Field(default_factory=MilvusConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    decode: DecodeConfig = Field(default_factory=DecodeConfig)
+    sources: SourceConfig = Field(default_factory=SourceConfig)
+    detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_webhook_names(cls, value: list[WebhookConfig]) -> list[WebhookConfig]:
+        names = [hook.name for hook in value]
+        if len(names) != len(set(names)):
+            raise ValueError("webhook names must be unique")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        yaml_path = _YAML_PATH.get()
+        if yaml_path is not None:
+            sources.append(_YamlSource(settings_cls, yaml_path))
+        return tuple(sources)
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased for one line of output."""
+
+
+_YAML_PATH: ContextVar[Path | None] = ContextVar("dupwatch_yaml_path", default=None)
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """The YAML file, below the environment in priority (pydantic-settings deep-merges sources)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls)
+        self._data = _read_yaml(path)
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def _format_validation_error(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        field = ".".join(str(p) for p in item.get("loc", ())) or "<root>"
+        parts.append(f"{field}: {item.get('msg', 'invalid')}")
+    return "invalid configuration: " + "; ".join(parts)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}".replace("\n", " ")) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Load settings from YAML + environment; raise :class:`ConfigError` with a one-line message."""
+    path = config_file or os.environ.get(CONFIG_ENV)
+    token = _YAML_PATH.set(Path(path) if path else None)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc)) from None
+    except SettingsError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from None
+    finally:
+        _YAML_PATH.reset(token)
+
+
+def masked_dump(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as plain data, with every secret replaced by ``**********``."""
+    return settings.model_dump(mode="json", by_alias=True)
