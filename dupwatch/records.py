@@ -1,0 +1,90 @@
+"""Typed records that move between stages (ingest → inference → index/detect → alerts).
+
+Shapes are checked in ``__post_init__`` so that a stage that produces the wrong layout fails
+where it happens, not three stages later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DecodedVideo:
+    """Frames sampled from one video, already resized and centre-cropped.
+
+    ``frames`` is ``[T, H, W, 3]`` uint8 RGB; ``timestamps`` is ``[T]`` seconds from the start.
+    """
+
+    video_id: str
+    frames: np.ndarray
+    timestamps: np.ndarray
+    duration_s: float
+    source_width: int
+    source_height: int
+    source_fps: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.frames.ndim != 4 or self.frames.shape[-1] != 3 or self.frames.dtype != np.uint8:
+            raise ValueError(f"frames must be [T, H, W, 3] uint8, got {self.frames.shape} {self.frames.dtype}")
+        if self.timestamps.shape != (self.frames.shape[0],):
+            raise ValueError(f"need one timestamp per frame: {self.timestamps.shape} vs T={self.frames.shape[0]}")
+        if self.frames.shape[0] == 0:
+            raise ValueError("a decoded video holds at least one frame")
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+
+@dataclass(frozen=True)
+class VideoRepresentation:
+    """Everything the index and the detector keep about one video.
+
+    - ``regions``: ``[T, R, D]`` per-frame region vectors (PCA-whitened, L2-normalized), the input
+      of the fine-grained similarity networks.
+    - ``coarse``: ``[Dc]`` unit vector (DnS coarse student) for the first-stage search.
+    - ``clips``: ``[N, Dk]`` unit vectors, one per 8-frame clip (DRCA), with ``clip_times`` ``[N, 2]``
+      (start, end seconds).
+    - ``selfsim``: the selector's per-video scalar.
+    - ``fine_index``: the fine network's indexed form (attention-weighted regions or binary codes),
+      ``[T, R, D]``; ``None`` means "same as regions".
+    """
+
+    video_id: str
+    timestamps: np.ndarray
+    regions: np.ndarray
+    coarse: np.ndarray
+    clips: np.ndarray
+    clip_times: np.ndarray
+    selfsim: float
+    fine_index: np.ndarray | None = None
+    tenant: str = "default"
+    meta: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.regions.ndim != 3:
+            raise ValueError(f"regions must be [T, R, D], got {self.regions.shape}")
+        if self.timestamps.shape != (self.regions.shape[0],):
+            raise ValueError(f"need one timestamp per frame: {self.timestamps.shape} vs {self.regions.shape}")
+        if self.coarse.ndim != 1:
+            raise ValueError(f"coarse must be [D], got {self.coarse.shape}")
+        if self.clips.ndim != 2 or self.clip_times.shape != (self.clips.shape[0], 2):
+            raise ValueError(f"clips must be [N, D] with clip_times [N, 2], got {self.clips.shape} {self.clip_times.shape}")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A matched segment: the same content at these times in the query and the reference (seconds)."""
+
+    query_start: float
+    query_end: float
+    ref_start: float
+    ref_end: float
+    score: float
+
+    def __post_init__(self) -> None:
+        if self.query_end < self.query_start or self.ref_end < self.ref_start:
+            raise ValueError(f"segment ends before it starts: {self}")
