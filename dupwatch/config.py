@@ -143,6 +143,8 @@ class SourceConfig(_Frozen):
     read_timeout_s: float = Field(60.0, gt=0)
     max_redirects: int = Field(3, ge=0, le=10)
     temp_dir: Path | None = None
+    download_timeout_s: float = Field(1800.0, gt=0)
+    """Wall-clock budget for one whole download (a slow drip of bytes cannot hold a worker forever)."""
 
 
 class ThresholdsConfig(_Frozen):
@@ -178,11 +180,27 @@ class WebhookConfig(_Frozen):
     name: str = Field(min_length=1, max_length=64)
     url: AnyHttpUrl
     secret: SecretStr
+    secret_file: Path | None = None
+    """Read ``secret`` from this file instead (a mounted Kubernetes Secret); give one of the two."""
     timeout_s: float = Field(10.0, gt=0)
     max_attempts: int = Field(6, ge=1, le=50)
     backoff_initial_s: float = Field(0.5, gt=0)
     backoff_max_s: float = Field(60.0, gt=0)
     levels: list[Literal["copy", "incident"]] = Field(default_factory=lambda: ["copy", "incident"])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_file(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("secret_file") is None:
+            return data
+        if data.get("secret") is not None:
+            raise ValueError("give either secret or secret_file, not both")
+        path = Path(data["secret_file"])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"cannot read secret_file {path}: {exc.strerror or exc}") from None
+        return {**data, "secret": text.strip()}
 
     @field_validator("secret")
     @classmethod

@@ -1,0 +1,230 @@
+"""Generate a copy-detection benchmark with ground truth from real source media.
+
+Every generated video remembers where it came from (:class:`Derivation`: source, the source
+window it shows, speed, offset, camera). Labels follow from that alone (see :func:`label_pair`):
+
+- same source, same camera, source windows overlapping by ≥ ``min_overlap`` seconds → ``copy``,
+  with the overlapping segment's times in both videos (so copies of copies, and two edits of
+  the same moment, are copies of each other);
+- same source otherwise (another moment of the same footage, or a second "camera" emulated by
+  a strong viewpoint change) → ``incident``;
+- different sources → unrelated (not listed in the truth CSV).
+
+The output folder holds ``videos/*.mp4``, ``truth.csv`` (the eval harness's format) and
+``benchmark.json`` (seed, sources, derivations, transformations). Deterministic from the seed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from bench import transforms as T
+from bench.sources import ken_burns, real_photos, real_videos
+from bench.video_io import Clip, read_clip, write_clip
+
+TRUTH_COLUMNS = ("query", "reference", "level", "query_start", "query_end", "reference_start", "reference_end")
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """How a benchmark video was made from a source."""
+
+    video: str
+    source: str
+    window: tuple[float, float]
+    """The source seconds it shows."""
+    speed: float = 1.0
+    offset: float = 0.0
+    camera: int = 0
+    edits: tuple[str, ...] = ()
+    is_query: bool = True
+
+    def to_video_time(self, source_t: float) -> float:
+        return self.offset + (source_t - self.window[0]) / self.speed
+
+
+@dataclass(frozen=True)
+class TruthRow:
+    query: str
+    reference: str
+    level: str
+    query_start: float | None = None
+    query_end: float | None = None
+    reference_start: float | None = None
+    reference_end: float | None = None
+
+
+def label_pair(a: Derivation, b: Derivation, min_overlap: float = 1.0) -> TruthRow | None:
+    """Ground truth for the pair (a as query, b as reference), or ``None`` when unrelated."""
+    if a.source != b.source:
+        return None
+    start, end = max(a.window[0], b.window[0]), min(a.window[1], b.window[1])
+    if a.camera == b.camera and end - start >= min_overlap:
+        return TruthRow(
+            a.video,
+            b.video,
+            "copy",
+            round(a.to_video_time(start), 3),
+            round(a.to_video_time(end), 3),
+            round(b.to_video_time(start), 3),
+            round(b.to_video_time(end), 3),
+        )
+    return TruthRow(a.video, b.video, "incident")
+
+
+def truth_rows(derivations: list[Derivation], min_overlap: float = 1.0) -> list[TruthRow]:
+    rows = []
+    for a in derivations:
+        if not a.is_query:
+            continue
+        for b in derivations:
+            if a.video != b.video:
+                row = label_pair(a, b, min_overlap)
+                if row is not None:
+                    rows.append(row)
+    return rows
+
+
+def write_truth_csv(path: Path, rows: list[TruthRow]) -> None:
+    import csv
+
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(TRUTH_COLUMNS)
+        for row in rows:
+            writer.writerow(["" if v is None else v for v in (getattr(row, c) for c in TRUTH_COLUMNS)])
+
+
+@dataclass
+class BenchmarkSpec:
+    seed: int = 0
+    copies_per_source: int = 4
+    footage_photos: int = 3
+    """Photos turned into long Ken Burns "footage" (sources with incident cuts)."""
+    footage_seconds: float = 24.0
+    distractors: int = 4
+    fps: float = 10.0
+    max_side: int = 480
+    min_overlap: float = 1.0
+    include_real_videos: bool = True
+    exclude_sources: tuple[str, ...] = ()
+    """Source names to leave out (for example the ones a model was trained on)."""
+
+
+@dataclass
+class Benchmark:
+    root: Path
+    derivations: list[Derivation] = field(default_factory=list)
+    rows: list[TruthRow] = field(default_factory=list)
+
+    @property
+    def videos_dir(self) -> Path:
+        return self.root / "videos"
+
+    @property
+    def truth_path(self) -> Path:
+        return self.root / "truth.csv"
+
+
+def _encode_options(rng: np.random.Generator) -> dict[str, object]:
+    if rng.random() < 0.25:
+        return {"codec": "mpeg4", "crf": None, "bitrate": int(rng.integers(300_000, 900_000))}
+    return {"codec": "libx264", "crf": int(rng.integers(20, 34))}
+
+
+def _random_window(length: float, rng: np.random.Generator, min_len: float = 3.0) -> tuple[float, float]:
+    if length <= min_len + 0.5 or rng.random() < 0.3:
+        return (0.0, length)
+    span = float(rng.uniform(min_len, length))
+    start = float(rng.uniform(0, length - span))
+    return (round(start, 2), round(start + span, 2))
+
+
+def _derive(name: str, source: str, clip: Clip, window: tuple[float, float], filler: list[Clip], rng: np.random.Generator) -> tuple[Clip, Derivation]:
+    """Apply 1–2 spatial edits and maybe one temporal edit to ``clip.window(window)``."""
+    part = clip.window(*window)
+    edits: list[str] = []
+    spatial = list(T.SPATIAL)
+    for key in rng.choice(spatial, size=int(rng.integers(1, 3)), replace=False):
+        edit = T.SPATIAL[str(key)](part, rng)
+        part, edits = edit.clip, edits + [edit.name]
+    speed, offset = 1.0, 0.0
+    temporal = rng.choice(["none", "speed", "insert", "pip"], p=[0.4, 0.2, 0.2, 0.2])
+    if temporal == "speed":
+        edit = T.speed(part, rng)
+        part, speed = edit.clip, edit.speed
+        edits.append(f"speed{edit.speed:g}")
+    elif temporal == "insert" and filler:
+        edit = T.insert_into(part, filler[int(rng.integers(len(filler)))], rng)
+        part, offset = edit.clip, edit.offset
+        edits.append("insert")
+    elif temporal == "pip" and filler:
+        edit = T.picture_in_picture(part, filler[int(rng.integers(len(filler)))], rng)
+        part = edit.clip
+        edits.append("pip")
+    return part, Derivation(name, source, window, speed=speed, offset=offset, edits=tuple(edits))
+
+
+def build_benchmark(out_dir: Path | str, spec: BenchmarkSpec | None = None, *, progress: bool = True) -> Benchmark:
+    """Write a benchmark (videos + truth.csv + benchmark.json) into ``out_dir``."""
+    spec = spec or BenchmarkSpec()
+    rng = np.random.default_rng(spec.seed)
+    bench = Benchmark(Path(out_dir))
+    bench.videos_dir.mkdir(parents=True, exist_ok=True)
+
+    photos = real_photos()
+    names = sorted(photos)
+    rng.shuffle(names)
+    footage_names = names[: spec.footage_photos]
+    distractor_names = names[spec.footage_photos : spec.footage_photos + spec.distractors]
+    filler_names = names[spec.footage_photos + spec.distractors :] or names[:1]
+
+    sources: dict[str, Clip] = {}
+    if spec.include_real_videos:
+        for video in real_videos():
+            if video.name not in spec.exclude_sources:
+                sources[video.name] = read_clip(video.path, fps=spec.fps, max_side=spec.max_side)
+    for name in footage_names:
+        if f"kb_{name}" not in spec.exclude_sources:
+            sources[f"kb_{name}"] = ken_burns(photos[name], spec.footage_seconds, spec.fps, rng)
+    filler = [ken_burns(photos[name], 8.0, spec.fps, rng, size=(320, 180)) for name in filler_names]
+
+    jobs: list[tuple[Clip, Derivation, dict[str, object]]] = []
+    for source, clip in sources.items():
+        length = round(clip.duration, 2)
+        jobs.append((clip, Derivation(f"{source}__ref", source, (0.0, length), is_query=False), {"codec": "libx264", "crf": 20}))
+        for k in range(spec.copies_per_source):
+            part, derivation = _derive(f"{source}__copy{k}", source, clip, _random_window(length, rng), filler, rng)
+            jobs.append((part, derivation, _encode_options(rng)))
+        if length >= 12.0:
+            # two non-overlapping moments of the same footage: incident to each other, copies of the reference
+            half = length / 2
+            first = (round(float(rng.uniform(0, half - 5.0)), 2),)
+            first_w = (first[0], round(first[0] + 4.0, 2))
+            second_start = round(float(rng.uniform(half, length - 4.0)), 2)
+            for tag, window in (("cutA", first_w), ("cutB", (second_start, round(second_start + 4.0, 2)))):
+                part = clip.window(*window)
+                jobs.append((part, Derivation(f"{source}__{tag}", source, window, edits=("cut",)), _encode_options(rng)))
+        # a second camera on the same moment
+        window = _random_window(length, rng, min_len=4.0)
+        edit = T.viewpoint_change(clip.window(*window), rng)
+        jobs.append((edit.clip, Derivation(f"{source}__camera2", source, window, camera=1, edits=("viewpoint",)), _encode_options(rng)))
+    for name in distractor_names:
+        clip = ken_burns(photos[name], float(rng.uniform(6, 12)), spec.fps, rng)
+        jobs.append((clip, Derivation(f"distractor_{name}", f"distractor_{name}", (0.0, clip.duration), is_query=False), {"codec": "libx264", "crf": 23}))
+
+    for clip, derivation, options in tqdm(jobs, desc="writing benchmark videos", disable=not progress):
+        write_clip(bench.videos_dir / f"{derivation.video}.mp4", clip, **options)  # type: ignore[arg-type]
+        bench.derivations.append(derivation)
+
+    bench.rows = truth_rows(bench.derivations, spec.min_overlap)
+    write_truth_csv(bench.truth_path, bench.rows)
+    (bench.root / "benchmark.json").write_text(
+        json.dumps({"spec": asdict(spec), "derivations": [asdict(d) for d in bench.derivations]}, indent=2)
+    )
+    return bench

@@ -1,0 +1,257 @@
+"""Real copy transformations applied frame by frame (then re-encoded by the builder).
+
+Spatial edits keep time; temporal edits change it and report how (``speed``, ``offset``) so the
+benchmark builder can record where the copied source segment sits in the query. Every transform
+draws its parameters from the ``numpy.random.Generator`` it is given: a benchmark is
+deterministic from its seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
+
+from bench.video_io import Clip
+
+Frame = np.ndarray
+
+
+def _map_frames(clip: Clip, fn: Callable[[Frame], Frame]) -> Clip:
+    return Clip([fn(frame) for frame in clip.frames], clip.fps)
+
+
+def _pil(frame: Frame) -> Image.Image:
+    return Image.fromarray(frame)
+
+
+def _even(value: float) -> int:
+    return max(2, int(value) // 2 * 2)
+
+
+@dataclass
+class Edit:
+    """The result of one transformation: the new clip, plus how its time relates to the input's."""
+
+    clip: Clip
+    name: str
+    speed: float = 1.0
+    """Input seconds per output second (2.0 = twice as fast)."""
+    offset: float = 0.0
+    """Output second at which the input's first frame appears (insertion into other content)."""
+    params: dict[str, float | str] = field(default_factory=dict)
+
+
+# --- spatial -----------------------------------------------------------------------------------
+
+
+def crop(clip: Clip, rng: np.random.Generator) -> Edit:
+    keep = float(rng.uniform(0.6, 0.85))
+    width, height = clip.size
+    cw, ch = _even(width * keep), _even(height * keep)
+    x0 = int(rng.integers(0, width - cw + 1))
+    y0 = int(rng.integers(0, height - ch + 1))
+    return Edit(_map_frames(clip, lambda f: f[y0 : y0 + ch, x0 : x0 + cw]), "crop", params={"keep": keep})
+
+
+def pad(clip: Clip, rng: np.random.Generator) -> Edit:
+    """Letterbox/pillarbox bars (black or coloured)."""
+    frac = float(rng.uniform(0.1, 0.25))
+    colour = tuple(int(c) for c in rng.integers(0, 60, size=3))
+    vertical = bool(rng.integers(0, 2))
+
+    def fn(frame: Frame) -> Frame:
+        h, w = frame.shape[:2]
+        if vertical:
+            bar = _even(h * frac / 2)
+            out = np.empty((h + 2 * bar, w, 3), np.uint8)
+            out[:] = colour
+            out[bar : bar + h] = frame
+        else:
+            bar = _even(w * frac / 2)
+            out = np.empty((h, w + 2 * bar, 3), np.uint8)
+            out[:] = colour
+            out[:, bar : bar + w] = frame
+        return out
+
+    return Edit(_map_frames(clip, fn), "pad", params={"fraction": frac})
+
+
+def flip(clip: Clip, rng: np.random.Generator) -> Edit:
+    return Edit(_map_frames(clip, lambda f: np.ascontiguousarray(f[:, ::-1])), "flip")
+
+
+def rotate(clip: Clip, rng: np.random.Generator) -> Edit:
+    angle = float(rng.choice([-1, 1]) * rng.uniform(5, 20))
+    return Edit(_map_frames(clip, lambda f: np.asarray(_pil(f).rotate(angle, resample=Image.BILINEAR))), "rotate", params={"angle": angle})
+
+
+def resize(clip: Clip, rng: np.random.Generator) -> Edit:
+    scale = float(rng.uniform(0.35, 0.7))
+    width, height = clip.size
+    size = (_even(width * scale), _even(height * scale))
+    return Edit(_map_frames(clip, lambda f: np.asarray(_pil(f).resize(size, Image.BILINEAR))), "resize", params={"scale": scale})
+
+
+def grayscale(clip: Clip, rng: np.random.Generator) -> Edit:
+    def fn(frame: Frame) -> Frame:
+        grey = (frame.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).clip(0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+
+    return Edit(_map_frames(clip, fn), "grayscale")
+
+
+def sepia(clip: Clip, rng: np.random.Generator) -> Edit:
+    matrix = np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]], np.float32)
+    return Edit(_map_frames(clip, lambda f: (f.astype(np.float32) @ matrix.T).clip(0, 255).astype(np.uint8)), "sepia")
+
+
+def brightness_contrast(clip: Clip, rng: np.random.Generator) -> Edit:
+    b, c = float(rng.uniform(0.6, 1.5)), float(rng.uniform(0.6, 1.5))
+
+    def fn(frame: Frame) -> Frame:
+        return np.asarray(ImageEnhance.Contrast(ImageEnhance.Brightness(_pil(frame)).enhance(b)).enhance(c))
+
+    return Edit(_map_frames(clip, fn), "brightness_contrast", params={"brightness": b, "contrast": c})
+
+
+def blur(clip: Clip, rng: np.random.Generator) -> Edit:
+    radius = float(rng.uniform(1.5, 4.0))
+    return Edit(_map_frames(clip, lambda f: np.asarray(_pil(f).filter(ImageFilter.GaussianBlur(radius)))), "blur", params={"radius": radius})
+
+
+def noise(clip: Clip, rng: np.random.Generator) -> Edit:
+    sigma = float(rng.uniform(8, 20))
+    seed = int(rng.integers(0, 2**31))
+    local = np.random.default_rng(seed)
+
+    def fn(frame: Frame) -> Frame:
+        return (frame.astype(np.float32) + local.normal(0, sigma, frame.shape)).clip(0, 255).astype(np.uint8)
+
+    return Edit(_map_frames(clip, fn), "noise", params={"sigma": sigma})
+
+
+_WORDS = ["BREAKING", "viral", "LIVE", "must watch", "repost", "wow", "2026", "exclusive", "follow me"]
+
+
+def text_overlay(clip: Clip, rng: np.random.Generator) -> Edit:
+    text = " ".join(rng.choice(_WORDS, size=int(rng.integers(1, 4))).tolist())
+    width, height = clip.size
+    size = max(10, int(height * rng.uniform(0.06, 0.12)))
+    font = ImageFont.load_default(size=size)
+    x = int(rng.uniform(0.02, 0.4) * width)
+    y = int(rng.uniform(0.02, 0.8) * height)
+    colour = tuple(int(c) for c in rng.integers(150, 256, size=3))
+
+    def fn(frame: Frame) -> Frame:
+        image = _pil(frame).copy()
+        ImageDraw.Draw(image).text((x, y), text, fill=colour, font=font, stroke_width=max(1, size // 12), stroke_fill=(0, 0, 0))
+        return np.asarray(image)
+
+    return Edit(_map_frames(clip, fn), "text", params={"text": text})
+
+
+def _logo_image() -> np.ndarray:
+    from skimage import data
+
+    logo = data.logo()  # the scikit-image logo, RGBA
+    return np.asarray(logo)
+
+
+def logo_overlay(clip: Clip, rng: np.random.Generator) -> Edit:
+    logo = Image.fromarray(_logo_image())
+    width, height = clip.size
+    scale = float(rng.uniform(0.12, 0.25))
+    lw = _even(width * scale)
+    lh = _even(lw * logo.height / logo.width)
+    logo = logo.resize((lw, lh), Image.BILINEAR)
+    corner = int(rng.integers(0, 4))
+    x = 8 if corner in (0, 2) else width - lw - 8
+    y = 8 if corner in (0, 1) else height - lh - 8
+
+    def fn(frame: Frame) -> Frame:
+        image = _pil(frame).copy()
+        image.paste(logo, (max(0, x), max(0, y)), logo)
+        return np.asarray(image)
+
+    return Edit(_map_frames(clip, fn), "logo", params={"scale": scale})
+
+
+# --- temporal ----------------------------------------------------------------------------------
+
+
+def speed(clip: Clip, rng: np.random.Generator) -> Edit:
+    """Play faster or slower by dropping or repeating frames at the same frame rate."""
+    factor = float(rng.choice([0.5, 0.75, 1.5, 2.0]))
+    count = max(1, int(round(len(clip.frames) / factor)))
+    index = np.minimum((np.arange(count) * factor).round().astype(int), len(clip.frames) - 1)
+    return Edit(Clip([clip.frames[i] for i in index], clip.fps), "speed", speed=factor, params={"factor": factor})
+
+
+def _fit(frame: Frame, size: tuple[int, int]) -> Frame:
+    return np.asarray(_pil(frame).resize(size, Image.BILINEAR))
+
+
+def insert_into(clip: Clip, other: Clip, rng: np.random.Generator) -> Edit:
+    """Surround the copied segment with other content (before and after)."""
+    size = clip.size
+    before = float(rng.uniform(1.0, min(4.0, max(1.0, other.duration / 2))))
+    after = float(rng.uniform(1.0, min(4.0, max(1.0, other.duration / 2))))
+    n_before = int(round(before * clip.fps))
+    n_after = int(round(after * clip.fps))
+    filler = [_fit(other.frames[int(i * other.fps / clip.fps) % len(other.frames)], size) for i in range(n_before + n_after)]
+    frames = filler[:n_before] + clip.frames + filler[n_before:]
+    return Edit(Clip(frames, clip.fps), "insert", offset=n_before / clip.fps, params={"before": before, "after": after})
+
+
+def picture_in_picture(clip: Clip, other: Clip, rng: np.random.Generator) -> Edit:
+    """The copy shown small inside another video (the background is the other content)."""
+    width, height = other.size
+    scale = float(rng.uniform(0.45, 0.65))
+    pw, ph = _even(width * scale), _even(width * scale * clip.size[1] / clip.size[0])
+    ph = min(ph, _even(height * 0.9))
+    x = int(rng.integers(0, width - pw + 1))
+    y = int(rng.integers(0, height - ph + 1))
+    frames = []
+    for i, frame in enumerate(clip.frames):
+        background = other.frames[int(i * other.fps / clip.fps) % len(other.frames)].copy()
+        background[y : y + ph, x : x + pw] = _fit(frame, (pw, ph))
+        frames.append(background)
+    return Edit(Clip(frames, clip.fps), "pip", params={"scale": scale})
+
+
+def viewpoint_change(clip: Clip, rng: np.random.Generator) -> Edit:
+    """Emulate a second camera on the same moment: a large crop of another region, zoom, perspective warp."""
+    width, height = clip.size
+    keep = float(rng.uniform(0.45, 0.6))
+    cw, ch = int(width * keep), int(height * keep)
+    # the crop centre is pushed away from the frame centre, so little of the original framing remains
+    x0 = int(rng.choice([0, width - cw]))
+    y0 = int(rng.integers(0, height - ch + 1))
+    shear = float(rng.uniform(0.08, 0.18)) * float(rng.choice([-1, 1]))
+    coeffs = (1.0, shear, -shear * ch / 2, 0.0, 1.0, 0.0)
+
+    def fn(frame: Frame) -> Frame:
+        region = _pil(frame[y0 : y0 + ch, x0 : x0 + cw]).transform((cw, ch), Image.AFFINE, coeffs, resample=Image.BILINEAR)
+        return np.asarray(region.resize((_even(width), _even(height)), Image.BILINEAR))
+
+    return Edit(_map_frames(clip, fn), "viewpoint", params={"keep": keep, "shear": shear})
+
+
+SPATIAL: dict[str, Callable[[Clip, np.random.Generator], Edit]] = {
+    "crop": crop,
+    "pad": pad,
+    "flip": flip,
+    "rotate": rotate,
+    "resize": resize,
+    "grayscale": grayscale,
+    "sepia": sepia,
+    "brightness_contrast": brightness_contrast,
+    "blur": blur,
+    "noise": noise,
+    "text": text_overlay,
+    "logo": logo_overlay,
+}
+"""Spatial transformations by name (the re-encode happens for every query in the builder)."""

@@ -1,0 +1,500 @@
+"""``VideoIndex``: upsert, search and fetch of video representations in Milvus.
+
+One code path for Milvus Lite (``MilvusConfig.uri`` is a file path) and a server
+(``http://host:port``). Every call that reaches Milvus goes through :meth:`VideoIndex._call`,
+which turns "Milvus is down / unreachable / not loaded" into
+``TransientError(reason="milvus_unavailable")`` (the worker waits and retries; it never
+dead-letters a good upload for it) and drops the client so that the next call reconnects.
+Other Milvus errors (wrong dimension, bad schema) are bugs and propagate.
+
+Write order of :meth:`upsert` (crash-safe, replay-safe): frames, clips, then the stale rows of a
+previous, longer version are deleted, and the coarse row goes last, so ``has_video`` is true only
+once everything else of the video is in place. Every row has a deterministic primary key, so a
+replay overwrites instead of adding.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+
+from dupwatch.config import MilvusConfig
+from dupwatch.errors import TransientError
+from dupwatch.records import VideoRepresentation
+from index.schema import (
+    BACKGROUND,
+    CLIPS,
+    COARSE,
+    DEFAULT_SPECS,
+    FRAMES,
+    IndexDims,
+    IndexSpec,
+    build_schema,
+    collection_name,
+    escape,
+    row_id,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MILVUS_UNAVAILABLE = "milvus_unavailable"
+MAX_WRITE_BYTES = 8 * 1024 * 1024
+"""Rows per upsert/query call are capped to about this many vector bytes (gRPC limit is 64 MiB)."""
+MAX_QUERY_ROWS = 16_384
+_UNAVAILABLE_HINTS = (
+    "unavailable",
+    "connect",
+    "deadline",
+    "timeout",
+    "timed out",
+    "released",
+    "not loaded",
+    "load()",
+    "socket",
+    "server",
+    "closed",
+    "channel",
+    "refused",
+)
+
+
+@dataclass(frozen=True)
+class ClipMatch:
+    """One clip hit: query clip ``query_clip`` matched clip ``ref_clip`` of the video."""
+
+    query_clip: int
+    ref_clip: int
+    score: float
+    ref_start: float
+    ref_end: float
+
+
+@dataclass
+class ClipCandidate:
+    """Clip hits of one indexed video, aggregated: ``score`` is the best clip similarity."""
+
+    video_id: str
+    score: float
+    matches: list[ClipMatch] = field(default_factory=list)
+
+    @property
+    def num_query_clips(self) -> int:
+        return len({m.query_clip for m in self.matches})
+
+
+@dataclass(frozen=True)
+class RowCounts:
+    coarse: int
+    clips: int
+    frames: int
+
+    @property
+    def total(self) -> int:
+        return self.coarse + self.clips + self.frames
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    try:
+        import grpc
+
+        if isinstance(exc, grpc.RpcError):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    from pymilvus.exceptions import MilvusException, MilvusUnavailableException
+
+    if isinstance(exc, (MilvusUnavailableException, ConnectionError, TimeoutError, OSError)):
+        return True
+    if isinstance(exc, MilvusException):
+        code = getattr(exc, "code", None)
+        text = str(getattr(exc, "message", "") or exc).lower()
+        if code in (1, 2, 101) or any(h in text for h in _UNAVAILABLE_HINTS):
+            return True
+    return False
+
+
+def _vec_list(array: np.ndarray) -> list[list[float]]:
+    return np.ascontiguousarray(array, dtype=np.float32).tolist()
+
+
+class VideoIndex:
+    """The Milvus index of one deployment (all tenants; the tenant is a partition key)."""
+
+    def __init__(
+        self,
+        config: MilvusConfig,
+        dims: IndexDims,
+        *,
+        specs: dict[str, IndexSpec] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.dims = dims
+        self.specs = {**DEFAULT_SPECS, **(specs or {})}
+        self._clock = clock
+        self._client: Any = None
+        self._lock = threading.RLock()
+        self._ready = False
+        p = config.collection_prefix
+        self.names = {kind: collection_name(p, kind) for kind in (COARSE, CLIPS, FRAMES, BACKGROUND)}
+
+    # -- connection -----------------------------------------------------------------------
+    def _connect(self) -> Any:
+        from pymilvus import MilvusClient
+
+        uri = self.config.uri
+        if self.config.is_lite:
+            from pathlib import Path
+
+            Path(uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        kwargs: dict[str, Any] = {"uri": uri, "timeout": self.config.timeout_s}
+        if self.config.token is not None:
+            kwargs["token"] = self.config.token.get_secret_value()
+        if not self.config.is_lite and self.config.db_name != "default":
+            kwargs["db_name"] = self.config.db_name
+        return MilvusClient(**kwargs)
+
+    def _call(self, what: str, fn: Callable[[Any], T]) -> T:
+        with self._lock:
+            try:
+                if self._client is None:
+                    self._client = self._connect()
+                return fn(self._client)
+            except TransientError:
+                raise
+            except Exception as exc:
+                if not _is_unavailable(exc):
+                    raise
+                self._drop_client()
+                raise TransientError(f"milvus {what} failed: {str(exc)[:300]}", reason=MILVUS_UNAVAILABLE) from exc
+
+    def _drop_client(self) -> None:
+        client, self._client, self._ready = self._client, None, False
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001 - closing a broken client is best effort
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop_client()
+
+    def ping(self) -> bool:
+        """True when Milvus answers and the collections are loaded (used by ``/readyz``)."""
+        try:
+            self.ensure_collections()
+            self._call("ping", lambda c: c.get_load_state(self.names[COARSE]))
+            return True
+        except TransientError:
+            return False
+
+    # -- collections ----------------------------------------------------------------------
+    def ensure_collections(self) -> None:
+        """Create the missing collections with their indexes and load them (idempotent)."""
+        if self._ready and self._client is not None:
+            return
+
+        def run(client: Any) -> None:
+            timeout = self.config.timeout_s
+            for kind, name in self.names.items():
+                if not client.has_collection(name, timeout=timeout):
+                    spec = self.specs[kind]
+                    index_params = client.prepare_index_params()
+                    index_params.add_index(
+                        field_name="vector",
+                        index_type=spec.index_type,
+                        metric_type=spec.metric_type,
+                        params=spec.build_params(),
+                    )
+                    client.create_collection(
+                        name,
+                        schema=build_schema(kind, self.dims),
+                        index_params=index_params,
+                        consistency_level=self.config.consistency_level,
+                        timeout=timeout,
+                    )
+                    log.info("created Milvus collection %s (%s)", name, spec.index_type)
+                else:
+                    self._check_dim(client, kind, name)
+                state = client.get_load_state(name, timeout=timeout)
+                if "Loaded" not in str(state.get("state", state)):
+                    client.load_collection(name, timeout=timeout)
+            self._ready = True
+
+        self._call("ensure_collections", run)
+
+    def _check_dim(self, client: Any, kind: str, name: str) -> None:
+        from index.schema import vector_dim
+
+        info = client.describe_collection(name, timeout=self.config.timeout_s)
+        for fld in info.get("fields", []):
+            if fld.get("name") == "vector":
+                have = int(fld.get("params", {}).get("dim", 0))
+                want = vector_dim(kind, self.dims)
+                if have != want:
+                    raise ValueError(
+                        f"collection {name} has dim {have} but the model bundle needs {want}; "
+                        "use another collection_prefix or drop the collection"
+                    )
+
+    def drop_all(self) -> None:
+        """Drop the four collections (tests and benchmarks)."""
+
+        def run(client: Any) -> None:
+            for name in self.names.values():
+                if client.has_collection(name):
+                    client.drop_collection(name)
+            self._ready = False
+
+        self._call("drop", run)
+
+    # -- writes ---------------------------------------------------------------------------
+    def upsert(self, rep: VideoRepresentation) -> RowCounts:
+        """Write (or overwrite) every row of ``rep``; returns the row counts written."""
+        self.ensure_collections()
+        vid, tenant = rep.video_id, rep.tenant
+        fine = rep.fine_index if rep.fine_index is not None else rep.regions
+        t_count, r, d = fine.shape
+        if (r, d) != (self.dims.regions, self.dims.region_dim):
+            raise ValueError(f"fine tensor is [T, {r}, {d}] but the index holds [T, {self.dims.regions}, {self.dims.region_dim}]")
+        if rep.coarse.shape != (self.dims.coarse,):
+            raise ValueError(f"coarse vector is {rep.coarse.shape}, index holds ({self.dims.coarse},)")
+        if rep.clips.shape[0] and rep.clips.shape[1] != self.dims.clip:
+            raise ValueError(f"clip vectors are {rep.clips.shape}, index holds [N, {self.dims.clip}]")
+        flat = np.ascontiguousarray(fine, dtype=np.float32).reshape(t_count, r * d)
+        frame_rows = [
+            {
+                "id": row_id(vid, f"f{i}"),
+                "video_id": vid,
+                "tenant": tenant,
+                "frame_idx": i,
+                "timestamp_s": float(rep.timestamps[i]),
+                "vector": flat[i].tolist(),
+            }
+            for i in range(t_count)
+        ]
+        clips = np.asarray(rep.clips, dtype=np.float32)
+        clip_rows = [
+            {
+                "id": row_id(vid, f"c{i}"),
+                "video_id": vid,
+                "tenant": tenant,
+                "clip_idx": i,
+                "start_s": float(rep.clip_times[i, 0]),
+                "end_s": float(rep.clip_times[i, 1]),
+                "vector": clips[i].tolist(),
+            }
+            for i in range(clips.shape[0])
+        ]
+        duration = float(rep.meta.get("duration_s", rep.timestamps[-1] if t_count else 0.0))
+        coarse_row = {
+            "id": row_id(vid, "v"),
+            "video_id": vid,
+            "tenant": tenant,
+            "selfsim": float(rep.selfsim),
+            "duration_s": duration,
+            "num_frames": t_count,
+            "num_clips": int(clips.shape[0]),
+            "bundle_version": str(rep.meta.get("bundle_version", "unknown"))[:128],
+            "indexed_at_ms": int(self._clock() * 1000),
+            "vector": np.asarray(rep.coarse, dtype=np.float32).tolist(),
+        }
+        self._upsert_rows(FRAMES, frame_rows, self.dims.fine_dim)
+        self._upsert_rows(CLIPS, clip_rows, self.dims.clip)
+        self._delete_where(FRAMES, f"video_id == {escape(vid)} and frame_idx >= {t_count}")
+        self._delete_where(CLIPS, f"video_id == {escape(vid)} and clip_idx >= {clips.shape[0]}")
+        self._upsert_rows(COARSE, [coarse_row], self.dims.coarse)
+        return RowCounts(1, len(clip_rows), len(frame_rows))
+
+    def _upsert_rows(self, kind: str, rows: list[dict[str, Any]], dim: int) -> None:
+        if not rows:
+            return
+        per_call = max(1, MAX_WRITE_BYTES // (dim * 4))
+        name = self.names[kind]
+        for start in range(0, len(rows), per_call):
+            chunk = rows[start : start + per_call]
+            self._call(f"upsert {name}", lambda c, chunk=chunk: c.upsert(name, chunk, timeout=self.config.timeout_s))
+
+    def _delete_ids(self, kind: str, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        name = self.names[kind]
+        for start in range(0, len(ids), 1000):
+            chunk = list(ids[start : start + 1000])
+            self._call(f"delete {name}", lambda c, chunk=chunk: c.delete(name, ids=chunk, timeout=self.config.timeout_s))
+
+    def _delete_where(self, kind: str, expr: str) -> int:
+        deleted = 0
+        while True:
+            ids = self._ids_where(kind, expr)
+            self._delete_ids(kind, ids)
+            deleted += len(ids)
+            if len(ids) < MAX_QUERY_ROWS:
+                return deleted
+
+    def delete_video(self, video_id: str) -> int:
+        """Delete every row of the video (coarse first, so it stops being a candidate at once)."""
+        self.ensure_collections()
+        expr = f"video_id == {escape(video_id)}"
+        return sum(self._delete_where(kind, expr) for kind in (COARSE, CLIPS, FRAMES))
+
+    # -- reads ----------------------------------------------------------------------------
+    def has_video(self, video_id: str) -> bool:
+        self.ensure_collections()
+        name = self.names[COARSE]
+        got = self._call(
+            "get", lambda c: c.get(name, ids=[row_id(video_id, "v")], output_fields=["id"], timeout=self.config.timeout_s)
+        )
+        return len(got) > 0
+
+    def count(self, video_id: str) -> RowCounts:
+        """Rows stored for the video in each collection (exactly-once checks)."""
+        self.ensure_collections()
+        expr = f"video_id == {escape(video_id)}"
+        n = {kind: self._count_where(kind, expr) for kind in (COARSE, CLIPS, FRAMES)}
+        return RowCounts(n[COARSE], n[CLIPS], n[FRAMES])
+
+    def _ids_where(self, kind: str, expr: str) -> list[str]:
+        name = self.names[kind]
+        got = self._call(
+            f"query {name}",
+            lambda c: c.query(name, filter=expr, output_fields=["id"], limit=MAX_QUERY_ROWS, timeout=self.config.timeout_s),
+        )
+        return [str(row["id"]) for row in got]
+
+    def _count_where(self, kind: str, expr: str) -> int:
+        name = self.names[kind]
+        got = self._call(
+            f"count {name}",
+            lambda c: c.query(name, filter=expr, output_fields=["count(*)"], timeout=self.config.timeout_s),
+        )
+        return int(got[0]["count(*)"]) if got else 0
+
+    def video_info(self, video_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Scalar fields of the coarse rows (selfsim, duration_s, num_frames, ...) by video id."""
+        self.ensure_collections()
+        ids = [row_id(v, "v") for v in video_ids]
+        if not ids:
+            return {}
+        name = self.names[COARSE]
+        fields = ["video_id", "tenant", "selfsim", "duration_s", "num_frames", "num_clips", "bundle_version", "indexed_at_ms"]
+        got = self._call("get", lambda c: c.get(name, ids=ids, output_fields=fields, timeout=self.config.timeout_s))
+        return {str(row["video_id"]): {k: row[k] for k in fields} for row in got}
+
+    def fetch_coarse(self, video_ids: Iterable[str]) -> dict[str, np.ndarray]:
+        self.ensure_collections()
+        ids = [row_id(v, "v") for v in video_ids]
+        if not ids:
+            return {}
+        name = self.names[COARSE]
+        got = self._call("get", lambda c: c.get(name, ids=ids, output_fields=["video_id", "vector"], timeout=self.config.timeout_s))
+        return {str(row["video_id"]): np.asarray(row["vector"], dtype=np.float32) for row in got}
+
+    def fetch_fine(self, video_ids: Iterable[str]) -> dict[str, np.ndarray]:
+        """``{video_id: [T, R, D] float32}`` exactly as stored (videos without rows are absent)."""
+        self.ensure_collections()
+        name = self.names[FRAMES]
+        per_page = max(1, min(MAX_QUERY_ROWS, MAX_WRITE_BYTES // (self.dims.fine_dim * 4)))
+        out: dict[str, np.ndarray] = {}
+        for vid in dict.fromkeys(video_ids):
+            rows: list[dict[str, Any]] = []
+            start = 0
+            while True:
+                expr = f"video_id == {escape(vid)} and frame_idx >= {start} and frame_idx < {start + per_page}"
+                got = self._call(
+                    f"query {name}",
+                    lambda c, expr=expr: c.query(
+                        name, filter=expr, output_fields=["frame_idx", "vector"], limit=per_page, timeout=self.config.timeout_s
+                    ),
+                )
+                rows.extend(got)
+                if len(got) < per_page:
+                    break
+                start += per_page
+            if not rows:
+                continue
+            rows.sort(key=lambda row: int(row["frame_idx"]))
+            flat = np.asarray([row["vector"] for row in rows], dtype=np.float32)
+            out[vid] = flat.reshape(len(rows), self.dims.regions, self.dims.region_dim)
+        return out
+
+    def _search(self, kind: str, vecs: np.ndarray, expr: str, top_k: int, fields: list[str]) -> list[list[dict[str, Any]]]:
+        self.ensure_collections()
+        name = self.names[kind]
+        spec = self.specs[kind]
+        return self._call(
+            f"search {name}",
+            lambda c: c.search(
+                name,
+                data=_vec_list(vecs),
+                filter=expr,
+                limit=top_k,
+                output_fields=fields,
+                search_params=spec.query_params(),
+                timeout=self.config.timeout_s,
+            ),
+        )
+
+    def _tenant_expr(self, tenant: str, exclude_video_id: str | None) -> str:
+        expr = f"tenant == {escape(tenant)}"
+        if exclude_video_id is not None:
+            expr += f" and video_id != {escape(exclude_video_id)}"
+        return expr
+
+    def search_coarse(
+        self, vec: np.ndarray, tenant: str, top_k: int, *, exclude_video_id: str | None = None
+    ) -> list[tuple[str, float]]:
+        """Top-k videos of ``tenant`` by inner product with the coarse vector, best first."""
+        vec = np.asarray(vec, dtype=np.float32).reshape(1, -1)
+        hits = self._search(COARSE, vec, self._tenant_expr(tenant, exclude_video_id), top_k, ["video_id"])
+        return [(str(h["entity"]["video_id"]), float(h["distance"])) for h in hits[0]]
+
+    def search_clips(
+        self, vecs: np.ndarray, tenant: str, top_k: int, *, exclude_video_id: str | None = None
+    ) -> list[ClipCandidate]:
+        """Top-k clips per query clip, aggregated per video (best clip score first)."""
+        vecs = np.asarray(vecs, dtype=np.float32)
+        if vecs.ndim != 2 or vecs.shape[0] == 0:
+            return []
+        fields = ["video_id", "clip_idx", "start_s", "end_s"]
+        hits = self._search(CLIPS, vecs, self._tenant_expr(tenant, exclude_video_id), top_k, fields)
+        by_video: dict[str, ClipCandidate] = {}
+        for q, row in enumerate(hits):
+            for h in row:
+                e = h["entity"]
+                vid = str(e["video_id"])
+                m = ClipMatch(q, int(e["clip_idx"]), float(h["distance"]), float(e["start_s"]), float(e["end_s"]))
+                cand = by_video.setdefault(vid, ClipCandidate(vid, m.score))
+                cand.matches.append(m)
+                cand.score = max(cand.score, m.score)
+        return sorted(by_video.values(), key=lambda c: -c.score)
+
+    # -- background set -------------------------------------------------------------------
+    def add_background(self, ids: Sequence[str], vecs: np.ndarray) -> None:
+        """Upsert background (unrelated) coarse vectors used for similarity normalization."""
+        self.ensure_collections()
+        vecs = np.asarray(vecs, dtype=np.float32)
+        rows = [{"id": str(i), "vector": v.tolist()} for i, v in zip(ids, vecs, strict=True)]
+        self._upsert_rows(BACKGROUND, rows, self.dims.coarse)
+
+    def search_background(self, vec: np.ndarray, k: int) -> np.ndarray:
+        """The top-``k`` inner products of ``vec`` with the background set, descending."""
+        vec = np.asarray(vec, dtype=np.float32).reshape(1, -1)
+        self.ensure_collections()
+        name = self.names[BACKGROUND]
+        hits = self._call(
+            "search background",
+            lambda c: c.search(
+                name, data=_vec_list(vec), limit=k, search_params=self.specs[BACKGROUND].query_params(), timeout=self.config.timeout_s
+            ),
+        )
+        return np.asarray([float(h["distance"]) for h in hits[0]], dtype=np.float32)

@@ -1,0 +1,425 @@
+"""Temporal alignment of two videos: DTW, the bi-directional DTW of seed 004, and a
+Temporal-Network (TN) style segment localizer with per-pair evidence.
+
+Used by the detection stage to say *where* a copy is (``list[Segment]`` in seconds) and to
+give the calibrator features that separate a copy from "another moment of the same footage".
+
+Conventions
+-----------
+- ``sim`` is a frame-to-frame (or clip-to-clip) similarity matrix ``[Tq, Tr]``; higher = more
+  similar (cosine / dot product of unit vectors, roughly in [-1, 1]).
+- Timestamps are ``[T]`` (one time per frame, seconds) or ``[T, 2]`` (start, end per clip, e.g.
+  ``VideoRepresentation.clip_times``). With ``[T]`` a segment runs from the timestamp of its first
+  matched frame to the timestamp of its last matched frame (a one-frame match has length 0).
+  With ``[T, 2]`` it runs from the start of its first clip to the end of its last clip.
+
+Algorithms (own implementation; see anchors §1.7 for the VCSL/TCA originals)
+----------------------------------------------------------------------------
+- :func:`dtw`: full-alignment DTW that *maximizes* the summed similarity along a monotone path
+  from (0, 0) to (Tq-1, Tr-1) with steps (1,0), (0,1), (1,1).
+- :func:`dtw_distance` / :func:`bi_dtw`: seed 004 Eq. (6) on squared Euclidean distances between
+  clip embeddings, and Bi-DTW = ``min(DTW(v1, v2), DTW(rev v1, rev v2))`` exactly as the seed
+  writes it. **Finding** (digest §5.3/§7.1.6, checked by ``tests/inference/test_alignment.py``):
+  reversing *both* sequences maps every warping path onto a path with the same cost, so Bi-DTW as
+  written equals plain DTW. We keep it for fidelity; :func:`bi_dtw` with
+  ``reverse="one"`` is the variant that can differ (it matches a time-reversed copy).
+- :func:`temporal_network`: the TN idea (Tan et al., as in VCSL/TCA): keep the top-k reference
+  frames per query frame with ``sim >= min_sim``; link node (i, j) to (i', j') when
+  ``1 <= i'-i <= max_step`` and ``0 <= j'-j <= max_step`` (ref may stand still: slow motion /
+  frozen frames; ref may jump up to ``max_step``: speed-up up to ``max_step``×; query may skip
+  up to ``max_step - 1`` frames: dropped/inserted frames); the longest path (sum of node
+  similarities) is found by dynamic programming over the DAG. The found segment's box is then
+  removed and the search repeats, which yields multiple segments (copies of several parts,
+  or the same part copied twice).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "AlignmentEvidence",
+    "AlignedPath",
+    "DtwResult",
+    "align_segments",
+    "alignment_evidence",
+    "bi_dtw",
+    "dtw",
+    "dtw_distance",
+    "temporal_network",
+]
+
+from dupwatch.records import Segment
+
+
+# --------------------------------------------------------------------------------------------
+# shape helpers
+
+
+def _check_sim(sim: np.ndarray) -> np.ndarray:
+    sim = np.asarray(sim, dtype=np.float64)
+    if sim.ndim != 2 or sim.shape[0] == 0 or sim.shape[1] == 0:
+        raise ValueError(f"similarity matrix must be [Tq, Tr] with Tq, Tr >= 1, got {sim.shape}")
+    if not np.all(np.isfinite(sim)):
+        raise ValueError("similarity matrix holds non-finite values")
+    return sim
+
+
+def _check_times(times: np.ndarray | None, n: int, name: str) -> np.ndarray:
+    if times is None:
+        return np.arange(n, dtype=np.float64)
+    t = np.asarray(times, dtype=np.float64)
+    if not ((t.ndim == 1 and t.shape == (n,)) or (t.ndim == 2 and t.shape == (n, 2))):
+        raise ValueError(f"{name} must be [{n}] or [{n}, 2] seconds, got {t.shape}")
+    return t
+
+
+def _t_start(t: np.ndarray, i: int) -> float:
+    return float(t[i, 0] if t.ndim == 2 else t[i])
+
+
+def _t_end(t: np.ndarray, i: int) -> float:
+    return float(t[i, 1] if t.ndim == 2 else t[i])
+
+
+def _span(t: np.ndarray) -> float:
+    return max(_t_end(t, len(t) - 1) - _t_start(t, 0), 0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# DTW
+
+
+@dataclass(frozen=True)
+class DtwResult:
+    """``path`` is ``[L, 2]`` (query index, reference index), monotone, from (0,0) to the end.
+
+    ``score`` is the summed similarity along the path (or summed cost for distance DTW);
+    ``mean`` is ``score / L``.
+    """
+
+    path: np.ndarray
+    score: float
+
+    @property
+    def mean(self) -> float:
+        return self.score / max(len(self.path), 1)
+
+
+def _dtw_accumulate(local: np.ndarray, maximize: bool) -> np.ndarray:
+    """Accumulated matrix of the full-alignment DTW recurrence (row by row, vectorized over j)."""
+    tq, tr = local.shape
+    acc = np.empty_like(local)
+    pick = np.maximum if maximize else np.minimum
+    acc[0] = np.cumsum(local[0])
+    for i in range(1, tq):
+        prev = acc[i - 1]
+        diag_up = np.empty(tr)
+        diag_up[0] = prev[0]
+        diag_up[1:] = pick(prev[1:], prev[:-1])  # best of (i-1, j) and (i-1, j-1)
+        row = local[i] + diag_up
+        # left moves (i, j-1) -> (i, j): a running best along the row
+        for j in range(1, tr):
+            cand = row[j - 1] + local[i, j]
+            if (cand > row[j]) if maximize else (cand < row[j]):
+                row[j] = cand
+        acc[i] = row
+    return acc
+
+
+def _dtw_backtrack(acc: np.ndarray, maximize: bool) -> np.ndarray:
+    i, j = acc.shape[0] - 1, acc.shape[1] - 1
+    path = [(i, j)]
+    better = (lambda a, b: a > b) if maximize else (lambda a, b: a < b)
+    while i > 0 or j > 0:
+        if i == 0:
+            j -= 1
+        elif j == 0:
+            i -= 1
+        else:
+            cands = [(acc[i - 1, j - 1], i - 1, j - 1), (acc[i - 1, j], i - 1, j), (acc[i, j - 1], i, j - 1)]
+            best = cands[0]
+            for c in cands[1:]:
+                if better(c[0], best[0]):
+                    best = c
+            _, i, j = best
+        path.append((i, j))
+    return np.asarray(path[::-1], dtype=np.int64)
+
+
+def dtw(sim: np.ndarray) -> DtwResult:
+    """Full-alignment DTW over a similarity matrix ``[Tq, Tr]``, maximizing summed similarity."""
+    sim = _check_sim(sim)
+    acc = _dtw_accumulate(sim, maximize=True)
+    return DtwResult(path=_dtw_backtrack(acc, maximize=True), score=float(acc[-1, -1]))
+
+
+def _check_seq(x: np.ndarray, name: str) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"{name} must be [N, D] clip embeddings with N >= 1, got {x.shape}")
+    return x
+
+
+def _sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.maximum(d, 0.0)
+
+
+def dtw_distance(v1: np.ndarray, v2: np.ndarray) -> DtwResult:
+    """Seed 004 Eq. (6): ``D[i,j] = ||v1_i - v2_j||² + min(D[i-1,j], D[i,j-1], D[i-1,j-1])``.
+
+    ``v1`` ``[N, D]``, ``v2`` ``[M, D]``; ``score`` is ``D[N-1, M-1]`` (lower = more similar).
+    """
+    v1, v2 = _check_seq(v1, "v1"), _check_seq(v2, "v2")
+    if v1.shape[1] != v2.shape[1]:
+        raise ValueError(f"embedding sizes differ: {v1.shape} vs {v2.shape}")
+    acc = _dtw_accumulate(_sq_dist(v1, v2), maximize=False)
+    return DtwResult(path=_dtw_backtrack(acc, maximize=False), score=float(acc[-1, -1]))
+
+
+def bi_dtw(v1: np.ndarray, v2: np.ndarray, reverse: str = "both") -> float:
+    """Bi-directional DTW distance of seed 004 (lower = more similar).
+
+    ``reverse="both"`` (the seed's text): ``min(DTW(v1, v2), DTW(rev v1, rev v2))`` — this is
+    provably equal to ``DTW(v1, v2)`` (see module docstring). ``reverse="one"``:
+    ``min(DTW(v1, v2), DTW(v1, rev v2))``, which also matches a time-reversed copy.
+    """
+    if reverse not in ("both", "one"):
+        raise ValueError(f"reverse must be 'both' or 'one', got {reverse!r}")
+    forward = dtw_distance(v1, v2).score
+    a = np.asarray(v1)[::-1] if reverse == "both" else np.asarray(v1)
+    backward = dtw_distance(a, np.asarray(v2)[::-1]).score
+    return min(forward, backward)
+
+
+# --------------------------------------------------------------------------------------------
+# Temporal network
+
+
+@dataclass(frozen=True)
+class AlignedPath:
+    """One aligned run: ``path`` ``[L, 2]`` frame indices (query, reference), strictly increasing
+    in the query index; ``sims`` ``[L]`` similarity of each matched pair."""
+
+    path: np.ndarray
+    sims: np.ndarray
+
+    @property
+    def total(self) -> float:
+        return float(self.sims.sum())
+
+    @property
+    def mean(self) -> float:
+        return float(self.sims.mean())
+
+
+def _top_k_nodes(sim: np.ndarray, top_k: int, min_sim: float) -> list[np.ndarray]:
+    """Per query frame: the reference indices of its top-k matches with ``sim >= min_sim``."""
+    k = min(top_k, sim.shape[1])
+    idx = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+    out = []
+    for i in range(sim.shape[0]):
+        js = idx[i][sim[i, idx[i]] >= min_sim]
+        out.append(np.sort(js))
+    return out
+
+
+def _longest_path(sim: np.ndarray, nodes: list[np.ndarray], max_step: int) -> AlignedPath | None:
+    """Longest path (sum of node similarities) in the TN DAG; ``None`` when there are no nodes."""
+    tq = sim.shape[0]
+    best: list[np.ndarray] = []  # best path score ending at each node of frame i
+    back: list[tuple[np.ndarray, np.ndarray]] = []  # (prev frame, prev node position)
+    top_score, top_at = -np.inf, (-1, -1)
+    for i in range(tq):
+        js = nodes[i]
+        own = sim[i, js] if len(js) else np.empty(0)
+        score = own.copy()
+        bi = np.full(len(js), -1, dtype=np.int64)
+        bp = np.full(len(js), -1, dtype=np.int64)
+        if len(js):
+            for ip in range(max(0, i - max_step), i):
+                pj = nodes[ip]
+                if len(pj) == 0:
+                    continue
+                dj = js[:, None] - pj[None, :]
+                ok = (dj >= 0) & (dj <= max_step)
+                cand = np.where(ok, best[ip][None, :], -np.inf)
+                arg = cand.argmax(1)
+                val = cand[np.arange(len(js)), arg] + own
+                upd = val > score
+                score = np.where(upd, val, score)
+                bi = np.where(upd, ip, bi)
+                bp = np.where(upd, arg, bp)
+            a = int(score.argmax())
+            if score[a] > top_score:
+                top_score, top_at = float(score[a]), (i, a)
+        best.append(score)
+        back.append((bi, bp))
+    if top_at[0] < 0:
+        return None
+    i, a = top_at
+    path = []
+    while i >= 0:
+        path.append((i, int(nodes[i][a])))
+        i, a = int(back[i][0][a]), int(back[i][1][a])
+    p = np.asarray(path[::-1], dtype=np.int64)
+    return AlignedPath(path=p, sims=sim[p[:, 0], p[:, 1]])
+
+
+def temporal_network(
+    sim: np.ndarray,
+    *,
+    min_sim: float = 0.5,
+    min_length: int = 3,
+    max_step: int = 4,
+    top_k: int = 5,
+    max_paths: int = 10,
+) -> list[AlignedPath]:
+    """Aligned paths (index space) found by the Temporal Network; strongest (total) first.
+
+    ``min_length`` counts matched query frames on a path; shorter paths are dropped.
+    """
+    sim = _check_sim(sim)
+    if min_length < 1 or max_step < 1 or top_k < 1 or max_paths < 1:
+        raise ValueError("min_length, max_step, top_k and max_paths must be >= 1")
+    nodes = _top_k_nodes(sim, top_k, min_sim)
+    found: list[AlignedPath] = []
+    for _ in range(max_paths):
+        p = _longest_path(sim, nodes, max_step)
+        if p is None:
+            break
+        (q0, r0), (q1, r1) = p.path.min(0), p.path.max(0)
+        # remove the box of the found run (also kills its near-parallel shadows)
+        for i in range(q0, q1 + 1):
+            js = nodes[i]
+            nodes[i] = js[(js < r0) | (js > r1)]
+        if len(p.path) >= min_length:
+            found.append(p)
+    found.sort(key=lambda p: -p.total)
+    return found
+
+
+def _segment(p: AlignedPath, q_times: np.ndarray, r_times: np.ndarray) -> Segment:
+    qs, rs = p.path.min(0)
+    qe, re = p.path.max(0)
+    return Segment(
+        query_start=_t_start(q_times, int(qs)),
+        query_end=_t_end(q_times, int(qe)),
+        ref_start=_t_start(r_times, int(rs)),
+        ref_end=_t_end(r_times, int(re)),
+        score=p.mean,
+    )
+
+
+def align_segments(
+    sim: np.ndarray,
+    query_times: np.ndarray | None = None,
+    ref_times: np.ndarray | None = None,
+    *,
+    min_sim: float = 0.5,
+    min_length: int = 3,
+    max_step: int = 4,
+    top_k: int = 5,
+    max_paths: int = 10,
+) -> list[Segment]:
+    """Matched segments in seconds, sorted by score (mean similarity along the path) descending.
+
+    ``sim`` ``[Tq, Tr]``; ``query_times`` ``[Tq]`` or ``[Tq, 2]``; ``ref_times`` ``[Tr]`` or
+    ``[Tr, 2]`` (``None``: frame indices). See :func:`temporal_network` for the parameters.
+    """
+    sim = _check_sim(sim)
+    qt = _check_times(query_times, sim.shape[0], "query_times")
+    rt = _check_times(ref_times, sim.shape[1], "ref_times")
+    paths = temporal_network(
+        sim, min_sim=min_sim, min_length=min_length, max_step=max_step, top_k=top_k, max_paths=max_paths
+    )
+    segs = [_segment(p, qt, rt) for p in paths]
+    segs.sort(key=lambda s: -s.score)
+    return segs
+
+
+# --------------------------------------------------------------------------------------------
+# Per-pair evidence
+
+
+@dataclass(frozen=True)
+class AlignmentEvidence:
+    """Features of one (query, reference) pair computed from its aligned paths.
+
+    - ``aligned_seconds``: summed query-side length of the segments (s).
+    - ``query_coverage`` / ``ref_coverage``: fraction of the query / reference time span covered
+      by the union of the segments, in [0, 1].
+    - ``mean_similarity``: mean similarity over all matched frame pairs (0 when nothing matched).
+    - ``diagonality``: matched-pair-weighted R² of a straight-line fit ref ≈ a·query + b per path
+      (1 = a clean copy at constant speed; low = scattered matches such as a static scene
+      matching everywhere); 0 when nothing matched.
+    - ``speed_ratio``: reference seconds per query second on the strongest path (1 = same speed).
+    - ``num_segments``: how many segments were found.
+    """
+
+    aligned_seconds: float
+    query_coverage: float
+    ref_coverage: float
+    mean_similarity: float
+    diagonality: float
+    speed_ratio: float
+    num_segments: int
+
+
+def _union_length(intervals: list[tuple[float, float]]) -> float:
+    total, cur_s, cur_e = 0.0, None, None
+    for s, e in sorted(intervals):
+        if cur_e is None or s > cur_e:
+            if cur_e is not None:
+                total += cur_e - cur_s
+            cur_s, cur_e = s, e
+        else:
+            cur_e = max(cur_e, e)
+    if cur_e is not None:
+        total += cur_e - cur_s
+    return total
+
+
+def _r2(x: np.ndarray, y: np.ndarray) -> float:
+    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return 0.0
+    c = np.corrcoef(x, y)[0, 1]
+    return float(c * c) if np.isfinite(c) else 0.0
+
+
+def alignment_evidence(
+    sim: np.ndarray,
+    paths: list[AlignedPath],
+    query_times: np.ndarray | None = None,
+    ref_times: np.ndarray | None = None,
+) -> AlignmentEvidence:
+    """Evidence for one pair from the paths of :func:`temporal_network` on the same ``sim``."""
+    sim = _check_sim(sim)
+    qt = _check_times(query_times, sim.shape[0], "query_times")
+    rt = _check_times(ref_times, sim.shape[1], "ref_times")
+    if not paths:
+        return AlignmentEvidence(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0)
+    segs = [_segment(p, qt, rt) for p in paths]
+    q_iv = [(s.query_start, s.query_end) for s in segs]
+    r_iv = [(s.ref_start, s.ref_end) for s in segs]
+    q_span, r_span = _span(qt), _span(rt)
+    q_cov = _union_length(q_iv) / q_span if q_span > 0 else 1.0
+    r_cov = _union_length(r_iv) / r_span if r_span > 0 else 1.0
+    all_sims = np.concatenate([p.sims for p in paths])
+    weights = np.array([len(p.path) for p in paths], dtype=np.float64)
+    r2 = np.array([_r2(p.path[:, 0].astype(float), p.path[:, 1].astype(float)) for p in paths])
+    strongest = segs[int(np.argmax([p.total for p in paths]))]
+    q_len = strongest.query_end - strongest.query_start
+    speed = (strongest.ref_end - strongest.ref_start) / q_len if q_len > 0 else 0.0
+    return AlignmentEvidence(
+        aligned_seconds=float(sum(e - s for s, e in q_iv)),
+        query_coverage=float(min(q_cov, 1.0)),
+        ref_coverage=float(min(r_cov, 1.0)),
+        mean_similarity=float(all_sims.mean()),
+        diagonality=float((r2 * weights).sum() / weights.sum()),
+        speed_ratio=float(speed),
+        num_segments=len(paths),
+    )
