@@ -13,3 +13,51 @@ bench_app = typer.Typer(help="Performance and accuracy benchmarks (results as si
 
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("drca-flops")
+def drca_flops_cmd() -> None:
+    """GFLOPs per 8-frame 224^2 clip with and without DCCM (DRCA-S-K3, S-K4, B-K4) vs the paper."""
+    from bench.drca import flops_table, format_flops_table
+
+    typer.echo(format_flops_table(flops_table()))
+
+
+@bench_app.command("drca")
+def drca_speed_cmd(
+    preset: str = typer.Option("tiny", help="Model preset: tiny, s or b."),
+    k: int = typer.Option(4, help="Saliency frames (K)."),
+    img_size: int = typer.Option(0, help="Input size (0 = preset default)."),
+    batch: int = typer.Option(2, help="Clips per forward pass."),
+    iters: int = typer.Option(5),
+    device: str = typer.Option("auto", help="auto (CPU and, when present, CUDA), cpu or cuda."),
+    half: bool = typer.Option(False, help="fp16 on CUDA."),
+    checkpoint: str = typer.Option("", help="A `dupwatch train drca` checkpoint.pt: also print copy-detection mAP vs untrained."),
+) -> None:
+    """Clips/s with and without DCCM (and optionally mAP of a trained vs untrained DRCA)."""
+    import torch
+
+    from bench.drca import measure_throughput
+    from inference.drca.config import get_config
+
+    cfg = get_config(preset, k=k, img_size=img_size or None)
+    devices = ["cpu", "cuda"] if device == "auto" and torch.cuda.is_available() else ["cpu" if device == "auto" else device]
+    for dev in devices:
+        full = measure_throughput(cfg, batch, dev, compress=False, iters=iters, half=half)
+        dccm = measure_throughput(cfg, batch, dev, compress=True, iters=iters, half=half)
+        typer.echo(
+            f"{preset}-K{k} {cfg.img_size}px {dev} batch {batch}: w/o DCCM {full:.2f} clips/s, "
+            f"DCCM {dccm:.2f} clips/s, speed-up x{dccm / full:.2f}"
+        )
+    if checkpoint:
+        from bench.drca import compare_trained_vs_untrained
+        from training.drca import ClipCorpus, DRCATrainConfig, default_videos, load_trained_model
+
+        model = load_trained_model(checkpoint)
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        tcfg = DRCATrainConfig(**state["train_config"])
+        corpus = ClipCorpus.from_videos(
+            default_videos(), model.cfg.num_frames, tcfg.fps, int(tcfg.img_size * 1.25), tcfg.clip_stride, tcfg.holdout_fraction
+        )
+        cmp = compare_trained_vs_untrained(model, corpus, tcfg.img_size)
+        typer.echo(f"copy-detection mAP ({cmp.num_queries} queries): untrained {cmp.untrained:.3f} trained {cmp.trained:.3f}")

@@ -187,6 +187,8 @@ class WebhookConfig(_Frozen):
     backoff_initial_s: float = Field(0.5, gt=0)
     backoff_max_s: float = Field(60.0, gt=0)
     levels: list[Literal["copy", "incident"]] = Field(default_factory=lambda: ["copy", "incident"])
+    previous_secrets: list[SecretStr] = Field(default_factory=list, max_length=4)
+    """Older secrets also signed with during key rotation (one extra signature each)."""
 
     @model_validator(mode="before")
     @classmethod

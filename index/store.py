@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MILVUS_UNAVAILABLE = "milvus_unavailable"
+_LITE_CONNECT_LOCK = threading.Lock()
+"""Milvus Lite starts its in-process server on first connect; two threads racing would both try to
+take the data folder's flock (DataDirLockedError), so first connects are serialized."""
 MAX_WRITE_BYTES = 8 * 1024 * 1024
 """Rows per upsert/query call are capped to about this many vector bytes (gRPC limit is 64 MiB)."""
 MAX_QUERY_ROWS = 16_384
@@ -160,6 +163,9 @@ class VideoIndex:
             kwargs["token"] = self.config.token.get_secret_value()
         if not self.config.is_lite and self.config.db_name != "default":
             kwargs["db_name"] = self.config.db_name
+        if self.config.is_lite:
+            with _LITE_CONNECT_LOCK:
+                return MilvusClient(**kwargs)
         return MilvusClient(**kwargs)
 
     def _call(self, what: str, fn: Callable[[Any], T]) -> T:
@@ -189,10 +195,9 @@ class VideoIndex:
             self._drop_client()
 
     def ping(self) -> bool:
-        """True when Milvus answers and the collections are loaded (used by ``/readyz``)."""
+        """True when Milvus answers (used by ``/readyz``; never raises, never creates anything)."""
         try:
-            self.ensure_collections()
-            self._call("ping", lambda c: c.get_load_state(self.names[COARSE]))
+            self._call("ping", lambda c: c.list_collections(timeout=min(5.0, self.config.timeout_s)))
             return True
         except TransientError:
             return False

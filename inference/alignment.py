@@ -43,6 +43,7 @@ __all__ = [
     "AlignmentEvidence",
     "AlignedPath",
     "DtwResult",
+    "align_pair",
     "align_segments",
     "alignment_evidence",
     "bi_dtw",
@@ -119,13 +120,11 @@ def _dtw_accumulate(local: np.ndarray, maximize: bool) -> np.ndarray:
         diag_up = np.empty(tr)
         diag_up[0] = prev[0]
         diag_up[1:] = pick(prev[1:], prev[:-1])  # best of (i-1, j) and (i-1, j-1)
-        row = local[i] + diag_up
-        # left moves (i, j-1) -> (i, j): a running best along the row
-        for j in range(1, tr):
-            cand = row[j - 1] + local[i, j]
-            if (cand > row[j]) if maximize else (cand < row[j]):
-                row[j] = cand
-        acc[i] = row
+        base = local[i] + diag_up
+        # left moves (i, j-1) -> (i, j): row[j] = best_k<=j (base[k] + C[j] - C[k]), C = cumsum(local[i])
+        c = np.cumsum(local[i])
+        acc_fn = np.maximum.accumulate if maximize else np.minimum.accumulate
+        acc[i] = c + acc_fn(base - c)
     return acc
 
 
@@ -423,3 +422,25 @@ def alignment_evidence(
         speed_ratio=float(speed),
         num_segments=len(paths),
     )
+
+
+def align_pair(
+    sim: np.ndarray,
+    query_times: np.ndarray | None = None,
+    ref_times: np.ndarray | None = None,
+    *,
+    min_sim: float = 0.5,
+    min_length: int = 3,
+    max_step: int = 4,
+    top_k: int = 5,
+    max_paths: int = 10,
+) -> tuple[list[Segment], AlignmentEvidence]:
+    """:func:`align_segments` and :func:`alignment_evidence` from one Temporal-Network run."""
+    sim = _check_sim(sim)
+    qt = _check_times(query_times, sim.shape[0], "query_times")
+    rt = _check_times(ref_times, sim.shape[1], "ref_times")
+    paths = temporal_network(
+        sim, min_sim=min_sim, min_length=min_length, max_step=max_step, top_k=top_k, max_paths=max_paths
+    )
+    segs = sorted((_segment(p, qt, rt) for p in paths), key=lambda s: -s.score)
+    return segs, alignment_evidence(sim, paths, qt, rt)

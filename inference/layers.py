@@ -47,11 +47,12 @@ def check_video_features(x: torch.Tensor, mask: torch.Tensor | None = None, *, d
 class VideoNormalizer(nn.Module):
     """uint8/float RGB frames ``[N, H, W, 3]`` (or ``[N, 3, H, W]``) → ImageNet-normalised ``[N, 3, H, W]``."""
 
-    def __init__(self) -> None:
+    def __init__(self, mean: tuple[float, float, float] = IMAGENET_MEAN,
+                 std: tuple[float, float, float] = IMAGENET_STD) -> None:
         super().__init__()
         self.register_buffer("scale", torch.tensor([255.0]))
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         if frames.ndim != 4 or (frames.shape[-1] != 3 and frames.shape[1] != 3):

@@ -77,6 +77,32 @@ class TCA(nn.Module):
         frames = F.normalize(h, dim=-1) * m
         return frames, video
 
+    @classmethod
+    def from_official_state_dict(cls, state_dict: dict[str, torch.Tensor], nhead: int = 8) -> "TCA":
+        """Build a TCA whose sizes are read from an official ``encoder_q`` state_dict and load it
+        (strict). ``nhead`` cannot be read from the weights (official: 8). A ``module.`` or
+        ``encoder_q.`` prefix (DataParallel / a whole MoCo wrapper) is stripped; other MoCo
+        entries (``queue``, ``encoder_k.*``) are ignored."""
+        sd: dict[str, torch.Tensor] = {}
+        for k, v in state_dict.items():
+            for prefix in ("module.", "encoder_q."):
+                if k.startswith(prefix):
+                    k = k[len(prefix):]
+            if k.startswith("transformer_encoder."):
+                sd[k] = v
+        w = sd.get("transformer_encoder.layers.0.linear1.weight")
+        if w is None:
+            raise ValueError("not a TCA state_dict: no transformer_encoder.layers.0.linear1.weight")
+        nlayers = 1 + max(int(k.split(".")[2]) for k in sd)
+        model = cls(feature_size=int(w.shape[1]), nlayers=nlayers, nhead=nhead, dim_feedforward=int(w.shape[0]))
+        model.load_state_dict(sd, strict=True)
+        return model.eval()
+
+    @classmethod
+    def from_official_file(cls, path: str, nhead: int = 8) -> "TCA":
+        """Load an official ``models/model.pth`` with ``weights_only=True``."""
+        return cls.from_official_state_dict(torch.load(path, map_location="cpu", weights_only=True), nhead=nhead)
+
     def encode_frames(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """TCA_f descriptors ``[B, T, D]``."""
         return self.forward(x, mask)[0]

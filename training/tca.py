@@ -196,6 +196,7 @@ class TcaTrainConfig:
     dropout: float = 0.1
     checkpoint_every: int = 200
     seed: int = 0
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.loss not in ("circle", "infonce"):
@@ -243,13 +244,14 @@ def train_tca(
         raise ValueError("need at least 2 videos for contrastive training")
     cfg_dict: dict[str, Any] = dataclasses.asdict(config) | {"feature_size": d}
     torch.manual_seed(config.seed)
-    model = _model_from_config(cfg_dict)
+    dev = torch.device(config.device)
+    model = _model_from_config(cfg_dict).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     loss_fn: torch.nn.Module = (
         CircleLoss(config.gamma, config.margin) if config.loss == "circle" else InfoNCELoss(config.temperature)
     )
-    bank = torch.zeros(config.bank_size, d)
-    bank_ids = torch.full((config.bank_size,), -1, dtype=torch.long)
+    bank = torch.zeros(config.bank_size, d, device=dev)
+    bank_ids = torch.full((config.bank_size,), -1, dtype=torch.long, device=dev)
     bank_ptr, step, losses = 0, 0, []
 
     ck_path = out / CHECKPOINT_NAME
@@ -258,7 +260,7 @@ def train_tca(
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         step, bank_ptr = int(ck["step"]), int(ck["bank_ptr"])
-        bank, bank_ids = ck["bank"], ck["bank_ids"]
+        bank, bank_ids = ck["bank"].to(dev), ck["bank_ids"].to(dev)
         losses = [float(v) for v in ck["losses"].tolist()]
 
     def save() -> None:
@@ -284,9 +286,9 @@ def train_tca(
     while step < config.steps:
         rng = np.random.default_rng([config.seed, step])  # batch depends only on (seed, step): resumable
         ids = rng.choice(n, size=batch, replace=False)
-        x1, m1 = pad_batch([augment_view(videos[i], rng, augment) for i in ids])
-        x2, m2 = pad_batch([augment_view(videos[i], rng, augment) for i in ids])
-        ids_t = torch.from_numpy(ids).long()
+        x1, m1 = (t.to(dev) for t in pad_batch([augment_view(videos[i], rng, augment) for i in ids]))
+        x2, m2 = (t.to(dev) for t in pad_batch([augment_view(videos[i], rng, augment) for i in ids]))
+        ids_t = torch.from_numpy(ids).long().to(dev)
         f1, z1 = model(x1, m1)
         if config.level == "video":
             with torch.no_grad():  # momentum 0: the key encoder is the current model
@@ -299,7 +301,7 @@ def train_tca(
             cand_ids = ids_t
             sim = chamfer_similarity(f1, f2, m1, m2)
         positive = torch.zeros_like(sim, dtype=torch.bool)
-        positive[:, :batch] = torch.eye(batch, dtype=torch.bool)
+        positive[:, :batch] = torch.eye(batch, dtype=torch.bool, device=dev)
         valid = positive | ((cand_ids[None, :] != ids_t[:, None]) & (cand_ids[None, :] >= 0))
         loss = loss_fn(sim, positive, valid)
         opt.zero_grad(set_to_none=True)
@@ -307,7 +309,7 @@ def train_tca(
         opt.step()
         if config.level == "video" and config.bank_size > 0:
             with torch.no_grad():
-                slots = (bank_ptr + torch.arange(batch)) % config.bank_size
+                slots = (bank_ptr + torch.arange(batch, device=dev)) % config.bank_size
                 bank[slots] = F.normalize(z2.detach(), dim=-1)
                 bank_ids[slots] = ids_t
                 bank_ptr = int((bank_ptr + batch) % config.bank_size)

@@ -292,26 +292,21 @@ class KafkaBroker:
         An already existing topic is accepted as is.
         """
         from kafka import KafkaAdminClient
-        from kafka.admin import NewTopic
         from kafka.errors import TopicAlreadyExistsError
 
+        if partitions < 1:
+            raise ValueError(f"partitions must be >= 1, got {partitions}")
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id="dupwatch-test-admin")
         try:
             try:
-                admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)],
-                                    timeout_ms=int(timeout * 1000))
+                admin.create_topics(
+                    {name: {"num_partitions": partitions, "replication_factor": 1}},
+                    timeout_ms=int(timeout * 1000),
+                )
             except TopicAlreadyExistsError:
                 pass
-            deadline = time.monotonic() + timeout
-            while True:
-                meta = admin.describe_topics([name])
-                if meta and meta[0].get("error_code", 0) == 0:
-                    parts = meta[0].get("partitions") or []
-                    if parts and all(p.get("leader", -1) >= 0 for p in parts):
-                        return name
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"topic {name!r} has no leaders after {timeout:.0f} s: {meta}")
-                time.sleep(0.1)
+            admin.wait_for_topics([name], timeout_ms=int(timeout * 1000))
+            return name
         finally:
             admin.close()
 
@@ -358,6 +353,10 @@ class KafkaBroker:
             "share.coordinator.state.topic.replication.factor": 1,
             "share.coordinator.state.topic.min.isr": 1,
             "group.initial.rebalance.delay.ms": 0,
+            # After a kill the new process waits for the dead one's session to expire before it
+            # is unfenced (default 9 s); a shorter session keeps restart(hard=True) quick.
+            "broker.heartbeat.interval.ms": 500,
+            "broker.session.timeout.ms": 3000,
             "log.segment.bytes": 1024 * 1024,
             "log.retention.check.interval.ms": 60_000,
             "num.network.threads": 2,
@@ -405,7 +404,6 @@ class KafkaBroker:
                     bootstrap_servers=self.bootstrap_servers,
                     client_id="dupwatch-readiness",
                     request_timeout_ms=5000,
-                    api_version_auto_timeout_ms=2000,
                     reconnect_backoff_max_ms=200,
                 )
                 try:

@@ -91,7 +91,7 @@ app.kubernetes.io/part-of: dupwatch
 {{- if $need }}true{{ end }}
 {{- end }}
 
-{{- define "dupwatch.webhookSecretDir" -}}/etc/dupwatch/webhooks{{- end }}
+{{- define "dupwatch.webhookSecretDir" -}}/var/run/secrets/dupwatch/webhooks{{- end }}
 {{- define "dupwatch.configDir" -}}/etc/dupwatch{{- end }}
 
 {{/*
@@ -109,6 +109,9 @@ One consumer per partition: pods beyond the partition count sit idle on a GPU.
 {{- $max := int .Values.autoscaling.maxReplicas }}
 {{- if gt $max $parts }}
 {{- fail (printf "autoscaling.maxReplicas (%d) exceeds kafka.partitions (%d): a consumer group cannot use more pods than the topic %q has partitions; add partitions or lower maxReplicas" $max $parts .Values.kafka.uploadsTopic) }}
+{{- end }}
+{{- if and $hpa (lt (int .Values.autoscaling.minReplicas) 1) }}
+{{- fail "autoscaling.minReplicas=0 (scale to zero) needs KEDA; the plain HPA needs at least 1" }}
 {{- end }}
 {{- if gt (int .Values.autoscaling.minReplicas) $max }}
 {{- fail (printf "autoscaling.minReplicas (%d) exceeds autoscaling.maxReplicas (%d)" (int .Values.autoscaling.minReplicas) $max) }}

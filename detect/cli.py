@@ -1,0 +1,157 @@
+"""``dupwatch calibrate`` and ``dupwatch alerts verify|sign``.
+
+Only typer is imported at module level; numpy/matplotlib/requests load inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+alerts_app = typer.Typer(help="Webhook alert helpers (Standard Webhooks signatures).", no_args_is_help=True)
+
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+
+
+def register(app: typer.Typer) -> None:
+    app.command("calibrate")(calibrate_command)
+    app.add_typer(alerts_app, name="alerts")
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def calibrate_command(
+    truth: Annotated[Path, typer.Option("--truth", help="Ground-truth CSV: query,reference,level[,segments].")],
+    scores: Annotated[Path, typer.Option("--scores", help="Scores CSV: query,reference,score[,fine_score,normalized_score].")],
+    plot: Annotated[Path, typer.Option("--plot", help="Write the PNG (score distributions, PR curves) here.")],
+    target_precision: Annotated[float, typer.Option("--target-precision", help="Target precision of the copy level.")] = 0.95,
+    incident_target_precision: Annotated[float, typer.Option("--incident-target-precision", help="Target precision of the incident level.")] = 0.90,
+    holdout: Annotated[Optional[Path], typer.Option("--holdout", help="Scores CSV of a disjoint evaluation set.")] = None,
+    holdout_truth: Annotated[Optional[Path], typer.Option("--holdout-truth", help="Ground truth of the holdout (default: --truth).")] = None,
+    bundle: Annotated[Optional[Path], typer.Option("--bundle", help="Model bundle folder: write calibration.json there.")] = None,
+    score_field: Annotated[str, typer.Option("--score-field", help="auto | score | fine_score | normalized_score.")] = "auto",
+    min_support: Annotated[int, typer.Option("--min-support", help="Pairs needed at or above a threshold.")] = 20,
+    min_positives: Annotated[int, typer.Option("--min-positives", help="Positives needed per level.")] = 10,
+    confidence: Annotated[Optional[float], typer.Option("--confidence", help="Require the Wilson lower bound of precision (at this confidence, e.g. 0.9) to reach the target.")] = None,
+    levels: Annotated[str, typer.Option("--levels", help="Comma-separated levels to fit.")] = "copy,incident",
+) -> None:
+    """Fit per-level alert thresholds on labelled scores, report them, plot them, store them."""
+    from bench.truth import TruthFormatError, read_scores_csv, read_truth_csv
+    from detect.calibration import CalibrationError, calibrate, labelled_pairs, plot_calibration
+
+    if score_field not in ("auto", "score", "fine_score", "normalized_score"):
+        typer.echo(f"dupwatch calibrate: unknown --score-field {score_field!r}", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    level_list = [s.strip() for s in levels.split(",") if s.strip()]
+    try:
+        gt = read_truth_csv(truth)
+        pairs = labelled_pairs(gt, read_scores_csv(scores))
+        hold = None
+        if holdout is not None:
+            hgt = read_truth_csv(holdout_truth) if holdout_truth is not None else gt
+            hold = labelled_pairs(hgt, read_scores_csv(holdout))
+    except TruthFormatError as exc:
+        typer.echo(f"dupwatch calibrate: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    try:
+        cal = calibrate(
+            pairs,
+            targets={"copy": target_precision, "incident": incident_target_precision},
+            levels=level_list,  # type: ignore[arg-type]
+            min_support=min_support,
+            min_positives=min_positives,
+            confidence=confidence,
+            score_field=score_field,  # type: ignore[arg-type]
+            holdout=hold,
+        )
+    except CalibrationError as exc:
+        typer.echo(f"dupwatch calibrate: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+
+    typer.echo(f"calibration on {sum(p.score is not None for p in pairs)} scored pairs ({cal.score_field})")
+    header = f"{'level':<9} {'threshold':>10} {'target':>7} {'precision':>10} {'recall':>8} {'support':>8} {'positives':>9} {'µAP':>7}"
+    typer.echo(header)
+    for name, lv in cal.levels.items():
+        typer.echo(f"{name:<9} {lv.threshold:>10.4f} {lv.target_precision:>7.3f} {lv.precision:>10.4f} {lv.recall:>8.4f} "
+                   f"{lv.support:>8d} {lv.positives:>9d} {lv.micro_ap:>7.4f}")
+    if hold is not None:
+        typer.echo(f"holdout ({sum(p.score is not None for p in hold)} scored pairs)")
+        typer.echo(f"{'level':<9} {'threshold':>10} {'precision':>10} {'recall':>8} {'support':>8} {'positives':>9} {'µAP':>7}")
+        for name, lv in cal.levels.items():
+            h = lv.holdout
+            assert h is not None
+            typer.echo(f"{name:<9} {lv.threshold:>10.4f} {_fmt(h.precision):>10} {h.recall:>8.4f} {h.support:>8d} "
+                       f"{h.positives:>9d} {h.micro_ap:>7.4f}")
+            if h.precision is not None and h.precision < lv.target_precision:
+                typer.echo(f"  warning: {name} holdout precision {h.precision:.4f} is below the target {lv.target_precision:.3f}")
+    plot.parent.mkdir(parents=True, exist_ok=True)
+    plot_calibration(cal, pairs, plot)
+    typer.echo(f"plot: {plot}")
+    if bundle is not None:
+        bundle.mkdir(parents=True, exist_ok=True)
+        out = bundle / "calibration.json"
+        tmp = out.with_suffix(".json.tmp")
+        tmp.write_text(cal.to_json() + "\n", encoding="utf-8")
+        tmp.replace(out)
+        typer.echo(f"calibration: {out}")
+
+
+def _read_body(body_file: Path | None) -> bytes:
+    if body_file is None or str(body_file) == "-":
+        return sys.stdin.buffer.read()
+    return body_file.read_bytes()
+
+
+@alerts_app.command("verify")
+def alerts_verify(
+    secret: Annotated[str, typer.Option("--secret", envvar="DUPWATCH_WEBHOOK_SECRET", show_envvar=True,
+                                        help="whsec_<base64> or raw secret.")],
+    msg_id: Annotated[str, typer.Option("--id", help="The webhook-id header.")],
+    timestamp: Annotated[str, typer.Option("--timestamp", help="The webhook-timestamp header.")],
+    signature: Annotated[str, typer.Option("--signature", help="The webhook-signature header.")],
+    body_file: Annotated[Optional[Path], typer.Option("--body-file", help="Raw body bytes; stdin if omitted or '-'.")] = None,
+    tolerance_s: Annotated[float, typer.Option("--tolerance", help="Allowed clock difference, seconds.")] = 300.0,
+) -> None:
+    """Exit 0 if the signature is valid for this body, 1 with the reason otherwise."""
+    from detect.signing import WebhookVerificationError, verify
+
+    try:
+        body = _read_body(body_file)
+    except OSError as exc:
+        typer.echo(f"invalid: cannot read body: {exc.strerror or exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    try:
+        verify(secret, msg_id, timestamp, body, signature, tolerance_s=tolerance_s)
+    except WebhookVerificationError as exc:
+        typer.echo(f"invalid: {exc.reason}: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    typer.echo("valid")
+
+
+@alerts_app.command("sign")
+def alerts_sign(
+    secret: Annotated[str, typer.Option("--secret", envvar="DUPWATCH_WEBHOOK_SECRET", show_envvar=True,
+                                        help="whsec_<base64> or raw secret.")],
+    msg_id: Annotated[str, typer.Option("--id", help="The webhook-id (idempotency key).")],
+    timestamp: Annotated[Optional[int], typer.Option("--timestamp", help="Unix seconds (default: now).")] = None,
+    body_file: Annotated[Optional[Path], typer.Option("--body-file", help="Raw body bytes; stdin if omitted or '-'.")] = None,
+) -> None:
+    """Print the Standard Webhooks headers for a body as JSON (for receivers' tests)."""
+    from detect.signing import WebhookVerificationError, signature_headers
+
+    body = _read_body(body_file)
+    ts = int(time.time()) if timestamp is None else timestamp
+    try:
+        headers = signature_headers(secret, msg_id, ts, body)
+    except WebhookVerificationError as exc:
+        typer.echo(f"dupwatch alerts sign: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    typer.echo(json.dumps(headers, indent=2))

@@ -1,0 +1,102 @@
+"""Alert level of a (query, reference) pair from its normalized score and temporal evidence.
+
+Rule (thresholds are inclusive, on the same score the calibration was fitted on):
+
+1. ``copy`` when ``score ≥ thresholds.copy`` **and** the temporal alignment backs it: an aligned
+   segment of at least ``min_aligned_s`` seconds, a coverage of at least ``min_coverage`` on the
+   query or on the reference (the larger of the two: a short clip fully inside a long video is a
+   copy), and, when ``min_fine_score`` is set, a fine-network score at least that high.
+2. otherwise ``incident`` when ``score ≥ thresholds.incident`` (a copy-level score without
+   temporal evidence is reported as an incident, never dropped, if it clears that threshold);
+3. otherwise ``none``: no alert.
+
+A level whose threshold is ``None`` never fires.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["AlignmentEvidence", "LevelThresholds", "decide_level", "Decision"]
+
+Decision = Literal["copy", "incident", "none"]
+
+
+@dataclass(frozen=True)
+class AlignmentEvidence:
+    """Facts from temporal alignment (localization) of the pair."""
+
+    aligned_length_s: float
+    """Length of the longest aligned segment (query time), seconds."""
+    query_coverage: float
+    """Share of the query's duration inside aligned segments, 0..1."""
+    reference_coverage: float
+    fine_score: float | None = None
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.aligned_length_s) and self.aligned_length_s >= 0):
+            raise ValueError(f"aligned_length_s must be finite and ≥ 0, got {self.aligned_length_s}")
+        for name in ("query_coverage", "reference_coverage"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+                raise ValueError(f"{name} must be within [0, 1], got {v}")
+        if self.fine_score is not None and not math.isfinite(self.fine_score):
+            raise ValueError("non-finite fine_score")
+
+
+@dataclass(frozen=True)
+class LevelThresholds:
+    copy: float | None
+    incident: float | None
+    min_aligned_s: float = 2.0
+    min_coverage: float = 0.0
+    min_fine_score: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("copy", "incident", "min_fine_score"):
+            v = getattr(self, name)
+            if v is not None and not math.isfinite(v):
+                raise ValueError(f"non-finite {name} threshold")
+        if self.min_aligned_s < 0 or not 0 <= self.min_coverage <= 1:
+            raise ValueError("min_aligned_s must be ≥ 0 and min_coverage within [0, 1]")
+
+    @classmethod
+    def resolve(cls, calibration: Any | None, detection: Any | None = None, **extra: Any) -> "LevelThresholds":
+        """Configured thresholds (``DetectionConfig.thresholds``) override the bundle's calibration;
+        ``min_aligned_s`` comes from ``DetectionConfig.min_segment_s``."""
+        fitted = dict(calibration.thresholds) if calibration is not None else {}
+        copy, incident = fitted.get("copy"), fitted.get("incident")
+        kwargs: dict[str, Any] = {}
+        if detection is not None:
+            if detection.thresholds.copy_level is not None:
+                copy = detection.thresholds.copy_level
+            if detection.thresholds.incident is not None:
+                incident = detection.thresholds.incident
+            kwargs["min_aligned_s"] = detection.min_segment_s
+        kwargs.update(extra)
+        return cls(copy=copy, incident=incident, **kwargs)
+
+
+def has_temporal_evidence(evidence: AlignmentEvidence | None, thresholds: LevelThresholds) -> bool:
+    if evidence is None:
+        return False
+    if evidence.aligned_length_s < thresholds.min_aligned_s:
+        return False
+    if max(evidence.query_coverage, evidence.reference_coverage) < thresholds.min_coverage:
+        return False
+    if thresholds.min_fine_score is not None and (evidence.fine_score is None or evidence.fine_score < thresholds.min_fine_score):
+        return False
+    return True
+
+
+def decide_level(normalized_score: float, evidence: AlignmentEvidence | None, thresholds: LevelThresholds) -> Decision:
+    """``copy`` / ``incident`` / ``none`` per the module rule."""
+    if not math.isfinite(normalized_score):
+        raise ValueError(f"non-finite score {normalized_score!r}")
+    if thresholds.copy is not None and normalized_score >= thresholds.copy and has_temporal_evidence(evidence, thresholds):
+        return "copy"
+    if thresholds.incident is not None and normalized_score >= thresholds.incident:
+        return "incident"
+    return "none"

@@ -1,0 +1,236 @@
+"""Deliver signed alerts to moderation webhooks (architecture step 11).
+
+For each configured receiver, :meth:`WebhookSender.send` POSTs the alert body with Standard
+Webhooks headers (:mod:`detect.signing`): ``webhook-id`` is the alert's idempotency key and stays
+the same across retries; every attempt carries a fresh ``webhook-timestamp`` and signature.
+
+- 2xx: delivered; recorded in the :class:`~detect.delivery_log.DeliveryLog`, and that receiver is
+  never sent that alert again (not after a restart either, with the SQLite log).
+- 5xx, 408, 429, timeouts and connection errors: retried up to ``max_attempts`` with exponential
+  backoff and full jitter (``uniform(0, min(backoff_max_s, backoff_initial_s·2^(n-1)))``). A
+  ``Retry-After`` header (seconds or HTTP date) on 429/503 replaces the jittered delay, capped at
+  ``max_retry_after_s``. After the last attempt: dead letter (``attempts_exhausted``).
+- Any other status (400, 401, 404, 410, 3xx …): no retry; dead letter (``http_<code>``).
+
+Results are typed (:class:`DeliveryResult`) so that the caller dead-letters the alert; nothing
+here raises for a receiver's failure. Secrets never appear in logs, reprs or results; only the
+receiver's *name* is logged (URLs may carry tokens).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from detect.delivery_log import DeliveryLog
+from detect.signing import SigningKey
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DeliveryResult", "WebhookSender", "encode_body", "RETRYABLE_STATUS"]
+
+Outcome = Literal["delivered", "already_delivered", "dead_letter", "not_subscribed"]
+RETRYABLE_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
+DEFAULT_MAX_RETRY_AFTER_S = 300.0
+USER_AGENT = "dupwatch-webhooks/1"
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    receiver: str
+    alert_id: str
+    outcome: Outcome
+    attempts: int
+    status_code: int | None = None
+    reason: str | None = None
+    """Stable code for dead letters: ``http_<code>``, ``attempts_exhausted``, ``request_error``."""
+    detail: str | None = None
+    """What the last attempt ran into (status or exception class), no URL, no secret."""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in ("delivered", "already_delivered", "not_subscribed")
+
+    @property
+    def dead_letter(self) -> bool:
+        return self.outcome == "dead_letter"
+
+
+def encode_body(payload: Any) -> bytes:
+    """bytes as they are; str as UTF-8; pydantic models via ``model_dump_json``; else compact JSON."""
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, str):
+        return payload.encode("utf-8")
+    dump = getattr(payload, "model_dump_json", None)
+    if callable(dump):
+        return str(dump()).encode("utf-8")
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def _parse_retry_after(value: str | None, now: float) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - now
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+class _Receiver:
+    __slots__ = ("config", "name", "url", "keys")
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.name: str = config.name
+        self.url: str = str(config.url)
+        secrets = [config.secret] + list(getattr(config, "previous_secrets", []) or [])
+        self.keys = [SigningKey(s.get_secret_value() if hasattr(s, "get_secret_value") else s) for s in secrets]
+
+    def __repr__(self) -> str:
+        return f"_Receiver({self.name!r})"
+
+
+class WebhookSender:
+    """Signs and delivers alert bodies to every configured receiver (module doc).
+
+    ``clock`` returns Unix seconds (for ``webhook-timestamp`` and the log); ``sleep`` waits between
+    attempts (tests pass fakes); ``http_session`` is a ``requests.Session``-like object with
+    ``post``; ``rng`` draws the jitter.
+    """
+
+    def __init__(
+        self,
+        configs: Sequence[Any],
+        delivery_log: DeliveryLog,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        http_session: Any | None = None,
+        *,
+        rng: random.Random | None = None,
+        max_retry_after_s: float = DEFAULT_MAX_RETRY_AFTER_S,
+    ) -> None:
+        names = [c.name for c in configs]
+        if len(names) != len(set(names)):
+            raise ValueError("webhook receiver names must be unique")
+        self._receivers = [_Receiver(c) for c in configs]
+        self._log = delivery_log
+        self._clock = clock
+        self._sleep = sleep
+        if http_session is None:
+            import requests
+
+            http_session = requests.Session()
+        self._http = http_session
+        self._rng = rng or random.Random()
+        self._max_retry_after_s = max_retry_after_s
+
+    def __repr__(self) -> str:
+        return f"WebhookSender(receivers={[r.name for r in self._receivers]!r})"
+
+    __str__ = __repr__
+
+    @property
+    def receivers(self) -> list[str]:
+        return [r.name for r in self._receivers]
+
+    def send(self, alert_id: str, payload: Any, *, level: str | None = None) -> list[DeliveryResult]:
+        """Deliver one alert (``alert_id`` = idempotency key) to every receiver; one result each.
+
+        ``level`` (``copy``/``incident``) skips receivers not subscribed to it."""
+        if not alert_id:
+            raise ValueError("alert_id must be non-empty")
+        body = encode_body(payload)
+        return [self._deliver(r, alert_id, body, level) for r in self._receivers]
+
+    def backoff_delay(self, config: Any, attempt: int) -> float:
+        """Full-jitter delay before attempt ``attempt + 1`` (``attempt`` ≥ 1 just failed)."""
+        cap = min(config.backoff_max_s, config.backoff_initial_s * (2 ** (attempt - 1)))
+        return self._rng.uniform(0.0, cap)
+
+    def _deliver(self, rcv: _Receiver, alert_id: str, body: bytes, level: str | None) -> DeliveryResult:
+        cfg = rcv.config
+        if level is not None and level not in cfg.levels:
+            return DeliveryResult(rcv.name, alert_id, "not_subscribed", 0)
+        if self._log.is_delivered(alert_id, rcv.name):
+            logger.info("webhook %s: alert %s already acknowledged; not sent again", rcv.name, alert_id)
+            return DeliveryResult(rcv.name, alert_id, "already_delivered", 0)
+        import requests
+
+        status: int | None = None
+        detail = ""
+        for attempt in range(1, cfg.max_attempts + 1):
+            ts = int(self._clock())
+            headers = {
+                "content-type": "application/json",
+                "user-agent": USER_AGENT,
+                "webhook-id": alert_id,
+                "webhook-timestamp": str(ts),
+                "webhook-signature": " ".join(k.sign(alert_id, ts, body) for k in rcv.keys),
+            }
+            retry_after: float | None = None
+            try:
+                resp = self._http.post(rcv.url, data=body, headers=headers, timeout=cfg.timeout_s,
+                                       allow_redirects=False, stream=True)
+            except requests.Timeout:
+                status, detail = None, "timeout"
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+                status, detail = None, f"connection_error ({type(exc).__name__})"
+            except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                    requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader) as exc:
+                return self._dead(rcv, alert_id, attempt, None, "request_error", type(exc).__name__)
+            except requests.RequestException as exc:
+                status, detail = None, f"request_error ({type(exc).__name__})"
+            else:
+                status = int(resp.status_code)
+                resp_headers = getattr(resp, "headers", {}) or {}
+                try:
+                    resp.close()
+                except Exception:  # noqa: BLE001 - closing a response must not fail a delivery
+                    pass
+                if 200 <= status < 300:
+                    self._log.mark_delivered(alert_id, rcv.name, status_code=status, attempts=attempt, at=self._clock())
+                    logger.info("webhook %s: alert %s delivered (HTTP %d, attempt %d)", rcv.name, alert_id, status, attempt)
+                    return DeliveryResult(rcv.name, alert_id, "delivered", attempt, status)
+                if status not in RETRYABLE_STATUS:
+                    return self._dead(rcv, alert_id, attempt, status, f"http_{status}", f"HTTP {status}")
+                detail = f"HTTP {status}"
+                if status in (429, 503):
+                    retry_after = _parse_retry_after(_header(resp_headers, "retry-after"), self._clock())
+            logger.warning("webhook %s: alert %s attempt %d/%d failed: %s", rcv.name, alert_id, attempt, cfg.max_attempts, detail)
+            if attempt < cfg.max_attempts:
+                delay = min(retry_after, self._max_retry_after_s) if retry_after is not None else self.backoff_delay(cfg, attempt)
+                self._sleep(delay)
+        return self._dead(rcv, alert_id, cfg.max_attempts, status, "attempts_exhausted", detail)
+
+    def _dead(self, rcv: _Receiver, alert_id: str, attempts: int, status: int | None, reason: str, detail: str) -> DeliveryResult:
+        self._log.mark_dead_letter(alert_id, rcv.name, reason=reason, status_code=status, attempts=attempts, at=self._clock())
+        logger.error("webhook %s: alert %s dead-lettered after %d attempt(s): %s (%s)", rcv.name, alert_id, attempts, reason, detail)
+        return DeliveryResult(rcv.name, alert_id, "dead_letter", attempts, status, reason, detail)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    get = getattr(headers, "get", None)
+    if get is None:
+        return None
+    value = get(name)
+    if value is None:
+        value = get(name.title())
+    return value

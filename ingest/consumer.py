@@ -1,0 +1,392 @@
+"""The Kafka loop: poll → pipeline → commit, at-least-once with manual commits (anchors.md §3).
+
+- ``KafkaConsumer`` in a consumer group with ``enable_auto_commit=False``; the loop polls at most
+  ``limits.max_in_flight_videos`` records, runs them through :class:`ingest.pipeline.Pipeline`
+  and marks the finished ones in an :class:`OffsetTracker`. Offsets are committed
+  (``next offset = last finished + 1``, contiguous per partition) when the
+  :class:`CommitPolicy` says so, always on shutdown and on partition revoke.
+- Waiting (retry backoff, dependency outage) happens *inside* ``consumer.poll`` with every
+  assigned partition paused, so the group membership stays alive (``max.poll.interval.ms``),
+  rebalances are served, and no new records arrive.
+- Rebalance: :class:`_Rebalance` commits the finished offsets of revoked partitions and drops
+  the tracker state; in-flight jobs of a revoked partition are aborted (not committed) at their
+  next wait and re-processed by the new owner (idempotent upserts and alert ids).
+- Shutdown (:meth:`UploadConsumer.stop`, wired to SIGTERM): the current batch is finished (or,
+  if it is stuck waiting on a dependency, released), what is done is committed, the consumer
+  closes, and :meth:`run` returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from dupwatch.config import KafkaConfig, LimitsConfig
+from dupwatch.errors import TransientError
+from ingest.health import HealthState
+from ingest.metrics import WorkerMetrics
+from ingest.pipeline import Job, Pipeline, StepContext
+
+log = logging.getLogger(__name__)
+
+POLL_TIMEOUT_MS = 500
+LAG_INTERVAL_S = 5.0
+
+
+@dataclass(frozen=True)
+class CommitPolicy:
+    """Commit when ``min_interval_s`` elapsed *or* ``min_messages`` were finished (arroyo)."""
+
+    min_interval_s: float | None = 1.0
+    min_messages: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_interval_s is None and self.min_messages is None:
+            raise ValueError("a commit policy needs min_interval_s or min_messages")
+
+
+IMMEDIATE = CommitPolicy(min_interval_s=0.0)
+ONCE_PER_SECOND = CommitPolicy(min_interval_s=1.0)
+
+
+class CommitPolicyState:
+    def __init__(self, policy: CommitPolicy, clock: Callable[[], float] = time.monotonic) -> None:
+        self.policy = policy
+        self._clock = clock
+        self._last = clock()
+        self._since = 0
+
+    def finished(self, count: int) -> None:
+        self._since += count
+
+    def should_commit(self) -> bool:
+        if self._since == 0:
+            return False
+        p = self.policy
+        if p.min_messages is not None and self._since >= p.min_messages:
+            return True
+        return p.min_interval_s is not None and self._clock() - self._last >= p.min_interval_s
+
+    def did_commit(self) -> None:
+        self._last = self._clock()
+        self._since = 0
+
+
+class OffsetTracker:
+    """In-flight and finished offsets per partition; yields contiguous commit points.
+
+    The commit point of a partition is its lowest unfinished offset (or one past the highest
+    polled offset when all are finished): an aborted or still-running job blocks the offsets
+    after it, so nothing is ever committed past unfinished work.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[Any, set[int]] = {}
+        self._finished: dict[Any, set[int]] = {}
+        self._ready: dict[Any, int] = {}
+        self._committed: dict[Any, int] = {}
+
+    def add(self, tp: Any, offset: int) -> None:
+        self._pending.setdefault(tp, set()).add(offset)
+
+    def finish(self, tp: Any, offset: int) -> None:
+        pending = self._pending.get(tp)
+        if pending is None or offset not in pending:
+            return  # the partition was revoked meanwhile
+        self._finished.setdefault(tp, set()).add(offset)
+
+    def in_flight(self) -> int:
+        return sum(len(p) - len(self._finished.get(tp, ())) for tp, p in self._pending.items())
+
+    def committable(self, tps: Iterable[Any] | None = None) -> dict[Any, int]:
+        """``{tp: next offset to commit}`` for partitions that moved since their last commit."""
+        out = {}
+        for tp in list(tps) if tps is not None else list(self._pending):
+            pending = self._pending.get(tp)
+            if pending:
+                finished = self._finished.setdefault(tp, set())
+                unfinished = pending - finished
+                nxt = min(unfinished) if unfinished else max(pending) + 1
+                done_below = {o for o in finished if o < nxt}
+                if done_below:
+                    pending -= done_below
+                    finished -= done_below
+                    self._ready[tp] = nxt
+            ready = self._ready.get(tp)
+            if ready is not None and self._committed.get(tp) != ready:
+                out[tp] = ready
+        return out
+
+    def committed(self, offsets: dict[Any, int]) -> None:
+        self._committed.update(offsets)
+
+    def forget(self, tp: Any) -> None:
+        for d in (self._pending, self._finished, self._ready, self._committed):
+            d.pop(tp, None)
+
+
+class _Rebalance:
+    def __init__(self, owner: "UploadConsumer") -> None:
+        self.owner = owner
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.owner._on_revoked(set(revoked))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.owner._on_assigned(set(assigned))
+
+
+class UploadConsumer:
+    """Consumes the uploads topic and drives the pipeline. ``run()`` returns after ``stop()``."""
+
+    def __init__(
+        self,
+        kafka: KafkaConfig,
+        limits: LimitsConfig,
+        pipeline: Pipeline,
+        *,
+        metrics: WorkerMetrics,
+        health: HealthState,
+        commit_policy: CommitPolicy | None = None,
+        consumer_factory: Callable[..., Any] | None = None,
+    ) -> None:
+        self.kafka = kafka
+        self.limits = limits
+        self.pipeline = pipeline
+        self.metrics = metrics
+        self.health = health
+        self.commit_policy = CommitPolicyState(commit_policy or CommitPolicy(min_interval_s=kafka.commit_interval_s))
+        self._consumer_factory = consumer_factory
+        self._consumer: Any = None
+        self._stop = threading.Event()
+        self._tracker = OffsetTracker()
+        self._assigned: set[Any] = set()
+        self._waiting = False
+        self._last_lag = 0.0
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the loop to finish the current batch, commit and return (signal-safe)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def _connect(self) -> Any:
+        from kafka import KafkaConsumer
+
+        k = self.kafka
+        conf: dict[str, Any] = dict(
+            bootstrap_servers=k.bootstrap_servers,
+            group_id=k.group_id,
+            client_id=k.client_id,
+            enable_auto_commit=False,
+            auto_offset_reset=k.auto_offset_reset,
+            max_poll_records=min(k.max_poll_records, self.limits.max_in_flight_videos),
+            max_poll_interval_ms=k.max_poll_interval_ms,
+            session_timeout_ms=k.session_timeout_ms,
+            heartbeat_interval_ms=max(1000, k.session_timeout_ms // 3),
+            security_protocol=k.security_protocol,
+            isolation_level="read_committed",
+        )
+        if k.sasl_mechanism:
+            conf.update(
+                sasl_mechanism=k.sasl_mechanism,
+                sasl_plain_username=k.sasl_username,
+                sasl_plain_password=k.sasl_password.get_secret_value() if k.sasl_password else None,
+            )
+        factory = self._consumer_factory or KafkaConsumer
+        consumer = factory(**conf)
+        consumer.subscribe([k.uploads_topic], listener=_Rebalance(self))
+        return consumer
+
+    def run(self) -> None:
+        from kafka.errors import KafkaError
+
+        while self._consumer is None and not self._stop.is_set():
+            try:
+                self._consumer = self._connect()
+            except KafkaError as exc:
+                log.warning("Kafka not reachable yet (%s); retrying", exc)
+                self.health.set("kafka", False)
+                self.metrics.dependency_up.labels(dependency="kafka").set(0)
+                self.health.beat()
+                self._stop.wait(2.0)
+        if self._consumer is None:
+            return
+        self.health.set("kafka", True)
+        self.metrics.dependency_up.labels(dependency="kafka").set(1)
+        ctx = StepContext(sleep=self._wait, should_abort=self._should_abort, on_outage=self._on_outage, on_recovered=self._on_recovered)
+        try:
+            while not self._stop.is_set():
+                self._run_once(ctx)
+            self._commit(force=True)
+        finally:
+            self._close()
+
+    def _run_once(self, ctx: StepContext) -> None:
+        from kafka.errors import KafkaError
+
+        self.health.beat()
+        self.metrics.last_progress.set(time.time())
+        try:
+            batch = self._consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=self.limits.max_in_flight_videos)
+            self._set_kafka(True)
+        except KafkaError as exc:
+            log.warning("poll failed: %s", exc)
+            self._set_kafka(False)
+            return
+        jobs = []
+        for tp, records in batch.items():
+            for rec in records:
+                jobs.append(
+                    Job(value=rec.value or b"", topic=tp.topic, partition=tp.partition, offset=rec.offset, key=rec.key)
+                )
+                self._tracker.add(tp, rec.offset)
+        if jobs:
+            self.metrics.events_consumed.inc(len(jobs))
+            self.metrics.in_flight_videos.set(self._tracker.in_flight())
+            self.pipeline.process(jobs, ctx)
+            finished = 0
+            for job in jobs:
+                tp = self._tp(job)
+                if job.finished and tp in self._assigned:
+                    self._tracker.finish(tp, job.offset)
+                    finished += 1
+                elif job.status == "aborted" and tp in self._assigned:
+                    # Still ours (shutdown): rewind so a later poll (or the next owner) sees it.
+                    self._rewind(tp, job.offset)
+            self.commit_policy.finished(finished)
+            self.metrics.in_flight_videos.set(self._tracker.in_flight())
+        if self.commit_policy.should_commit():
+            self._commit()
+        self._update_lag()
+
+    # -- waiting, aborting ------------------------------------------------------------------
+    def _tp(self, job: Job) -> Any:
+        from kafka import TopicPartition
+
+        return TopicPartition(job.topic, job.partition)
+
+    def _should_abort(self, job: Job) -> bool:
+        return self._stop.is_set() or (bool(job.topic) and self._tp(job) not in self._assigned)
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep while serving the group: pause everything, poll, resume."""
+        deadline = time.monotonic() + seconds
+        self._waiting = True
+        try:
+            self._consumer.pause(*self._assigned)
+            while not self._stop.is_set():
+                self.health.beat()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                got = self._consumer.poll(timeout_ms=int(min(left, 1.0) * 1000) + 1)
+                for tp, records in got.items():  # newly assigned partitions were not paused yet
+                    if records:
+                        self._rewind(tp, min(r.offset for r in records))
+                self._consumer.pause(*self._assigned)
+        except Exception as exc:  # noqa: BLE001 - Kafka trouble while waiting: just sleep
+            log.debug("poll while waiting failed: %s", exc)
+            self._stop.wait(max(0.0, deadline - time.monotonic()))
+        finally:
+            self._waiting = False
+            try:
+                self._consumer.resume(*self._assigned)
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _rewind(self, tp: Any, offset: int) -> None:
+        try:
+            self._consumer.seek(tp, offset)
+        except Exception as exc:  # noqa: BLE001 - not ours anymore; the next owner reads it
+            log.debug("seek %s to %s failed: %s", tp, offset, exc)
+
+    def _on_outage(self, exc: TransientError) -> None:
+        dep = "milvus" if exc.reason.startswith("milvus") else "kafka" if exc.reason.startswith("kafka") else exc.reason
+        self.health.set(dep, False)
+        if dep in ("milvus", "kafka"):
+            self.metrics.dependency_up.labels(dependency=dep).set(0)
+
+    def _on_recovered(self) -> None:
+        for dep in ("milvus", "kafka"):
+            self.metrics.dependency_up.labels(dependency=dep).set(1)
+
+    def _set_kafka(self, ok: bool) -> None:
+        self.health.set("kafka", ok)
+        self.metrics.dependency_up.labels(dependency="kafka").set(1 if ok else 0)
+
+    # -- rebalance --------------------------------------------------------------------------
+    def _on_assigned(self, assigned: set[Any]) -> None:
+        log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
+        self._assigned |= assigned
+        if self._waiting and assigned:
+            try:
+                self._consumer.pause(*assigned)
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _on_revoked(self, revoked: set[Any]) -> None:
+        log.info("revoked %s", sorted((tp.topic, tp.partition) for tp in revoked))
+        self._commit(force=True, tps=revoked)
+        self._assigned -= revoked
+        for tp in revoked:
+            self._tracker.forget(tp)
+            try:
+                self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+            except KeyError:
+                pass
+
+    # -- commits ----------------------------------------------------------------------------
+    def _commit(self, *, force: bool = False, tps: Iterable[Any] | None = None) -> None:
+        from kafka.errors import CommitFailedError, KafkaError
+        from kafka.structs import OffsetAndMetadata
+
+        if self._consumer is None:
+            return
+        offsets = self._tracker.committable(tps if tps is not None else self._assigned)
+        if not offsets:
+            self.commit_policy.did_commit()
+            return
+        payload = {tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()}
+        try:
+            self._consumer.commit(payload)
+        except CommitFailedError as exc:
+            log.warning("commit failed after a rebalance (records will be re-processed): %s", exc)
+            return
+        except KafkaError as exc:
+            log.warning("commit failed (will retry): %s", exc)
+            self._set_kafka(False)
+            return
+        self._tracker.committed(offsets)
+        self.commit_policy.did_commit()
+        self.metrics.commits.inc()
+        log.debug("committed %s", {f"{tp.topic}-{tp.partition}": o for tp, o in offsets.items()})
+
+    def _update_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lag < LAG_INTERVAL_S and self._last_lag:
+            return
+        self._last_lag = now
+        for tp in list(self._assigned):
+            try:
+                high = self._consumer.highwater(tp)
+                pos = self._consumer.position(tp, timeout_ms=1000) if high is not None else None
+            except Exception:  # noqa: BLE001 - lag is best effort
+                continue
+            if high is not None and pos is not None:
+                self.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, high - pos))
+
+    def _close(self) -> None:
+        try:
+            self._consumer.close(autocommit=False)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("closing the consumer: %s", exc)
+        self._consumer = None
+        self.health.set("kafka", False)

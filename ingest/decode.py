@@ -1,0 +1,439 @@
+"""Decode a local video into 1 fps, resized, centre-cropped RGB frames (architecture.md step 3).
+
+Sampling (anchors.md §1.1, made timestamp-based so VFR works): for k = 0, 1, 2, ... the frame
+kept for second k/fps is the first frame whose presentation time (relative to the first frame)
+is at or after k/fps. A gap in the stream yields one frame, not one per missing second, so a
+header or pts jump that claims hours never allocates for hours. Frames without a usable pts or
+time base are timed by their index and the stream rate (25 fps if none is known).
+
+Resize: short side to ``short_side`` with bicubic (the official pipelines use cv2 INTER_CUBIC),
+then a centre square of ``crop``. Display rotation (``frame.rotation``) is applied to the crop.
+
+Seeking (``mode="auto"``): with a sample index (MP4/MOV), when the next wanted time lies beyond
+a keyframe that is ahead of the decoder, we seek to that keyframe instead of decoding the frames
+in between. It never decodes more frames than a full decode; ``auto`` uses it only when the index
+says it skips at least ``SEEK_MIN_SKIP`` of the frames (seeks flush the threaded decoder, which
+costs). Numbers: see ``bench/decode.py`` and the module docstring there.
+
+Truncated files: if the container opens and at least one frame decodes, a decode error later
+ends decoding and we keep what we have (a partial upload still indexes its first part; the
+truncation is logged). A container that does not open (e.g. MP4 with the moov box cut off) is
+``corrupt_video``; one that opens but yields no frame is ``corrupt_video`` (errors) or
+``zero_frames`` (clean end).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import av
+import av.error
+import numpy as np
+
+from dupwatch.config import DecodeConfig
+from dupwatch.errors import PermanentError
+from dupwatch.records import DecodedVideo
+
+log = logging.getLogger(__name__)
+
+SeekMode = Literal["auto", "full", "seek"]
+SEEK_MIN_SKIP = 0.3
+"""``auto`` seeks when the index shows at least this fraction of frames can be skipped."""
+FALLBACK_FPS = 25.0
+MAX_ASPECT_FAST = 4.0
+"""Above this aspect ratio we crop at source resolution first (a 4000×16 strip would else be scaled to 64000×256)."""
+_CONTAINER_MAGIC = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
+
+
+class VideoDecoder(ABC):
+    """A decoder turns a local file into a :class:`DecodedVideo` or raises a classified error."""
+
+    @abstractmethod
+    def decode(self, path: Path, video_id: str) -> DecodedVideo:
+        """Decode ``path``; raise :class:`PermanentError` with a reason for bad input."""
+
+
+class PyAVDecoder(VideoDecoder):
+    """The default decoder (PyAV with its bundled FFmpeg)."""
+
+    def __init__(self, config: DecodeConfig, *, mode: SeekMode = "auto") -> None:
+        self.config = config
+        self.mode = mode
+        self.last_stats: DecodeStats | None = None
+
+    def decode(self, path: Path, video_id: str) -> DecodedVideo:
+        video, stats = _decode(Path(path), self.config, video_id, self.mode)
+        self.last_stats = stats
+        return video
+
+
+@dataclass
+class DecodeStats:
+    """What one decode cost (for benchmarks and logs)."""
+
+    frames_decoded: int = 0
+    seeks: int = 0
+    seek_used: bool = False
+    truncated: bool = False
+    wall_s: float = 0.0
+
+
+def decode_video(path: Path | str, config: DecodeConfig, video_id: str, *, mode: SeekMode = "auto") -> DecodedVideo:
+    """Sample ``path`` at ``config.fps``; see the module docstring for the rules."""
+    return _decode(Path(path), config, video_id, mode)[0]
+
+
+def decode_video_with_stats(path: Path | str, config: DecodeConfig, video_id: str, *, mode: SeekMode = "auto") -> tuple[DecodedVideo, DecodeStats]:
+    return _decode(Path(path), config, video_id, mode)
+
+
+# -- opening and header checks ------------------------------------------------------------------
+
+
+def _looks_like_container(path: Path) -> bool:
+    """Known video container magic: a broken one is ``corrupt_video``, anything else ``not_a_video``."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return False
+    return (
+        head[4:8] in _CONTAINER_MAGIC
+        or head.startswith(b"\x1a\x45\xdf\xa3")  # Matroska / WebM
+        or head.startswith((b"RIFF", b"FLV", b"OggS", b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3"))
+        or (len(head) > 0 and head[0] == 0x47 and path.stat().st_size % 188 == 0)  # MPEG-TS
+    )
+
+
+def _open(path: Path, config: DecodeConfig) -> Any:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise PermanentError(f"cannot read {path.name}: {exc.strerror}", reason="source_not_found") from None
+    if size == 0:
+        raise PermanentError("file is empty (0 bytes)", reason="not_a_video")
+    try:
+        # ``options`` also reach the decoders that probe the streams inside av.open: without
+        # max_pixels a 16000x16000 PNG allocates 256 MB before we ever see its header.
+        return av.open(str(path), mode="r", metadata_errors="ignore", options={"max_pixels": str(config.max_pixels)})
+    except (av.error.FFmpegError, ValueError, UnicodeDecodeError) as exc:
+        if _looks_like_container(path):
+            raise PermanentError(f"container cannot be read (truncated or missing index): {exc}", reason="corrupt_video") from None
+        raise PermanentError(f"not a recognised video file: {exc}", reason="not_a_video") from None
+
+
+def _probe_refused_size(path: Path, config: DecodeConfig) -> bool:
+    """Did FFmpeg's stream probe refuse a frame above ``max_pixels``? (Rare path: size unknown.)
+
+    The probe cannot open a decoder for such a stream, so the size reads as 0 and the reason is
+    only in FFmpeg's log. PyAV logging is off by default (it costs and can stall threaded
+    decoders), so it is switched on just for this re-open, which allocates no frame.
+    """
+    import av.logging
+
+    previous = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture(local=True) as logs:
+            try:
+                av.open(str(path), mode="r", metadata_errors="ignore", options={"max_pixels": str(config.max_pixels)}).close()
+            except av.error.FFmpegError:
+                return False
+    finally:
+        av.logging.set_level(previous)
+    return any("max pixel count" in str(line[-1]) for line in logs)
+
+
+def _rate(stream: Any) -> float | None:
+    for attr in ("average_rate", "guessed_rate", "base_rate"):
+        try:
+            value = getattr(stream, attr)
+        except Exception:  # noqa: BLE001 - PyAV may raise on odd streams
+            value = None
+        if value and 0 < float(value) <= 1000:
+            return float(value)
+    return None
+
+
+def _header_duration(container: Any, stream: Any) -> float | None:
+    tb = stream.time_base
+    if stream.duration and tb and tb.numerator > 0:
+        return float(stream.duration * tb)
+    if container.duration and container.duration > 0:
+        return container.duration / av.time_base
+    return None
+
+
+def _check_size(width: int, height: int, config: DecodeConfig) -> None:
+    if width <= 0 or height <= 0:
+        raise PermanentError(f"video has no valid size ({width}x{height})", reason="corrupt_video")
+    if width > config.max_width or height > config.max_height or width * height > config.max_pixels:
+        raise PermanentError(
+            f"{width}x{height} exceeds the limits (max {config.max_width}x{config.max_height}, {config.max_pixels} pixels)",
+            reason="resolution_too_large",
+        )
+
+
+# -- seeking plan -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Index:
+    """Keyframe timestamps (stream ticks and seconds) from the demuxer's sample index."""
+
+    key_ticks: list[int]
+    key_seconds: list[float]
+    sample_seconds: list[float]
+
+
+def _read_index(stream: Any, start: float) -> _Index | None:
+    try:
+        entries = stream.index_entries
+        count = len(entries)
+    except Exception:  # noqa: BLE001 - not every demuxer builds one
+        return None
+    tb = stream.time_base
+    if count < 2 or not tb or tb.numerator <= 0:
+        return None
+    key_ticks: list[int] = []
+    samples: list[float] = []
+    for i in range(count):
+        entry = entries[i]
+        ts = entry.timestamp
+        samples.append(float(ts * tb) - start)
+        if entry.is_keyframe:
+            key_ticks.append(ts)
+    if len(key_ticks) < 2:
+        return None
+    return _Index(key_ticks, [float(t * tb) - start for t in key_ticks], sorted(samples))
+
+
+def planned_skip_fraction(index: _Index, fps: float) -> float:
+    """Fraction of frames a keyframe-skipping decode avoids, estimated from the index alone."""
+    samples = index.sample_seconds
+    if not samples:
+        return 0.0
+    duration = samples[-1]
+    decoded = 0
+    pos = 0  # index into samples of the next frame the decoder would produce
+    k = 0
+    while True:
+        target = k / fps
+        if target > duration:
+            break
+        first = bisect.bisect_left(samples, target - 1e-6)
+        if first >= len(samples):
+            break
+        key = bisect.bisect_right(index.key_seconds, samples[first] - _seek_margin(fps)) - 1
+        key_pos = bisect.bisect_left(samples, index.key_seconds[key] - 1e-6) if key >= 0 else 0
+        if key_pos > pos:
+            pos = key_pos
+        decoded += first + 1 - pos
+        pos = first + 1
+        k = math.floor(samples[first] * fps + 1e-9) + 1
+    return max(0.0, 1.0 - decoded / len(samples))
+
+
+def _seek_margin(fps: float) -> float:
+    """Keyframes closer than this before the wanted time are not worth a seek."""
+    return 0.1 / fps
+
+
+# -- frame conversion ---------------------------------------------------------------------------
+
+
+def _to_crop(frame: Any, config: DecodeConfig) -> np.ndarray:
+    """Short side → ``short_side`` (bicubic), centre ``crop``², RGB uint8, display rotation applied."""
+    w, h = frame.width, frame.height
+    short = config.short_side
+    scale = short / min(w, h)
+    sw, sh = max(short, round(w * scale)), max(short, round(h * scale))
+    c = config.crop
+    if max(sw, sh) <= MAX_ASPECT_FAST * short:
+        rgb = frame.reformat(width=sw, height=sh, format="rgb24", interpolation="BICUBIC").to_ndarray()
+        y0, x0 = (sh - c) // 2, (sw - c) // 2
+        out = rgb[y0 : y0 + c, x0 : x0 + c]
+    else:
+        # Extreme aspect: take the source region that maps onto the crop, then scale only that.
+        side = max(1, round(c / scale))
+        rgb = frame.to_ndarray(format="rgb24")
+        y0, x0 = max(0, (h - side) // 2), max(0, (w - side) // 2)
+        region = np.ascontiguousarray(rgb[y0 : y0 + side, x0 : x0 + side])
+        out = av.VideoFrame.from_ndarray(region, format="rgb24").reformat(width=c, height=c, interpolation="BICUBIC").to_ndarray()
+    rotation = getattr(frame, "rotation", 0) or 0
+    turns = round(rotation / 90) % 4
+    if turns:
+        out = np.rot90(out, k=turns)  # FFmpeg's display matrix angle is counter-clockwise
+    return np.ascontiguousarray(out)
+
+
+# -- the decode loop ----------------------------------------------------------------------------
+
+
+def _decode(path: Path, config: DecodeConfig, video_id: str, mode: SeekMode) -> tuple[DecodedVideo, DecodeStats]:
+    started = time.monotonic()
+    deadline = started + config.timeout_s
+    stats = DecodeStats()
+    container = _open(path, config)
+    try:
+        if not container.streams.video:
+            raise PermanentError("file has no video stream", reason="no_video_stream")
+        stream = container.streams.video[0]
+        codec_ctx = stream.codec_context
+        if codec_ctx is None or not getattr(codec_ctx, "name", None):
+            raise PermanentError("video codec is unknown to this decoder", reason="unsupported_codec")
+        width, height = int(codec_ctx.width or 0), int(codec_ctx.height or 0)
+        if width or height:
+            _check_size(width, height, config)
+        elif _probe_refused_size(path, config):
+            raise PermanentError(
+                f"frame size exceeds max_pixels={config.max_pixels} (decompression bomb?)", reason="resolution_too_large"
+            )
+        header = _header_duration(container, stream)
+        if header is not None and header > config.max_duration_s:
+            raise PermanentError(f"header duration {header:.0f}s exceeds max_duration_s={config.max_duration_s:.0f}", reason="too_long")
+        # The decoder refuses frames above max_pixels before allocating them (a header may lie).
+        codec_ctx.options = {**dict(codec_ctx.options or {}), "max_pixels": str(config.max_pixels)}
+        if width and height:
+            stream.thread_type = "AUTO"
+        # else: the probe could not open the decoder (e.g. it refused a frame above max_pixels);
+        # single-threaded decoding keeps FFmpeg's reason in the exception text.
+        if config.threads:
+            codec_ctx.thread_count = config.threads
+        frames, times, src_size, end_t, clean = _sample(container, stream, config, mode, deadline, stats)
+    except PermanentError:
+        raise
+    except av.error.DecoderNotFoundError as exc:
+        raise PermanentError(f"no decoder for this video codec: {exc}", reason="unsupported_codec") from None
+    finally:
+        container.close()
+    stats.wall_s = time.monotonic() - started
+    if not frames:
+        raise PermanentError("video stream holds no decodable frame", reason="zero_frames" if clean else "corrupt_video")
+    rate = _rate(stream)
+    frame_dur = 1.0 / rate if rate else 0.0
+    duration = end_t + frame_dur
+    if clean and header is not None and header <= duration + 1.0 / config.fps + 1.0:
+        duration = max(header, times[-1])
+    video = DecodedVideo(
+        video_id=video_id,
+        frames=np.stack(frames),
+        timestamps=np.asarray(times, dtype=np.float64),
+        duration_s=float(duration),
+        source_width=src_size[0],
+        source_height=src_size[1],
+        source_fps=rate,
+    )
+    return video, stats
+
+
+def _frames(container: Any, stream: Any) -> Iterator[Any]:
+    for packet in container.demux(stream):
+        yield from packet.decode()
+
+
+def _sample(
+    container: Any, stream: Any, config: DecodeConfig, mode: SeekMode, deadline: float, stats: DecodeStats
+) -> tuple[list[np.ndarray], list[float], tuple[int, int], float, bool]:
+    """The sampling loop. Returns (crops, times, display size, last frame time, ended cleanly)."""
+    fps = config.fps
+    tb: Fraction | None = stream.time_base if stream.time_base and stream.time_base.numerator > 0 else None
+    rate = _rate(stream) or FALLBACK_FPS
+    start = float(stream.start_time * tb) if (tb is not None and stream.start_time is not None) else None
+    index = _read_index(stream, start or 0.0) if (mode != "full" and tb is not None) else None
+    use_seek = index is not None and (mode == "seek" or planned_skip_fraction(index, fps) >= SEEK_MIN_SKIP)
+    stats.seek_used = use_seek
+
+    crops: list[np.ndarray] = []
+    times: list[float] = []
+    src_size = (0, 0)
+    decoded_bytes = 0
+    next_k = 0
+    last_t = -math.inf
+    count = 0
+    clean = True
+    seek_from: float | None = None
+    iterator = _frames(container, stream)
+    while True:
+        if time.monotonic() > deadline:
+            raise PermanentError(f"decoding took longer than timeout_s={config.timeout_s}", reason="decode_timeout")
+        try:
+            frame = next(iterator)
+        except StopIteration:
+            break
+        except av.error.DecoderNotFoundError:
+            raise
+        except (av.error.FFmpegError, ValueError, OverflowError) as exc:
+            if "max pixel count" in str(exc):
+                raise PermanentError(f"frame exceeds max_pixels={config.max_pixels}: {exc}", reason="resolution_too_large") from None
+            clean = False
+            stats.truncated = True
+            log.warning("decode of %s stopped after %d frames: %s", container.name, count, exc)
+            break
+        count += 1
+        stats.frames_decoded += 1
+        _check_size(frame.width, frame.height, config)
+        decoded_bytes += frame.width * frame.height * 3 // 2
+        if decoded_bytes > config.max_decoded_bytes:
+            raise PermanentError(f"decoded more than max_decoded_bytes={config.max_decoded_bytes}", reason="decode_budget_exceeded")
+        if frame.pts is not None and tb is not None:
+            t_abs = float(frame.pts * tb)
+            if start is None:
+                start = t_abs
+            t = t_abs - start
+        else:
+            t = (count - 1) / rate
+        if not math.isfinite(t) or t > config.max_duration_s:
+            raise PermanentError(f"frame at {t:.0f}s is beyond max_duration_s={config.max_duration_s:.0f}", reason="too_long")
+        if seek_from is not None:
+            if t <= seek_from:
+                use_seek = False  # the seek landed behind us: this file seeks badly, go linear
+                stats.seek_used = False
+            seek_from = None
+        if t < last_t or t < next_k / fps - 1e-6:
+            continue  # before the wanted time (or out of order): skip without converting
+        crop = _to_crop(frame, config)
+        if not crops:
+            rotated = round((getattr(frame, "rotation", 0) or 0) / 90) % 2 == 1
+            src_size = (frame.height, frame.width) if rotated else (frame.width, frame.height)
+        crops.append(crop)
+        times.append(max(t, 0.0))
+        last_t = t
+        if len(crops) > config.max_frames:
+            raise PermanentError(f"more than max_frames={config.max_frames} sampled frames", reason="too_long")
+        next_k = math.floor(t * fps + 1e-9) + 1
+        if use_seek and index is not None and tb is not None:
+            if _maybe_seek(container, stream, index, next_k / fps, t, fps, (start or 0.0), tb, stats):
+                iterator = _frames(container, stream)
+                seek_from = t
+
+    return crops, times, src_size, last_t if times else 0.0, clean
+
+
+def _maybe_seek(
+    container: Any, stream: Any, index: _Index, target: float, current: float, fps: float, start: float, tb: Fraction, stats: DecodeStats
+) -> bool:
+    """Seek when a keyframe lies between the decoder's position and ``target``; True if we did.
+
+    We seek to the wanted time (minus a margin for frame reordering), not to the index entry:
+    index timestamps are decode times, and the demuxer picks the keyframe at or before the time.
+    """
+    margin = _seek_margin(fps)
+    i = bisect.bisect_right(index.key_seconds, target - margin) - 1
+    if i < 0 or index.key_seconds[i] <= current + margin:
+        return False
+    ticks = int((start + target - margin) / tb)
+    try:
+        container.seek(ticks, stream=stream, backward=True, any_frame=False)
+    except av.error.FFmpegError:
+        return False
+    stats.seeks += 1
+    return True

@@ -1,0 +1,353 @@
+"""Wires the streaming worker: settings → index, embedder, sinks, pipeline, consumer, health.
+
+``python -m ingest.worker [--config FILE] [--embedder module:factory]`` runs the worker in the
+foreground (what ``dupwatch serve`` runs, and what the crash tests start as a subprocess).
+SIGTERM/SIGINT: finish or release the batch, commit what is done, exit 0. A dead-letter storm
+(``limits.dlq_max_consecutive``) or a bug exits non-zero so that Kubernetes restarts the pod.
+
+The embedder comes from a factory ``factory(settings) -> Embedder``; the default is
+``inference.embedder:build_embedder``. The object must have ``embed`` (and may have
+``embed_batch``) and an ``index_dims`` attribute (:class:`index.schema.IndexDims`); its optional
+``version`` string is stored as the bundle version of each indexed video.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from dupwatch.config import KafkaConfig, Settings
+from dupwatch.errors import DupwatchError, TransientError
+from ingest.consumer import CommitPolicy, UploadConsumer
+from ingest.health import HealthServer, HealthState
+from ingest.metrics import WorkerMetrics
+from ingest.pipeline import (
+    AlertSink,
+    CompositeAlertSink,
+    Detector,
+    FileDecoder,
+    Job,
+    NoDetector,
+    Pipeline,
+    dead_letter_headers,
+    dead_letter_record,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EMBEDDER = "inference.embedder:build_embedder"
+KAFKA_SEND_TIMEOUT_S = 30.0
+
+
+def load_factory(spec: str) -> Callable[..., Any]:
+    """``"package.module:function"`` → the function."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"expected module:function, got {spec!r}")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def _producer(kafka: KafkaConfig) -> Any:
+    from kafka import KafkaProducer
+
+    conf: dict[str, Any] = dict(
+        bootstrap_servers=kafka.bootstrap_servers,
+        client_id=f"{kafka.client_id}-producer",
+        acks="all",
+        retries=5,
+        linger_ms=5,
+        security_protocol=kafka.security_protocol,
+    )
+    if kafka.sasl_mechanism:
+        conf.update(
+            sasl_mechanism=kafka.sasl_mechanism,
+            sasl_plain_username=kafka.sasl_username,
+            sasl_plain_password=kafka.sasl_password.get_secret_value() if kafka.sasl_password else None,
+        )
+    return KafkaProducer(**conf)
+
+
+def _send_sync(producer: Any, topic: str, *, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+    from kafka.errors import KafkaError
+
+    try:
+        producer.send(topic, key=key, value=value, headers=headers).get(timeout=KAFKA_SEND_TIMEOUT_S)
+    except KafkaError as exc:
+        raise TransientError(f"producing to {topic} failed: {exc}", reason="kafka_unavailable") from exc
+
+
+class KafkaAlertSink:
+    """Alerts topic, keyed by ``alert_id`` (receivers and compaction dedupe replays by it)."""
+
+    def __init__(self, producer: Any, topic: str) -> None:
+        self.producer = producer
+        self.topic = topic
+
+    def send(self, alert: Any) -> None:
+        _send_sync(
+            self.producer,
+            self.topic,
+            key=alert.alert_id.encode(),
+            value=alert.model_dump_json().encode(),
+            headers=[("dupwatch.alert_id", alert.alert_id.encode()), ("dupwatch.level", str(alert.level).encode())],
+        )
+
+
+class KafkaDeadLetterSink:
+    """``DeadLetterRecord`` JSON as value, error context in headers, original key kept."""
+
+    def __init__(self, producer: Any, topic: str) -> None:
+        self.producer = producer
+        self.topic = topic
+
+    def send(self, job: Job, error: DupwatchError) -> None:
+        record = dead_letter_record(job, error)
+        _send_sync(
+            self.producer,
+            self.topic,
+            key=job.key,
+            value=record.model_dump_json().encode(),
+            headers=dead_letter_headers(job, error),
+        )
+
+
+class VersionedEmbedder:
+    """Stamps ``meta['bundle_version']`` on each representation (stored in the coarse row)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.version = str(getattr(inner, "version", "unknown"))
+        if hasattr(inner, "embed_batch"):
+            self.embed_batch = self._embed_batch
+
+    def _stamp(self, rep: Any) -> Any:
+        if "bundle_version" not in rep.meta:
+            rep.meta["bundle_version"] = self.version
+        return rep
+
+    def embed(self, decoded: Any, tenant: str) -> Any:
+        return self._stamp(self.inner.embed(decoded, tenant))
+
+    def _embed_batch(self, items: Sequence[tuple[Any, str]]) -> list[Any]:
+        return [self._stamp(r) for r in self.inner.embed_batch(items)]
+
+
+class Worker:
+    """The whole streaming worker for one process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        embedder: Any,
+        detector: Detector | None = None,
+        alert_sinks: Sequence[AlertSink] = (),
+        decoder: Any = None,
+        metrics: WorkerMetrics | None = None,
+        commit_policy: CommitPolicy | None = None,
+        serve_http: bool = True,
+    ) -> None:
+        from index.store import VideoIndex
+
+        self.settings = settings
+        self.metrics = metrics or WorkerMetrics()
+        self.health = HealthState(stall_s=max(60.0, settings.kafka.max_poll_interval_ms / 1000.0))
+        self.embedder = VersionedEmbedder(embedder)
+        dims = embedder.index_dims
+        self.index = VideoIndex(settings.milvus, dims)
+        self._probe_index = VideoIndex(settings.milvus, dims)
+        self.producer = _producer(settings.kafka)
+        sinks: list[AlertSink] = [KafkaAlertSink(self.producer, settings.kafka.alerts_topic), *alert_sinks]
+        self.pipeline = Pipeline(
+            decoder=decoder or FileDecoder(settings.sources, settings.decode),
+            embedder=self.embedder,
+            detector=detector or NoDetector(),
+            alert_sink=CompositeAlertSink(sinks),
+            index=self.index,
+            dead_letters=KafkaDeadLetterSink(self.producer, settings.kafka.dead_letter_topic),
+            limits=settings.limits,
+            metrics=self.metrics,
+        )
+        self.consumer = UploadConsumer(
+            settings.kafka, settings.limits, self.pipeline, metrics=self.metrics, health=self.health, commit_policy=commit_policy
+        )
+        self.health.set("model", True)
+        self.health.add_probe("milvus", self._probe_index.ping)
+        self.server = HealthServer(settings.server.host, settings.server.port, self.health, self.metrics) if serve_http else None
+
+    def stop(self) -> None:
+        self.consumer.stop()
+
+    def run(self) -> None:
+        """Until :meth:`stop`; raises on a bug or a dead-letter storm."""
+        if self.server is not None:
+            self.server.start()
+            log.info("health and metrics on %s:%d", self.settings.server.host, self.server.port)
+        self.health.start_probes()
+        try:
+            try:
+                self.index.ensure_collections()
+            except TransientError as exc:
+                log.warning("Milvus not reachable at start (%s); the loop will wait for it", exc)
+            self.consumer.run()
+        finally:
+            self.health.stop()
+            try:
+                self.producer.flush(timeout=10)
+                self.producer.close(timeout=10)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("closing the producer: %s", exc)
+            self.index.close()
+            self._probe_index.close()
+            if self.server is not None:
+                self.server.stop()
+
+
+def install_signal_handlers(stop: Callable[[], None]) -> None:
+    def handler(signum: int, frame: Any) -> None:
+        log.info("signal %d: draining", signum)
+        stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def serve(settings: Settings, *, embedder_factory: str = DEFAULT_EMBEDDER) -> int:
+    """Build and run the worker in this process; the exit code."""
+    embedder = load_factory(embedder_factory)(settings)
+    detector = _optional_detector(settings)
+    worker = Worker(settings, embedder=embedder, detector=detector)
+    install_signal_handlers(worker.stop)
+    worker.run()
+    log.info("worker stopped cleanly")
+    return 0
+
+
+def _optional_detector(settings: Settings) -> Detector | None:
+    """``detect.service:build_detector(settings)`` when the detect package provides it."""
+    try:
+        factory = load_factory("detect.service:build_detector")
+    except (ImportError, AttributeError):
+        return None
+    return factory(settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from dupwatch.cli import configure_logging
+    from dupwatch.config import ConfigError, load_settings
+
+    parser = argparse.ArgumentParser(prog="python -m ingest.worker", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", "-c", type=Path, default=None)
+    parser.add_argument("--embedder", default=DEFAULT_EMBEDDER, help="module:factory building the embedder")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"dupwatch: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    return serve(settings, embedder_factory=args.embedder)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+# -- dupwatch scan: a folder instead of Kafka ------------------------------------------------
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".3gp")
+
+
+class CollectingDeadLetterSink:
+    def __init__(self) -> None:
+        self.records: list[tuple[Job, DupwatchError]] = []
+
+    def send(self, job: Job, error: DupwatchError) -> None:
+        self.records.append((job, error))
+
+
+def _scan_video_id(path: Path, used: set[str]) -> str:
+    import re
+
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem).lstrip("._-")[:100] or "video"
+    vid, n = base, 1
+    while vid in used:
+        n += 1
+        vid = f"{base}-{n}"
+    used.add(vid)
+    return vid
+
+
+def scan_directory(
+    settings: Settings,
+    directory: Path,
+    *,
+    tenant: str = "default",
+    embedder_factory: str = DEFAULT_EMBEDDER,
+    embedder: Any = None,
+    detector: Detector | None = None,
+    recursive: bool = False,
+) -> Any:
+    """Run the pipeline over the video files of ``directory``; yields JSON-able records.
+
+    One record per file (``type`` ``indexed`` or ``dead_letter``), then one per alert.
+    """
+    import json
+    from datetime import datetime, timezone
+
+    from index.store import VideoIndex
+    from ingest.pipeline import CollectingAlertSink
+
+    directory = directory.resolve()
+    files = sorted(p for p in (directory.rglob("*") if recursive else directory.iterdir()) if p.is_file() and not p.name.startswith("."))
+    embedder = VersionedEmbedder(embedder if embedder is not None else load_factory(embedder_factory)(settings))
+    index = VideoIndex(settings.milvus, embedder.inner.index_dims)
+    index.ensure_collections()
+    if detector is None:
+        detector = _optional_detector(settings) or NoDetector()
+    alerts = CollectingAlertSink()
+    dead = CollectingDeadLetterSink()
+    pipeline = Pipeline(
+        decoder=FileDecoder(settings.sources.model_copy(update={"local_roots": [directory]}), settings.decode),
+        embedder=embedder,
+        detector=detector,
+        alert_sink=alerts,
+        index=index,
+        dead_letters=dead,
+        limits=settings.limits,
+        metrics=WorkerMetrics(),
+    )
+    used: set[str] = set()
+    now = datetime.now(timezone.utc).isoformat()
+    jobs = []
+    for offset, path in enumerate(files):
+        vid = _scan_video_id(path, used)
+        event = {"schema_version": 1, "event_id": f"scan-{vid}", "video_id": vid, "tenant": tenant, "uri": str(path), "uploaded_at": now}
+        jobs.append((path, Job(value=json.dumps(event).encode(), offset=offset)))
+    step = settings.limits.max_in_flight_videos
+    try:
+        for start in range(0, len(jobs), step):
+            chunk = jobs[start : start + step]
+            pipeline.process([j for _, j in chunk])
+            for path, job in chunk:
+                if job.status == "indexed":
+                    assert job.rep is not None
+                    yield {
+                        "type": "indexed",
+                        "file": str(path),
+                        "video_id": job.video_id,
+                        "frames": int(job.rep.regions.shape[0]),
+                        "clips": int(job.rep.clips.shape[0]),
+                        "alerts": len(job.alerts),
+                    }
+                else:
+                    yield {"type": "dead_letter", "file": str(path), "video_id": job.video_id, "reason": job.reason, "message": job.message}
+        for alert in alerts.alerts.values():
+            yield {"type": "alert", **json.loads(alert.model_dump_json())}
+    finally:
+        index.close()

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import typer
+from typer.testing import CliRunner
+
+from bench.truth import GroundTruth, ScoreRow, TruthRow, write_scores_csv, write_truth_csv
+from detect.calibration import Calibration
+from detect.cli import register
+from detect.signing import sign
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def app() -> typer.Typer:
+    a = typer.Typer()
+
+    @a.callback()
+    def _root() -> None:
+        pass
+
+    register(a)
+    return a
+
+
+def write_set(tmp_path, name: str, seed: int):
+    rng = np.random.default_rng(seed)
+    truth, scores = [], []
+    for i in range(30):
+        q = f"{name}{i}"
+        for level, mu, n in (("copy", 0.8, 2), ("incident", 0.5, 2), (None, 0.1, 12)):
+            for k in range(n):
+                r = f"{q}-{level}-{k}"
+                if level:
+                    truth.append(TruthRow(q, r, level))
+                scores.append(ScoreRow(q, r, float(rng.normal(mu, 0.07))))
+    return truth, scores
+
+
+def test_calibrate_command(tmp_path):
+    t1, s1 = write_set(tmp_path, "a", 1)
+    t2, s2 = write_set(tmp_path, "b", 2)
+    write_truth_csv(GroundTruth(tuple(t1 + t2)), tmp_path / "pairs.csv")
+    write_scores_csv(s1, tmp_path / "scores.csv")
+    write_scores_csv(s2, tmp_path / "second.csv")
+    res = CliRunner().invoke(app(), [
+        "calibrate", "--truth", str(tmp_path / "pairs.csv"), "--scores", str(tmp_path / "scores.csv"),
+        "--holdout", str(tmp_path / "second.csv"), "--target-precision", "0.95",
+        "--plot", str(tmp_path / "out" / "cal.png"), "--bundle", str(tmp_path / "bundle"),
+    ])
+    assert res.exit_code == 0, res.output
+    assert "copy" in res.output and "holdout" in res.output
+    assert (tmp_path / "out" / "cal.png").read_bytes()[:4] == b"\x89PNG"
+    cal = Calibration.from_dict(json.loads((tmp_path / "bundle" / "calibration.json").read_text()))
+    assert cal.levels["copy"].precision >= 0.95
+    assert cal.levels["copy"].holdout is not None
+
+
+def test_calibrate_bad_input(tmp_path):
+    (tmp_path / "pairs.csv").write_text("query,reference,level\nq,r,maybe\n")
+    (tmp_path / "scores.csv").write_text("query,reference,score\nq,r,0.5\n")
+    res = CliRunner().invoke(app(), ["calibrate", "--truth", str(tmp_path / "pairs.csv"), "--scores",
+                                     str(tmp_path / "scores.csv"), "--plot", str(tmp_path / "x.png")])
+    assert res.exit_code == 2 and "line 2" in res.output
+
+
+def test_alerts_verify(tmp_path):
+    body = b'{"alert_id":"a1"}'
+    (tmp_path / "body.json").write_bytes(body)
+    ts = int(time.time())
+    sig = sign(SECRET, "a1", ts, body)
+    base = ["alerts", "verify", "--secret", SECRET, "--id", "a1", "--timestamp", str(ts)]
+    ok = CliRunner().invoke(app(), base + ["--signature", sig, "--body-file", str(tmp_path / "body.json")])
+    assert ok.exit_code == 0 and "valid" in ok.output
+    stdin = CliRunner().invoke(app(), base + ["--signature", sig], input=body)
+    assert stdin.exit_code == 0
+    tampered = CliRunner().invoke(app(), base + ["--signature", sig], input=body + b" ")
+    assert tampered.exit_code == 1 and "no_valid_signature" in tampered.output
+    old = CliRunner().invoke(app(), ["alerts", "verify", "--secret", SECRET, "--id", "a1", "--timestamp", str(ts - 600),
+                                     "--signature", sign(SECRET, "a1", ts - 600, body)], input=body)
+    assert old.exit_code == 1 and "timestamp_too_old" in old.output
+    assert SECRET not in tampered.output + old.output
+
+
+def test_alerts_sign_round_trip():
+    res = CliRunner().invoke(app(), ["alerts", "sign", "--secret", SECRET, "--id", "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                                     "--timestamp", "1614265330"], input=b'{"test": 2432232314}')
+    assert res.exit_code == 0
+    assert json.loads(res.output)["webhook-signature"] == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
