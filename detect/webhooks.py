@@ -26,7 +26,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from detect.delivery_log import DeliveryLog
@@ -34,7 +34,7 @@ from detect.signing import SigningKey
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DeliveryResult", "WebhookSender", "encode_body", "RETRYABLE_STATUS"]
+__all__ = ["DeliveryResult", "RetryPolicy", "WebhookSender", "encode_body", "RETRYABLE_STATUS"]
 
 Outcome = Literal["delivered", "already_delivered", "dead_letter", "not_subscribed"]
 RETRYABLE_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
@@ -53,6 +53,9 @@ class DeliveryResult:
     """Stable code for dead letters: ``http_<code>``, ``attempts_exhausted``, ``request_error``."""
     detail: str | None = None
     """What the last attempt ran into (status or exception class), no URL, no secret."""
+    error: BaseException | None = field(default=None, repr=False, compare=False)
+    """The last attempt's exception, for ``raise ... from result.error`` (not in the repr: its
+    message may name the URL)."""
 
     @property
     def ok(self) -> bool:
@@ -75,6 +78,38 @@ def encode_body(payload: Any) -> bytes:
     return json.dumps(payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When and how long to retry one receiver (style rule 5: an injected policy object)."""
+
+    max_attempts: int = 6
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 60.0
+    retryable_status: frozenset[int] = RETRYABLE_STATUS
+    max_retry_after_s: float = DEFAULT_MAX_RETRY_AFTER_S
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.backoff_initial_s <= 0 or self.backoff_max_s <= 0 or self.max_retry_after_s < 0:
+            raise ValueError("max_attempts ≥ 1, positive backoff and non-negative max_retry_after_s required")
+
+    @classmethod
+    def from_config(cls, config: Any, **overrides: Any) -> "RetryPolicy":
+        values = dict(max_attempts=config.max_attempts, backoff_initial_s=config.backoff_initial_s,
+                      backoff_max_s=config.backoff_max_s)
+        values.update(overrides)
+        return cls(**values)
+
+    def retryable(self, status: int) -> bool:
+        return status in self.retryable_status
+
+    def delay(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
+        """Wait before attempt ``attempt + 1``: ``Retry-After`` (capped) if given, else full jitter
+        ``uniform(0, min(backoff_max_s, backoff_initial_s·2^(attempt-1)))``."""
+        if retry_after is not None:
+            return min(retry_after, self.max_retry_after_s)
+        return rng.uniform(0.0, min(self.backoff_max_s, self.backoff_initial_s * (2 ** (attempt - 1))))
+
+
 def _parse_retry_after(value: str | None, now: float) -> float | None:
     if not value:
         return None
@@ -95,10 +130,11 @@ def _parse_retry_after(value: str | None, now: float) -> float | None:
 
 
 class _Receiver:
-    __slots__ = ("config", "name", "url", "keys")
+    __slots__ = ("config", "name", "url", "keys", "policy")
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Any, policy: RetryPolicy) -> None:
         self.config = config
+        self.policy = policy
         self.name: str = config.name
         self.url: str = str(config.url)
         secrets = [config.secret] + list(getattr(config, "previous_secrets", []) or [])
@@ -113,7 +149,8 @@ class WebhookSender:
 
     ``clock`` returns Unix seconds (for ``webhook-timestamp`` and the log); ``sleep`` waits between
     attempts (tests pass fakes); ``http_session`` is a ``requests.Session``-like object with
-    ``post``; ``rng`` draws the jitter.
+    ``post``; ``rng`` draws the jitter; ``retry_policy(config)`` builds each receiver's
+    :class:`RetryPolicy` (default: its attempts/backoff settings plus ``max_retry_after_s``).
     """
 
     def __init__(
@@ -126,11 +163,13 @@ class WebhookSender:
         *,
         rng: random.Random | None = None,
         max_retry_after_s: float = DEFAULT_MAX_RETRY_AFTER_S,
+        retry_policy: Callable[[Any], RetryPolicy] | None = None,
     ) -> None:
         names = [c.name for c in configs]
         if len(names) != len(set(names)):
             raise ValueError("webhook receiver names must be unique")
-        self._receivers = [_Receiver(c) for c in configs]
+        make_policy = retry_policy or (lambda c: RetryPolicy.from_config(c, max_retry_after_s=max_retry_after_s))
+        self._receivers = [_Receiver(c, make_policy(c)) for c in configs]
         self._log = delivery_log
         self._clock = clock
         self._sleep = sleep
@@ -140,7 +179,6 @@ class WebhookSender:
             http_session = requests.Session()
         self._http = http_session
         self._rng = rng or random.Random()
-        self._max_retry_after_s = max_retry_after_s
 
     def __repr__(self) -> str:
         return f"WebhookSender(receivers={[r.name for r in self._receivers]!r})"
@@ -160,13 +198,8 @@ class WebhookSender:
         body = encode_body(payload)
         return [self._deliver(r, alert_id, body, level) for r in self._receivers]
 
-    def backoff_delay(self, config: Any, attempt: int) -> float:
-        """Full-jitter delay before attempt ``attempt + 1`` (``attempt`` ≥ 1 just failed)."""
-        cap = min(config.backoff_max_s, config.backoff_initial_s * (2 ** (attempt - 1)))
-        return self._rng.uniform(0.0, cap)
-
     def _deliver(self, rcv: _Receiver, alert_id: str, body: bytes, level: str | None) -> DeliveryResult:
-        cfg = rcv.config
+        cfg, policy = rcv.config, rcv.policy
         if level is not None and level not in cfg.levels:
             return DeliveryResult(rcv.name, alert_id, "not_subscribed", 0)
         if self._log.is_delivered(alert_id, rcv.name):
@@ -176,7 +209,8 @@ class WebhookSender:
 
         status: int | None = None
         detail = ""
-        for attempt in range(1, cfg.max_attempts + 1):
+        error: BaseException | None = None
+        for attempt in range(1, policy.max_attempts + 1):
             ts = int(self._clock())
             headers = {
                 "content-type": "application/json",
@@ -186,18 +220,19 @@ class WebhookSender:
                 "webhook-signature": " ".join(k.sign(alert_id, ts, body) for k in rcv.keys),
             }
             retry_after: float | None = None
+            error = None
             try:
                 resp = self._http.post(rcv.url, data=body, headers=headers, timeout=cfg.timeout_s,
                                        allow_redirects=False, stream=True)
-            except requests.Timeout:
-                status, detail = None, "timeout"
+            except requests.Timeout as exc:
+                status, detail, error = None, "timeout", exc
             except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-                status, detail = None, f"connection_error ({type(exc).__name__})"
+                status, detail, error = None, f"connection_error ({type(exc).__name__})", exc
             except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                     requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader) as exc:
-                return self._dead(rcv, alert_id, attempt, None, "request_error", type(exc).__name__)
+                return self._dead(rcv, alert_id, attempt, None, "request_error", type(exc).__name__, exc)
             except requests.RequestException as exc:
-                status, detail = None, f"request_error ({type(exc).__name__})"
+                status, detail, error = None, f"request_error ({type(exc).__name__})", exc
             else:
                 status = int(resp.status_code)
                 resp_headers = getattr(resp, "headers", {}) or {}
@@ -209,21 +244,21 @@ class WebhookSender:
                     self._log.mark_delivered(alert_id, rcv.name, status_code=status, attempts=attempt, at=self._clock())
                     logger.info("webhook %s: alert %s delivered (HTTP %d, attempt %d)", rcv.name, alert_id, status, attempt)
                     return DeliveryResult(rcv.name, alert_id, "delivered", attempt, status)
-                if status not in RETRYABLE_STATUS:
+                if not policy.retryable(status):
                     return self._dead(rcv, alert_id, attempt, status, f"http_{status}", f"HTTP {status}")
                 detail = f"HTTP {status}"
                 if status in (429, 503):
                     retry_after = _parse_retry_after(_header(resp_headers, "retry-after"), self._clock())
-            logger.warning("webhook %s: alert %s attempt %d/%d failed: %s", rcv.name, alert_id, attempt, cfg.max_attempts, detail)
-            if attempt < cfg.max_attempts:
-                delay = min(retry_after, self._max_retry_after_s) if retry_after is not None else self.backoff_delay(cfg, attempt)
-                self._sleep(delay)
-        return self._dead(rcv, alert_id, cfg.max_attempts, status, "attempts_exhausted", detail)
+            logger.warning("webhook %s: alert %s attempt %d/%d failed: %s", rcv.name, alert_id, attempt, policy.max_attempts, detail)
+            if attempt < policy.max_attempts:
+                self._sleep(policy.delay(attempt, self._rng, retry_after))
+        return self._dead(rcv, alert_id, policy.max_attempts, status, "attempts_exhausted", detail, error)
 
-    def _dead(self, rcv: _Receiver, alert_id: str, attempts: int, status: int | None, reason: str, detail: str) -> DeliveryResult:
+    def _dead(self, rcv: _Receiver, alert_id: str, attempts: int, status: int | None, reason: str, detail: str,
+              error: BaseException | None = None) -> DeliveryResult:
         self._log.mark_dead_letter(alert_id, rcv.name, reason=reason, status_code=status, attempts=attempts, at=self._clock())
         logger.error("webhook %s: alert %s dead-lettered after %d attempt(s): %s (%s)", rcv.name, alert_id, attempts, reason, detail)
-        return DeliveryResult(rcv.name, alert_id, "dead_letter", attempts, status, reason, detail)
+        return DeliveryResult(rcv.name, alert_id, "dead_letter", attempts, status, reason, detail, error)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

@@ -124,6 +124,22 @@ def _is_unavailable(exc: BaseException) -> bool:
     return False
 
 
+def upsert_mode_for(server_version: str) -> str:
+    """``"upsert"``, or ``"delete_insert"`` for Milvus servers before 2.4.
+
+    Measured on the 2.3.5 standalone server: rows written with ``upsert`` into a collection with
+    a partition key are invisible to every filter on that key (search and query return nothing),
+    while ``insert`` works. Deleting the deterministic ids and inserting them again keeps one row
+    per id on replay. Milvus Lite and 2.4+ use a real upsert.
+    """
+    import re
+
+    match = re.match(r"v?(\d+)\.(\d+)", server_version.strip())
+    if match is None:
+        return "upsert"  # milvus_lite-x.y.z, or unknown: trust upsert
+    return "delete_insert" if (int(match.group(1)), int(match.group(2))) < (2, 4) else "upsert"
+
+
 def _vec_list(array: np.ndarray) -> list[list[float]]:
     return np.ascontiguousarray(array, dtype=np.float32).tolist()
 
@@ -146,6 +162,8 @@ class VideoIndex:
         self._client: Any = None
         self._lock = threading.RLock()
         self._ready = False
+        self.server_version: str | None = None
+        self.upsert_mode: str = "upsert"
         p = config.collection_prefix
         self.names = {kind: collection_name(p, kind) for kind in (COARSE, CLIPS, FRAMES, BACKGROUND)}
 
@@ -210,6 +228,8 @@ class VideoIndex:
 
         def run(client: Any) -> None:
             timeout = self.config.timeout_s
+            self.server_version = str(client.get_server_version(timeout=timeout))
+            self.upsert_mode = upsert_mode_for(self.server_version)
             for kind, name in self.names.items():
                 if not client.has_collection(name, timeout=timeout):
                     spec = self.specs[kind]
@@ -325,9 +345,15 @@ class VideoIndex:
             return
         per_call = max(1, MAX_WRITE_BYTES // (dim * 4))
         name = self.names[kind]
+        timeout = self.config.timeout_s
         for start in range(0, len(rows), per_call):
             chunk = rows[start : start + per_call]
-            self._call(f"upsert {name}", lambda c, chunk=chunk: c.upsert(name, chunk, timeout=self.config.timeout_s))
+            if self.upsert_mode == "upsert":
+                self._call(f"upsert {name}", lambda c, chunk=chunk: c.upsert(name, chunk, timeout=timeout))
+            else:  # Milvus < 2.4: upsert ignores the partition key; delete + insert the same ids
+                ids = [row["id"] for row in chunk]
+                self._call(f"delete {name}", lambda c, ids=ids: c.delete(name, ids=ids, timeout=timeout))
+                self._call(f"insert {name}", lambda c, chunk=chunk: c.insert(name, chunk, timeout=timeout))
 
     def _delete_ids(self, kind: str, ids: Sequence[str]) -> None:
         if not ids:

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_BYTES = 2 * 1024**3
 DEFAULT_TIMEOUT = (10.0, 60.0)  # connect, read (seconds between bytes)
 CHUNK = 1 << 20
+NET_CHUNK = 1 << 16  # small reads: a dropped connection loses at most this much
 
 
 class FetchError(TransientError):
@@ -111,7 +112,7 @@ def fetch(url: str, dest: str | Path, sha256: str | None = None, resume: bool = 
                     raise TooLargeError(f"{url}: {total} bytes exceeds the limit of {max_bytes}")
                 written = offset
                 with open(part, mode) as f:
-                    for block in r.iter_content(CHUNK):
+                    for block in r.iter_content(NET_CHUNK):
                         written += len(block)
                         if written > max_bytes:
                             f.close()

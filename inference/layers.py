@@ -57,7 +57,7 @@ class VideoNormalizer(nn.Module):
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         if frames.ndim != 4 or (frames.shape[-1] != 3 and frames.shape[1] != 3):
             raise ValueError(f"frames: expected [N, H, W, 3] or [N, 3, H, W], got shape {tuple(frames.shape)}")
-        x = frames.float()
+        x = frames.to(self.mean.dtype)  # float32, or the model's dtype after .half()
         if x.shape[-1] == 3 and x.shape[1] != 3:
             x = x.permute(0, 3, 1, 2)
         elif x.shape[-1] == 3 and x.shape[1] == 3:  # 3x3 images are ambiguous: NHWC wins (decoder layout)

@@ -63,8 +63,8 @@ class S2VSSimilarityNetwork(nn.Module):
         sim = self.frame_to_frame_similarity(query, target)
         mask = None
         if query_mask is not None or target_mask is not None:
-            qm = torch.ones(query.shape[:2]) if query_mask is None else query_mask.float()
-            tm = torch.ones(target.shape[:2]) if target_mask is None else target_mask.float()
+            qm = torch.ones(query.shape[:2], device=query.device) if query_mask is None else query_mask.float()
+            tm = torch.ones(target.shape[:2], device=target.device) if target_mask is None else target_mask.float()
             mask = torch.einsum("bi,bj->bij", qm, tm).unsqueeze(1)
         out, mask = self.visil_head(sim, mask)
         return hard_tanh(out), mask

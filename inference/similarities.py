@@ -56,14 +56,14 @@ def frame_to_frame_similarity(query: torch.Tensor, target: torch.Tensor, binary:
 
 
 def repeat_to_min_length(x: torch.Tensor, min_len: int = 4, dim: int = 0) -> torch.Tensor:
-    """Tile a too-short video along time until it has ``min_len`` frames (S²VS behaviour)."""
+    """Repeat a too-short video along time (concatenate it with itself, doubling, as S²VS does)
+    until it has at least ``min_len`` frames."""
     T = x.shape[dim]
     if T == 0:
         raise ValueError(f"empty video: 0 frames along dim {dim} of {tuple(x.shape)}")
-    if T >= min_len:
-        return x
-    reps = -(-min_len // T)
-    return torch.cat([x] * reps, dim=dim)
+    while x.shape[dim] < min_len:
+        x = torch.cat([x, x], dim=dim)
+    return x
 
 
 class VideoComparator(nn.Module):

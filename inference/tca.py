@@ -18,6 +18,8 @@ frame** (the official code passes the inverse as ``src_key_padding_mask``).
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -99,7 +101,7 @@ class TCA(nn.Module):
         return model.eval()
 
     @classmethod
-    def from_official_file(cls, path: str, nhead: int = 8) -> "TCA":
+    def from_official_file(cls, path: str | os.PathLike[str], nhead: int = 8) -> "TCA":
         """Load an official ``models/model.pth`` with ``weights_only=True``."""
         return cls.from_official_state_dict(torch.load(path, map_location="cpu", weights_only=True), nhead=nhead)
 

@@ -129,15 +129,18 @@ class OffsetTracker:
             d.pop(tp, None)
 
 
-class _Rebalance:
-    def __init__(self, owner: "UploadConsumer") -> None:
-        self.owner = owner
+def _rebalance_listener(owner: "UploadConsumer") -> Any:
+    """A ``ConsumerRebalanceListener`` (kafka-python checks the type) delegating to ``owner``."""
+    from kafka import ConsumerRebalanceListener
 
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        self.owner._on_revoked(set(revoked))
+    class _Rebalance(ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked: Any) -> None:
+            owner._on_revoked(set(revoked))
 
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        self.owner._on_assigned(set(assigned))
+        def on_partitions_assigned(self, assigned: Any) -> None:
+            owner._on_assigned(set(assigned))
+
+    return _Rebalance()
 
 
 class UploadConsumer:
@@ -202,7 +205,7 @@ class UploadConsumer:
             )
         factory = self._consumer_factory or KafkaConsumer
         consumer = factory(**conf)
-        consumer.subscribe([k.uploads_topic], listener=_Rebalance(self))
+        consumer.subscribe([k.uploads_topic], listener=_rebalance_listener(self))
         return consumer
 
     def run(self) -> None:

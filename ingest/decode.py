@@ -152,6 +152,17 @@ def _probe_refused_size(path: Path, config: DecodeConfig) -> bool:
     return any("max pixel count" in str(line[-1]) for line in logs)
 
 
+def _pick_stream(container: Any) -> Any:
+    """The first real video stream; cover art (``attached_pic``) and still images do not count."""
+    still = av.stream.Disposition.attached_pic | av.stream.Disposition.still_image
+    for stream in container.streams.video:
+        if not (int(stream.disposition) & int(still)):
+            return stream
+    if container.streams.video:
+        raise PermanentError("file holds only cover art or a still image, no video stream", reason="no_video_stream")
+    raise PermanentError("file has no video stream", reason="no_video_stream")
+
+
 def _rate(stream: Any) -> float | None:
     for attr in ("average_rate", "guessed_rate", "base_rate"):
         try:
@@ -284,9 +295,7 @@ def _decode(path: Path, config: DecodeConfig, video_id: str, mode: SeekMode) -> 
     stats = DecodeStats()
     container = _open(path, config)
     try:
-        if not container.streams.video:
-            raise PermanentError("file has no video stream", reason="no_video_stream")
-        stream = container.streams.video[0]
+        stream = _pick_stream(container)
         codec_ctx = stream.codec_context
         if codec_ctx is None or not getattr(codec_ctx, "name", None):
             raise PermanentError("video codec is unknown to this decoder", reason="unsupported_codec")
@@ -313,6 +322,11 @@ def _decode(path: Path, config: DecodeConfig, video_id: str, mode: SeekMode) -> 
         raise
     except av.error.DecoderNotFoundError as exc:
         raise PermanentError(f"no decoder for this video codec: {exc}", reason="unsupported_codec") from None
+    except av.error.MemoryError:
+        raise  # out of memory is not the file's fault: let the worker crash and restart
+    except av.error.FFmpegError as exc:
+        # Anything FFmpeg refuses outside the frame loop (opening the decoder, seeking) is the file.
+        raise PermanentError(f"FFmpeg refused the video: {exc}", reason="corrupt_video") from None
     finally:
         container.close()
     stats.wall_s = time.monotonic() - started
@@ -320,9 +334,10 @@ def _decode(path: Path, config: DecodeConfig, video_id: str, mode: SeekMode) -> 
         raise PermanentError("video stream holds no decodable frame", reason="zero_frames" if clean else "corrupt_video")
     rate = _rate(stream)
     frame_dur = 1.0 / rate if rate else 0.0
+    # Trust the header only when the frames we saw agree with it (a lying header claims hours).
     duration = end_t + frame_dur
-    if clean and header is not None and header <= duration + 1.0 / config.fps + 1.0:
-        duration = max(header, times[-1])
+    if clean and header is not None and abs(header - duration) <= 1.0 / config.fps + 1.0:
+        duration = header
     video = DecodedVideo(
         video_id=video_id,
         frames=np.stack(frames),
@@ -343,7 +358,7 @@ def _frames(container: Any, stream: Any) -> Iterator[Any]:
 def _sample(
     container: Any, stream: Any, config: DecodeConfig, mode: SeekMode, deadline: float, stats: DecodeStats
 ) -> tuple[list[np.ndarray], list[float], tuple[int, int], float, bool]:
-    """The sampling loop. Returns (crops, times, display size, last frame time, ended cleanly)."""
+    """The sampling loop. Returns (crops, times, display size, latest frame time seen, ended cleanly)."""
     fps = config.fps
     tb: Fraction | None = stream.time_base if stream.time_base and stream.time_base.numerator > 0 else None
     rate = _rate(stream) or FALLBACK_FPS
@@ -361,6 +376,7 @@ def _sample(
     count = 0
     clean = True
     seek_from: float | None = None
+    end_t = 0.0
     iterator = _frames(container, stream)
     while True:
         if time.monotonic() > deadline:
@@ -393,6 +409,7 @@ def _sample(
             t = (count - 1) / rate
         if not math.isfinite(t) or t > config.max_duration_s:
             raise PermanentError(f"frame at {t:.0f}s is beyond max_duration_s={config.max_duration_s:.0f}", reason="too_long")
+        end_t = max(end_t, t)
         if seek_from is not None:
             if t <= seek_from:
                 use_seek = False  # the seek landed behind us: this file seeks badly, go linear
@@ -400,7 +417,10 @@ def _sample(
             seek_from = None
         if t < last_t or t < next_k / fps - 1e-6:
             continue  # before the wanted time (or out of order): skip without converting
-        crop = _to_crop(frame, config)
+        try:
+            crop = _to_crop(frame, config)
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise PermanentError(f"cannot convert {frame.format.name} {frame.width}x{frame.height} frames to RGB: {exc}", reason="unsupported_codec") from None
         if not crops:
             rotated = round((getattr(frame, "rotation", 0) or 0) / 90) % 2 == 1
             src_size = (frame.height, frame.width) if rotated else (frame.width, frame.height)
@@ -415,7 +435,7 @@ def _sample(
                 iterator = _frames(container, stream)
                 seek_from = t
 
-    return crops, times, src_size, last_t if times else 0.0, clean
+    return crops, times, src_size, end_t, clean
 
 
 def _maybe_seek(

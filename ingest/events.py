@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from dupwatch.errors import DupwatchError, PermanentError
+from dupwatch.errors import DupwatchError, PermanentError, TransientError
 
 SCHEMA_VERSION = 1
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -189,6 +189,12 @@ class DeadLetterRecord(_Event):
     ) -> "DeadLetterRecord":
         """Build the record for ``payload`` that failed with ``error`` (text if UTF-8, else base64)."""
         now = datetime.now(timezone.utc)
+
+        def aware(value: datetime | None) -> datetime:
+            if value is None:
+                return now
+            return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
         try:
             text: str | None = payload.decode("utf-8")
             b64 = None
@@ -197,12 +203,12 @@ class DeadLetterRecord(_Event):
         return cls(
             payload_text=text,
             payload_base64=b64,
-            error_class="TransientError" if error.__class__.__name__ == "TransientError" else "PermanentError",
+            error_class="TransientError" if isinstance(error, TransientError) else "PermanentError",
             reason=error.reason,
             message=error.message[:4096],
             attempts=attempts,
-            first_seen=first_seen or now,
-            last_seen=last_seen or now,
+            first_seen=min(aware(first_seen), aware(last_seen)),
+            last_seen=aware(last_seen),
             source_topic=source_topic,
             source_partition=source_partition,
             source_offset=source_offset,

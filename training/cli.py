@@ -51,6 +51,7 @@ def train_clip_ae_cmd(
     lr: float = typer.Option(1e-3, "--lr"),
     embed_dim: int = typer.Option(128, "--embed-dim"),
     margin: float = typer.Option(0.2, "--margin"),
+    hard_pool: int = typer.Option(1024, "--hard-pool", help="triplets scored before the hard pass"),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda"),
 ) -> None:
@@ -59,7 +60,7 @@ def train_clip_ae_cmd(
 
     cfg = ClipAeTrainConfig(
         steps=steps, clip_len=clip_len, batch_size=batch_size, lr=lr, embed_dim=embed_dim, margin=margin, seed=seed,
-        device=device,
+        hard_pool=hard_pool, device=device,
     )
     losses = train_clip_ae(features, out, cfg)
     typer.echo(f"trained {len(losses)} steps, last loss {losses[-1]:.4f}; checkpoint in {out}")

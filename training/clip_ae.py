@@ -157,7 +157,7 @@ def train_clip_ae(
 
     a_end, t_end = stage_bounds(config.steps)
 
-    def save() -> None:
+    def save(plot: bool = True) -> None:
         save_checkpoint(
             ck_path,
             {
@@ -171,7 +171,8 @@ def train_clip_ae(
             },
         )
         torch.save(model.state_dict(), out / MODEL_NAME)
-        plot_losses(losses, out / CURVE_NAME, f"clip AE: pretrain <{a_end} | triplet <{t_end} | hard")
+        if plot:
+            plot_losses(losses, out / CURVE_NAME, f"clip AE: pretrain <{a_end} | triplet <{t_end} | hard")
 
     bs = config.batch_size
     bar = tqdm(total=config.steps, initial=step, disable=not progress, desc="train clip-ae")
@@ -215,8 +216,10 @@ def train_clip_ae(
         step += 1
         bar.update(1)
         bar.set_postfix(stage=stage, loss=f"{losses[-1]:.4f}")
-        if step % config.checkpoint_every == 0 or step == config.steps or step in (a_end, t_end):
+        if step % config.checkpoint_every == 0 or step == config.steps:
             save()
+        elif step in (a_end, t_end):
+            save(plot=False)  # stage boundary: resumable, but skip the plot
     bar.close()
     if not ck_path.exists():
         save()

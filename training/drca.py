@@ -59,7 +59,7 @@ class DRCATrainConfig:
     temperature: float = 0.1
     queue_size: int = 128
     fps: float = 8.0
-    clip_stride: int = 2
+    clip_stride: int = 4
     holdout_fraction: float = 0.3
     num_samples: int | None = None  # perturbation samples; None = preset default
     checkpoint_every: int = 25
@@ -77,15 +77,21 @@ class DRCATrainConfig:
         return self.steps_full + self.steps_dccm
 
 
+VIDEO_STRIDE = 1_000_000  # clip position = video index * VIDEO_STRIDE + start frame
+
+
 @dataclass
 class ClipCorpus:
     """Clips of real video: ``clips[i]`` uint8 ``[T, H, W, 3]``; ``train``/``heldout`` index lists.
 
-    Train clips come from the first ``1 - holdout_fraction`` of every video, held-out clips from
-    the rest, so held-out clips never share frames with training clips.
+    Train clips come from the first ``1 - holdout_fraction`` of every video (windows every
+    ``stride`` frames, so they may overlap), held-out clips from the rest (non-overlapping), so
+    held-out clips never share frames with training clips. ``positions[i]`` locates clip i
+    (``video * VIDEO_STRIDE + start frame``) so that overlapping clips are never used as negatives.
     """
 
     clips: list[Tensor]
+    positions: list[int] = field(default_factory=list)
     train: list[int] = field(default_factory=list)
     heldout: list[int] = field(default_factory=list)
 
@@ -100,13 +106,14 @@ class ClipCorpus:
         holdout_fraction: float,
     ) -> "ClipCorpus":
         corpus = cls(clips=[])
-        for path in videos:
+        for video_idx, path in enumerate(videos):
             frames = decode_video(path, fps=fps, short_side=short_side)
             cut = int(round(frames.shape[0] * (1 - holdout_fraction)))
-            for part, target in ((frames[:cut], corpus.train), (frames[cut:], corpus.heldout)):
-                for start in range(0, part.shape[0] - num_frames + 1, stride):
+            for lo, hi, step, target in ((0, cut, stride, corpus.train), (cut, frames.shape[0], num_frames, corpus.heldout)):
+                for start in range(lo, hi - num_frames + 1, step):
                     target.append(len(corpus.clips))
-                    corpus.clips.append(part[start : start + num_frames].contiguous())
+                    corpus.positions.append(video_idx * VIDEO_STRIDE + start)
+                    corpus.clips.append(frames[start : start + num_frames].contiguous())
         if len(corpus.train) < 2:
             raise ValueError("need at least two training clips; give more or longer videos")
         return corpus
@@ -135,17 +142,26 @@ def clip_to_input(clip: Tensor, img_size: int, augment: Any | None = None) -> Te
 
 
 def info_nce_with_queue(
-    anchor: Tensor, positive: Tensor, ids: Tensor, queue: Tensor, queue_ids: Tensor, temperature: float
+    anchor: Tensor,
+    positive: Tensor,
+    positions: Tensor,
+    queue: Tensor,
+    queue_positions: Tensor,
+    temperature: float,
+    exclude_within: int = 1,
 ) -> Tensor:
     """InfoNCE: row i of ``anchor`` [B, D] must match row i of ``positive`` [B, D] against the other
-    positives and the ``queue`` [Q, D]; queue entries with the same clip id are masked out."""
+    positives and the ``queue`` [Q, D]. A key whose clip position is closer than ``exclude_within``
+    frames to the anchor's (the same clip, or an overlapping window of the same video) is not used
+    as a negative."""
     if anchor.shape != positive.shape or anchor.dim() != 2:
         raise ValueError(f"anchor/positive must both be [B, D], got {tuple(anchor.shape)}, {tuple(positive.shape)}")
     keys = torch.cat([positive, queue.to(positive.dtype)], dim=0)
     logits = anchor @ keys.T / temperature
-    if queue.shape[0]:
-        same = ids[:, None] == queue_ids[None, :]
-        logits[:, anchor.shape[0] :] = logits[:, anchor.shape[0] :].masked_fill(same, float("-inf"))
+    key_positions = torch.cat([positions, queue_positions])
+    excluded = (positions[:, None] - key_positions[None, :]).abs() < exclude_within
+    excluded[:, : anchor.shape[0]].fill_diagonal_(False)
+    logits = logits.masked_fill(excluded, float("-inf"))
     return F.cross_entropy(logits, torch.arange(anchor.shape[0], device=anchor.device))
 
 
@@ -202,6 +218,18 @@ def save_loss_curve(losses: Sequence[float], steps_full: int, path: Path) -> Non
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _sample_batch(corpus: ClipCorpus, batch: int, num_frames: int) -> list[int]:
+    """Random training clips, preferring clips that do not overlap each other in time."""
+    order = random.sample(corpus.train, len(corpus.train))
+    picked: list[int] = []
+    for idx in order:
+        if all(abs(corpus.positions[idx] - corpus.positions[j]) >= num_frames for j in picked):
+            picked.append(idx)
+            if len(picked) == batch:
+                return picked
+    return picked + [i for i in order if i not in picked][: batch - len(picked)]
 
 
 def _atomic_save(obj: dict[str, Any], path: Path) -> None:
@@ -286,16 +314,16 @@ def train_drca(
             compress = step_idx >= cfg.steps_full
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(step_idx, cfg)
-            picked = random.sample(corpus.train, batch)
+            picked = _sample_batch(corpus, batch, model_cfg.num_frames)
             views = [
                 torch.stack([clip_to_input(corpus.clips[i], cfg.img_size, augment) for i in picked]).to(device)
                 for _ in range(2)
             ]
-            ids = torch.tensor(picked, device=device)
+            ids = torch.tensor([corpus.positions[i] for i in picked], device=device)
             z1, z2 = model(views[0], compress=compress), model(views[1], compress=compress)
             loss = 0.5 * (
-                info_nce_with_queue(z1, z2, ids, queue, queue_ids, cfg.temperature)
-                + info_nce_with_queue(z2, z1, ids, queue, queue_ids, cfg.temperature)
+                info_nce_with_queue(z1, z2, ids, queue, queue_ids, cfg.temperature, model_cfg.num_frames)
+                + info_nce_with_queue(z2, z1, ids, queue, queue_ids, cfg.temperature, model_cfg.num_frames)
             )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -41,6 +41,17 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
+def port_accepts(host: str, port: int | None, timeout: float = 1.0) -> bool:
+    """Whether a TCP connection to ``host:port`` succeeds now."""
+    if port is None:
+        return False
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def tail(path: Path | str, lines: int = 40) -> str:
     """The last ``lines`` lines of a text file ('' when it does not exist)."""
     try:

@@ -30,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 
 from dupwatch.paths import cache_dir as default_cache_dir
-from dupwatch.testing._process import ManagedProcess, free_ports, tail
+from dupwatch.testing._process import ManagedProcess, free_ports, port_accepts, tail
 from dupwatch.testing.errors import ServiceStartError, ServiceUnavailable
 
 __all__ = ["KAFKA_VERSION", "KafkaBroker", "ensure_kafka_jars", "find_java"]
@@ -399,6 +399,9 @@ class KafkaBroker:
                     f"Kafka broker exited with code {self._proc.returncode} during start-up; "
                     f"log {self.log_path}:\n{tail(self.log_path, 40)}"
                 )
+            if not port_accepts(self.host, self.port):  # keeps kafka-python from logging refusals
+                time.sleep(0.2)
+                continue
             try:
                 admin = KafkaAdminClient(
                     bootstrap_servers=self.bootstrap_servers,

@@ -170,3 +170,32 @@ def test_secrets_never_in_logs_or_reprs(receivers, caplog):
     for secret_part in ("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"):
         assert secret_part not in text
     assert "alrt_s" in caplog.text  # the logs do say what happened
+
+
+def test_injected_retry_policy_and_chained_error(receivers):
+    from detect.webhooks import RetryPolicy
+
+    rcv = receivers([404])
+    policy = RetryPolicy(max_attempts=2, backoff_initial_s=1.0, backoff_max_s=1.0, retryable_status=frozenset({404}))
+    ft = FakeTime()
+    s = WebhookSender([config(rcv.url)], InMemoryDeliveryLog(), clock=ft.clock, sleep=ft.sleep,
+                      rng=random.Random(1), retry_policy=lambda c: policy)
+    [res] = s.send("alrt_p", b'{"raw": true}')
+    assert (res.outcome, res.attempts, res.reason) == ("dead_letter", 2, "attempts_exhausted")
+    assert len(rcv.received) == 2 and rcv.received[0].body == b'{"raw": true}'
+    # full-jitter bounds of the default policy, attempt n: [0, min(max, initial·2^(n-1))]
+    p = RetryPolicy(backoff_initial_s=0.5, backoff_max_s=3.0)
+    rng = random.Random(3)
+    for attempt, cap in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 3.0), (9, 3.0)]:
+        assert all(0.0 <= p.delay(attempt, rng) <= cap for _ in range(50))
+    assert p.delay(1, rng, retry_after=1000.0) == p.max_retry_after_s
+    # a connection error is kept for chaining, not shown in the repr
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    s2, _ = sender([config(f"http://127.0.0.1:{port}/x", max_attempts=1)])
+    [res2] = s2.send("alrt_e", ALERT)
+    assert res2.error is not None and "127.0.0.1" not in repr(res2)

@@ -125,3 +125,13 @@ def test_wrong_checkpoint_for_model_is_a_clear_error(tmp_path: Path) -> None:
     torch.save({"model": get_model("dns_fg_att_student").state_dict()}, tmp_path / "att.pth")
     with pytest.raises(CheckpointError):
         get_model("dns_fg_bin_student", checkpoint=tmp_path / "att.pth")
+
+
+def test_repeat_to_min_length_doubles_like_s2vs() -> None:
+    from inference.similarities import repeat_to_min_length
+
+    assert repeat_to_min_length(torch.arange(3), 4).tolist() == [0, 1, 2, 0, 1, 2]
+    assert repeat_to_min_length(torch.arange(1), 4).tolist() == [0, 0, 0, 0]
+    assert repeat_to_min_length(torch.arange(5), 4).tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="empty video"):
+        repeat_to_min_length(torch.zeros(0, 9, 512), 4)

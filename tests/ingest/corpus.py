@@ -162,6 +162,26 @@ def make_audio_only(directory: Path) -> Path:
     return path
 
 
+def make_cover_art_only(directory: Path) -> Path:
+    """Audio plus a cover picture (a video stream with the attached_pic disposition)."""
+    path = directory / "cover_art.mp4"
+    with av.open(str(path), "w") as out:
+        audio = out.add_stream("aac", rate=16000, layout="mono")
+        cover = out.add_stream("mjpeg")
+        cover.width, cover.height, cover.pix_fmt = 64, 64, "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        frame = av.VideoFrame.from_ndarray(_pattern(64, 64, 0), format="rgb24")
+        frame.pts = 0
+        for packet in [*cover.encode(frame), *cover.encode()]:
+            out.mux(packet)
+        for audio_frame in _audio_frames(audio, 1.0):
+            for packet in audio.encode(audio_frame):
+                out.mux(packet)
+        for packet in audio.encode():
+            out.mux(packet)
+    return path
+
+
 def make_zero_frames(directory: Path) -> Path:
     """A container with a video stream that holds no packet (audio carries the file)."""
     path = directory / "zero_frames.mkv"
@@ -204,9 +224,26 @@ def make_8k_plus(directory: Path) -> Path:
     return encode(directory / "8k_plus.mp4", width=7696, height=4320, n_frames=1, codec="mpeg4", pix_fmt="yuv420p", options={"qscale": "31"})
 
 
+def make_pts_jump(directory: Path) -> Path:
+    """Four frames, the last at 10 h (a pts jump; the mp4 header itself says ~3 s)."""
+    return encode(directory / "pts_jump_10h.mp4", times=[0.0, 1.0, 2.0, 36000.0])
+
+
 def make_ten_hour_header(directory: Path) -> Path:
-    """Four frames, the last at 10 h: the header claims 10 hours."""
-    return encode(directory / "ten_hour_header.mp4", times=[0.0, 1.0, 2.0, 36000.0])
+    """Three seconds of frames in Matroska whose Segment Duration claims 10 hours.
+
+    (FFmpeg recomputes MP4 durations from the sample table, so patching mvhd/mdhd does not lie
+    convincingly; the Matroska Duration float is taken as is.)
+    """
+    tmp = encode(directory / "_three_seconds.mkv", n_frames=30, codec="mpeg4")
+    data = bytearray(tmp.read_bytes())
+    tmp.unlink()
+    at = data.find(b"\x44\x89\x88")  # EBML Duration, 8-byte float, in TimestampScale units (ms)
+    assert at != -1, "no Duration element"
+    data[at + 3 : at + 11] = struct.pack(">d", 36000 * 1000.0)
+    path = directory / "ten_hour_header.mkv"
+    path.write_bytes(bytes(data))
+    return path
 
 
 VFR_TIMES = (0.0, 0.1, 0.5, 0.9, 1.7, 1.75, 3.2, 3.3, 4.0, 4.4)
@@ -308,13 +345,15 @@ CASES: tuple[Case, ...] = (
     Case("random_bytes", make_random_bytes, Refused("not_a_video")),
     Case("text", make_text, Refused("not_a_video")),
     Case("audio_only", make_audio_only, Refused("no_video_stream")),
+    Case("cover_art_only", make_cover_art_only, Refused("no_video_stream"), "attached picture is not a video"),
     Case("zero_frames", make_zero_frames, Refused("zero_frames")),
     Case("single_frame", make_single_frame, Ok(1)),
     Case("tiny_2x2", make_tiny, Ok(2), "upscaled to the crop"),
     Case("one_pixel", make_one_pixel, Ok(2), "ffv1 1×1, upscaled"),
     Case("extreme_aspect", make_extreme_aspect, Ok(2), "cropped at source resolution first"),
     Case("above_limits", make_above_limits, Refused("resolution_too_large"), "with SMALL_LIMITS (max 640×480)"),
-    Case("ten_hour_header", make_ten_hour_header, Refused("too_long"), "header duration 10 h > 4 h"),
+    Case("ten_hour_header", make_ten_hour_header, Refused("too_long"), "header claims 10 h > max 4 h: refused before decoding"),
+    Case("pts_jump_10h", make_pts_jump, Refused("too_long"), "frame at 10 h > max 4 h: refused while decoding"),
     Case("vfr", make_vfr, Ok(len(VFR_EXPECTED))),
     Case("rotated", make_rotated, Ok(1)),
     Case("unsupported_codec", make_unsupported_codec, Refused("unsupported_codec")),

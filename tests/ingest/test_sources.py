@@ -22,6 +22,8 @@ PAYLOAD = VIDEO.read_bytes()[:200_000]
 
 
 class _Handler(BaseHTTPRequestHandler):
+    hosts_seen: list[str] = []
+
     def handle(self) -> None:
         try:
             super().handle()
@@ -40,6 +42,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server API
         port = self.server.server_address[1]
         path = self.path
+        _Handler.hosts_seen.append(self.headers.get("Host", ""))
         if path == "/video.mp4":
             self.send_response(200)
             self.send_header("Content-Length", str(len(PAYLOAD)))
@@ -98,7 +101,7 @@ def server() -> Iterator[int]:
 
 
 def _resolver(host: str, port: int) -> list[str]:
-    table = {"meta.test": ["169.254.169.254"], "rebind.test": ["93.184.216.34", "10.0.0.5"], "public.test": ["93.184.216.34"]}
+    table = {"meta.test": ["169.254.169.254"], "media.test": ["127.0.0.1"], "rebind.test": ["93.184.216.34", "10.0.0.5"], "public.test": ["93.184.216.34"]}
     if host in table:
         return table[host]
     from ingest.netguard import default_resolver
@@ -140,6 +143,44 @@ def test_redirects_within_limit_are_followed(server: int, tmp_path: Path) -> Non
     with _source(tmp_path).open(f"http://127.0.0.1:{server}/hop/2") as local:
         assert local.size_bytes == len(PAYLOAD)
     assert _reason(_source(tmp_path, max_redirects=2), f"http://127.0.0.1:{server}/hop/3") == "too_many_redirects"
+
+
+def test_connects_to_the_vetted_address_with_the_real_host_header(server: int, tmp_path: Path) -> None:
+    """``media.test`` exists only in the injected resolver: the fetch works only if the socket goes
+    to the vetted IP (no second lookup a rebinding DNS server could answer differently)."""
+    _Handler.hosts_seen.clear()
+    with _source(tmp_path, http_allow_hosts=["media.test"]).open(f"http://media.test:{server}/video.mp4") as local:
+        assert local.size_bytes == len(PAYLOAD)
+    assert _Handler.hosts_seen == [f"media.test:{server}"]
+
+
+def test_tls_certificate_is_checked_against_the_host_name(tmp_path: Path) -> None:
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl binary to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=media.test"],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = httpd.server_address[1]
+        source = _source(tmp_path / "dl", http_allow_hosts=["media.test"])
+        (tmp_path / "dl").mkdir()
+        assert _reason(source, f"https://media.test:{port}/video.mp4") == "source_tls_invalid"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 # -- hostile URLs -----------------------------------------------------------------------------------

@@ -84,7 +84,7 @@ def test_cli_train_clip_ae(tmp_path: Path) -> None:
     res = CliRunner().invoke(
         train_app,
         ["clip-ae", "--features", str(feats), "--out", str(tmp_path / "cli"), "--steps", "4", "--clip-len", "4",
-         "--batch-size", "4", "--embed-dim", "16"],
+         "--batch-size", "4", "--embed-dim", "16", "--hard-pool", "32"],
     )
     assert res.exit_code == 0, res.output
     assert (tmp_path / "cli" / "checkpoint.pt").exists()

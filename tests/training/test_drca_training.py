@@ -35,11 +35,19 @@ def _cfg(**kw: object) -> DRCATrainConfig:
 
 
 def test_info_nce_masks_queue_entries_of_the_same_clip() -> None:
+    torch.manual_seed(0)
     a = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
-    ids = torch.tensor([0, 1, 2])
-    plain = info_nce_with_queue(a, a, ids, torch.zeros(0, 8), torch.zeros(0, dtype=torch.long), 0.1)
-    same_clip_queue = info_nce_with_queue(a, a, ids, a.clone(), ids.clone(), 0.1)
-    torch.testing.assert_close(plain, same_clip_queue)
+    p = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    ids = torch.tensor([0, 10, 20])  # clip start positions; overlap window 1 = same clip only
+    loss = info_nce_with_queue(a, p, ids, p.clone(), ids.clone(), 0.1, exclude_within=1)
+    expected = []
+    for i in range(3):  # row i sees all batch positives plus the queue entries of *other* clips
+        keys = torch.cat([p, p[[j for j in range(3) if j != i]]])
+        expected.append(torch.nn.functional.cross_entropy((a[i] @ keys.T / 0.1)[None], torch.tensor([i])))
+    torch.testing.assert_close(loss, torch.stack(expected).mean())
+    # a window of 11 frames also drops the neighbouring clips (10 frames apart) as negatives
+    wide = info_nce_with_queue(a, p, ids, p.clone(), ids.clone(), 0.1, exclude_within=11)
+    assert wide < loss
 
 
 def test_short_training_lowers_loss_and_writes_loadable_checkpoint(tmp_path: Path, corpus: ClipCorpus) -> None:

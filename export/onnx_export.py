@@ -1,0 +1,135 @@
+"""PyTorch graphs → ONNX files, each checked against PyTorch before it is installed.
+
+Per graph the exporter that handles its dynamic axes is used (``GraphSpec.exporter``):
+the TorchScript-based exporter (``dynamo=False``) for the similarity heads, indexers and selector,
+the dynamo exporter (``dynamo=True, dynamic_shapes=...``) for the feature extractor
+(``adaptive_max_pool2d``), the coarse student (transformer reshapes over T) and DRCA. If the
+preferred exporter raises, the other one is tried; the manifest records which one produced the file.
+The opset is pinned to :data:`OPSET`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from export.models import GraphSpec
+from export.parity import ATOL, ParityReport, install_if_parity
+
+__all__ = ["OPSET", "ExportResult", "export_graph", "export_onnx_file", "tensor_specs"]
+
+log = logging.getLogger(__name__)
+
+OPSET = 18
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    graph: str
+    artifact: str
+    path: Path
+    exporter: str
+    opset: int
+    parity: ParityReport
+    seconds: float
+
+    @property
+    def parity_max_abs_err(self) -> float:
+        return self.parity.max_abs_err
+
+
+def tensor_specs(items: Sequence[tuple[str, str, list[int | str]]]) -> list[dict[str, Any]]:
+    """``TensorSpec``-shaped dicts for the manifest."""
+    return [{"name": n, "dtype": d, "shape": list(s)} for n, d, s in items]
+
+
+def _example_args(spec: GraphSpec) -> tuple[torch.Tensor, ...]:
+    inputs = spec.sample(spec.example, seed=12345)
+    return tuple(torch.from_numpy(inputs[n]) for n, _, _ in spec.inputs)
+
+
+def _export_torchscript(spec: GraphSpec, args: tuple[torch.Tensor, ...], path: Path, opset: int) -> None:
+    dynamic_axes: dict[str, dict[int, str]] = {}
+    for name, _, shape in spec.inputs + spec.outputs:
+        axes = {i: s for i, s in enumerate(shape) if isinstance(s, str)}
+        if axes:
+            dynamic_axes[name] = axes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            spec.export_module or spec.module, args, str(path), dynamo=False, opset_version=opset,
+            input_names=[n for n, _, _ in spec.inputs], output_names=[n for n, _, _ in spec.outputs],
+            dynamic_axes=dynamic_axes, do_constant_folding=True,
+        )
+
+
+def _export_dynamo(spec: GraphSpec, args: tuple[torch.Tensor, ...], path: Path, opset: int) -> None:
+    from torch.export import Dim
+
+    dims: dict[str, Any] = {}
+    for axis in {s for _, _, shape in spec.inputs for s in shape if isinstance(s, str)}:
+        lo, hi = spec.bounds.get(axis, (1, 4096))
+        dims[axis] = Dim(axis, min=lo, max=hi)
+    dynamic_shapes = tuple({i: dims[s] for i, s in enumerate(shape) if isinstance(s, str)} or None
+                           for _, _, shape in spec.inputs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            spec.export_module or spec.module, args, dynamo=True, opset_version=opset, dynamic_shapes=dynamic_shapes,
+            input_names=[n for n, _, _ in spec.inputs], output_names=[n for n, _, _ in spec.outputs],
+            optimize=True, verbose=False, report=False,
+        )
+    program.save(str(path), external_data=False)
+
+
+_EXPORTERS = {"torchscript": _export_torchscript, "dynamo": _export_dynamo}
+
+
+def export_onnx_file(spec: GraphSpec, path: Path | str, opset: int = OPSET, exporter: str | None = None) -> str:
+    """Export ``spec`` to ``path`` (no parity check); returns the exporter that succeeded."""
+    path = Path(path)
+    args = _example_args(spec)
+    first = exporter or spec.exporter
+    order = [first] + ([e for e in _EXPORTERS if e != first] if exporter is None else [])
+    errors = []
+    for name in order:
+        try:
+            with torch.no_grad():
+                _EXPORTERS[name](spec, args, path, opset)
+            return name
+        except Exception as exc:  # try the other exporter, report both if neither works
+            log.info("%s exporter failed on %s: %s", name, spec.name, exc)
+            errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    raise RuntimeError(f"cannot export {spec.name!r} to ONNX: " + "; ".join(errors))
+
+
+def export_graph(spec: GraphSpec, out_dir: Path | str, opset: int = OPSET, atol: float = ATOL,
+                 shapes: Sequence[dict[str, int]] | None = None, exporter: str | None = None) -> ExportResult:
+    """Export to a temporary file next to ``out_dir/<graph>.onnx``, check parity, then move it into place.
+
+    Raises :class:`export.parity.ParityError` (and leaves no file) when the check fails.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dest = out_dir / f"{spec.name}.onnx"
+    start = time.perf_counter()
+    fd, tmp = tempfile.mkstemp(prefix=f".{spec.name}.", suffix=".onnx.tmp", dir=out_dir)
+    os.close(fd)
+    try:
+        used = export_onnx_file(spec, tmp, opset, exporter)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    report = install_if_parity(spec, tmp, dest, shapes, atol)
+    seconds = time.perf_counter() - start
+    log.info("exported %s with the %s exporter (opset %d): %s", spec.name, used, opset, report.summary())
+    return ExportResult(spec.name, spec.artifact, dest, used, opset, report, seconds)

@@ -1,0 +1,133 @@
+"""VideoIndex against Milvus Lite and (one test, over gRPC) the Milvus standalone server."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pytest
+
+from dupwatch.config import MilvusConfig
+from dupwatch.errors import TransientError
+from dupwatch.records import VideoRepresentation
+from index.schema import IndexDims, row_id
+from index.store import VideoIndex
+
+DIMS = IndexDims(coarse=16, clip=8, regions=9, region_dim=4)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def make_rep(video_id: str, frames: int, clips: int, *, tenant: str = "acme", seed: int = 0, coarse=None) -> VideoRepresentation:
+    rng = np.random.default_rng(seed)
+    return VideoRepresentation(
+        video_id=video_id,
+        timestamps=np.arange(frames, dtype=np.float32),
+        regions=_unit(rng.standard_normal((frames, DIMS.regions, DIMS.region_dim))),
+        coarse=_unit(rng.standard_normal(DIMS.coarse)) if coarse is None else coarse,
+        clips=_unit(rng.standard_normal((clips, DIMS.clip))),
+        clip_times=np.stack([np.arange(clips) * 8.0, np.arange(clips) * 8.0 + 8.0], axis=1),
+        selfsim=0.25,
+        tenant=tenant,
+        meta={"bundle_version": "test-1"},
+    )
+
+
+@pytest.fixture
+def lite_index(milvus_lite_uri):
+    index = VideoIndex(MilvusConfig(uri=milvus_lite_uri, collection_prefix="t"), DIMS)
+    index.ensure_collections()
+    yield index
+    index.close()
+
+
+def test_replayed_upsert_keeps_one_row_per_part_and_drops_stale_rows(lite_index):
+    rep = make_rep("vid-a", frames=20, clips=3)
+    lite_index.upsert(rep)
+    lite_index.upsert(rep)  # a replayed event
+    counts = lite_index.count("vid-a")
+    assert (counts.coarse, counts.clips, counts.frames) == (1, 3, 20)
+    shorter = make_rep("vid-a", frames=7, clips=1, seed=1)
+    lite_index.upsert(shorter)  # re-indexed with fewer clips/frames: the tail goes
+    counts = lite_index.count("vid-a")
+    assert (counts.coarse, counts.clips, counts.frames) == (1, 1, 7)
+    fine = lite_index.fetch_fine(["vid-a", "missing"])
+    assert set(fine) == {"vid-a"}
+    assert fine["vid-a"].dtype == np.float32 and fine["vid-a"].shape == (7, 9, 4)
+    np.testing.assert_array_equal(fine["vid-a"], shorter.regions)  # bit-exact
+    assert lite_index.video_info(["vid-a"])["vid-a"]["num_frames"] == 7
+    assert lite_index.has_video("vid-a") and not lite_index.has_video("vid-b")
+    assert lite_index.delete_video("vid-a") == 9
+    assert lite_index.count("vid-a").total == 0 and not lite_index.has_video("vid-a")
+
+
+def test_fine_fetch_pages_long_videos(lite_index):
+    rep = make_rep("long", frames=700, clips=2, seed=3)
+    lite_index.upsert(rep)
+    np.testing.assert_array_equal(lite_index.fetch_fine(["long"])["long"], rep.regions)
+
+
+def test_searches_are_tenant_isolated_and_ranked(lite_index):
+    base = make_rep("q", frames=8, clips=2, seed=10)
+    near = base.coarse + 0.05 * np.ones(DIMS.coarse, dtype=np.float32)
+    lite_index.upsert(make_rep("near", frames=8, clips=2, seed=11, coarse=_unit(near)))
+    lite_index.upsert(make_rep("far", frames=8, clips=2, seed=12))
+    lite_index.upsert(make_rep("other-tenant", frames=8, clips=2, seed=13, tenant="globex", coarse=base.coarse))
+    lite_index.upsert(base)
+    hits = lite_index.search_coarse(base.coarse, "acme", 10, exclude_video_id="q")
+    assert [v for v, _ in hits][:1] == ["near"]
+    assert "other-tenant" not in {v for v, _ in hits} and "q" not in {v for v, _ in hits}
+    assert hits[0][1] > 0.9
+    assert [v for v, _ in lite_index.search_coarse(base.coarse, "globex", 10)] == ["other-tenant"]
+    clip_hits = lite_index.search_clips(base.clips, "acme", 3)
+    assert clip_hits[0].video_id == "q" and clip_hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert {m.query_clip for m in clip_hits[0].matches} == {0, 1}
+    assert all(c.video_id != "other-tenant" for c in clip_hits)
+    rng = np.random.default_rng(0)
+    background = _unit(rng.standard_normal((20, DIMS.coarse)))
+    lite_index.add_background([f"bg{i}" for i in range(20)], background)
+    top = lite_index.search_background(base.coarse, 5)
+    np.testing.assert_allclose(top, np.sort(background @ base.coarse)[::-1][:5], atol=1e-5)
+
+
+def test_unreachable_milvus_is_a_transient_error(unused_port=None):
+    from dupwatch.testing._process import free_ports
+
+    index = VideoIndex(MilvusConfig(uri=f"http://127.0.0.1:{free_ports(1)[0]}", timeout_s=2), DIMS)
+    with pytest.raises(TransientError) as info:
+        index.upsert(make_rep("x", 2, 1))
+    assert info.value.reason == "milvus_unavailable"
+    assert index.ping() is False
+
+
+def test_wrong_dimension_is_a_bug_not_an_outage(lite_index):
+    bad = VideoIndex(lite_index.config, IndexDims(coarse=32, clip=8, regions=9, region_dim=4))
+    with pytest.raises(ValueError, match="dim"):
+        bad.ensure_collections()
+
+
+@pytest.mark.timeout(180)
+def test_server_over_grpc_upsert_search_fetch(milvus_server):
+    prefix = "s" + uuid.uuid4().hex[:8]
+    index = VideoIndex(MilvusConfig(uri=milvus_server.uri, collection_prefix=prefix), DIMS)
+    try:
+        index.ensure_collections()
+        rep = make_rep("srv-a", frames=12, clips=2)
+        index.upsert(rep)
+        index.upsert(rep)
+        other = make_rep("srv-b", frames=5, clips=1, seed=4, tenant="globex")
+        index.upsert(other)
+        counts = index.count("srv-a")
+        assert (counts.coarse, counts.clips, counts.frames) == (1, 2, 12)
+        np.testing.assert_array_equal(index.fetch_fine(["srv-a"])["srv-a"], rep.regions)
+        hits = index.search_coarse(rep.coarse, "acme", 5)
+        assert hits[0][0] == "srv-a" and all(v != "srv-b" for v, _ in hits)
+        index.upsert(make_rep("srv-a", frames=4, clips=1, seed=5))
+        counts = index.count("srv-a")
+        assert (counts.coarse, counts.clips, counts.frames) == (1, 1, 4)
+        assert index.has_video(row_id("srv-a", "v").split("#")[0])
+        index.drop_all()
+    finally:
+        index.close()
