@@ -4,10 +4,11 @@ Columns: ``decoded`` frames the codec produced, ``dec fps`` = decoded / wall, ``
 sampled frames delivered / wall, ``RTF`` = video duration / wall (how many times faster than
 real time), ``seeks`` done. Each cell is the best of ``repeat`` runs (CPU shared with others).
 
-Finding on the bundled videos (2 CPU cores, see the ingest report): with keyframes every 1–2 s
-and 1 fps sampling, skipping to keyframes saves little or nothing (every second needs the frames
-between the previous keyframe and the wanted time anyway); it pays when the keyframe interval is
-shorter than the sampling interval (fps 0.25 on the 2-s-GOP video: 190 instead of 426 frames).
+Finding on the bundled videos (2 shared cores; timings noisy, frame counts exact): with
+keyframes every 1–2 s and 1 fps sampling, skipping to keyframes saves little or nothing (every
+second needs the frames between the previous keyframe and the wanted time anyway); it pays when
+the keyframe interval is shorter than the sampling interval (``--synthetic`` 0.5 s GOP: 480
+instead of 900 frames; fps 0.25 on the 2-s-GOP S²VS example: 190 instead of 426).
 ``mode="auto"`` therefore seeks only when the sample index shows ≥ 30 % of frames can be skipped.
 """
 

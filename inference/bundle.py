@@ -128,8 +128,12 @@ class Bundle:
         return path
 
     def thresholds(self) -> dict[str, float]:
+        """Calibrated threshold per alert level (empty when the bundle was never calibrated)."""
         calib = self.manifest.calibration or {}
-        return {str(k): float(v) for k, v in (calib.get("thresholds") or {}).items()}
+        levels = calib.get("levels") or {}
+        fitted = {str(name): float(lv["threshold"]) for name, lv in levels.items() if lv and lv.get("threshold") is not None}
+        fitted.update({str(k): float(v) for k, v in (calib.get("thresholds") or {}).items()})
+        return fitted
 
 
 def _inside(root: Path, relative: str) -> Path:

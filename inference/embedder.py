@@ -144,7 +144,7 @@ class VideoModels:
             clip_times=clip_times,
             selfsim=selfsim,
             tenant=tenant,
-            meta={"bundle": self.version},
+            meta={"bundle_version": self.version},
         )
 
     def represent(self, video: DecodedVideo, *, tenant: str = "default") -> VideoRepresentation:

@@ -9,11 +9,24 @@ time base are timed by their index and the stream rate (25 fps if none is known)
 Resize: short side to ``short_side`` with bicubic (the official pipelines use cv2 INTER_CUBIC),
 then a centre square of ``crop``. Display rotation (``frame.rotation``) is applied to the crop.
 
-Seeking (``mode="auto"``): with a sample index (MP4/MOV), when the next wanted time lies beyond
-a keyframe that is ahead of the decoder, we seek to that keyframe instead of decoding the frames
-in between. It never decodes more frames than a full decode; ``auto`` uses it only when the index
-says it skips at least ``SEEK_MIN_SKIP`` of the frames (seeks flush the threaded decoder, which
-costs). Numbers: see ``bench/decode.py`` and the module docstring there.
+Seeking (``mode="auto"``): with a full sample index (MP4/MOV), when a keyframe lies between the
+decoder's position and the next wanted time, we seek to the wanted time (the demuxer lands on that
+keyframe) instead of decoding the frames in between. It never decodes more frames than a full
+decode. ``auto`` uses it only when the index says it skips at least ``SEEK_MIN_SKIP`` (30 %) of
+the frames, because every seek flushes the threaded decoder. Measured (``dupwatch bench decode``,
+2 shared cores, best of 5): at 1 fps the bundled videos (keyframes every 1.2–2 s or only one)
+gain nothing — 426/426 frames on the S²VS example, 208/250 on bikes — so auto decodes linearly;
+a 30 s clip with 0.5 s keyframes decodes 480/900 frames (0.39 s vs 0.61 s); at 0.25 fps the S²VS
+example needs 190/426 frames and bikes 48/250 (0.05 s vs 0.16 s). Rule of thumb: seeking pays
+when the keyframe interval is shorter than the sampling interval.
+
+Limits (``DecodeConfig``): width/height/pixels from the header *and* per decoded frame (FFmpeg's
+``max_pixels`` is also set on the probing and decoding codec contexts, so a 16000² PNG bomb is
+refused without allocating it); a header duration above ``max_duration_s`` is refused before
+decoding, a frame time above it while decoding; ``max_frames`` sampled frames; decoded bytes
+(w·h·1.5 per decoded frame); wall time ``timeout_s``. Only the sampled crops are kept
+(``max_frames`` × crop² × 3 bytes at most). ``duration_s`` trusts the header only when the frames
+agree with it.
 
 Truncated files: if the container opens and at least one frame decodes, a decode error later
 ends decoding and we keep what we have (a partial upload still indexes its first part; the
@@ -214,6 +227,8 @@ def _read_index(stream: Any, start: float) -> _Index | None:
     tb = stream.time_base
     if count < 2 or not tb or tb.numerator <= 0:
         return None
+    if not stream.frames or count < 0.9 * stream.frames:
+        return None  # a sparse index (e.g. Matroska cues: keyframes only) cannot plan a skip
     key_ticks: list[int] = []
     samples: list[float] = []
     for i in range(count):
@@ -311,10 +326,7 @@ def _decode(path: Path, config: DecodeConfig, video_id: str, mode: SeekMode) -> 
             raise PermanentError(f"header duration {header:.0f}s exceeds max_duration_s={config.max_duration_s:.0f}", reason="too_long")
         # The decoder refuses frames above max_pixels before allocating them (a header may lie).
         codec_ctx.options = {**dict(codec_ctx.options or {}), "max_pixels": str(config.max_pixels)}
-        if width and height:
-            stream.thread_type = "AUTO"
-        # else: the probe could not open the decoder (e.g. it refused a frame above max_pixels);
-        # single-threaded decoding keeps FFmpeg's reason in the exception text.
+        stream.thread_type = "AUTO"
         if config.threads:
             codec_ctx.thread_count = config.threads
         frames, times, src_size, end_t, clean = _sample(container, stream, config, mode, deadline, stats)

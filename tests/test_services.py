@@ -202,3 +202,62 @@ def test_kafka_broker_without_maven_and_no_cached_jars(tmp_path, monkeypatch) ->
     assert str(tmp_path / "empty-cache") in message
     assert "\n" not in message
     assert not broker.is_running
+
+
+# ---- restarts (what fault-injection tests build on) --------------------------------------------
+
+
+def test_kafka_hard_restart_keeps_ports_messages_and_offsets(kafka_broker_factory) -> None:  # type: ignore[no-untyped-def]
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    broker = kafka_broker_factory()
+    address, log_path = broker.bootstrap_servers, broker.log_path
+    topic = broker.create_topic("restart.check", 1)
+    producer = KafkaProducer(bootstrap_servers=address, acks="all")
+    for i in range(6):
+        producer.send(topic, value=str(i).encode())
+    producer.flush(timeout=30)
+    producer.close()
+    tp = TopicPartition(topic, 0)
+    consumer = KafkaConsumer(bootstrap_servers=address, group_id="g", enable_auto_commit=False)
+    consumer.assign([tp])
+    consumer.commit({tp: OffsetAndMetadata(4, "", -1)})
+    consumer.close()
+
+    old_pid = broker.pid
+    broker.restart(hard=True)  # SIGKILL, then start on the same ports and data
+    assert broker.bootstrap_servers == address and broker.log_path == log_path
+    assert broker.pid != old_pid and broker.is_running
+
+    consumer = KafkaConsumer(bootstrap_servers=address, group_id="g", enable_auto_commit=False,
+                             auto_offset_reset="earliest")
+    consumer.assign([tp])
+    try:
+        assert consumer.committed(tp) == 4
+        assert [r.value for r in _drain(consumer, 2)] == [b"4", b"5"]
+    finally:
+        consumer.close()
+    assert "exited with -9" in log_path.read_text(errors="replace")
+
+
+@pytest.mark.slow
+def test_milvus_hard_restart_keeps_uri_and_data(milvus_server_factory) -> None:  # type: ignore[no-untyped-def]
+    from pymilvus import MilvusClient
+
+    server = milvus_server_factory()
+    uri = server.uri
+    client = MilvusClient(uri=uri)
+    client.create_collection("survivor", dimension=4, consistency_level="Strong")
+    client.insert("survivor", [{"id": 7, "vector": [0.0, 1.0, 0.0, 0.0]}])
+    client.flush("survivor")
+    client.close()
+
+    server.restart(hard=True)
+    assert server.uri == uri
+    client = MilvusClient(uri=uri)
+    try:
+        client.load_collection("survivor")
+        assert [row["id"] for row in client.query("survivor", filter="id >= 0")] == [7]
+    finally:
+        client.close()

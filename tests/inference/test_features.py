@@ -33,12 +33,13 @@ def effnet() -> EfficientNetLite0Taps:
 
 
 def test_resnet50_torchvision_keys_and_region_shapes(tmp_path: Path) -> None:
-    from torchvision.models import resnet50
-
     torch.manual_seed(0)
-    sd = resnet50(weights=None).state_dict()  # torchvision layout incl. fc.*
+    model = get_model("resnet50_l3imac")
+    # torchvision layout (conv1.*, layer1..4.*, fc.*), perturbed so that loading is visible
+    sd = {k: v + 1.0 if k == "conv1.weight" else v for k, v in model.backbone.cnn.state_dict().items()}
+    sd.update({"fc.weight": torch.zeros(1000, 2048), "fc.bias": torch.zeros(1000)})
     torch.save(sd, tmp_path / "resnet50.pth")
-    model = get_model("resnet50_l3imac", weights=tmp_path / "resnet50.pth")
+    model.backbone.load_weights(tmp_path / "resnet50.pth")
     torch.testing.assert_close(model.backbone.cnn.conv1.weight, sd["conv1.weight"])
     with torch.no_grad():
         r = model(torch.randint(0, 256, (1, 224, 224, 3), dtype=torch.uint8))
