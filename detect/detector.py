@@ -100,7 +100,7 @@ class Detector:
         self.index = index
         self.config = config
         calibration = models.bundle.manifest.calibration or {}
-        self.thresholds = thresholds or _thresholds_from(calibration, config)
+        self.thresholds = thresholds or _thresholds_from(models.bundle.thresholds(), config)
         self.normalizer = normalizer if normalizer is not None else _normalizer_from(calibration, config)
         self.alignment = alignment or AlignmentParams()
 
@@ -231,16 +231,7 @@ def _ref_times(info: dict[str, Any], frames: int) -> np.ndarray:
     return np.arange(frames, dtype=np.float32)
 
 
-def calibrated_thresholds(calibration: dict[str, Any]) -> dict[str, float]:
-    """Thresholds per level from a bundle's calibration (``detect.calibration.Calibration.to_dict``)."""
-    levels = calibration.get("levels") or {}
-    fitted = {str(name): float(level["threshold"]) for name, level in levels.items() if level and level.get("threshold") is not None}
-    fitted.update({str(k): float(v) for k, v in (calibration.get("thresholds") or {}).items()})
-    return fitted
-
-
-def _thresholds_from(calibration: dict[str, Any], config: DetectionConfig) -> LevelThresholds:
-    fitted = calibrated_thresholds(calibration)
+def _thresholds_from(fitted: dict[str, float], config: DetectionConfig) -> LevelThresholds:
     copy = config.thresholds.copy_level if config.thresholds.copy_level is not None else fitted.get("copy")
     incident = config.thresholds.incident if config.thresholds.incident is not None else fitted.get("incident")
     return LevelThresholds(copy=copy, incident=incident, min_aligned_s=config.min_segment_s)

@@ -25,7 +25,7 @@ import torch
 from export.models import GraphSpec
 from export.parity import ATOL, ParityReport, install_if_parity
 
-__all__ = ["OPSET", "ExportResult", "export_graph", "export_onnx_file", "tensor_specs"]
+__all__ = ["OPSET", "BundleExport", "ExportResult", "export_bundle", "export_graph", "export_onnx_file", "tensor_specs"]
 
 log = logging.getLogger(__name__)
 
@@ -133,3 +133,74 @@ def export_graph(spec: GraphSpec, out_dir: Path | str, opset: int = OPSET, atol:
     seconds = time.perf_counter() - start
     log.info("exported %s with the %s exporter (opset %d): %s", spec.name, used, opset, report.summary())
     return ExportResult(spec.name, spec.artifact, dest, used, opset, report, seconds)
+
+
+# --------------------------------------------------------------------------- bundles
+
+
+@dataclass
+class BundleExport:
+    results: list[ExportResult]
+    failures: dict[str, str]
+
+
+def _dynamic_axes(spec: GraphSpec) -> dict[str, list[int]]:
+    axes = {s for _, _, shape in spec.inputs for s in shape if isinstance(s, str)}
+    out = {}
+    for a in sorted(axes):
+        lo, hi = spec.bounds.get(a, (1, 4096))
+        out[a] = [lo, min(max(spec.opt.get(a, lo), lo), hi), hi]
+    return out
+
+
+def export_bundle(root: Path | str, models: Sequence[str] | None = None, opset: int = OPSET, atol: float = ATOL,
+                  progress: bool = True, torch_models: dict[str, Any] | None = None) -> BundleExport:
+    """Export every graph of the bundle's PyTorch models into ``root/onnx/`` and record them in the manifest.
+
+    ``models`` filters by artifact name (``features``, ``coarse``, ``fine``, ``fine_bin``, ``selector``,
+    ``s2vs``, ``drca``); absent artifacts are skipped. A graph failing parity is not written and is
+    listed in ``failures``; the manifest gets one ``onnx/<graph>`` entry per installed file.
+    ``torch_models`` replaces loading from the bundle (tests, benchmarks).
+    """
+    from tqdm import tqdm
+
+    from export.models import build_graphs, load_torch_models
+    from inference.bundle import BundleWriter, load_bundle
+    from inference.engines import ONNX_PREFIX
+
+    root = Path(root)
+    bundle = load_bundle(root)
+    loaded = torch_models if torch_models is not None else load_torch_models(bundle, list(models) if models else None)
+    if models:
+        loaded = {k: v for k, v in loaded.items() if k in models}
+    specs = build_graphs(loaded, regions=bundle.manifest.backbone.regions)
+    out_dir = root / "onnx"
+    results: list[ExportResult] = []
+    failures: dict[str, str] = {}
+    bar = tqdm(list(specs.values()), desc="export", unit="graph", disable=not progress)
+    for spec in bar:
+        bar.set_postfix_str(spec.name)
+        try:
+            results.append(export_graph(spec, out_dir, opset=opset, atol=atol))
+        except Exception as exc:
+            log.error("export of %s failed: %s", spec.name, exc)
+            failures[spec.name] = str(exc)
+    if results:
+        writer = BundleWriter.update(root)
+        for r in results:
+            spec = specs[r.graph]
+            source = bundle.manifest.artifacts.get(r.artifact)
+            writer.add(
+                f"{ONNX_PREFIX}{r.graph}", r.path, kind="onnx",
+                arch=(source.arch if source is not None else None),
+                provenance=(source.provenance if source is not None else "untrained"),
+                source=f"dupwatch export ({r.exporter} exporter) of artifact {r.artifact!r}",
+                config={"exporter": r.exporter, "graph": r.graph, "artifact": r.artifact,
+                        "dynamic_axes": _dynamic_axes(spec), "atol": atol,
+                        "parity_shapes": [dict(s) for s in spec.parity_shapes],
+                        "torch": torch.__version__},
+                inputs=tensor_specs(spec.inputs), outputs=tensor_specs(spec.outputs),
+                parity_max_abs_err=r.parity_max_abs_err, opset=r.opset,
+            )
+        writer.write()
+    return BundleExport(results, failures)
