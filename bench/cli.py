@@ -93,3 +93,17 @@ def bench_models(
     rows = run_models_bench([int(b) for b in batch_sizes.split(",")], [int(b) for b in pair_batches.split(",")],
                             video_frames=video_frames, devices=devices, repeats=repeats)
     typer.echo(format_table(rows))
+
+
+@bench_app.command("engines")
+def engines_cmd(
+    bundle: str = typer.Option("", "--bundle", help="Bundle with ONNX exports (default: a random-init bundle, exported now)."),
+    frames: int = typer.Option(16, help="Frames per feature-extractor call."),
+    length: int = typer.Option(64, help="Frames per video in the similarity pairs."),
+    seconds: float = typer.Option(1.0, help="Minimum timing per engine and graph."),
+) -> None:
+    """Frames/s and pairs/s per engine (PyTorch vs ONNX Runtime, GPU back ends when present) and parity errors."""
+    from bench.engines import bench_engines, format_report
+
+    timings, parity, notes = bench_engines(bundle or None, frames=frames, length=length, min_seconds=seconds)
+    typer.echo(format_report(timings, parity, notes))

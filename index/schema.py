@@ -117,6 +117,7 @@ def build_schema(kind: str, dims: IndexDims) -> Any:
         schema.add_field("num_frames", DataType.INT64)
         schema.add_field("num_clips", DataType.INT64)
         schema.add_field("bundle_version", DataType.VARCHAR, max_length=MAX_VERSION_CHARS)
+        schema.add_field("event_id", DataType.VARCHAR, max_length=MAX_ID_CHARS)
         schema.add_field("indexed_at_ms", DataType.INT64)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dims.coarse)
     elif kind == CLIPS:

@@ -330,6 +330,7 @@ class VideoIndex:
             "num_frames": t_count,
             "num_clips": int(clips.shape[0]),
             "bundle_version": str(rep.meta.get("bundle_version", "unknown"))[:128],
+            "event_id": str(rep.meta.get("event_id", ""))[:128],
             "indexed_at_ms": int(self._clock() * 1000),
             "vector": np.asarray(rep.coarse, dtype=np.float32).tolist(),
         }
@@ -387,6 +388,11 @@ class VideoIndex:
         )
         return len(got) > 0
 
+    def indexed_event(self, video_id: str) -> tuple[str, str] | None:
+        """``(event_id, bundle_version)`` of the upload that last completed indexing of the video."""
+        info = self.video_info([video_id]).get(video_id)
+        return None if info is None else (str(info["event_id"]), str(info["bundle_version"]))
+
     def count(self, video_id: str) -> RowCounts:
         """Rows stored for the video in each collection (exactly-once checks)."""
         self.ensure_collections()
@@ -417,7 +423,7 @@ class VideoIndex:
         if not ids:
             return {}
         name = self.names[COARSE]
-        fields = ["video_id", "tenant", "selfsim", "duration_s", "num_frames", "num_clips", "bundle_version", "indexed_at_ms"]
+        fields = ["video_id", "tenant", "selfsim", "duration_s", "num_frames", "num_clips", "bundle_version", "event_id", "indexed_at_ms"]
         got = self._call("get", lambda c: c.get(name, ids=ids, output_fields=fields, timeout=self.config.timeout_s))
         return {str(row["video_id"]): {k: row[k] for k in fields} for row in got}
 

@@ -20,6 +20,7 @@ METRIC_DOCS: dict[str, str] = {
     "dupwatch_dead_letters_total": "Events sent to the dead-letter topic, by reason.",
     "dupwatch_retries_total": "Transient failures that were retried, by reason.",
     "dupwatch_alerts_sent_total": "Alerts handed to the alert sink, by level.",
+    "dupwatch_replays_skipped_total": "Events whose exact upload was already indexed (replays after a crash or rebalance).",
     "dupwatch_commits_total": "Offset commits that succeeded.",
     "dupwatch_decode_seconds": "Fetch + decode time of one upload.",
     "dupwatch_inference_seconds": "Embedding time of one batch of uploads.",
@@ -44,6 +45,7 @@ class WorkerMetrics:
         self.dead_letters = Counter("dupwatch_dead_letters", d["dupwatch_dead_letters_total"], ["reason"], registry=r)
         self.retries = Counter("dupwatch_retries", d["dupwatch_retries_total"], ["reason"], registry=r)
         self.alerts_sent = Counter("dupwatch_alerts_sent", d["dupwatch_alerts_sent_total"], ["level"], registry=r)
+        self.replays_skipped = Counter("dupwatch_replays_skipped", d["dupwatch_replays_skipped_total"], registry=r)
         self.commits = Counter("dupwatch_commits", d["dupwatch_commits_total"], registry=r)
         self.decode_seconds = Histogram("dupwatch_decode_seconds", d["dupwatch_decode_seconds"], buckets=_SECONDS, registry=r)
         self.inference_seconds = Histogram(

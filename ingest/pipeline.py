@@ -270,6 +270,10 @@ class Pipeline:
         ctx = ctx or StepContext()
         for job in jobs:
             job.event = self._run(job, ctx, lambda job=job: self._parse(job.value))
+            if job.status == "pending" and self._already_done(job, ctx):
+                job.status = "indexed"  # a replay of a completed event: alerts were sent before the index write
+                self.metrics.replays_skipped.inc()
+                self.consecutive_dead = 0
         for job in jobs:
             if job.status == "pending":
                 t0 = time.perf_counter()
@@ -298,6 +302,20 @@ class Pipeline:
                 job.decoded = None  # free the frames early
                 self.consecutive_dead = 0
 
+    def _already_done(self, job: Job, ctx: StepContext) -> bool:
+        """True when the index holds this very event, embedded by this very model version.
+
+        The coarse row is written last, after the alerts were acknowledged, so its presence means
+        the whole chain completed: a replay (crash before commit, rebalance) skips the work and
+        sends no second alert. A crash between alert and index re-sends the same alert ids.
+        """
+        lookup = getattr(self.index, "indexed_event", None)
+        version = getattr(self.embedder, "version", None)
+        if lookup is None or version is None:
+            return False
+        found = self._run(job, ctx, lambda: lookup(job.event.video_id))
+        return found is not None and found == (job.event.event_id, version)
+
     def _embed(self, jobs: Sequence[Job], ctx: StepContext) -> None:
         ready = [j for j in jobs if j.status == "pending" and j.decoded is not None]
         batch_fn = getattr(self.embedder, "embed_batch", None)
@@ -318,13 +336,20 @@ class Pipeline:
                 reps = self._try_batch(batch_fn, group, ctx)
                 if reps is not None:
                     for job, rep in zip(group, reps, strict=True):
-                        job.rep = rep
+                        job.rep = self._stamp(job, rep)
                     self.metrics.inference_seconds.observe(time.perf_counter() - t0)
                     continue
             for job in group:  # one by one: no batch path, or isolating a poison video
                 if job.status == "pending":
-                    job.rep = self._run(job, ctx, lambda job=job: self.embedder.embed(job.decoded, job.event.tenant))
+                    rep = self._run(job, ctx, lambda job=job: self.embedder.embed(job.decoded, job.event.tenant))
+                    job.rep = self._stamp(job, rep) if rep is not None else None
             self.metrics.inference_seconds.observe(time.perf_counter() - t0)
+
+    @staticmethod
+    def _stamp(job: Job, rep: VideoRepresentation) -> VideoRepresentation:
+        rep.meta.setdefault("event_id", job.event.event_id)
+        rep.meta.setdefault("duration_s", str(job.decoded.duration_s if job.decoded is not None else 0.0))
+        return rep
 
     def _try_batch(self, batch_fn: Callable[..., Any], group: list[Job], ctx: StepContext) -> list[VideoRepresentation] | None:
         items = [(j.decoded, j.event.tenant) for j in group]

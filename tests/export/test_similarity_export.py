@@ -1,0 +1,52 @@
+"""ONNX export + ORT-CPU parity of the DnS fine students (attention, binarization), S²VS and the selector."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from export.models import build_graphs, random_models
+from export.onnx_export import OPSET, export_graph
+from export.parity import check_parity
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture(scope="module")
+def specs():
+    return build_graphs(random_models(["fine", "fine_bin", "s2vs", "selector"]))
+
+
+@pytest.mark.parametrize("graph", ["fine", "fine_bin", "s2vs"])
+def test_similarity_dynamic_tq_tt(specs, graph, tmp_path):
+    spec = specs[graph]
+    result = export_graph(spec, tmp_path)
+    assert result.exporter == "torchscript" and result.opset == OPSET
+    assert result.parity.ok and result.parity_max_abs_err < 1e-4
+    shapes = {tuple(c.sizes.values()) for c in result.parity.cases}
+    assert (4, 4) in shapes and (300, 120) in shapes  # shortest and a long video, checked at export time
+    # other shapes than the traced ones, in ONNX Runtime, against PyTorch
+    report = check_parity(spec, result.path, [{"Tq": 4, "Tt": 300}, {"Tq": 17, "Tt": 9}], seed=7)
+    assert report.ok, report.summary()
+    model = onnx.load(str(result.path))
+    dims = [d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims[0] == "Tq"
+    out = {o.name for o in model.graph.output}
+    assert out == {"similarity", "similarity_matrix"}
+
+
+@pytest.mark.parametrize("graph", ["fine_index", "fine_bin_index", "s2vs_index"])
+def test_indexers_batch_one_and_many(specs, graph, tmp_path):
+    result = export_graph(specs[graph], tmp_path)
+    assert result.parity.ok, result.parity.summary()
+    sizes = [c.sizes for c in result.parity.cases]
+    assert {"B": 1, "T": 4} in sizes and {"B": 4, "T": 33} in sizes and {"B": 1, "T": 300} in sizes
+
+
+def test_selector_graphs(specs, tmp_path):
+    for graph in ("selector_selfsim", "selector_mlp"):
+        result = export_graph(specs[graph], tmp_path)
+        assert result.parity.ok, result.parity.summary()
+    probs = specs["selector_mlp"].torch_run({"x": np.zeros((2, 3), np.float32)})["probability"]
+    assert probs.shape == (2, 1) and np.all((probs > 0) & (probs < 1))
