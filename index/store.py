@@ -62,7 +62,7 @@ _UNAVAILABLE_HINTS = (
     "not loaded",
     "load()",
     "socket",
-    "server",
+    "server unavailable",
     "closed",
     "channel",
     "refused",

@@ -44,7 +44,7 @@ class Decoder(Protocol):
 
 @runtime_checkable
 class Embedder(Protocol):
-    """Frames → representation. Optionally ``embed_batch(items) -> list`` batches frames across videos."""
+    """Frames → representation. Optionally ``embed_batch(videos, tenants) -> list`` batches frames across videos."""
 
     def embed(self, decoded: DecodedVideo, tenant: str) -> VideoRepresentation: ...
 
@@ -352,10 +352,11 @@ class Pipeline:
         return rep
 
     def _try_batch(self, batch_fn: Callable[..., Any], group: list[Job], ctx: StepContext) -> list[VideoRepresentation] | None:
-        items = [(j.decoded, j.event.tenant) for j in group]
+        videos = [j.decoded for j in group]
+        tenants = [j.event.tenant for j in group]
         try:
             reps, _ = call_with_retry(
-                lambda: list(batch_fn(items)),
+                lambda: list(batch_fn(videos, tenants)),
                 self.retry,
                 sleep=ctx.sleep,
                 should_abort=lambda: all(ctx.should_abort(j) for j in group),

@@ -134,8 +134,61 @@ class VersionedEmbedder:
     def embed(self, decoded: Any, tenant: str) -> Any:
         return self._stamp(self.inner.embed(decoded, tenant))
 
-    def _embed_batch(self, items: Sequence[tuple[Any, str]]) -> list[Any]:
-        return [self._stamp(r) for r in self.inner.embed_batch(items)]
+    def _embed_batch(self, videos: Sequence[Any], tenants: Sequence[str]) -> list[Any]:
+        return [self._stamp(r) for r in self.inner.embed_batch(videos, tenants)]
+
+
+def index_dims_of(embedder: Any, crop: int = 224) -> Any:
+    """``embedder.index_dims`` if it has one, else measured by embedding 8 grey frames once."""
+    import numpy as np
+
+    from dupwatch.records import DecodedVideo
+    from index.schema import IndexDims
+
+    dims = getattr(embedder, "index_dims", None)
+    if dims is not None:
+        return dims
+    probe = DecodedVideo(
+        video_id="dims-probe",
+        frames=np.full((8, crop, crop, 3), 128, np.uint8),
+        timestamps=np.arange(8, dtype=np.float32),
+        duration_s=8.0,
+        source_width=crop,
+        source_height=crop,
+    )
+    rep = embedder.embed(probe, "default")
+    fine = rep.fine_index if rep.fine_index is not None else rep.regions
+    return IndexDims(coarse=int(rep.coarse.shape[0]), clip=int(rep.clips.shape[1]), regions=int(fine.shape[1]), region_dim=int(fine.shape[2]))
+
+
+class AlertingDetector:
+    """``detect.detector.Detector`` (returns decided pairs) → the pipeline's ``AlertEvent`` list."""
+
+    def __init__(self, detector: Any) -> None:
+        self.detector = detector
+
+    def detect(self, rep: Any) -> list[Any]:
+        return list(self.detector.alerts(rep, self.detector.detect(rep)))
+
+
+class WebhookAlertSink:
+    """``detect.webhooks.WebhookSender`` as an :class:`AlertSink`.
+
+    The sender retries each receiver with its own policy and dedupes by ``alert_id`` in its
+    delivery log; a receiver still failing transiently makes the upload wait (not committed).
+    """
+
+    def __init__(self, sender: Any) -> None:
+        self.sender = sender
+
+    def send(self, alert: Any) -> None:
+        import json
+
+        results = self.sender.send(alert.alert_id, json.loads(alert.model_dump_json()), level=alert.level)
+        failed = [r for r in results if not r.ok and not r.dead_letter]
+        if failed:
+            names = ", ".join(f"{r.receiver}:{r.reason or r.outcome}" for r in failed)
+            raise TransientError(f"webhook delivery failed: {names}", reason="webhook_unavailable")
 
 
 class Worker:
@@ -147,6 +200,7 @@ class Worker:
         *,
         embedder: Any,
         detector: Detector | None = None,
+        detector_factory: Callable[[Any], Detector] | None = None,
         alert_sinks: Sequence[AlertSink] = (),
         decoder: Any = None,
         metrics: WorkerMetrics | None = None,
@@ -159,8 +213,10 @@ class Worker:
         self.metrics = metrics or WorkerMetrics()
         self.health = HealthState(stall_s=max(60.0, settings.kafka.max_poll_interval_ms / 1000.0))
         self.embedder = VersionedEmbedder(embedder)
-        dims = embedder.index_dims
+        dims = index_dims_of(embedder, settings.decode.crop)
         self.index = VideoIndex(settings.milvus, dims)
+        if detector is None and detector_factory is not None:
+            detector = detector_factory(self.index)
         self._probe_index = VideoIndex(settings.milvus, dims)
         self.producer = _producer(settings.kafka)
         sinks: list[AlertSink] = [KafkaAlertSink(self.producer, settings.kafka.alerts_topic), *alert_sinks]
@@ -221,21 +277,24 @@ def install_signal_handlers(stop: Callable[[], None]) -> None:
 def serve(settings: Settings, *, embedder_factory: str = DEFAULT_EMBEDDER) -> int:
     """Build and run the worker in this process; the exit code."""
     embedder = load_factory(embedder_factory)(settings)
-    detector = _optional_detector(settings)
-    worker = Worker(settings, embedder=embedder, detector=detector)
+    worker = Worker(settings, embedder=embedder, detector_factory=detector_factory_for(settings, embedder))
     install_signal_handlers(worker.stop)
     worker.run()
     log.info("worker stopped cleanly")
     return 0
 
 
-def _optional_detector(settings: Settings) -> Detector | None:
-    """``detect.service:build_detector(settings)`` when the detect package provides it."""
-    try:
-        factory = load_factory("detect.service:build_detector")
-    except (ImportError, AttributeError):
+def detector_factory_for(settings: Settings, embedder: Any) -> Callable[[Any], Detector] | None:
+    """``index -> detector``: the detect package's cascade when the embedder carries the bundle's
+    models (``embedder.models``), else ``None`` (index only, no alerts)."""
+    models = getattr(embedder, "models", None)
+    if models is None:
         return None
-    return factory(settings)
+    try:
+        from detect.detector import Detector as CascadeDetector
+    except ImportError:
+        return None
+    return lambda index: AlertingDetector(CascadeDetector(models, index, settings.detection))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -305,11 +364,13 @@ def scan_directory(
 
     directory = directory.resolve()
     files = sorted(p for p in (directory.rglob("*") if recursive else directory.iterdir()) if p.is_file() and not p.name.startswith("."))
-    embedder = VersionedEmbedder(embedder if embedder is not None else load_factory(embedder_factory)(settings))
-    index = VideoIndex(settings.milvus, embedder.inner.index_dims)
+    inner = embedder if embedder is not None else load_factory(embedder_factory)(settings)
+    embedder = VersionedEmbedder(inner)
+    index = VideoIndex(settings.milvus, index_dims_of(inner, settings.decode.crop))
     index.ensure_collections()
     if detector is None:
-        detector = _optional_detector(settings) or NoDetector()
+        factory = detector_factory_for(settings, inner)
+        detector = factory(index) if factory is not None else NoDetector()
     alerts = CollectingAlertSink()
     dead = CollectingDeadLetterSink()
     pipeline = Pipeline(

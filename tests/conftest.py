@@ -30,7 +30,8 @@ _LOG_TAIL_LINES = 40
 
 
 class _Service(Protocol):
-    log_path: Path
+    @property
+    def log_path(self) -> Path: ...
 
     def start(self) -> object: ...
 

@@ -82,11 +82,20 @@ def test_consumer_group_resumes_after_committed_offset(kafka_broker, kafka_topic
         assert got == [(i, f"p{partition}-m{i}") for i in range(done, per_partition)]
 
 
-def test_kafka_broker_announces_address_and_log(kafka_broker) -> None:  # type: ignore[no-untyped-def]
+def test_kafka_broker_address_log_and_topic_fixture(kafka_broker, kafka_topic) -> None:  # type: ignore[no-untyped-def]
+    from kafka import KafkaAdminClient
+
     host, port = kafka_broker.bootstrap_servers.split(":")
     assert host == "127.0.0.1" and int(port) > 0
     assert kafka_broker.is_running
     assert "Kafka Server started" in kafka_broker.log_path.read_text(errors="replace")
+    admin = KafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap_servers)
+    try:
+        (meta,) = admin.describe_topics([kafka_topic])
+    finally:
+        admin.close()
+    assert meta["error_code"] == 0 and len(meta["partitions"]) == 1
+    assert kafka_topic.startswith("test.test_kafka_broker_address_log_and_topic_fixture.")
 
 
 # ---- Milvus -----------------------------------------------------------------------------------
@@ -207,6 +216,7 @@ def test_kafka_broker_without_maven_and_no_cached_jars(tmp_path, monkeypatch) ->
 # ---- restarts (what fault-injection tests build on) --------------------------------------------
 
 
+@pytest.mark.slow
 def test_kafka_hard_restart_keeps_ports_messages_and_offsets(kafka_broker_factory) -> None:  # type: ignore[no-untyped-def]
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
     from kafka.structs import OffsetAndMetadata

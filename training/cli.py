@@ -103,3 +103,124 @@ def train_drca_cmd(
         )
         cmp = compare_trained_vs_untrained(result.model, corpus, cfg.img_size)
         typer.echo(f"copy-detection mAP ({cmp.num_queries} queries): untrained {cmp.untrained:.3f} trained {cmp.trained:.3f}")
+
+
+# --- default bundle chain (training/corpus.py, pca.py, s2vs.py, dns.py, bundle.py) ---------------
+
+_WORK = "var/train/default"
+
+
+def _corpus(views: int, fps: float):  # type: ignore[no-untyped-def]
+    from training.corpus import CorpusSpec, build_feature_corpus
+
+    return build_feature_corpus(CorpusSpec(views=views, fps=fps))
+
+
+@train_app.command("corpus")
+def train_corpus_cmd(views: int = typer.Option(4, "--views"), fps: float = typer.Option(1.0, "--fps")) -> None:
+    """Decode the registry-package training sources, make augmented views, cache their EfficientNet-Lite0 regions."""
+    corpus = _corpus(views, fps)
+    typer.echo(f"corpus: {corpus.summary()}")
+
+
+@train_app.command("pca")
+def train_pca_cmd(work: str = typer.Option(_WORK, "--work"), components: int = typer.Option(512, "--components"),
+                  itq: bool = typer.Option(True, "--itq/--no-itq"), views: int = typer.Option(4, "--views"),
+                  fps: float = typer.Option(1.0, "--fps")) -> None:
+    """Fit PCA whitening (+ ITQ) on the corpus region vectors: <work>/pca.pth, <work>/itq.pth (published layouts)."""
+    from training.pca import train_pca
+
+    paths = train_pca(_corpus(views, fps), work, components, itq)
+    typer.echo(", ".join(f"{k}: {v}" for k, v in paths.items()))
+
+
+@train_app.command("s2vs")
+def train_s2vs_cmd(work: str = typer.Option(_WORK, "--work"), steps: int = typer.Option(400, "--steps"),
+                   clips: int = typer.Option(8, "--clips", help="N clips per batch (B = 2N)"),
+                   lr: float = typer.Option(5e-4, "--lr"), seed: int = typer.Option(0, "--seed"),
+                   views: int = typer.Option(4, "--views"), fps: float = typer.Option(1.0, "--fps")) -> None:
+    """S²VS self-supervised training (InfoNCE τ=0.03 + 3·SSHN + reg); resumes from <work>/s2vs/checkpoint.pt."""
+    from pathlib import Path
+
+    from inference.checkpoints import load_checkpoint
+    from training.s2vs import S2VSTrainConfig, train_s2vs
+
+    pca = load_checkpoint(Path(work) / "pca.pth").state_dict
+    res = train_s2vs(_corpus(views, fps), pca, Path(work) / "s2vs", S2VSTrainConfig(steps=steps, clips=clips, lr=lr, seed=seed))
+    typer.echo(f"loss {res.losses[0]:.4f} -> {res.losses[-1]:.4f}; weights {res.weights}; curve {res.curve}")
+
+
+def _pairs(work: str, views: int, fps: float):  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    from inference.checkpoints import load_checkpoint
+    from inference.registry import get_model
+    from training.dns import mine_pairs, teacher_similarities
+    from training.s2vs import whiten_corpus
+
+    pca = load_checkpoint(Path(work) / "pca.pth").state_dict
+    teacher = get_model("s2vs", checkpoint=Path(work) / "s2vs" / "s2vs.pth", dims=int(pca["V"].shape[1])).eval()
+    return teacher, teacher_similarities(teacher, mine_pairs(whiten_corpus(_corpus(views, fps), pca)))
+
+
+@train_app.command("dns-students")
+def train_dns_students_cmd(work: str = typer.Option(_WORK, "--work"), steps: int = typer.Option(300, "--steps"),
+                           views: int = typer.Option(4, "--views"), fps: float = typer.Option(1.0, "--fps")) -> None:
+    """DnS coarse + fine attention students, L1 to the S²VS teacher's precomputed similarities: <work>/dns/."""
+    from pathlib import Path
+
+    from training.dns import DnSTrainConfig, train_students
+
+    _, pairs = _pairs(work, views, fps)
+    _, _, losses = train_students(pairs, Path(work) / "dns", DnSTrainConfig(steps=steps))
+    typer.echo(f"{len(pairs.pairs)} pairs; coarse L1 {losses['coarse'][0]:.4f} -> {losses['coarse'][-1]:.4f}; "
+               f"fine L1 {losses['fine'][0]:.4f} -> {losses['fine'][-1]:.4f}")
+
+
+@train_app.command("selector")
+def train_selector_cmd(work: str = typer.Option(_WORK, "--work"), steps: int = typer.Option(200, "--steps"),
+                       threshold: float = typer.Option(0.2, "--threshold"), views: int = typer.Option(4, "--views"),
+                       fps: float = typer.Option(1.0, "--fps")) -> None:
+    """DnS selector: BCE on the coarse/fine disagreement label (t = 0.2), balanced classes: <work>/selector/."""
+    from pathlib import Path
+
+    from inference.registry import get_model
+    from training.dns import SelectorTrainConfig, train_selector
+
+    teacher, pairs = _pairs(work, views, fps)
+    coarse = get_model("dns_cg_student", checkpoint=Path(work) / "dns" / "coarse.pth").eval()
+    _, losses, stats = train_selector(pairs, coarse, teacher, Path(work) / "selector",
+                                      SelectorTrainConfig(steps=steps, threshold=threshold))
+    typer.echo(f"selector BCE {losses[0]:.4f} -> {losses[-1]:.4f}; {stats}")
+
+
+@train_app.command("bundle")
+def train_bundle_cmd(out: str = typer.Option("models/default", "--out"), work: str = typer.Option(_WORK, "--work"),
+                     s2vs_steps: int = typer.Option(400, "--s2vs-steps"), dns_steps: int = typer.Option(300, "--dns-steps"),
+                     selector_steps: int = typer.Option(200, "--selector-steps")) -> None:
+    """Whole chain (corpus → PCA/ITQ → S²VS → DnS students → selector) and the default bundle in --out."""
+    import json
+
+    from training.bundle import BundleBuildConfig, build_default_bundle
+
+    res = build_default_bundle(out, work, BundleBuildConfig(s2vs_steps=s2vs_steps, dns_steps=dns_steps,
+                                                            selector_steps=selector_steps))
+    typer.echo(json.dumps(res, indent=2, default=str))
+
+
+@train_app.command("evaluate")
+def train_evaluate_cmd(bundle: str = typer.Option("models/default", "--bundle"),
+                       bench: str = typer.Option("var/train/heldout_bench", "--bench",
+                                                 help="benchmark dir; built (held-out sources only) when missing")) -> None:
+    """Held-out copy detection: bundle fine network vs untrained heads vs plain chamfer (mAP, µAP)."""
+    import json
+    from pathlib import Path
+
+    from training.bundle import evaluate_fine_similarity
+
+    if not (Path(bench) / "truth.csv").is_file():
+        from bench.builder import build_benchmark
+        from training.corpus import CorpusSpec, heldout_benchmark_spec
+
+        build_benchmark(bench, heldout_benchmark_spec(CorpusSpec()))
+    typer.echo(json.dumps(evaluate_fine_similarity(bundle, bench), indent=2))

@@ -46,6 +46,7 @@ __all__ = ["MilvusServer", "ensure_milvus_binary", "milvus_package_version"]
 log = logging.getLogger(__name__)
 
 _COMPLETE_MARKER = ".complete"
+SESSION_TTL_S = 10
 _INSTALL_HINT = "install the server package, e.g. `pip install milvus==2.3.5`"
 
 # Template port keys of the package's config.yaml.template (each gets its own free port).
@@ -360,6 +361,9 @@ class MilvusServer:
         )
         text = _render_template(template, values)
         overrides = {f"{component}.ip": self.host for component in _COMPONENTS}
+        # A killed server's sessions stay registered until their lease ends; the restarted
+        # one waits for that before it loads collections (30 s by default).
+        overrides["common.session.ttl"] = str(SESSION_TTL_S)
         overrides.update(self.extra_config)
         text = _set_yaml_values(text, overrides)
         # Point the embedded etcd at its own config so it does not take 2379/2380.

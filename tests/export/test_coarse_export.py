@@ -11,6 +11,17 @@ from export.parity import check_parity
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """2 shared cores: one intra-op thread avoids OpenMP oversubscription (10x slower otherwise)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_coarse_dynamic_batch_and_length(tmp_path):
     spec = build_graphs(random_models(["coarse"]))["coarse"]
     result = export_graph(spec, tmp_path)

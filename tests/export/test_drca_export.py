@@ -12,6 +12,17 @@ from inference.drca.rank import split_indices
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """2 shared cores: one intra-op thread avoids OpenMP oversubscription (10x slower otherwise)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_export_split_indices_matches_stable_sort():
     g = torch.Generator().manual_seed(0)
     for k in (1, 3, 4, 7):

@@ -12,6 +12,17 @@ from inference.engines import OnnxRuntimeEngine
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """2 shared cores: one intra-op thread avoids OpenMP oversubscription (10x slower otherwise)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_features_dynamic_frames(tmp_path):
     spec = build_graphs(random_models(["features"]))["features"]
     assert spec.inputs[0][1] == "uint8" and spec.inputs[0][2] == ["N", 224, 224, 3]

@@ -13,6 +13,17 @@ from export.parity import check_parity
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """2 shared cores: one intra-op thread avoids OpenMP oversubscription (10x slower otherwise)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def specs():
     return build_graphs(random_models(["fine", "fine_bin", "s2vs", "selector"]))

@@ -45,19 +45,19 @@ def test_efficientnet_lite0_all_keys_and_imagenet_sanity(effnet: EfficientNetLit
 def test_efficientnet_lite0_regions_and_fitted_pca(effnet: EfficientNetLite0Taps, tmp_path: Path) -> None:
     torch.manual_seed(0)
     extractor = FrameFeatureExtractor(effnet)
-    frames = torch.randint(0, 256, (4, 224, 224, 3), dtype=torch.uint8)
-    regions = extract_in_batches(extractor, frames, batch_size=3)
-    assert regions.shape == (4, 9, effnet.region_dims) == (4, 9, 1752)
+    frames = torch.randint(0, 256, (3, 224, 224, 3), dtype=torch.uint8)
+    regions = extract_in_batches(extractor, frames, batch_size=2)
+    assert regions.shape == (3, 9, effnet.region_dims) == (3, 9, 1752)
     with torch.no_grad():
-        torch.testing.assert_close(regions[3:], extractor(frames[3:]), atol=1e-5, rtol=0)
+        torch.testing.assert_close(regions[2:], extractor(frames[2:]), atol=1e-5, rtol=0)
     pca_path = save_pca(fit_pca(regions), tmp_path / "pca_effnet.pth")
     ck = load_checkpoint(pca_path)
     assert ck.kind == "pca"
-    extractor.pca = PCALayer.from_pca(**ck.state_dict, n_components=32)
+    extractor.pca = PCALayer.from_pca(**ck.state_dict, n_components=16)
     with torch.no_grad():
-        out = extractor(frames[:2])
-    assert out.shape == (2, 9, 32)
-    assert get_model("efficientnet_lite0_regions", pretrained=False, pca=pca_path).pca.out_dims == 36
+        out = extractor(frames[:1])
+    assert out.shape == (1, 9, 16)
+    assert get_model("efficientnet_lite0_regions", pretrained=False, pca=pca_path).pca.out_dims == 27
 
 
 def test_l3imac_rejects_bad_layout() -> None:

@@ -57,10 +57,42 @@ class ThumbnailEmbedder:
             meta={"duration_s": str(decoded.duration_s)},
         )
 
-    def embed_batch(self, items: Sequence[tuple[DecodedVideo, str]]) -> list[VideoRepresentation]:
-        self.batches.append(sum(d.num_frames for d, _ in items))
-        return [self.embed(d, t) for d, t in items]
+    def embed_batch(self, videos: Sequence[DecodedVideo], tenants: Sequence[str]) -> list[VideoRepresentation]:
+        self.batches.append(sum(d.num_frames for d in videos))
+        return [self.embed(d, t) for d, t in zip(videos, tenants, strict=True)]
 
 
 def build_embedder(settings: object) -> ThumbnailEmbedder:
     return ThumbnailEmbedder()
+
+
+class CopyDetector:
+    """Alerts ``copy`` when an indexed video of the tenant has (almost) the same coarse vector."""
+
+    def __init__(self, index: object, model_version: str = ThumbnailEmbedder.version, threshold: float = 0.999) -> None:
+        self.index = index
+        self.model_version = model_version
+        self.threshold = threshold
+
+    def detect(self, rep: VideoRepresentation) -> list:
+        from datetime import datetime, timezone
+
+        from ingest.events import AlertEvent, AlertScores
+        from ingest.pipeline import make_alert_id
+
+        alerts = []
+        for vid, score in self.index.search_coarse(rep.coarse, rep.tenant, 5, exclude_video_id=rep.video_id):
+            if score >= self.threshold:
+                alerts.append(
+                    AlertEvent(
+                        alert_id=make_alert_id(rep.tenant, rep.video_id, vid, "copy", self.model_version),
+                        video_id=rep.video_id,
+                        matched_video_id=vid,
+                        tenant=rep.tenant,
+                        level="copy",
+                        scores=AlertScores(coarse=score, normalized=score),
+                        model_version=self.model_version,
+                        created_at=datetime.now(timezone.utc),
+                    )
+                )
+        return alerts

@@ -17,7 +17,7 @@ from dupwatch.testing._process import free_ports
 from index.store import VideoIndex
 from ingest.metrics import WorkerMetrics
 from ingest.worker import Worker
-from tests.ingest.embedders import ThumbnailEmbedder
+from tests.ingest.embedders import CopyDetector, ThumbnailEmbedder
 from tests.ingest.test_worker_helpers import (
     VIDEO_FILES,
     committed_offsets,
@@ -36,12 +36,12 @@ pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 
 
 class RunningWorker:
-    def __init__(self, settings, embedder=None):
+    def __init__(self, settings, embedder=None, detector=None):
         self.settings = settings
         self.port = free_ports(1)[0]
         settings = settings.model_copy(update={"server": settings.server.model_copy(update={"port": self.port})})
         self.embedder = embedder or ThumbnailEmbedder()
-        self.worker = Worker(settings, embedder=self.embedder, metrics=WorkerMetrics())
+        self.worker = Worker(settings, embedder=self.embedder, detector=detector, metrics=WorkerMetrics())
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -90,6 +90,8 @@ def test_fifty_uploads_indexed_exactly_once_with_metrics(kafka_broker, milvus_li
     assert metrics["dupwatch_decode_seconds_count"] == 50
     assert metrics["dupwatch_batch_frames_count"] >= 1
     assert metrics["dupwatch_in_flight_videos"] == 0
+    assert metrics["dupwatch_commits_total"] >= 1
+    assert any(k.startswith("dupwatch_consumer_lag{") for k in metrics), sorted(metrics)
     assert sum(v for k, v in metrics.items() if k.startswith("dupwatch_dead_letters_total")) == 0
     # Frames of several videos went through one embedder batch.
     assert any(b > 15 for b in run.embedder.batches), run.embedder.batches
@@ -177,3 +179,35 @@ def test_not_ready_and_no_commit_while_milvus_unreachable(kafka_broker):
         assert committed_offsets(kafka_broker.bootstrap_servers, settings.kafka.group_id, topic) == {}
     # Stopped while waiting: it released the batch and still committed nothing.
     assert committed_offsets(kafka_broker.bootstrap_servers, settings.kafka.group_id, topic) == {}
+
+
+def test_replayed_events_send_no_second_alert_and_write_no_second_row(kafka_broker, milvus_lite_uri):
+    topic = kafka_broker.create_topic(unique("uploads"), 1)
+    settings = make_settings(kafka_broker.bootstrap_servers, topic, milvus_lite_uri)
+    produce(
+        kafka_broker.bootstrap_servers,
+        topic,
+        [upload_event("orig", VIDEO_FILES[1]), upload_event("copy", VIDEO_FILES[1]), upload_event("other", VIDEO_FILES[3])],
+    )
+    detector_index = VideoIndex(settings.milvus, ThumbnailEmbedder.index_dims)
+    try:
+        with RunningWorker(settings, detector=CopyDetector(detector_index)) as run:
+            wait_for(lambda: _drained(settings), 60, "first pass committed")
+            assert scrape(run.port)['dupwatch_alerts_sent_total{level=copy}'] == 1
+        # A crash before the commit means the same events are consumed again: a new group
+        # replays all of them from the start.
+        replay = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"group_id": settings.kafka.group_id + "-replay"})})
+        with RunningWorker(replay, detector=CopyDetector(detector_index)) as run:
+            wait_for(lambda: _drained(replay), 60, "replay committed")
+            metrics = scrape(run.port)
+        assert metrics["dupwatch_replays_skipped_total"] == 3
+        assert sum(v for k, v in metrics.items() if k.startswith("dupwatch_alerts_sent_total")) == 0
+        alerts = read_topic(kafka_broker.bootstrap_servers, settings.kafka.alerts_topic, expected=1)
+        assert len(alerts) == 1
+        body = json.loads(alerts[0].value)
+        assert (body["video_id"], body["matched_video_id"], body["level"]) == ("copy", "orig", "copy")
+        assert alerts[0].key.decode() == body["alert_id"]
+        for vid in ("orig", "copy", "other"):
+            assert detector_index.count(vid).coarse == 1
+    finally:
+        detector_index.close()

@@ -1,0 +1,625 @@
+"""Evaluation harness (issue #9, incident metrics of issue #12): score every query of a folder of
+videos against every other video with several methods and report retrieval, detection, segment
+and incident metrics from :mod:`bench.metrics`.
+
+Inputs
+------
+- ``videos_dir``: any folder of videos (``*.mp4``, ``*.mov``, ``*.mkv``, ``*.webm``, ``*.avi``,
+  ...; not recursive). A video's id is its file stem, or its file name when the truth CSV names
+  files with their extension.
+- ``truth``: the CSV of :mod:`bench.truth` (``query,reference,level`` + optional segment seconds).
+  Queries are the ids in the ``query`` column; every query is scored against every other video of
+  the folder; pairs not in the CSV are unrelated. Ids the CSV names but the folder lacks raise
+  :class:`EvalInputError` (the CLI prints it and exits 2).
+
+Methods (one ABC, :class:`Method`: ``prepare(videos)`` then ``score(query, reference)`` →
+``(score, segments)``):
+
+- ``vpdq``: the vPDQ baseline of :mod:`bench.baselines.vpdq` (ThreatExchange thresholds; it hashes
+  whole frames with its own reader, as vPDQ does, not the worker's 224 px centre crop). vPDQ does
+  not localize; its "segment" is the box spanned by the matched query frames and their best
+  reference frames (a generous stand-in, so vPDQ's segment numbers are an upper bound).
+- ``chamfer``: :mod:`bench.baselines.chamfer`, ViSiL_f-style region chamfer then frame chamfer on
+  EfficientNet-Lite0 region features (with the PCA of the first ``--bundle`` whose backbone is
+  EfficientNet-Lite0, else raw 1752-d features); segments from ``align_pair``.
+- ``ours``: one per bundle, :meth:`VideoModels.compare` (fine network, or chamfer when the bundle
+  has no fine head: :attr:`VideoModels.methods` is reported) + ``align_pair`` on its frame
+  similarity with the detector's :class:`detect.detector.AlignmentParams`.
+
+Frames come from the worker's decoder (:func:`ingest.decode.decode_video`, 1 fps, short side 256,
+centre crop 224, or the bundle backbone's sampling), decoded once per video and sampling; region
+features are extracted once per (backbone, PCA) and shared by chamfer and every bundle using
+them. Everything is cached in memory (≈150 KB per sampled frame plus the features), which suits
+folders of up to a few thousand minutes. Pairs are scored directly (no Milvus, no coarse stage,
+no score normalization): these are the fine-stage numbers.
+
+Metrics per method (definitions in :mod:`bench.metrics`; seeds-digest §3.7, anchors §2.5/§2.6):
+
+- ``retrieval_map``: mean over queries of the AP of its ranked references, copy pairs as positives
+  (queries without a copy positive are left out and counted in ``map_skipped_queries``).
+- ``copy_uap``: detection µAP, copy positives, incident and unrelated pairs negatives.
+- ``related_uap``: detection µAP, copy and incident positives, unrelated negatives.
+- Incident metrics (#12): ``copy_vs_incident_ap`` = AP of ranking the copy pairs above the incident
+  pairs among the truth pairs only (same footage; 1.0 = every copy outranks every incident);
+  ``copy_uap_without_incidents`` = copy µAP with the incident pairs removed;
+  ``incident_uap_drop`` = that minus ``copy_uap`` (what confusable same-footage pairs cost).
+- Segments (when the truth has segment columns; ground truth = copy segments): predictions are
+  the segments of each query's ``segment_top_k`` best-scored references, each carrying the pair
+  score. ``segment_uap`` is the VSC22 matching-track µAP over all of them; ``segment_p/r/f`` (VCSL
+  overall P/R/F) use those that pass the method's decision rule: the bundle's calibrated copy
+  threshold, vPDQ's own 80 % rule, and for methods without one all top-k segments. Predictions on
+  copy pairs whose truth row has no segment are dropped (unknown extent).
+- ``at_thresholds``: precision/recall of ``score ≥ threshold`` per level at the bundle's calibrated
+  thresholds (copy: copy positives; incident: copy+incident positives), and at vPDQ's own rule.
+  Calibrations fitted on normalized scores are applied to the raw fine score and flagged.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from bench.metrics import (
+    AveragePrecision,
+    Match,
+    ScoredPair,
+    average_precision,
+    micro_average_precision,
+    precision_recall_at,
+    retrieval_map,
+    segment_micro_average_precision,
+    segment_precision_recall,
+)
+from bench.truth import GroundTruth, read_truth_csv
+from dupwatch.records import Segment
+
+if TYPE_CHECKING:
+    from dupwatch.config import DecodeConfig
+    from dupwatch.records import DecodedVideo
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp"})
+DEFAULT_METHODS = ("vpdq", "chamfer")
+METHOD_NAMES = ("vpdq", "chamfer", "ours")
+DEFAULT_SEGMENT_TOP_K = 5
+"""Segments are localized on each query's 5 best references (the VSC22 baseline localizes 5)."""
+
+__all__ = [
+    "EvalInputError",
+    "PairResult",
+    "Method",
+    "FrameCache",
+    "FeatureCache",
+    "VpdqMethod",
+    "OursMethod",
+    "MethodRun",
+    "EvalConfig",
+    "EvalResult",
+    "resolve_videos",
+    "frame_intervals",
+    "build_methods",
+    "run_method",
+    "method_metrics",
+    "evaluate",
+    "evaluate_folder",
+]
+
+
+class EvalInputError(ValueError):
+    """The videos folder and the truth CSV do not fit together (the message says how)."""
+
+
+class PairResult(NamedTuple):
+    """One scored pair: higher ``score`` = more similar; ``segments`` in seconds (may be empty)."""
+
+    score: float
+    segments: tuple[Segment, ...] = ()
+
+
+# --------------------------------------------------------------------------------------------
+# inputs
+
+
+def resolve_videos(videos_dir: Path | str, truth: GroundTruth) -> dict[str, Path]:
+    """Map every video of the folder to an id; raise :class:`EvalInputError` for truth ids it lacks."""
+    root = Path(videos_dir)
+    if not root.is_dir():
+        raise EvalInputError(f"videos folder {root} does not exist or is not a folder")
+    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+    if not files:
+        raise EvalInputError(f"no video files ({', '.join(sorted(VIDEO_EXTENSIONS))}) in {root}")
+    by_name = {p.name: p for p in files}
+    by_stem: dict[str, list[Path]] = {}
+    for p in files:
+        by_stem.setdefault(p.stem, []).append(p)
+    named = sorted({v for pair in truth.pairs() for v in pair})
+    ids: dict[str, Path] = {}
+    missing, ambiguous = [], []
+    for vid in named:
+        if vid in by_name:
+            ids[vid] = by_name[vid]
+        elif len(by_stem.get(vid, [])) == 1:
+            ids[vid] = by_stem[vid][0]
+        elif vid in by_stem:
+            ambiguous.append(f"{vid} ({', '.join(p.name for p in by_stem[vid])})")
+        else:
+            missing.append(vid)
+    if missing or ambiguous:
+        parts = []
+        if missing:
+            shown = ", ".join(missing[:10]) + (f" … (+{len(missing) - 10} more)" if len(missing) > 10 else "")
+            parts.append(f"{len(missing)} video(s) named in the truth CSV are not in {root}: {shown}")
+        if ambiguous:
+            parts.append(f"ambiguous ids (several files share the stem; name the file in the CSV): {', '.join(ambiguous)}")
+        raise EvalInputError("; ".join(parts))
+    used = set(ids.values())
+    taken = set(ids)
+    for p in files:
+        if p in used:
+            continue
+        vid = p.stem if p.stem not in taken and len(by_stem[p.stem]) == 1 else p.name
+        ids[vid] = p
+        taken.add(vid)
+    return dict(sorted(ids.items()))
+
+
+def frame_intervals(timestamps: np.ndarray, duration_s: float, fps: float) -> np.ndarray:
+    """``[T, 2]`` (start, end) seconds per sampled frame: a frame stands for the next ``1/fps`` s.
+
+    Alignment on ``[T]`` times gives a one-frame match zero length; with intervals a segment of
+    frames 0..7 at 1 fps covers 0–8 s, which is what the ground truth measures. Ends are capped at
+    the video's duration (when it is known and beyond the frame start).
+    """
+    t = np.asarray(timestamps, np.float64)
+    end = t + 1.0 / fps
+    if duration_s and duration_s > 0:
+        end = np.where(duration_s > t, np.minimum(end, duration_s), end)
+    return np.stack([t, end], axis=1)
+
+
+class FrameCache:
+    """Decode each video once per sampling config with the worker's decoder; keep it in memory."""
+
+    def __init__(self) -> None:
+        self._videos: dict[tuple[Any, str], "DecodedVideo"] = {}
+        self.decode_s = 0.0
+
+    def get(self, video_id: str, path: Path, config: "DecodeConfig") -> "DecodedVideo":
+        from ingest.decode import decode_video
+
+        key = ((config.fps, config.short_side, config.crop), str(path))
+        if key not in self._videos:
+            start = time.perf_counter()
+            self._videos[key] = decode_video(path, config, video_id)
+            self.decode_s += time.perf_counter() - start
+        return self._videos[key]
+
+
+class FeatureCache:
+    """Region features ``[T, R, D]`` once per (feature key, video); computed on first use."""
+
+    def __init__(self) -> None:
+        self._features: dict[tuple[str, str], np.ndarray] = {}
+        self.extract_s = 0.0
+
+    def get(self, key: str, video_id: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        if (key, video_id) not in self._features:
+            start = time.perf_counter()
+            self._features[(key, video_id)] = np.asarray(compute(), np.float32)
+            self.extract_s += time.perf_counter() - start
+        return self._features[(key, video_id)]
+
+
+# --------------------------------------------------------------------------------------------
+# methods
+
+
+class Method(ABC):
+    """A way to score pairs. ``prepare`` sees every video once; ``score`` is called per pair."""
+
+    name: str = "method"
+    decision_threshold: float | None = None
+    """The method's own copy rule on its score (vPDQ's 80 %), if it has one."""
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Calibrated threshold per level (``copy``, ``incident``); empty when uncalibrated."""
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        """What ran (for the report): features, fine method, thresholds and their provenance."""
+        return {}
+
+    @abstractmethod
+    def prepare(self, videos: Mapping[str, Path]) -> None:
+        """Decode / hash / extract features of every video (cached)."""
+
+    @abstractmethod
+    def score(self, query: str, reference: str) -> PairResult:
+        """``(score, segments)`` of one (query, reference) pair."""
+
+    def score_query(self, query: str, references: Sequence[str]) -> list[PairResult]:
+        """All references of one query; override to batch."""
+        return [self.score(query, r) for r in references]
+
+
+class VpdqMethod(Method):
+    """vPDQ (ThreatExchange defaults): bag of 1 fps PDQ hashes; decision = ≥ 80 % query frames match."""
+
+    name = "vpdq"
+
+    def __init__(self, *, fps: float = 1.0) -> None:
+        from bench.baselines import vpdq
+
+        self.fps = fps
+        self.decision_threshold = vpdq.QUERY_MATCH_PERCENT / 100.0
+        self._hashes: dict[str, Any] = {}
+
+    def describe(self) -> dict[str, Any]:
+        from bench.baselines import vpdq
+
+        return {
+            "features": f"PDQ per frame at {self.fps:g} fps (whole frame, max side 512)",
+            "rule": f"quality ≥ {vpdq.QUALITY_THRESHOLD}, Hamming ≤ {vpdq.DISTANCE_THRESHOLD}, "
+                    f"≥ {vpdq.QUERY_MATCH_PERCENT:g} % of query frames matched",
+            "segments": "box of matched query frames × their best reference frames (vPDQ does not localize)",
+        }
+
+    def prepare(self, videos: Mapping[str, Path]) -> None:
+        from bench.baselines.vpdq import hash_video
+
+        for vid, path in videos.items():
+            if vid not in self._hashes:
+                self._hashes[vid] = hash_video(path, fps=self.fps)
+
+    def score(self, query: str, reference: str) -> PairResult:
+        from bench.baselines.vpdq import DISTANCE_THRESHOLD, hamming_matrix, match
+
+        q, r = self._hashes[query], self._hashes[reference]
+        _, score, _ = match(q, r)
+        segments: tuple[Segment, ...] = ()
+        if len(q.bits) and len(r.bits):
+            dist = hamming_matrix(q.bits, r.bits)
+            best = dist.argmin(axis=1)
+            hit = dist[np.arange(len(best)), best] <= DISTANCE_THRESHOLD
+            if hit.any():
+                qt = q.timestamps[hit].astype(np.float64)
+                rt = r.timestamps[best[hit]].astype(np.float64)
+                step = 1.0 / self.fps
+                segments = (Segment(float(qt.min()), float(qt.max()) + step, float(rt.min()), float(rt.max()) + step, float(score)),)
+        return PairResult(float(score), segments)
+
+
+class OursMethod(Method):
+    """A model bundle: fine score of :meth:`VideoModels.compare`, segments of ``align_pair``."""
+
+    def __init__(self, bundle_dir: Path | str, frames: FrameCache, features: FeatureCache, *, name: str | None = None,
+                 device: str = "auto", fps: float | None = None) -> None:
+        from dupwatch.config import DecodeConfig
+        from inference.embedder import VideoModels
+
+        self.bundle_dir = Path(bundle_dir)
+        self.models = VideoModels.from_path(self.bundle_dir, device=device)
+        self.name = name or f"ours:{self.bundle_dir.name}"
+        spec = self.models.bundle.manifest.backbone
+        self.decode_config = DecodeConfig(fps=fps or spec.fps, short_side=spec.short_side, crop=spec.crop)
+        self.feature_key = _feature_key(spec.name, self.models.bundle)
+        self.frames, self.features = frames, features
+        self._times: dict[str, np.ndarray] = {}
+        self._regions: dict[str, np.ndarray] = {}
+        calib = self.models.bundle.manifest.calibration or {}
+        self.score_field = str(calib.get("score_field", "score"))
+        self.normalized_calibration = bool(calib.get("normalization")) or self.score_field == "normalized_score"
+        self.decision_threshold = self.thresholds.get("copy")
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return self.models.bundle.thresholds()
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "bundle": str(self.bundle_dir),
+            "version": self.models.version,
+            "methods": dict(self.models.methods),
+            "thresholds": self.thresholds,
+        }
+        if self.normalized_calibration:
+            out["note"] = ("thresholds were calibrated on normalized scores (score − background bias); "
+                           "applied here to the raw fine score")
+        return out
+
+    def prepare(self, videos: Mapping[str, Path]) -> None:
+        for vid, path in videos.items():
+            decoded = self.frames.get(vid, path, self.decode_config)
+            self._regions[vid] = self.features.get(self.feature_key, vid, lambda d=decoded: self.models.regions(d.frames))
+            self._times[vid] = frame_intervals(decoded.timestamps, decoded.duration_s, self.decode_config.fps)
+
+    def score(self, query: str, reference: str) -> PairResult:
+        from detect.detector import AlignmentParams
+        from inference.alignment import align_pair
+
+        pair = self.models.compare(self._regions[query], self._regions[reference])
+        p = AlignmentParams()
+        segments, _ = align_pair(pair.frame_similarity, self._times[query], self._times[reference], min_sim=p.min_sim,
+                                 min_length=p.min_length, max_step=p.max_step, top_k=p.top_k, max_paths=p.max_paths)
+        return PairResult(float(pair.score), tuple(segments))
+
+
+def _feature_key(backbone: str, bundle: Any | None) -> str:
+    """Features are shared between methods with the same backbone and the same PCA file."""
+    if bundle is not None and bundle.has("pca"):
+        return f"{backbone}+pca:{bundle.entry('pca').sha256[:16]}"
+    return backbone
+
+
+# --------------------------------------------------------------------------------------------
+# running
+
+
+@dataclass
+class MethodRun:
+    """Every scored pair of one method, with timings."""
+
+    name: str
+    info: dict[str, Any]
+    scores: dict[tuple[str, str], float]
+    segments: dict[tuple[str, str], tuple[Segment, ...]]
+    decision_threshold: float | None
+    thresholds: dict[str, float]
+    prepare_s: float
+    score_s: float
+
+    def predictions(self, exclude: set[tuple[str, str]] | None = None) -> list[ScoredPair]:
+        return [ScoredPair(q, r, s) for (q, r), s in self.scores.items() if not exclude or (q, r) not in exclude]
+
+
+def run_method(method: Method, videos: Mapping[str, Path], queries: Sequence[str], *, progress: bool = False) -> MethodRun:
+    """``prepare`` on every video, then score each query against every other video."""
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    method.prepare(videos)
+    prepared = time.perf_counter()
+    scores: dict[tuple[str, str], float] = {}
+    segments: dict[tuple[str, str], tuple[Segment, ...]] = {}
+    ids = list(videos)
+    for q in tqdm(queries, desc=f"scoring {method.name}", disable=not progress):
+        refs = [r for r in ids if r != q]
+        for r, res in zip(refs, method.score_query(q, refs)):
+            if not math.isfinite(res.score):
+                raise ValueError(f"{method.name}: non-finite score for ({q!r}, {r!r})")
+            scores[(q, r)] = float(res.score)
+            segments[(q, r)] = tuple(res.segments)
+    done = time.perf_counter()
+    return MethodRun(method.name, method.describe(), scores, segments, method.decision_threshold, dict(method.thresholds),
+                     prepared - start, done - prepared)
+
+
+# --------------------------------------------------------------------------------------------
+# metrics
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    segment_top_k: int = DEFAULT_SEGMENT_TOP_K
+    fps: float | None = None
+    """Sampling rate for every method (``None``: the worker's 1 fps, or the bundle backbone's)."""
+    device: str = "auto"
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.segment_top_k < 1:
+            raise ValueError(f"segment_top_k must be ≥ 1, got {self.segment_top_k}")
+        if self.fps is not None and not 0 < self.fps <= 30:
+            raise ValueError(f"fps must be in (0, 30], got {self.fps}")
+
+
+def _pr_dict(pr: Any) -> dict[str, Any]:
+    return {
+        "threshold": pr.threshold,
+        "precision": pr.precision,
+        "recall": pr.recall,
+        "true_positives": pr.true_positives,
+        "false_positives": pr.false_positives,
+        "positives": pr.num_positives,
+    }
+
+
+def _segment_predictions(run: MethodRun, truth: GroundTruth, top_k: int) -> list[Match]:
+    by_query: dict[str, list[tuple[float, str]]] = {}
+    for (q, r), s in run.scores.items():
+        by_query.setdefault(q, []).append((s, r))
+    with_seg = {m.pair for m in truth.segments("copy")}
+    unknown_extent = truth.pairs("copy") - with_seg
+    out: list[Match] = []
+    for q, items in by_query.items():
+        items.sort(key=lambda x: (-x[0], x[1]))
+        for s, r in items[:top_k]:
+            if (q, r) in unknown_extent:
+                continue
+            for seg in run.segments.get((q, r), ()):
+                out.append(Match(q, r, seg.query_start, seg.query_end, seg.ref_start, seg.ref_end, score=s))
+    return out
+
+
+def method_metrics(run: MethodRun, truth: GroundTruth, config: EvalConfig = EvalConfig()) -> dict[str, Any]:
+    """All metrics of one method as a JSON-ready dict (``None`` where undefined)."""
+    copy_pos = {p for p in truth.pairs("copy") if p in run.scores}
+    incident_pos = {p for p in truth.pairs("incident") if p in run.scores}
+    related = copy_pos | incident_pos
+    preds = run.predictions()
+    m: dict[str, Any] = {"pairs": len(preds), "copy_pairs": len(copy_pos), "incident_pairs": len(incident_pos)}
+    if copy_pos:
+        rmap = retrieval_map(preds, copy_pos)
+        m["retrieval_map"] = rmap.map
+        m["map_queries"] = len(rmap.per_query)
+        m["map_skipped_queries"] = len(rmap.skipped_queries)
+        m["copy_uap"] = micro_average_precision(preds, copy_pos).ap
+    else:
+        m["retrieval_map"] = m["copy_uap"] = None
+    m["related_uap"] = micro_average_precision(preds, related).ap if related else None
+    # incident metrics (#12)
+    if copy_pos and incident_pos:
+        same = sorted(related)
+        m["copy_vs_incident_ap"] = average_precision([run.scores[p] for p in same], [p in copy_pos for p in same]).ap
+        m["copy_uap_without_incidents"] = micro_average_precision(run.predictions(exclude=incident_pos), copy_pos).ap
+        m["incident_uap_drop"] = m["copy_uap_without_incidents"] - m["copy_uap"]
+    else:
+        m["copy_vs_incident_ap"] = m["copy_uap_without_incidents"] = m["incident_uap_drop"] = None
+    # operating points
+    at: dict[str, Any] = {}
+    for level, t in sorted(run.thresholds.items()):
+        pos = copy_pos if level == "copy" else related if level == "incident" else set()
+        if pos:
+            at[level] = _pr_dict(precision_recall_at(preds, pos, t))
+    if run.decision_threshold is not None and not run.thresholds:
+        if copy_pos:
+            at["copy (own rule)"] = _pr_dict(precision_recall_at(preds, copy_pos, run.decision_threshold))
+        if related:
+            at["copy+incident (own rule)"] = _pr_dict(precision_recall_at(preds, related, run.decision_threshold))
+    m["at_thresholds"] = at
+    # segments
+    gts = truth.segments("copy")
+    gts = [g for g in gts if g.pair in run.scores]
+    if gts:
+        seg_preds = _segment_predictions(run, truth, config.segment_top_k)
+        m["segment_uap"] = segment_micro_average_precision(gts, seg_preds).ap
+        rule = f"top-{config.segment_top_k} per query"
+        if run.decision_threshold is not None:
+            seg_preds = [p for p in seg_preds if p.score >= run.decision_threshold]
+            rule += f", pair score ≥ {run.decision_threshold:.4g}"
+        prf = segment_precision_recall(gts, seg_preds)
+        m.update(segment_p=prf.precision, segment_r=prf.recall, segment_f=prf.f1, segment_predictions=len(seg_preds),
+                 segment_rule=rule)
+    else:
+        m.update(segment_uap=None, segment_p=None, segment_r=None, segment_f=None, segment_predictions=0,
+                 segment_rule="no segment columns in the truth")
+    m["prepare_s"] = round(run.prepare_s, 2)
+    m["score_s"] = round(run.score_s, 2)
+    return m
+
+
+def pr_curves(run: MethodRun, truth: GroundTruth) -> dict[str, AveragePrecision]:
+    """The detection PR curves of one method (copy; related) for plots."""
+    copy_pos = {p for p in truth.pairs("copy") if p in run.scores}
+    related = copy_pos | {p for p in truth.pairs("incident") if p in run.scores}
+    preds = run.predictions()
+    out = {}
+    if copy_pos:
+        out["copy"] = micro_average_precision(preds, copy_pos)
+    if related:
+        out["copy+incident"] = micro_average_precision(preds, related)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# top level
+
+
+@dataclass
+class EvalResult:
+    videos_dir: Path
+    truth_path: Path
+    truth: GroundTruth
+    videos: dict[str, Path]
+    queries: list[str]
+    runs: list[MethodRun] = field(default_factory=list)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "videos": str(self.videos_dir),
+            "truth": str(self.truth_path),
+            "num_videos": len(self.videos),
+            "num_queries": len(self.queries),
+            "copy_pairs": len(self.truth.pairs("copy")),
+            "incident_pairs": len(self.truth.pairs("incident")),
+            "timings_s": {k: round(v, 2) for k, v in self.timings.items()},
+            "methods": {run.name: {"info": run.info, **self.metrics[run.name]} for run in self.runs},
+        }
+
+
+def build_methods(names: Sequence[str], bundles: Sequence[Path | str], frames: FrameCache, features: FeatureCache,
+                  *, device: str = "auto", fps: float | None = None) -> list[Method]:
+    """Instantiate the requested methods (``ours`` once per bundle)."""
+    unknown = [n for n in names if n not in METHOD_NAMES]
+    if unknown:
+        raise EvalInputError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHOD_NAMES)}")
+    if "ours" in names and not bundles:
+        raise EvalInputError("method 'ours' needs at least one --bundle (e.g. models/default)")
+    ours: list[Method] = []
+    if "ours" in names:
+        seen: dict[str, int] = {}
+        for b in bundles:
+            name = f"ours:{Path(b).name}"
+            seen[name] = seen.get(name, 0) + 1
+            ours.append(OursMethod(b, frames, features, name=name if seen[name] == 1 else f"{name}#{seen[name]}",
+                                   device=device, fps=fps))
+    out: list[Method] = []
+    for n in names:
+        if n == "vpdq":
+            out.append(VpdqMethod(fps=fps or 1.0))
+        elif n == "chamfer":
+            from bench.baselines.chamfer import ChamferMethod
+
+            pca_bundle = next((m.models.bundle for m in ours if isinstance(m, OursMethod)
+                               and m.models.bundle.manifest.backbone.name == "efficientnet_lite0_regions"), None)
+            if pca_bundle is None:
+                pca_bundle = _first_effnet_bundle(bundles)
+            out.append(ChamferMethod(frames, features, pca_bundle=pca_bundle, device=device, fps=fps))
+        elif n == "ours":
+            out.extend(ours)
+    return out
+
+
+def _first_effnet_bundle(bundles: Sequence[Path | str]) -> Any | None:
+    from inference.bundle import load_bundle
+
+    for b in bundles:
+        bundle = load_bundle(b)
+        if bundle.manifest.backbone.name == "efficientnet_lite0_regions":
+            return bundle
+    return None
+
+
+def evaluate(videos_dir: Path | str, truth_path: Path | str, *, methods: Sequence[str] = DEFAULT_METHODS,
+             bundles: Sequence[Path | str] = (), config: EvalConfig = EvalConfig()) -> EvalResult:
+    """Score the folder with every method and compute the metrics (the library behind ``dupwatch eval``)."""
+    from bench.truth import TruthFormatError
+
+    try:
+        truth = read_truth_csv(truth_path)
+    except TruthFormatError as exc:
+        raise EvalInputError(str(exc)) from None
+    if not truth.rows:
+        raise EvalInputError(f"{truth_path}: the truth CSV lists no pair (need at least one copy or incident row)")
+    videos = resolve_videos(videos_dir, truth)
+    queries = sorted(truth.queries)
+    frames, features = FrameCache(), FeatureCache()
+    result = EvalResult(Path(videos_dir), Path(truth_path), truth, videos, queries)
+    for method in build_methods(list(dict.fromkeys(methods)), bundles, frames, features, device=config.device,
+                                fps=config.fps):
+        log.info("evaluating %s on %d queries × %d videos", method.name, len(queries), len(videos))
+        run = run_method(method, videos, queries, progress=config.progress)
+        result.runs.append(run)
+        result.metrics[run.name] = method_metrics(run, truth, config)
+    result.timings = {"decode_s": frames.decode_s, "features_s": features.extract_s}
+    return result
+
+
+def evaluate_folder(bench_dir: Path | str, **kwargs: Any) -> EvalResult:
+    """``evaluate`` on a generated benchmark folder (``DIR/videos``, ``DIR/truth.csv``)."""
+    root = Path(bench_dir)
+    if not (root / "videos").is_dir() or not (root / "truth.csv").is_file():
+        raise EvalInputError(f"{root} is not a benchmark folder (expected {root / 'videos'}/ and {root / 'truth.csv'})")
+    return evaluate(root / "videos", root / "truth.csv", **kwargs)

@@ -1,0 +1,171 @@
+"""Output of ``dupwatch eval``: the text table, and the Markdown report with PNG plots.
+
+:func:`format_table` reads only the JSON-ready dict of :meth:`bench.eval.EvalResult.to_json`, so a
+saved ``--json`` output can be re-printed. :func:`write_report` also needs the scored pairs (PR
+curves per method, score histograms per truth level) and imports matplotlib (Agg) late.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench.eval import EvalResult
+
+__all__ = ["COLUMNS", "format_table", "markdown_table", "write_report"]
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("retrieval_map", "mAP"),
+    ("copy_uap", "µAP copy"),
+    ("related_uap", "µAP c+i"),
+    ("copy_vs_incident_ap", "AP c>i"),
+    ("copy_uap_without_incidents", "µAP copy -inc"),
+    ("segment_uap", "seg µAP"),
+    ("segment_p", "seg P"),
+    ("segment_r", "seg R"),
+    ("segment_f", "seg F"),
+)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return str(v)
+
+
+def _operating_points(m: dict[str, Any]) -> str:
+    parts = []
+    for level, pr in m.get("at_thresholds", {}).items():
+        p = "n/a" if pr["precision"] is None else f"{pr['precision']:.2f}"
+        parts.append(f"{level} ≥{pr['threshold']:.3g}: P {p} R {pr['recall']:.2f}")
+    return "; ".join(parts) or "-"
+
+
+def _rows(result: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for name, m in result["methods"].items():
+        rows.append([name] + [_fmt(m.get(k)) for k, _ in COLUMNS] + [f"{m.get('prepare_s', 0) + m.get('score_s', 0):.0f}",
+                                                                       _operating_points(m)])
+    return rows
+
+
+def _header() -> list[str]:
+    return ["method"] + [h for _, h in COLUMNS] + ["time s", "P/R at thresholds"]
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A fixed-width table of the metrics per method, with the set's size on top."""
+    header = _header()
+    rows = _rows(result)
+    widths = [max(len(header[i]), *(len(r[i]) for r in rows)) if rows else len(header[i]) for i in range(len(header))]
+    lines = [
+        f"{result['num_queries']} queries × {result['num_videos']} videos, "
+        f"{result['copy_pairs']} copy and {result['incident_pairs']} incident pairs in {result['truth']}",
+        "  ".join(h.ljust(w) for h, w in zip(header, widths)),
+        "  ".join("-" * w for w in widths),
+    ]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    notes = []
+    for name, m in result["methods"].items():
+        if m.get("segment_rule"):
+            notes.append(f"{name}: segments = {m['segment_rule']}")
+        if m.get("info", {}).get("note"):
+            notes.append(f"{name}: {m['info']['note']}")
+    return "\n".join(lines + notes)
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    header = _header()
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in _rows(result)]
+    return "\n".join(lines)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def write_report(result: "EvalResult", out_dir: Path | str) -> Path:
+    """``report.md``, ``metrics.json``, ``pr_curves.png`` and ``scores_<method>.png``; returns the report path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bench.eval import pr_curves
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = result.to_json()
+    (out / "metrics.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+    curves = {run.name: pr_curves(run, result.truth) for run in result.runs}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, level in zip(axes, ("copy", "copy+incident")):
+        for name, by_level in curves.items():
+            if level in by_level:
+                c = by_level[level]
+                ax.step(c.curve.recalls, c.curve.precisions, where="post", label=f"{name} (µAP {c.ap:.3f})")
+        ax.set(title=f"detection PR, positives: {level}", xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02))
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "pr_curves.png", dpi=110)
+    plt.close(fig)
+
+    hist_files = []
+    for run in result.runs:
+        by_level: dict[str, list[float]] = {"copy": [], "incident": [], "unrelated": []}
+        for (q, r), s in run.scores.items():
+            by_level[result.truth.level_of(q, r)].append(s)
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        values = [v for vs in by_level.values() for v in vs]
+        lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+        bins = [lo + (hi - lo + 1e-9) * i / 40 for i in range(41)]
+        for level, color in (("unrelated", "tab:gray"), ("incident", "tab:orange"), ("copy", "tab:blue")):
+            if by_level[level]:
+                ax.hist(by_level[level], bins=bins, alpha=0.6, color=color, label=f"{level} ({len(by_level[level])})", density=True)
+        for level, t in sorted(run.thresholds.items()):
+            ax.axvline(t, ls="--", color="k", lw=1)
+            ax.text(t, ax.get_ylim()[1] * 0.95, f" {level}", fontsize=8)
+        if run.decision_threshold is not None and not run.thresholds:
+            ax.axvline(run.decision_threshold, ls="--", color="k", lw=1)
+        ax.set(title=f"{run.name}: pair scores per truth level", xlabel="score", ylabel="density")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        name = f"scores_{_slug(run.name)}.png"
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        hist_files.append((run.name, name))
+
+    lines = [
+        "# dupwatch eval report",
+        "",
+        f"- videos: `{data['videos']}` ({data['num_videos']} videos, {data['num_queries']} queries)",
+        f"- truth: `{data['truth']}` ({data['copy_pairs']} copy pairs, {data['incident_pairs']} incident pairs; unlisted pairs are unrelated)",
+        f"- every query scored against every other video ({sum(len(r.scores) for r in result.runs[:1])} pairs per method)",
+        "",
+        "## Metrics",
+        "",
+        markdown_table(data),
+        "",
+        "mAP: retrieval, copy positives, per query. µAP copy: detection, copy vs incident+unrelated. "
+        "µAP c+i: copy+incident vs unrelated. AP c>i: copy ranked above incident among truth pairs (issue #12). "
+        "µAP copy -inc: copy µAP with incident pairs removed. seg: VCSL/VSC22 segment metrics (see rules below).",
+        "",
+        "## Methods",
+        "",
+    ]
+    for name, m in data["methods"].items():
+        lines.append(f"- **{name}**: " + "; ".join(f"{k}: {v}" for k, v in m.get("info", {}).items()))
+        lines.append(f"  - segments: {m.get('segment_rule')}; prepare {m.get('prepare_s')} s, scoring {m.get('score_s')} s")
+    lines += ["", "## Plots", "", "![PR curves](pr_curves.png)", ""]
+    lines += [f"![{n} scores]({f})" for n, f in hist_files]
+    report = out / "report.md"
+    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return report
