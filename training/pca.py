@@ -45,9 +45,9 @@ def whiten(layer: PCALayer, regions: np.ndarray | torch.Tensor) -> torch.Tensor:
     return layer(x)
 
 
-def fit_corpus_itq(corpus: FeatureCorpus, pca: dict[str, torch.Tensor], bits: int | None = None) -> dict[str, torch.Tensor]:
-    x = whiten(pca_layer(pca), corpus_region_vectors(corpus, max_vectors=50_000))
-    return fit_itq(F.normalize(x, dim=-1), bits=bits)
+def fit_corpus_itq(corpus: FeatureCorpus, pca: dict[str, torch.Tensor], bits: int | None = None, iterations: int = 20) -> dict[str, torch.Tensor]:
+    x = whiten(pca_layer(pca), corpus_region_vectors(corpus, max_vectors=5_000))
+    return fit_itq(F.normalize(x, dim=-1), bits=bits, iterations=iterations)
 
 
 def train_pca(corpus: FeatureCorpus, out_dir: str | Path, components: int = 512, itq: bool = True) -> dict[str, Path]:
