@@ -52,6 +52,9 @@ Metrics per method (definitions in :mod:`bench.metrics`; seeds-digest §3.7, anc
 - ``at_thresholds``: precision/recall of ``score ≥ threshold`` per level at the bundle's calibrated
   thresholds (copy: copy positives; incident: copy+incident positives), and at vPDQ's own rule.
   Calibrations fitted on normalized scores are applied to the raw fine score and flagged.
+- ``alerts`` (calibrated bundles): the worker's own decision, :func:`detect.levels.decide_level` on
+  the fine score + alignment evidence; precision/recall of copy alerts (copy truth) and of any
+  alert (copy+incident truth), and how many true copies were alerted only as incidents.
 """
 
 from __future__ import annotations
@@ -106,6 +109,7 @@ __all__ = [
     "EvalResult",
     "resolve_videos",
     "frame_intervals",
+    "feature_key",
     "build_methods",
     "run_method",
     "method_metrics",
@@ -251,6 +255,10 @@ class Method(ABC):
         """All references of one query; override to batch."""
         return [self.score(query, r) for r in references]
 
+    def decided_levels(self) -> dict[tuple[str, str], str]:
+        """Alert level per scored pair (``copy``/``incident``/``none``) for methods that decide like the worker."""
+        return {}
+
 
 class VpdqMethod(Method):
     """vPDQ (ThreatExchange defaults): bag of 1 fps PDQ hashes; decision = ≥ 80 % query frames match."""
@@ -312,7 +320,7 @@ class OursMethod(Method):
         self.name = name or f"ours:{self.bundle_dir.name}"
         spec = self.models.bundle.manifest.backbone
         self.decode_config = DecodeConfig(fps=fps or spec.fps, short_side=spec.short_side, crop=spec.crop)
-        self.feature_key = _feature_key(spec.name, self.models.bundle)
+        self.feature_key = feature_key(spec.name, self.models.bundle, self.decode_config)
         self.frames, self.features = frames, features
         self._times: dict[str, np.ndarray] = {}
         self._regions: dict[str, np.ndarray] = {}
@@ -320,6 +328,12 @@ class OursMethod(Method):
         self.score_field = str(calib.get("score_field", "score"))
         self.normalized_calibration = bool(calib.get("normalization")) or self.score_field == "normalized_score"
         self.decision_threshold = self.thresholds.get("copy")
+        self._levels: dict[tuple[str, str], str] = {}
+        self._level_thresholds = None
+        if self.thresholds:
+            from detect.levels import LevelThresholds
+
+            self._level_thresholds = LevelThresholds(copy=self.thresholds.get("copy"), incident=self.thresholds.get("incident"))
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -349,16 +363,31 @@ class OursMethod(Method):
 
         pair = self.models.compare(self._regions[query], self._regions[reference])
         p = AlignmentParams()
-        segments, _ = align_pair(pair.frame_similarity, self._times[query], self._times[reference], min_sim=p.min_sim,
-                                 min_length=p.min_length, max_step=p.max_step, top_k=p.top_k, max_paths=p.max_paths)
+        segments, evidence = align_pair(pair.frame_similarity, self._times[query], self._times[reference], min_sim=p.min_sim,
+                                        min_length=p.min_length, max_step=p.max_step, top_k=p.top_k, max_paths=p.max_paths)
+        if self._level_thresholds is not None:
+            from detect.levels import AlignmentEvidence, decide_level
+
+            longest = max((s.query_end - s.query_start for s in segments), default=0.0)
+            level_evidence = AlignmentEvidence(aligned_length_s=float(longest),
+                                               query_coverage=float(np.clip(evidence.query_coverage, 0, 1)),
+                                               reference_coverage=float(np.clip(evidence.ref_coverage, 0, 1)),
+                                               fine_score=pair.score)
+            self._levels[(query, reference)] = decide_level(pair.score, level_evidence, self._level_thresholds)
         return PairResult(float(pair.score), tuple(segments))
 
+    def decided_levels(self) -> dict[tuple[str, str], str]:
+        return dict(self._levels)
 
-def _feature_key(backbone: str, bundle: Any | None) -> str:
-    """Features are shared between methods with the same backbone and the same PCA file."""
-    if bundle is not None and bundle.has("pca"):
-        return f"{backbone}+pca:{bundle.entry('pca').sha256[:16]}"
-    return backbone
+
+def feature_key(backbone: str, bundle: Any | None, config: "DecodeConfig") -> str:
+    """Features are shared between methods with the same sampling, backbone, backbone weights and PCA file."""
+    key = f"{backbone}@{config.fps:g}fps/{config.short_side}/{config.crop}"
+    if bundle is not None:
+        for artifact in ("backbone", "pca"):
+            if bundle.has(artifact):
+                key += f"+{artifact}:{bundle.entry(artifact).sha256[:16]}"
+    return key
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,6 +406,8 @@ class MethodRun:
     thresholds: dict[str, float]
     prepare_s: float
     score_s: float
+    levels: dict[tuple[str, str], str] = field(default_factory=dict)
+    """The worker's alert decision per pair (:func:`detect.levels.decide_level`), when the method makes one."""
 
     def predictions(self, exclude: set[tuple[str, str]] | None = None) -> list[ScoredPair]:
         return [ScoredPair(q, r, s) for (q, r), s in self.scores.items() if not exclude or (q, r) not in exclude]
@@ -401,7 +432,7 @@ def run_method(method: Method, videos: Mapping[str, Path], queries: Sequence[str
             segments[(q, r)] = tuple(res.segments)
     done = time.perf_counter()
     return MethodRun(method.name, method.describe(), scores, segments, method.decision_threshold, dict(method.thresholds),
-                     prepared - start, done - prepared)
+                     prepared - start, done - prepared, method.decided_levels())
 
 
 # --------------------------------------------------------------------------------------------
@@ -432,6 +463,19 @@ def _pr_dict(pr: Any) -> dict[str, Any]:
         "false_positives": pr.false_positives,
         "positives": pr.num_positives,
     }
+
+
+def _alert_metrics(levels: Mapping[tuple[str, str], str], copy_pos: set[tuple[str, str]],
+                   related: set[tuple[str, str]]) -> dict[str, Any]:
+    """Precision/recall of the worker's decisions: copy alerts vs copy truth, any alert vs copy+incident truth."""
+    out: dict[str, Any] = {}
+    for key, fired, pos in (("copy", {"copy"}, copy_pos), ("any", {"copy", "incident"}, related)):
+        hits = {p for p, lv in levels.items() if lv in fired}
+        tp = len(hits & pos)
+        out[key] = {"precision": tp / len(hits) if hits else None, "recall": tp / len(pos) if pos else None,
+                    "alerts": len(hits), "true_positives": tp, "positives": len(pos)}
+    out["incident_alerts_on_copies"] = sum(1 for p, lv in levels.items() if lv == "incident" and p in copy_pos)
+    return out
 
 
 def _segment_predictions(run: MethodRun, truth: GroundTruth, top_k: int) -> list[Match]:
@@ -487,6 +531,8 @@ def method_metrics(run: MethodRun, truth: GroundTruth, config: EvalConfig = Eval
         if related:
             at["copy+incident (own rule)"] = _pr_dict(precision_recall_at(preds, related, run.decision_threshold))
     m["at_thresholds"] = at
+    if run.levels:
+        m["alerts"] = _alert_metrics(run.levels, copy_pos, related)
     # segments
     gts = truth.segments("copy")
     gts = [g for g in gts if g.pair in run.scores]

@@ -43,6 +43,11 @@ def _operating_points(m: dict[str, Any]) -> str:
     for level, pr in m.get("at_thresholds", {}).items():
         p = "n/a" if pr["precision"] is None else f"{pr['precision']:.2f}"
         parts.append(f"{level} ≥{pr['threshold']:.3g}: P {p} R {pr['recall']:.2f}")
+    for key, a in (m.get("alerts") or {}).items():
+        if isinstance(a, dict):
+            p = "n/a" if a["precision"] is None else f"{a['precision']:.2f}"
+            r = "n/a" if a["recall"] is None else f"{a['recall']:.2f}"
+            parts.append(f"{key} alerts: P {p} R {r}")
     return "; ".join(parts) or "-"
 
 

@@ -88,6 +88,10 @@ class MilvusConfig(_Frozen):
     db_name: str = "default"
     collection_prefix: str = Field("dupwatch", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
     consistency_level: Literal["Strong", "Bounded", "Session", "Eventually"] = "Strong"
+    search_consistency_level: Literal["Strong", "Bounded", "Session", "Eventually"] | None = None
+    """Consistency of candidate searches (``None``: ``consistency_level``). On a 2.3.5 server Strong
+    adds ~200 ms per search (waits for the time tick); Bounded avoids it but may miss a video
+    indexed within the last few seconds. Writes and exactly-once checks always use ``consistency_level``."""
     timeout_s: float = Field(30.0, gt=0)
 
     @property

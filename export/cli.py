@@ -17,6 +17,7 @@ def export_cmd(
     models: Annotated[Optional[str], typer.Option("--models", help="Comma-separated artifacts: features,coarse,fine,fine_bin,selector,s2vs,drca.")] = None,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset.")] = 18,
     atol: Annotated[float, typer.Option("--atol", help="Largest allowed |ONNX - PyTorch| at export time.")] = 1e-4,
+    frames_dtype: Annotated[str, typer.Option("--frames-dtype", help="Feature extractor input: uint8 or float32 (0-255).")] = "uint8",
 ) -> None:
     """Export the bundle's models to DIR/onnx/, check parity against PyTorch and record them in the manifest."""
     from inference.bundle import BundleError
@@ -30,7 +31,7 @@ def export_cmd(
         typer.echo(f"dupwatch export: unknown model(s) {', '.join(unknown)}; known: {', '.join(ARTIFACT_GRAPHS)}", err=True)
         raise typer.Exit(2)
     try:
-        result = export_bundle(bundle, wanted, opset=opset, atol=atol)
+        result = export_bundle(bundle, wanted, opset=opset, atol=atol, frames_dtype=frames_dtype)
     except (BundleError, ValueError) as exc:
         typer.echo(f"dupwatch export: {exc}", err=True)
         raise typer.Exit(2) from None

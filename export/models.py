@@ -241,16 +241,20 @@ def _region_features(sizes: dict[str, int], rng: np.random.Generator, key: str, 
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def _features_spec(name: str, extractor: nn.Module, size: int = 224) -> GraphSpec:
-    probe = extractor(torch.zeros(1, size, size, 3, dtype=torch.uint8))
+def _features_spec(name: str, extractor: nn.Module, size: int = 224, frames_dtype: str = "uint8") -> GraphSpec:
+    if frames_dtype not in ("uint8", "float32"):
+        raise ValueError(f"frames dtype must be uint8 or float32 (0-255 scale), got {frames_dtype!r}")
+    with torch.inference_mode():
+        probe = extractor(torch.zeros(1, size, size, 3, dtype=getattr(torch, frames_dtype)))
     r, d = int(probe.shape[1]), int(probe.shape[2])
 
     def sampler(s: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
-        return {"frames": rng.integers(0, 256, (s["N"], size, size, 3), dtype=np.uint8)}
+        frames = rng.integers(0, 256, (s["N"], size, size, 3), dtype=np.uint8)
+        return {"frames": frames if frames_dtype == "uint8" else frames.astype(np.float32)}
 
     return GraphSpec(
         name, name, FeaturesGraph(extractor).eval(),
-        inputs=[("frames", "uint8", ["N", size, size, 3])], outputs=[("regions", "float32", ["N", r, d])],
+        inputs=[("frames", frames_dtype, ["N", size, size, 3])], outputs=[("regions", "float32", ["N", r, d])],
         exporter="dynamo", example={"N": 2}, parity_shapes=[{"N": 1}, {"N": 3}],
         sampler=sampler, bounds={"N": (1, 256)}, opt={"N": 32},
     )
@@ -377,13 +381,14 @@ ARTIFACT_GRAPHS: dict[str, tuple[str, ...]] = {
 """Bundle artifact (PyTorch weights) → the graphs exported from it."""
 
 
-def build_graphs(models: dict[str, nn.Module], regions: int = 9) -> dict[str, GraphSpec]:
-    """Graph specs for the loaded models (keys of :data:`ARTIFACT_GRAPHS`)."""
+def build_graphs(models: dict[str, nn.Module], regions: int = 9, frames_dtype: str = "uint8") -> dict[str, GraphSpec]:
+    """Graph specs for the loaded models (keys of :data:`ARTIFACT_GRAPHS`); ``frames_dtype``: features input
+    ``uint8`` (decoder output) or ``float32`` (0-255 scale)."""
     specs: dict[str, GraphSpec] = {}
     for artifact, model in models.items():
         model = model.eval()
         if artifact == "features":
-            specs["features"] = _features_spec("features", model)
+            specs["features"] = _features_spec("features", model, frames_dtype=frames_dtype)
         elif artifact == "coarse":
             specs["coarse"] = _coarse_spec("coarse", model, regions)
         elif artifact in ("fine", "fine_bin", "s2vs"):

@@ -154,13 +154,15 @@ def _dynamic_axes(spec: GraphSpec) -> dict[str, list[int]]:
 
 
 def export_bundle(root: Path | str, models: Sequence[str] | None = None, opset: int = OPSET, atol: float = ATOL,
-                  progress: bool = True, torch_models: dict[str, Any] | None = None) -> BundleExport:
+                  progress: bool = True, torch_models: dict[str, Any] | None = None,
+                  frames_dtype: str = "uint8") -> BundleExport:
     """Export every graph of the bundle's PyTorch models into ``root/onnx/`` and record them in the manifest.
 
     ``models`` filters by artifact name (``features``, ``coarse``, ``fine``, ``fine_bin``, ``selector``,
     ``s2vs``, ``drca``); absent artifacts are skipped. A graph failing parity is not written and is
     listed in ``failures``; the manifest gets one ``onnx/<graph>`` entry per installed file.
-    ``torch_models`` replaces loading from the bundle (tests, benchmarks).
+    ``torch_models`` replaces loading from the bundle (tests, benchmarks); ``frames_dtype`` is the
+    feature extractor's input type (``uint8`` or ``float32`` on the 0-255 scale).
     """
     from tqdm import tqdm
 
@@ -173,7 +175,7 @@ def export_bundle(root: Path | str, models: Sequence[str] | None = None, opset: 
     loaded = torch_models if torch_models is not None else load_torch_models(bundle, list(models) if models else None)
     if models:
         loaded = {k: v for k, v in loaded.items() if k in models}
-    specs = build_graphs(loaded, regions=bundle.manifest.backbone.regions)
+    specs = build_graphs(loaded, regions=bundle.manifest.backbone.regions, frames_dtype=frames_dtype)
     out_dir = root / "onnx"
     results: list[ExportResult] = []
     failures: dict[str, str] = {}

@@ -23,6 +23,7 @@ def register(app: typer.Typer) -> None:
         index_types: Annotated[str, typer.Option("--index-types", help="Comma-separated: FLAT, IVF_FLAT, HNSW.")] = "FLAT,IVF_FLAT,HNSW",
         dim: Annotated[int, typer.Option(help="Vector dimension.")] = 256,
         queries: Annotated[int, typer.Option(help="Searches timed per configuration.")] = 100,
+        consistency: Annotated[str, typer.Option(help="Search consistency level: Strong, Bounded, Session, Eventually.")] = "Strong",
     ) -> None:
         """Insert rows/s and search latency (p50/p95) per index type and size; JSON lines."""
         import tempfile
@@ -38,4 +39,5 @@ def register(app: typer.Typer) -> None:
                 [t.strip().upper() for t in index_types.split(",") if t.strip()],
                 dim,
                 queries,
+                consistency,
             )

@@ -81,15 +81,28 @@ class IndexSpec:
         return {"metric_type": self.metric_type, "params": dict(self.search_params)}
 
 
-# Chosen by `dupwatch bench index` (see bench/index.py docstring for the numbers): HNSW gives the
-# lowest search latency at 100k vectors on both Lite and the server for a modest build cost;
-# FLAT for the frames collection, which is fetched by id and never searched.
+# Chosen by `dupwatch bench index` (numbers in bench/index.py's docstring). Server: HNSW for the
+# searched collections. Milvus Lite 3.2: FLAT everywhere (with the tenant filter its HNSW and
+# IVF_FLAT were slower than FLAT at 100k rows, and FLAT is exact with no build cost). The frames
+# collection is fetched by video id and never searched: FLAT on both.
 DEFAULT_SPECS: dict[str, IndexSpec] = {
     COARSE: IndexSpec("HNSW", "IP", (("M", 16), ("efConstruction", 200)), (("ef", 128),)),
     CLIPS: IndexSpec("HNSW", "IP", (("M", 16), ("efConstruction", 200)), (("ef", 256),)),
     FRAMES: IndexSpec("FLAT", "IP"),
     BACKGROUND: IndexSpec("FLAT", "IP"),
 }
+
+
+LITE_SPECS: dict[str, IndexSpec] = {
+    COARSE: IndexSpec("FLAT", "IP"),
+    CLIPS: IndexSpec("FLAT", "IP"),
+    FRAMES: IndexSpec("FLAT", "IP"),
+    BACKGROUND: IndexSpec("FLAT", "IP"),
+}
+
+
+def default_specs(is_lite: bool) -> dict[str, IndexSpec]:
+    return dict(LITE_SPECS if is_lite else DEFAULT_SPECS)
 
 
 def collection_name(prefix: str, kind: str) -> str:

@@ -31,12 +31,12 @@ from index.schema import (
     BACKGROUND,
     CLIPS,
     COARSE,
-    DEFAULT_SPECS,
     FRAMES,
     IndexDims,
     IndexSpec,
     build_schema,
     collection_name,
+    default_specs,
     escape,
     row_id,
 )
@@ -157,7 +157,7 @@ class VideoIndex:
     ) -> None:
         self.config = config
         self.dims = dims
-        self.specs = {**DEFAULT_SPECS, **(specs or {})}
+        self.specs = {**default_specs(config.is_lite), **(specs or {})}
         self._clock = clock
         self._client: Any = None
         self._lock = threading.RLock()
@@ -477,9 +477,13 @@ class VideoIndex:
                 limit=top_k,
                 output_fields=fields,
                 search_params=spec.query_params(),
+                consistency_level=self._search_consistency(),
                 timeout=self.config.timeout_s,
             ),
         )
+
+    def _search_consistency(self) -> str:
+        return self.config.search_consistency_level or self.config.consistency_level
 
     def _tenant_expr(self, tenant: str, exclude_video_id: str | None) -> str:
         expr = f"tenant == {escape(tenant)}"
@@ -531,7 +535,12 @@ class VideoIndex:
         hits = self._call(
             "search background",
             lambda c: c.search(
-                name, data=_vec_list(vec), limit=k, search_params=self.specs[BACKGROUND].query_params(), timeout=self.config.timeout_s
+                name,
+                data=_vec_list(vec),
+                limit=k,
+                search_params=self.specs[BACKGROUND].query_params(),
+                consistency_level=self._search_consistency(),
+                timeout=self.config.timeout_s,
             ),
         )
         return np.asarray([float(h["distance"]) for h in hits[0]], dtype=np.float32)

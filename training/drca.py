@@ -276,7 +276,7 @@ def train_drca(
         optimizer.load_state_dict(state["optimizer"])
         queue, queue_ids = state["queue"].to(device), state["queue_ids"].to(device)
         losses, step = list(state["losses"]), int(state["step"])
-        torch.set_rng_state(state["rng"])
+        torch.set_rng_state(state["rng"].cpu())
         random.seed(cfg.seed + step)
 
     def save() -> None:

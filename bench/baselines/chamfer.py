@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.eval import FeatureCache, FrameCache, Method, PairResult, _feature_key, frame_intervals
+from bench.eval import FeatureCache, FrameCache, Method, PairResult, feature_key, frame_intervals
 
 BACKBONE = "efficientnet_lite0_regions"
 
@@ -55,7 +55,7 @@ class ChamferMethod(Method):
         self.pca_bundle = pca_bundle
         self.device = device
         self.decode_config = DecodeConfig() if fps is None else DecodeConfig(fps=fps)
-        self.feature_key = _feature_key(BACKBONE, pca_bundle)
+        self.feature_key = feature_key(BACKBONE, pca_bundle, self.decode_config)
         self._extractor: Any = None
         self._regions: dict[str, np.ndarray] = {}
         self._times: dict[str, np.ndarray] = {}
