@@ -221,10 +221,44 @@ class BundleEmbedder:
         return self.models.represent_batch(videos, tenants)
 
 
+def engine_feature_fn(engine: object, batch_frames: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Run the exported ``features`` graph (uint8 frames → regions) on an engine, in bounded batches."""
+    limit = max(1, min(batch_frames, 256))  # the export's optimisation profile allows N ≤ 256
+
+    def run(frames: np.ndarray) -> np.ndarray:
+        out = [engine.run("features", {"frames": np.ascontiguousarray(frames[i : i + limit])})["regions"]  # type: ignore[attr-defined]
+               for i in range(0, len(frames), limit)]
+        return np.concatenate(out).astype(np.float32)
+
+    return run
+
+
 def load_models(settings: Settings) -> VideoModels:
-    """Load the configured bundle once, validated, on the configured device."""
+    """Load the configured bundle once, validated, on the configured device and engine.
+
+    The frame feature extractor (most of the compute) runs on the best available engine
+    (``inference.engines.select_engine``: TensorRT → ONNX Runtime → PyTorch) when the bundle holds
+    its export; the small heads (coarse, selector, fine similarity with its frame matrix for
+    alignment) run in PyTorch.
+    """
+    from inference.engines import select_engine
+
     bundle = load_bundle(settings.model.bundle)
-    models = VideoModels(bundle, device=settings.model.device, batch_frames=settings.limits.batch_frames)
+    feature_fn = None
+    engine_description = "torch"
+    if settings.model.engine != "torch":
+        try:
+            engine, engine_description = select_engine(settings.model.engine, bundle)
+        except Exception as exc:  # an explicit engine that cannot run is a start-up error
+            if settings.model.engine != "auto":
+                raise
+            engine, engine_description = None, f"torch ({exc})"
+        if engine is not None and "features" in engine.graphs() and getattr(engine, "name", "") != "torch":
+            feature_fn = engine_feature_fn(engine, settings.limits.batch_frames)
+        else:
+            engine_description = f"torch (no exported feature graph; {engine_description})"
+    models = VideoModels(bundle, device=settings.model.device, batch_frames=settings.limits.batch_frames, feature_fn=feature_fn)
+    models.methods["engine"] = engine_description
     log.info("serving bundle %s on %s: %s", models.version, models.device, ", ".join(f"{k}={v}" for k, v in models.methods.items()))
     return models
 
