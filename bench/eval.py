@@ -368,7 +368,9 @@ class OursMethod(Method):
         if self._level_thresholds is not None:
             from detect.levels import AlignmentEvidence, decide_level
 
+            # the worker times segments first-to-last frame ([T] timestamps): one sampling step shorter than ours
             longest = max((s.query_end - s.query_start for s in segments), default=0.0)
+            longest = max(0.0, longest - 1.0 / self.decode_config.fps) if segments else 0.0
             level_evidence = AlignmentEvidence(aligned_length_s=float(longest),
                                                query_coverage=float(np.clip(evidence.query_coverage, 0, 1)),
                                                reference_coverage=float(np.clip(evidence.ref_coverage, 0, 1)),

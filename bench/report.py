@@ -96,7 +96,8 @@ def _slug(name: str) -> str:
 
 
 def write_report(result: "EvalResult", out_dir: Path | str) -> Path:
-    """``report.md``, ``metrics.json``, ``pr_curves.png`` and ``scores_<method>.png``; returns the report path."""
+    """``report.md``, ``metrics.json``, ``pr_curves.png``, ``scores_<method>.png`` (histogram per truth level) and
+    ``scores_<method>.csv`` (every scored pair, :mod:`bench.truth` format); returns the report path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -108,6 +109,11 @@ def write_report(result: "EvalResult", out_dir: Path | str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     data = result.to_json()
     (out / "metrics.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+    from bench.truth import ScoreRow, write_scores_csv
+
+    for run in result.runs:
+        write_scores_csv((ScoreRow(q, r, s) for (q, r), s in sorted(run.scores.items())), out / f"scores_{_slug(run.name)}.csv")
 
     curves = {run.name: pr_curves(run, result.truth) for run in result.runs}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
@@ -161,7 +167,8 @@ def write_report(result: "EvalResult", out_dir: Path | str) -> Path:
         "",
         "mAP: retrieval, copy positives, per query. µAP copy: detection, copy vs incident+unrelated. "
         "µAP c+i: copy+incident vs unrelated. AP c>i: copy ranked above incident among truth pairs (issue #12). "
-        "µAP copy -inc: copy µAP with incident pairs removed. seg: VCSL/VSC22 segment metrics (see rules below).",
+        "µAP copy -inc: copy µAP with incident pairs removed. seg: VCSL/VSC22 segment metrics (see rules below). "
+        "time: prepare (decode, hashing, features; features shared by several methods are charged to the first) + scoring.",
         "",
         "## Methods",
         "",

@@ -350,6 +350,7 @@ def scan_directory(
     embedder_factory: str = DEFAULT_EMBEDDER,
     embedder: Any = None,
     detector: Detector | None = None,
+    detector_factory: Callable[[Any], Detector] | None = None,
     recursive: bool = False,
 ) -> Any:
     """Run the pipeline over the video files of ``directory``; yields JSON-able records.
@@ -369,7 +370,7 @@ def scan_directory(
     index = VideoIndex(settings.milvus, index_dims_of(inner, settings.decode.crop))
     index.ensure_collections()
     if detector is None:
-        factory = detector_factory_for(settings, inner)
+        factory = detector_factory or detector_factory_for(settings, inner)
         detector = factory(index) if factory is not None else NoDetector()
     alerts = CollectingAlertSink()
     dead = CollectingDeadLetterSink()

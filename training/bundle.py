@@ -50,7 +50,9 @@ def _half(path: Path) -> None:
 
 
 def build_default_bundle(out: str | Path, work_dir: str | Path = "var/train/default",
-                         cfg: BundleBuildConfig = BundleBuildConfig(), *, progress: bool = True) -> dict[str, object]:
+                         cfg: BundleBuildConfig = BundleBuildConfig(), *, reuse: bool = False,
+                         progress: bool = True) -> dict[str, object]:
+    """Train every stage (or, with ``reuse``, keep the stage outputs already in ``work_dir``) and write the bundle."""
     from inference.bundle import BackboneSpec, BundleWriter
     from training.dns import (DnSTrainConfig, SelectorTrainConfig, mine_pairs, teacher_similarities, train_selector,
                               train_students)
@@ -58,27 +60,54 @@ def build_default_bundle(out: str | Path, work_dir: str | Path = "var/train/defa
     from inference.pca import save_itq, save_pca
     from training.s2vs import S2VSTrainConfig, train_s2vs, whiten_corpus
 
+    from inference.checkpoints import load_checkpoint
+    from inference.registry import get_model
+
     out, work = Path(out), Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     corpus = build_feature_corpus(cfg.corpus, progress=progress)
-    pca = fit_corpus_pca(corpus, cfg.components)
-    save_pca(pca, work / "pca.pth")
-    itq = fit_corpus_itq(corpus, pca)
-    save_itq(itq, work / "itq.pth")
-    s2 = train_s2vs(corpus, pca, work / "s2vs", S2VSTrainConfig(steps=cfg.s2vs_steps, seed=cfg.seed, progress=progress))
+    if reuse and (work / "pca.pth").is_file() and (work / "itq.pth").is_file():
+        pca = load_checkpoint(work / "pca.pth").state_dict
+        itq = load_checkpoint(work / "itq.pth").state_dict
+    else:
+        pca = fit_corpus_pca(corpus, cfg.components)
+        save_pca(pca, work / "pca.pth")
+        itq = fit_corpus_itq(corpus, pca)
+        save_itq(itq, work / "itq.pth")
+    dims = int(pca["V"].shape[1])
+    summary = _read_json(work / "summary.json")
+    if reuse and (work / "s2vs" / "s2vs.pth").is_file():
+        teacher = get_model("s2vs", checkpoint=work / "s2vs" / "s2vs.pth", dims=dims).eval()
+    else:
+        s2 = train_s2vs(corpus, pca, work / "s2vs", S2VSTrainConfig(steps=cfg.s2vs_steps, seed=cfg.seed, progress=progress),
+                        resume=False)
+        teacher = s2.model
+        summary["s2vs_loss"] = [s2.losses[0], float(np.mean(s2.losses[-20:]))]
+        _write_json(work / "summary.json", summary)
     videos = whiten_corpus(corpus, pca)
-    pairs = teacher_similarities(s2.model, mine_pairs(videos, seed=cfg.seed))
-    coarse, fine_student, dl = train_students(pairs, work / "dns", DnSTrainConfig(steps=cfg.dns_steps, seed=cfg.seed,
-                                                                                   progress=progress))
-    selector, sl, sstats = train_selector(pairs, coarse, s2.model, work / "selector",
-                                          SelectorTrainConfig(steps=cfg.selector_steps, seed=cfg.seed, progress=progress))
+    pairs = teacher_similarities(teacher, mine_pairs(videos, seed=cfg.seed))
+    if reuse and (work / "dns" / "coarse.pth").is_file():
+        coarse = get_model("dns_cg_student", checkpoint=work / "dns" / "coarse.pth").eval()
+    else:
+        coarse, _, dl = train_students(pairs, work / "dns", DnSTrainConfig(steps=cfg.dns_steps, seed=cfg.seed, progress=progress))
+        summary["coarse_l1"] = [dl["coarse"][0], float(np.mean(dl["coarse"][-20:]))]
+        summary["fine_student_l1"] = [dl["fine"][0], float(np.mean(dl["fine"][-20:]))]
+        _write_json(work / "summary.json", summary)
+    if reuse and (work / "selector" / "selector.pth").is_file() and "selector_stats" in summary:
+        pass
+    else:
+        _, sl, sstats = train_selector(pairs, coarse, teacher, work / "selector",
+                                       SelectorTrainConfig(steps=cfg.selector_steps, seed=cfg.seed, progress=progress))
+        summary["selector_bce"] = [sl[0], float(np.mean(sl[-20:]))]
+        summary["selector_stats"] = sstats
+        _write_json(work / "summary.json", summary)
 
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*"):
         if old.is_file():
             old.unlink()
     files = {"pca": ("pca.pth", work / "pca.pth"), "itq": ("itq.pth", work / "itq.pth"),
-             "fine": ("s2vs_effl0.pth", s2.weights), "coarse": ("dns_cg_student_effl0.pth", work / "dns" / "coarse.pth"),
+             "fine": ("s2vs_effl0.pth", work / "s2vs" / "s2vs.pth"), "coarse": ("dns_cg_student_effl0.pth", work / "dns" / "coarse.pth"),
              "selector": ("dns_selector_effl0.pth", work / "selector" / "selector.pth")}
     for name, (fname, src) in files.items():
         shutil.copyfile(src, out / fname)
@@ -95,13 +124,13 @@ def build_default_bundle(out: str | Path, work_dir: str | Path = "var/train/defa
                config={"bits": int(itq["proj"].shape[1]), "layout": "{'proj'}"})
     writer.add("fine", files["fine"][0], kind="torch-state-dict", arch="s2vs", provenance="dupwatch-training", source=src,
                config={"dims": int(pca["V"].shape[1]), "loss": "InfoNCE(0.03) + 3*SSHN + 1*reg", "steps": cfg.s2vs_steps,
-                       "final_loss": s2.losses[-1], "hard_negatives": "non-overlapping windows of the same source"})
+                       "loss_first_last20": summary.get("s2vs_loss"), "hard_negatives": "non-overlapping windows of the same source"})
     writer.add("coarse", files["coarse"][0], kind="torch-state-dict", arch="dns_cg_student", provenance="dupwatch-training",
                source=src, config={"netvlad_clusters": 16, "netvlad_outdims": 256, "teacher": "fine", "steps": cfg.dns_steps,
-                                   "final_l1": float(np.mean(dl["coarse"][-20:])), "dtype": "float16"})
+                                   "l1_first_last20": summary.get("coarse_l1"), "dtype": "float16"})
     writer.add("selector", files["selector"][0], kind="torch-state-dict", arch="dns_selector", provenance="dupwatch-training",
-               source=src, config={"threshold": 0.2, "steps": cfg.selector_steps, "final_bce": float(np.mean(sl[-20:])),
-                                   **sstats})
+               source=src, config={"steps": cfg.selector_steps, "bce_first_last20": summary.get("selector_bce"),
+                                   **summary.get("selector_stats", {})})
     writer.manifest.training_data = {
         "corpus": corpus.summary(),
         "corpus_spec": asdict(cfg.corpus),
@@ -115,10 +144,15 @@ def build_default_bundle(out: str | Path, work_dir: str | Path = "var/train/defa
                              "Retrain: dupwatch train bundle --out models/default. Published ResNet-50 weights: "
                              "dupwatch models fetch.")
     writer.write()
-    return {"bundle": str(out), "s2vs_loss": (s2.losses[0], s2.losses[-1]),
-            "coarse_l1": (dl["coarse"][0], float(np.mean(dl["coarse"][-20:]))),
-            "fine_student_l1": (dl["fine"][0], float(np.mean(dl["fine"][-20:]))),
-            "selector_bce": (sl[0], float(np.mean(sl[-20:]))), "selector_stats": sstats}
+    return {"bundle": str(out), **summary}
+
+
+def _read_json(path: Path) -> dict[str, object]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _write_json(path: Path, data: dict[str, object]) -> None:
+    path.write_text(json.dumps(data, indent=2, default=float))
 
 
 # --- evaluation ---------------------------------------------------------------------------------

@@ -197,14 +197,15 @@ def train_selector_cmd(work: str = typer.Option(_WORK, "--work"), steps: int = t
 @train_app.command("bundle")
 def train_bundle_cmd(out: str = typer.Option("models/default", "--out"), work: str = typer.Option(_WORK, "--work"),
                      s2vs_steps: int = typer.Option(400, "--s2vs-steps"), dns_steps: int = typer.Option(300, "--dns-steps"),
-                     selector_steps: int = typer.Option(200, "--selector-steps")) -> None:
+                     selector_steps: int = typer.Option(200, "--selector-steps"),
+                     reuse: bool = typer.Option(False, "--reuse", help="keep stage outputs already in --work")) -> None:
     """Whole chain (corpus → PCA/ITQ → S²VS → DnS students → selector) and the default bundle in --out."""
     import json
 
     from training.bundle import BundleBuildConfig, build_default_bundle
 
     res = build_default_bundle(out, work, BundleBuildConfig(s2vs_steps=s2vs_steps, dns_steps=dns_steps,
-                                                            selector_steps=selector_steps))
+                                                            selector_steps=selector_steps), reuse=reuse)
     typer.echo(json.dumps(res, indent=2, default=str))
 
 

@@ -28,7 +28,7 @@ from inference.s2vs import S2VSSimilarityNetwork
 from training.tca import plot_losses, save_checkpoint
 
 __all__ = ["PairSet", "mine_pairs", "teacher_similarities", "DnSTrainConfig", "train_students", "SelectorTrainConfig",
-           "train_selector", "selector_labels", "feature_augment"]
+           "train_selector", "selector_labels", "disagreement", "feature_augment"]
 
 
 @dataclass
@@ -42,13 +42,14 @@ class PairSet:
     """``[P]`` teacher similarities in [-1, 1]."""
 
 
-def mine_pairs(videos: dict[str, list[np.ndarray]], clip_frames: int = 8, cross_per_clip: int = 6, seed: int = 0) -> PairSet:
+def mine_pairs(videos: dict[str, list[np.ndarray]], clip_frames: int = 8, cross_per_clip: int = 6, seed: int = 0,
+               stride: int | None = None) -> PairSet:
     rng = np.random.default_rng(seed)
     clips, sources = [], []
     for name in sorted(videos):
         for view in videos[name]:
             t = len(view)
-            starts = list(range(0, max(1, t - clip_frames + 1), clip_frames)) or [0]
+            starts = list(range(0, max(1, t - clip_frames + 1), stride or clip_frames)) or [0]
             for s in starts:
                 clips.append(view[s:s + clip_frames])
                 sources.append(name)
@@ -200,14 +201,20 @@ def _coarse_scores(coarse: CoarseGrainedStudent, pairs: PairSet) -> torch.Tensor
 
 
 @torch.no_grad()
-def selector_labels(coarse: CoarseGrainedStudent, fine: torch.nn.Module, pairs: PairSet, threshold: float = 0.2
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(coarse similarities ``[P]``, labels ``[P]``): 1 where ``|coarse − (fine/2 + 0.5)| > t``."""
+def disagreement(coarse: CoarseGrainedStudent, fine: torch.nn.Module, pairs: PairSet) -> tuple[torch.Tensor, torch.Tensor]:
+    """(coarse similarities ``[P]``, ``|coarse − (fine/2 + 0.5)|`` ``[P]``)."""
     coarse.eval()
     fine.eval()
     c = _coarse_scores(coarse, pairs)
     f = _fine_scores(fine, pairs.clips, pairs.pairs) / 2 + 0.5
-    return c, ((c - f).abs() > threshold).float()
+    return c, (c - f).abs()
+
+
+def selector_labels(coarse: CoarseGrainedStudent, fine: torch.nn.Module, pairs: PairSet, threshold: float = 0.2
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(coarse similarities ``[P]``, labels ``[P]``): 1 where ``|coarse − (fine/2 + 0.5)| > t``."""
+    c, d = disagreement(coarse, fine, pairs)
+    return c, (d > threshold).float()
 
 
 @dataclass
@@ -226,11 +233,18 @@ def train_selector(pairs: PairSet, coarse: CoarseGrainedStudent, fine: torch.nn.
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    csim, labels = selector_labels(coarse, fine, pairs, cfg.threshold)
+    csim, dis = disagreement(coarse, fine, pairs)
+    threshold = cfg.threshold
+    labels = (dis > threshold).float()
+    if labels.min() == labels.max():
+        # one class empty at t (tiny corpora): fall back to the median disagreement, and say so in the stats
+        threshold = float(dis.median())
+        labels = (dis > threshold).float()
     pos, neg = np.flatnonzero(labels.numpy() > 0.5), np.flatnonzero(labels.numpy() < 0.5)
-    stats = {"pairs": float(len(labels)), "positive_fraction": float(labels.mean())}
+    stats = {"pairs": float(len(labels)), "positive_fraction": float(labels.mean()), "threshold": threshold,
+             "requested_threshold": cfg.threshold}
     if len(pos) == 0 or len(neg) == 0:
-        raise ValueError(f"train_selector: one class is empty at t = {cfg.threshold} ({stats})")
+        raise ValueError(f"train_selector: one class is empty ({stats})")
     dims = pairs.clips[0].shape[-1]
     selector = SelectorNetwork(dims=dims)
     opt = torch.optim.Adam(selector.parameters(), lr=cfg.lr)

@@ -194,7 +194,7 @@ def train_s2vs(corpus: FeatureCorpus, pca: dict[str, torch.Tensor], out_dir: str
     net.train()
     for step in tqdm(range(start, cfg.steps), desc="s2vs", initial=start, total=cfg.steps, disable=not cfg.progress):
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
+            g["lr"] = float(lr_at(step, cfg))
         clips, positive, valid = sample_batch(videos, corpus.hosts, cfg, rng)
         sim, reg = pairwise_similarity(net, clips)
         keep = (positive & valid).any(1) & (~positive & valid).any(1)  # rows with a positive and a negative

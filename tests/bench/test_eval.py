@@ -108,6 +108,9 @@ def test_cli_json_on_tiny_generated_benchmark(tmp_path: Path) -> None:
     report = tmp_path / "report"
     assert (report / "report.md").read_text().count("| vpdq |") == 1
     assert {p.name for p in report.glob("*.png")} == {"pr_curves.png", "scores_vpdq.png", "scores_chamfer.png"}
+    from bench.truth import read_scores_csv
+
+    assert len(read_scores_csv(report / "scores_chamfer.csv")) == data["methods"]["chamfer"]["pairs"]
 
 
 def test_hand_made_truth_perfect(real_runs: dict, real_folder: Path) -> None:

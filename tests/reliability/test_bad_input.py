@@ -55,8 +55,10 @@ def test_corpus_and_malformed_events_get_their_outcomes(kafka_broker, milvus_lit
     corpus = write_corpus(tmp_path / "corpus")
     topic = kafka_broker.create_topic(unique("badinput"), 1)
     settings = make_settings(kafka_broker.bootstrap_servers, topic, milvus_lite_uri, extra_roots=[tmp_path / "corpus"])
+    # Limits as the corpus's SMALL_LIMITS for height/pixels (refuses the 720p case), wide enough
+    # for the 4000×16 extreme-aspect case that the corpus expects to decode.
     settings = settings.model_copy(
-        update={"decode": DecodeConfig(fps=1.0, short_side=64, crop=64, max_frames=60, max_width=640, max_height=480, max_pixels=640 * 480)}
+        update={"decode": DecodeConfig(fps=1.0, short_side=64, crop=64, max_frames=60, max_width=4096, max_height=480, max_pixels=640 * 480)}
     )
     payloads: list[bytes] = []
     expected_dead: dict[int, str] = {}

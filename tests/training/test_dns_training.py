@@ -24,7 +24,7 @@ def test_students_and_selector(tmp_path: Path) -> None:
     corpus = build_feature_corpus(TINY, progress=False)
     pca = fit_corpus_pca(corpus, 32)
     teacher = S2VSSimilarityNetwork(dims=32).eval()
-    pairs = teacher_similarities(teacher, mine_pairs(whiten_corpus(corpus, pca), clip_frames=4))
+    pairs = teacher_similarities(teacher, mine_pairs(whiten_corpus(corpus, pca), clip_frames=4, stride=1))
     assert pairs.teacher is not None and len(pairs.teacher) == len(pairs.pairs) > 10
     cfg = DnSTrainConfig(steps=40, batch_pairs=16, netvlad_clusters=4, netvlad_outdims=32, progress=False)
     coarse, fine, losses = train_students(pairs, tmp_path / "dns", cfg)
@@ -34,7 +34,7 @@ def test_students_and_selector(tmp_path: Path) -> None:
     assert loaded.netvlad.num_clusters == 4
     get_model("dns_fg_att_student", checkpoint=tmp_path / "dns" / "fine_student.pth", dims=32)
     selector, sl, stats = train_selector(pairs, coarse, teacher, tmp_path / "sel",
-                                         SelectorTrainConfig(steps=30, batch_pairs=16, threshold=0.05, progress=False))
+                                         SelectorTrainConfig(steps=30, batch_pairs=16, progress=False))
     assert 0 < stats["positive_fraction"] < 1
     assert np.mean(sl[-8:]) < np.mean(sl[:8])
     get_model("dns_selector", checkpoint=tmp_path / "sel" / "selector.pth", dims=32)
