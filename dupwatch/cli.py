@@ -86,6 +86,47 @@ def config_check(config: ConfigOption = None) -> None:
     typer.echo("configuration is valid")
 
 
+@app.command("demo")
+def demo(
+    folder: Annotated[Path, typer.Option(help="Where the demo videos are written (kept between runs).")] = Path("var/demo-videos"),
+    db: Annotated[Path, typer.Option(help="Milvus Lite file (recreated on each run).")] = Path("var/demo.db"),
+    config: ConfigOption = None,
+) -> None:
+    """The embedded default end to end: real videos of a folder → default bundle → Milvus Lite → near-duplicates."""
+    import os
+
+    from dupwatch.demo import prepare_demo_folder
+
+    settings = settings_or_exit(config)
+    configure_logging("WARNING")
+    typer.echo(f"preparing demo videos in {folder} (real videos shipped offline + real edited copies)")
+    prepare_demo_folder(folder)
+    if db.exists():
+        db.unlink()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    settings = settings.model_copy(update={"milvus": settings.milvus.model_copy(update={"uri": str(db)})})
+    from ingest.worker import scan_directory
+
+    indexed = alerts = rejected = 0
+    for record in scan_directory(settings, folder.resolve()):
+        kind = record["type"]
+        if kind == "indexed":
+            indexed += 1
+            typer.echo(f"indexed   {record['video_id']:<36} {record['frames']:>4} frames, {record['clips']} clips")
+        elif kind == "dead_letter":
+            rejected += 1
+            typer.echo(f"rejected  {os.path.basename(record['file']):<36} {record['reason']}: {record['message']}")
+        elif kind == "alert":
+            alerts += 1
+            seg = record["segments"][0] if record["segments"] else None
+            where = f"  query {seg['query_start']:.0f}-{seg['query_end']:.0f}s ~ ref {seg['ref_start']:.0f}-{seg['ref_end']:.0f}s" if seg else ""
+            typer.echo(
+                f"{record['level']:<9} {record['video_id']} ~ {record['matched_video_id']}"
+                f"  score={record['scores']['normalized']:.3f}{where}"
+            )
+    typer.echo(f"done: {indexed} videos indexed into {db}, {rejected} rejected, {alerts} near-duplicate alerts (bundle {settings.model.bundle})")
+
+
 def _register_packages() -> None:
     for name in COMMAND_PACKAGES:
         try:

@@ -217,6 +217,15 @@ class WebhookConfig(_Frozen):
         return value
 
 
+class AlertsConfig(_Frozen):
+    """Where the worker remembers which receiver acknowledged which alert (never sent twice)."""
+
+    delivery_log: Literal["auto", "milvus", "sqlite"] = "auto"
+    """``auto``: a Milvus collection when Milvus is a server (shared by every pod), else SQLite."""
+    sqlite_path: Path = Path("./var/webhook-deliveries.db")
+    milvus_collection: str = Field("dupwatch_webhook_deliveries", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+
+
 class LimitsConfig(_Frozen):
     """Bounds on in-flight work: the worker never holds more than this."""
 
@@ -256,6 +265,7 @@ class Settings(BaseSettings):
     sources: SourceConfig = Field(default_factory=SourceConfig)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     webhooks: list[WebhookConfig] = Field(default_factory=list)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -274,10 +274,33 @@ def install_signal_handlers(stop: Callable[[], None]) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
+def webhook_sinks(settings: Settings) -> list[AlertSink]:
+    """One sink delivering every alert to the configured receivers (empty without receivers)."""
+    if not settings.webhooks:
+        return []
+    from detect.delivery_log import MilvusDeliveryLog, SqliteDeliveryLog
+    from detect.webhooks import WebhookSender
+
+    kind = settings.alerts.delivery_log
+    if kind == "auto":
+        kind = "sqlite" if settings.milvus.is_lite else "milvus"
+    if kind == "milvus":
+        from pymilvus import MilvusClient
+
+        token = settings.milvus.token.get_secret_value() if settings.milvus.token else ""
+        client = MilvusClient(uri=settings.milvus.uri, token=token, db_name=settings.milvus.db_name)
+        delivery_log: Any = MilvusDeliveryLog(client, settings.alerts.milvus_collection, timeout_s=settings.milvus.timeout_s)
+    else:
+        delivery_log = SqliteDeliveryLog(settings.alerts.sqlite_path)
+    return [WebhookAlertSink(WebhookSender(settings.webhooks, delivery_log))]
+
+
 def serve(settings: Settings, *, embedder_factory: str = DEFAULT_EMBEDDER) -> int:
     """Build and run the worker in this process; the exit code."""
     embedder = load_factory(embedder_factory)(settings)
-    worker = Worker(settings, embedder=embedder, detector_factory=detector_factory_for(settings, embedder))
+    worker = Worker(
+        settings, embedder=embedder, detector_factory=detector_factory_for(settings, embedder), alert_sinks=webhook_sinks(settings)
+    )
     install_signal_handlers(worker.stop)
     worker.run()
     log.info("worker stopped cleanly")
