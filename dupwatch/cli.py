@@ -52,6 +52,9 @@ def configure_logging(level: str = "INFO") -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Milvus Lite's in-process gRPC shim logs a traceback for every call it does not implement
+    # (AllocTimestamp on upsert); pymilvus falls back by itself, so the traceback is noise.
+    logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
 
 
 @app.callback()

@@ -26,10 +26,10 @@ from bench.video_io import read_clip, write_clip
 
 
 def prepare_demo_folder(out: Path | str, *, seed: int = 0) -> Path:
-    """Fill ``out`` with the demo videos (idempotent) and a ``sources.json`` saying what each is."""
+    """Fill ``out`` with the demo videos (idempotent) and a ``.sources.json`` saying what each is (a dotfile: scans skip it)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    listing = out / "sources.json"
+    listing = out / ".sources.json"
     if listing.is_file():
         return out
     rng = np.random.default_rng(seed)

@@ -10,6 +10,9 @@ similarity matrix of :class:`inference.s2vs.S2VSSimilarityNetwork` (published ke
   negatives; windows overlapping in source time are never negatives (they are left out of the row);
 - picture-in-picture views are neither positive nor negative to clips of the host source.
 
+Warm start (``warm_start_steps``): the network first regresses (L1) onto plain chamfer similarity of the
+same batch, so the self-supervised stage starts from a sensible similarity instead of a random comparator.
+
 Loss: ``InfoNCE(τ = 0.03) + λ · SSHN (λ = 3) + r · similarity regularisation (r = 1)`` with
 SSHN = ``-log S_ii - log(1 - max_neg S_ij)`` on similarities rescaled to [0, 1] (clamped at 1e-3),
 and the regulariser on the comparator output before the hard tanh. AdamW, linear warmup then cosine
@@ -35,7 +38,7 @@ from training.pca import pca_layer, whiten
 from training.tca import load_checkpoint, plot_losses, save_checkpoint
 
 __all__ = ["S2VSTrainConfig", "S2VSResult", "train_s2vs", "pairwise_similarity", "sshn_loss",
-           "similarity_regularization", "whiten_corpus", "sample_batch", "lr_at"]
+           "similarity_regularization", "whiten_corpus", "sample_batch", "lr_at", "chamfer_matrix"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 WEIGHTS_NAME = "s2vs.pth"
@@ -56,6 +59,9 @@ class S2VSTrainConfig:
     reg: float = 1.0
     seed: int = 0
     save_every: int = 100
+    warm_start_steps: int = 100
+    """First steps regress the network onto plain chamfer similarity (L1), so S²VS starts from chamfer, not from noise."""
+    warm_start_lr: float = 1e-3
     progress: bool = True
 
 
@@ -74,9 +80,12 @@ def whiten_corpus(corpus: FeatureCorpus, pca: dict[str, torch.Tensor]) -> dict[s
 
 
 def lr_at(step: int, cfg: S2VSTrainConfig) -> float:
+    if step < cfg.warm_start_steps:
+        return cfg.warm_start_lr
+    step -= cfg.warm_start_steps
     if step < cfg.warmup:
         return cfg.lr * (0.01 + 0.99 * step / max(1, cfg.warmup))
-    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warm_start_steps - cfg.warmup)
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(1.0, t))))
 
 
@@ -151,6 +160,13 @@ def pairwise_similarity(net: S2VSSimilarityNetwork, clips: torch.Tensor) -> tupl
     return sim, reg
 
 
+@torch.no_grad()
+def chamfer_matrix(clips: torch.Tensor) -> torch.Tensor:
+    """Plain chamfer (region max, mean; frame max, mean) between all clips ``[B, T, R, D]`` → ``[B, B]``."""
+    sim = torch.einsum("aiok,bjpk->abiopj", clips, clips)  # [B, B, T, R, R, T]
+    return sim.max(dim=4).values.mean(dim=3).max(dim=3).values.mean(dim=2)
+
+
 def similarity_regularization(out: torch.Tensor) -> torch.Tensor:
     """ViSiL regulariser: ``Σ |min(0, M + 1)| + Σ |max(0, M − 1)|`` on comparator outputs before hard tanh."""
     return (torch.clamp(out + 1.0, max=0.0).abs() + torch.clamp(out - 1.0, min=0.0)).sum()
@@ -197,6 +213,13 @@ def train_s2vs(corpus: FeatureCorpus, pca: dict[str, torch.Tensor], out_dir: str
             g["lr"] = float(lr_at(step, cfg))
         clips, positive, valid = sample_batch(videos, corpus.hosts, cfg, rng)
         sim, reg = pairwise_similarity(net, clips)
+        if step < cfg.warm_start_steps:
+            loss = (sim - chamfer_matrix(clips)).abs().mean() + cfg.reg * reg
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            continue
         keep = (positive & valid).any(1) & (~positive & valid).any(1)  # rows with a positive and a negative
         loss = (nce(sim[keep], positive[keep], valid[keep]) + cfg.lam * sshn_loss((sim + 1) / 2, positive, valid, rows=keep)
                 + cfg.reg * reg)
