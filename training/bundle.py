@@ -37,7 +37,7 @@ class BundleBuildConfig:
     corpus: CorpusSpec = field(default_factory=CorpusSpec)
     components: int = 512
     s2vs_steps: int = 400
-    dns_steps: int = 300
+    dns_steps: int = 200
     selector_steps: int = 200
     version: str = "0.1.0"
     seed: int = 0

@@ -137,7 +137,7 @@ def train_pca_cmd(work: str = typer.Option(_WORK, "--work"), components: int = t
 @train_app.command("s2vs")
 def train_s2vs_cmd(work: str = typer.Option(_WORK, "--work"), steps: int = typer.Option(400, "--steps"),
                    clips: int = typer.Option(8, "--clips", help="N clips per batch (B = 2N)"),
-                   lr: float = typer.Option(5e-4, "--lr"), seed: int = typer.Option(0, "--seed"),
+                   lr: float = typer.Option(2e-4, "--lr"), seed: int = typer.Option(0, "--seed"),
                    views: int = typer.Option(4, "--views"), fps: float = typer.Option(1.0, "--fps")) -> None:
     """S²VS self-supervised training (InfoNCE τ=0.03 + 3·SSHN + reg); resumes from <work>/s2vs/checkpoint.pt."""
     from pathlib import Path
@@ -196,7 +196,7 @@ def train_selector_cmd(work: str = typer.Option(_WORK, "--work"), steps: int = t
 
 @train_app.command("bundle")
 def train_bundle_cmd(out: str = typer.Option("models/default", "--out"), work: str = typer.Option(_WORK, "--work"),
-                     s2vs_steps: int = typer.Option(400, "--s2vs-steps"), dns_steps: int = typer.Option(300, "--dns-steps"),
+                     s2vs_steps: int = typer.Option(400, "--s2vs-steps"), dns_steps: int = typer.Option(200, "--dns-steps"),
                      selector_steps: int = typer.Option(200, "--selector-steps"),
                      reuse: bool = typer.Option(False, "--reuse", help="keep stage outputs already in --work")) -> None:
     """Whole chain (corpus → PCA/ITQ → S²VS → DnS students → selector) and the default bundle in --out."""

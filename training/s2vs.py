@@ -51,7 +51,7 @@ class S2VSTrainConfig:
     clips: int = 8
     """N: clips per batch (B = 2N); drawn as N/2 sources × 2 non-overlapping windows where possible."""
     clip_frames: int = 8
-    lr: float = 5e-4
+    lr: float = 2e-4
     weight_decay: float = 0.01
     warmup: int = 40
     temperature: float = 0.03
@@ -215,14 +215,10 @@ def train_s2vs(corpus: FeatureCorpus, pca: dict[str, torch.Tensor], out_dir: str
         sim, reg = pairwise_similarity(net, clips)
         if step < cfg.warm_start_steps:
             loss = (sim - chamfer_matrix(clips)).abs().mean() + cfg.reg * reg
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-            continue
-        keep = (positive & valid).any(1) & (~positive & valid).any(1)  # rows with a positive and a negative
-        loss = (nce(sim[keep], positive[keep], valid[keep]) + cfg.lam * sshn_loss((sim + 1) / 2, positive, valid, rows=keep)
-                + cfg.reg * reg)
+        else:
+            keep = (positive & valid).any(1) & (~positive & valid).any(1)  # rows with a positive and a negative
+            loss = (nce(sim[keep], positive[keep], valid[keep])
+                    + cfg.lam * sshn_loss((sim + 1) / 2, positive, valid, rows=keep) + cfg.reg * reg)
         opt.zero_grad()
         loss.backward()
         opt.step()

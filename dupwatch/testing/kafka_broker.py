@@ -136,8 +136,14 @@ def ensure_kafka_jars(cache: Path | None = None, *, timeout: float = 900.0) -> P
 
 
 def _cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 characters)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 characters).
+
+    Never starting with ``-``: the storage tool's argument parser would take it for an option
+    (``--cluster-id: expected one argument``, 1 start in 64)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
 
 
 class KafkaBroker:
