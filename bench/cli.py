@@ -177,3 +177,27 @@ def storage_cmd(
 
     rows, minutes, methods = measure_storage(list(paths or []), bundle)
     typer.echo(format_storage(rows, minutes, methods))
+
+
+@bench_app.command("load")
+def load_cmd(
+    events: int = typer.Option(30, "--events", help="Upload events to produce (2000 for the report)."),
+    embedder: str = typer.Option("thumbnail", "--embedder", help="thumbnail, bundle:PATH or bundle:random."),
+    bootstrap: str = typer.Option("", "--bootstrap", help="Kafka host:port (default: start a private broker)."),
+    milvus_uri: str = typer.Option("", "--milvus-uri", help="Milvus URI (default: Milvus Lite in a temporary folder)."),
+    partitions: int = typer.Option(2, "--partitions", help="Partitions of the uploads topic."),
+    max_in_flight: int = typer.Option(8, "--max-in-flight", help="limits.max_in_flight_videos of the worker."),
+    rate: float = typer.Option(0.0, "--rate", help="Events per second (0 = the whole backlog at once)."),
+    threads: int = typer.Option(0, "--threads", help="PyTorch CPU threads (0 = library default)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """N real-video upload events through one worker: throughput, latency p50/p99, peak RSS, lost/duplicated."""
+    from bench.load import as_json as to_json
+    from bench.load import run_load
+
+    result = run_load(events, embedder=embedder, bootstrap=bootstrap or None, milvus_uri=milvus_uri or None,
+                      partitions=partitions, max_in_flight=max_in_flight, rate=rate, torch_threads=threads,
+                      progress=True)
+    typer.echo(to_json(result) if as_json else result.table())
+    if result.lost or result.duplicate_rows or result.duplicate_alerts:
+        raise typer.Exit(1)

@@ -170,6 +170,7 @@ class UploadConsumer:
         self._assigned: set[Any] = set()
         self._waiting = False
         self._last_lag = 0.0
+        self._outage_checks: set[str] = set()
 
     # -- lifecycle --------------------------------------------------------------------------
     def stop(self) -> None:
@@ -314,10 +315,14 @@ class UploadConsumer:
     def _on_outage(self, exc: TransientError) -> None:
         dep = "milvus" if exc.reason.startswith("milvus") else "kafka" if exc.reason.startswith("kafka") else exc.reason
         self.health.set(dep, False)
+        self._outage_checks.add(dep)
         if dep in ("milvus", "kafka"):
             self.metrics.dependency_up.labels(dependency=dep).set(0)
 
     def _on_recovered(self) -> None:
+        for dep in self._outage_checks:  # e.g. temp_storage_unavailable: nothing else resets it
+            self.health.set(dep, True)
+        self._outage_checks.clear()
         for dep in ("milvus", "kafka"):
             self.metrics.dependency_up.labels(dependency=dep).set(1)
 

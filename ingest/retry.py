@@ -33,6 +33,7 @@ DEPENDENCY_REASONS: frozenset[str] = frozenset(
         "model_unavailable",
         "dependency_unavailable",
         "temp_storage_unavailable",
+        "delivery_log_unavailable",
     }
 )
 

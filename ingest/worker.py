@@ -185,7 +185,9 @@ class WebhookAlertSink:
         import json
 
         results = self.sender.send(alert.alert_id, json.loads(alert.model_dump_json()), level=alert.level)
-        failed = [r for r in results if not r.ok and not r.dead_letter]
+        # 5xx/timeouts/resets past the receiver's retry budget (``attempts_exhausted``) are an
+        # outage, not a verdict: wait and send again (same webhook-id). 4xx stays a dead letter.
+        failed = [r for r in results if not r.ok and (not r.dead_letter or r.reason == "attempts_exhausted")]
         if failed:
             names = ", ".join(f"{r.receiver}:{r.reason or r.outcome}" for r in failed)
             raise TransientError(f"webhook delivery failed: {names}", reason="webhook_unavailable")

@@ -37,10 +37,12 @@ class BundleBuildConfig:
     corpus: CorpusSpec = field(default_factory=CorpusSpec)
     components: int = 512
     s2vs_steps: int = 400
-    dns_steps: int = 200
-    selector_steps: int = 200
+    dns_steps: int = 120
+    selector_steps: int = 100
     version: str = "0.1.0"
     seed: int = 0
+    s2vs_options: dict[str, object] = field(default_factory=lambda: {"moment_negatives": False, "warm_start_steps": 100})
+    """Extra :class:`training.s2vs.S2VSTrainConfig` fields for the fine network."""
 
 
 def _half(path: Path) -> None:
@@ -79,7 +81,8 @@ def build_default_bundle(out: str | Path, work_dir: str | Path = "var/train/defa
     if reuse and (work / "s2vs" / "s2vs.pth").is_file():
         teacher = get_model("s2vs", checkpoint=work / "s2vs" / "s2vs.pth", dims=dims).eval()
     else:
-        s2 = train_s2vs(corpus, pca, work / "s2vs", S2VSTrainConfig(steps=cfg.s2vs_steps, seed=cfg.seed, progress=progress),
+        s2 = train_s2vs(corpus, pca, work / "s2vs", S2VSTrainConfig(steps=cfg.s2vs_steps, seed=cfg.seed, progress=progress,
+                                                         **cfg.s2vs_options),  # type: ignore[arg-type]
                         resume=False)
         teacher = s2.model
         summary["s2vs_loss"] = [s2.losses[0], float(np.mean(s2.losses[-20:]))]
@@ -111,7 +114,7 @@ def build_default_bundle(out: str | Path, work_dir: str | Path = "var/train/defa
              "selector": ("dns_selector_effl0.pth", work / "selector" / "selector.pth")}
     for name, (fname, src) in files.items():
         shutil.copyfile(src, out / fname)
-        if name in ("coarse",):
+        if name in ("coarse", "selector"):
             _half(out / fname)
     regions = int(corpus.videos[corpus.names[0]][0].shape[1])
     writer = BundleWriter(out, name=BUNDLE_NAME, version=cfg.version, backbone=BackboneSpec(
@@ -124,12 +127,13 @@ def build_default_bundle(out: str | Path, work_dir: str | Path = "var/train/defa
                config={"bits": int(itq["proj"].shape[1]), "layout": "{'proj'}"})
     writer.add("fine", files["fine"][0], kind="torch-state-dict", arch="s2vs", provenance="dupwatch-training", source=src,
                config={"dims": int(pca["V"].shape[1]), "loss": "InfoNCE(0.03) + 3*SSHN + 1*reg", "steps": cfg.s2vs_steps,
+                       "options": {k: v for k, v in cfg.s2vs_options.items()},
                        "loss_first_last20": summary.get("s2vs_loss"), "hard_negatives": "non-overlapping windows of the same source"})
     writer.add("coarse", files["coarse"][0], kind="torch-state-dict", arch="dns_cg_student", provenance="dupwatch-training",
                source=src, config={"netvlad_clusters": 16, "netvlad_outdims": 256, "teacher": "fine", "steps": cfg.dns_steps,
                                    "l1_first_last20": summary.get("coarse_l1"), "dtype": "float16"})
     writer.add("selector", files["selector"][0], kind="torch-state-dict", arch="dns_selector", provenance="dupwatch-training",
-               source=src, config={"steps": cfg.selector_steps, "bce_first_last20": summary.get("selector_bce"),
+               source=src, config={"steps": cfg.selector_steps, "dtype": "float16", "bce_first_last20": summary.get("selector_bce"),
                                    **summary.get("selector_stats", {})})
     writer.manifest.training_data = {
         "corpus": corpus.summary(),

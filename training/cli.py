@@ -138,6 +138,9 @@ def train_pca_cmd(work: str = typer.Option(_WORK, "--work"), components: int = t
 def train_s2vs_cmd(work: str = typer.Option(_WORK, "--work"), steps: int = typer.Option(400, "--steps"),
                    clips: int = typer.Option(8, "--clips", help="N clips per batch (B = 2N)"),
                    lr: float = typer.Option(2e-4, "--lr"), seed: int = typer.Option(0, "--seed"),
+                   warm_start_steps: int = typer.Option(100, "--warm-start-steps", help="chamfer-regression steps first"),
+                   moment_negatives: bool = typer.Option(True, "--moment-negatives/--no-moment-negatives",
+                                                         help="non-overlapping windows of a source are negatives (#12)"),
                    views: int = typer.Option(4, "--views"), fps: float = typer.Option(1.0, "--fps")) -> None:
     """S²VS self-supervised training (InfoNCE τ=0.03 + 3·SSHN + reg); resumes from <work>/s2vs/checkpoint.pt."""
     from pathlib import Path
@@ -146,7 +149,9 @@ def train_s2vs_cmd(work: str = typer.Option(_WORK, "--work"), steps: int = typer
     from training.s2vs import S2VSTrainConfig, train_s2vs
 
     pca = load_checkpoint(Path(work) / "pca.pth").state_dict
-    res = train_s2vs(_corpus(views, fps), pca, Path(work) / "s2vs", S2VSTrainConfig(steps=steps, clips=clips, lr=lr, seed=seed))
+    res = train_s2vs(_corpus(views, fps), pca, Path(work) / "s2vs", S2VSTrainConfig(steps=steps, clips=clips, lr=lr, seed=seed,
+                                                                             warm_start_steps=warm_start_steps,
+                                                                             moment_negatives=moment_negatives))
     typer.echo(f"loss {res.losses[0]:.4f} -> {res.losses[-1]:.4f}; weights {res.weights}; curve {res.curve}")
 
 
@@ -196,8 +201,8 @@ def train_selector_cmd(work: str = typer.Option(_WORK, "--work"), steps: int = t
 
 @train_app.command("bundle")
 def train_bundle_cmd(out: str = typer.Option("models/default", "--out"), work: str = typer.Option(_WORK, "--work"),
-                     s2vs_steps: int = typer.Option(400, "--s2vs-steps"), dns_steps: int = typer.Option(200, "--dns-steps"),
-                     selector_steps: int = typer.Option(200, "--selector-steps"),
+                     s2vs_steps: int = typer.Option(400, "--s2vs-steps"), dns_steps: int = typer.Option(120, "--dns-steps"),
+                     selector_steps: int = typer.Option(100, "--selector-steps"),
                      reuse: bool = typer.Option(False, "--reuse", help="keep stage outputs already in --work")) -> None:
     """Whole chain (corpus → PCA/ITQ → S²VS → DnS students → selector) and the default bundle in --out."""
     import json
@@ -212,7 +217,8 @@ def train_bundle_cmd(out: str = typer.Option("models/default", "--out"), work: s
 @train_app.command("evaluate")
 def train_evaluate_cmd(bundle: str = typer.Option("models/default", "--bundle"),
                        bench: str = typer.Option("var/train/heldout_bench", "--bench",
-                                                 help="benchmark dir; built (held-out sources only) when missing")) -> None:
+                                                 help="benchmark dir; built (held-out sources only) when missing"),
+                       record: bool = typer.Option(False, "--record", help="store the numbers in the manifest's training_data")) -> None:
     """Held-out copy detection: bundle fine network vs untrained heads vs plain chamfer (mAP, µAP)."""
     import json
     from pathlib import Path
@@ -224,4 +230,11 @@ def train_evaluate_cmd(bundle: str = typer.Option("models/default", "--bundle"),
         from training.corpus import CorpusSpec, heldout_benchmark_spec
 
         build_benchmark(bench, heldout_benchmark_spec(CorpusSpec()))
-    typer.echo(json.dumps(evaluate_fine_similarity(bundle, bench), indent=2))
+    result = evaluate_fine_similarity(bundle, bench)
+    typer.echo(json.dumps(result, indent=2))
+    if record:
+        from inference.bundle import BundleWriter
+
+        writer = BundleWriter.update(bundle)
+        writer.manifest.training_data["heldout_eval"] = {"command": f"dupwatch train evaluate --bundle {bundle}", **result}
+        writer.write()

@@ -62,6 +62,8 @@ class S2VSTrainConfig:
     warm_start_steps: int = 100
     """First steps regress the network onto plain chamfer similarity (L1), so S²VS starts from chamfer, not from noise."""
     warm_start_lr: float = 1e-3
+    moment_negatives: bool = True
+    """Non-overlapping windows of the same source are negatives (issue #12); off: one window per source, no such pairs."""
     progress: bool = True
 
 
@@ -109,7 +111,8 @@ def sample_batch(videos: dict[str, list[np.ndarray]], hosts: dict[str, list[str]
         if not order:
             order = list(rng.permutation(len(names)))
         name = names[order.pop()]
-        for w in _windows(len(videos[name][0]), cfg.clip_frames, rng):
+        windows = _windows(len(videos[name][0]), cfg.clip_frames, rng)
+        for w in (windows if cfg.moment_negatives else windows[:1]):
             if len(items) < cfg.clips:
                 items.append((name, w))
     clips, meta = [], []
@@ -133,7 +136,7 @@ def sample_batch(videos: dict[str, list[np.ndarray]], hosts: dict[str, list[str]
                 continue
             if ii == ij:
                 positive[i, j] = True
-            elif ni == nj and min(wi[1], wj[1]) > max(wi[0], wj[0]):
+            elif ni == nj and (min(wi[1], wj[1]) > max(wi[0], wj[0]) or not cfg.moment_negatives):
                 valid[i, j] = False  # overlapping source time: not a clean negative
             elif (hi and hi == nj) or (hj and hj == ni):
                 valid[i, j] = False  # picture-in-picture host content
@@ -231,5 +234,5 @@ def train_s2vs(corpus: FeatureCorpus, pca: dict[str, torch.Tensor], out_dir: str
     torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, weights)
     curve = out / CURVE_NAME
     if losses:
-        plot_losses(losses, curve, "S²VS: InfoNCE + 3·SSHN + reg")
+        plot_losses(losses, curve, f"S²VS: chamfer warm start ({cfg.warm_start_steps} steps), then InfoNCE + {cfg.lam:g}·SSHN + reg")
     return S2VSResult(net, losses, weights, curve)

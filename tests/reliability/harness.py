@@ -3,8 +3,9 @@
 The worker subprocess (``python -m tests.reliability.harness --config FILE``) is the real
 ``ingest.worker.Worker`` with the thumbnail stand-in embedder (``tests.ingest.embedders``), the
 coarse-vector ``CopyDetector`` (so that reused files raise real ``copy`` alerts) and, when the
-settings list webhooks, the real :class:`detect.webhooks.WebhookSender` with a SQLite delivery
-log (``DUPWATCH_DELIVERY_LOG``, default ``<config dir>/deliveries.sqlite``).
+settings list webhooks, the product's webhook wiring (``ingest.worker.webhook_sinks``: the real
+``WebhookSender`` with a SQLite delivery log at ``DUPWATCH_DELIVERY_LOG`` for Milvus Lite, or the
+shared Milvus delivery log for a Milvus server).
 
 The bookkeeping at the end of a scenario:
 
@@ -47,18 +48,26 @@ DELIVERY_LOG_ENV = "DUPWATCH_DELIVERY_LOG"
 
 
 # -- the worker subprocess --------------------------------------------------------------------
-def build_worker(settings: Any, delivery_log: Path | None = None, **kw: Any) -> Any:
-    """The real Worker with the stand-in embedder, CopyDetector and (if configured) webhooks."""
+def build_worker(settings: Any, delivery_log: Any = None, **kw: Any) -> Any:
+    """The real Worker with the stand-in embedder, CopyDetector and (if configured) webhooks.
+
+    ``delivery_log``: a path for a :class:`SqliteDeliveryLog`, or a ready delivery-log object."""
     from ingest.worker import WebhookAlertSink, Worker
     from tests.ingest.embedders import CopyDetector, ThumbnailEmbedder
 
-    sinks = []
-    if settings.webhooks:
-        from detect.delivery_log import SqliteDeliveryLog
+    sinks: list[Any] = []
+    if settings.webhooks and delivery_log is not None and not isinstance(delivery_log, (str, Path)):
         from detect.webhooks import WebhookSender
 
-        path = delivery_log or Path(os.environ.get(DELIVERY_LOG_ENV, "deliveries.sqlite"))
-        sinks.append(WebhookAlertSink(WebhookSender(settings.webhooks, SqliteDeliveryLog(path))))
+        sinks.append(WebhookAlertSink(WebhookSender(settings.webhooks, delivery_log)))
+    elif settings.webhooks:  # the product wiring (``ingest.worker.webhook_sinks``), as ``serve`` does
+        from ingest.worker import webhook_sinks
+
+        path = Path(delivery_log or os.environ.get(DELIVERY_LOG_ENV, "deliveries.sqlite"))
+        alerts = settings.alerts.model_copy(
+            update={"sqlite_path": path, "milvus_collection": f"{settings.milvus.collection_prefix}_deliveries"}
+        )
+        sinks.extend(webhook_sinks(settings.model_copy(update={"alerts": alerts})))
     return Worker(
         settings,
         embedder=ThumbnailEmbedder(),
@@ -332,7 +341,7 @@ def webhook_settings(settings: Any, receiver: WebhookReceiver, secret: str, name
 class InProcessWorker:
     """:func:`build_worker` on a thread of this process (for caplog and fault hooks)."""
 
-    def __init__(self, settings: Any, delivery_log: Path) -> None:
+    def __init__(self, settings: Any, delivery_log: Any) -> None:
         self.port = free_ports(1)[0]
         settings = settings.model_copy(update={"server": settings.server.model_copy(update={"port": self.port})})
         self.worker = build_worker(settings, delivery_log)

@@ -164,3 +164,41 @@ def test_webhook_secret_never_in_logs_or_metrics(kafka_broker, milvus_lite_uri, 
     for text in texts:
         for secret in forbidden:
             assert secret not in text
+
+
+def test_delivery_log_locked_waits_instead_of_dead_lettering(kafka_broker, milvus_lite_uri, tmp_path):
+    """The delivery log's storage is unavailable (SQLite locked by another writer): the upload
+    waits like for any dependency outage; it is not dead-lettered as ``retries_exhausted``."""
+    import sqlite3
+
+    from detect.delivery_log import SqliteDeliveryLog
+
+    topic = kafka_broker.create_topic(unique("hooks"), 1)
+    receiver = WebhookReceiver(SECRET)
+    settings = make_settings(kafka_broker.bootstrap_servers, topic, milvus_lite_uri, max_attempts=3)
+    settings = webhook_settings(settings, receiver, SECRET)
+    ids, payloads = _events("locked", 4)
+    path = tmp_path / "deliveries.sqlite"
+    log = SqliteDeliveryLog(path, timeout_s=0.1)
+    blocker = sqlite3.connect(str(path), isolation_level=None, timeout=0.1)
+    blocker.execute("BEGIN EXCLUSIVE")
+    produce(kafka_broker.bootstrap_servers, topic, payloads)
+    with InProcessWorker(settings, log) as run:
+        metrics = lambda: run.worker.metrics.registry.get_sample_value  # noqa: E731
+        wait_for(
+            lambda: run.alive() and (metrics()("dupwatch_retries_total", {"reason": "delivery_log_unavailable"}) or 0) >= 5,
+            60,
+            "retries on the locked delivery log",
+        )
+        assert not drained(settings)
+        dead = sum(metrics()("dupwatch_dead_letters_total", {"reason": r}) or 0 for r in ("retries_exhausted",))
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        wait_for(lambda: run.alive() and drained(settings), 60, "everything committed once the log is writable")
+    receiver.close()
+    result = tally(settings, ids, receiver)
+    print(f"\nRELIABILITY delivery-log-locked: {result.row()}")
+    assert dead == 0 and result.dead_lettered == 0 and result.indexed == len(ids), result.row()
+    # The receiver answered 200 but the sender could not record it: each retry re-sends the same
+    # webhook-id (at-least-once; the receiver dedupes on it). Every alert id got through.
+    assert result.webhook_ids == result.alert_ids, result.row()

