@@ -14,12 +14,11 @@ For one upload (its :class:`VideoRepresentation`, not yet indexed):
 
 Each detection carries everything an alert needs; :func:`alert_id` makes the alert id a pure
 function of (tenant, query, match, level, bundle version), so re-processing an event yields
-the same ids and receivers can drop duplicates.
+the same ids and receivers can drop duplicates (``ingest.pipeline.make_alert_id``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -65,11 +64,6 @@ class Detection:
             ],
             "evidence": self.evidence,
         }
-
-
-def alert_id(tenant: str, query_id: str, ref_id: str, level: str, bundle_version: str) -> str:
-    digest = hashlib.sha256("\x1f".join((tenant, query_id, ref_id, level, bundle_version)).encode()).hexdigest()
-    return f"alr-{digest[:32]}"
 
 
 @dataclass(frozen=True)
@@ -194,6 +188,7 @@ class Detector:
 
     def alerts(self, rep: VideoRepresentation, detections: list[Detection], *, now: datetime | None = None) -> list["AlertEvent"]:  # noqa: F821
         from ingest.events import AlertEvent, AlertScores, AlertSegment
+        from ingest.pipeline import make_alert_id
 
         created = now or datetime.now(timezone.utc)
         version = self.models.version
@@ -203,7 +198,7 @@ class Detector:
                 continue
             alerts.append(
                 AlertEvent(
-                    alert_id=alert_id(det.tenant, det.query_id, det.ref_id, det.level, version),
+                    alert_id=make_alert_id(det.tenant, det.query_id, det.ref_id, det.level, version),
                     video_id=det.query_id,
                     matched_video_id=det.ref_id,
                     tenant=det.tenant,
