@@ -25,9 +25,9 @@ from tqdm import tqdm
 
 from bench import transforms as T
 from bench.sources import ken_burns, real_photos, real_videos
+from bench.truth import TruthRow, write_truth_csv
 from bench.video_io import Clip, read_clip, write_clip
 
-TRUTH_COLUMNS = ("query", "reference", "level", "query_start", "query_end", "reference_start", "reference_end")
 
 
 @dataclass(frozen=True)
@@ -46,17 +46,6 @@ class Derivation:
 
     def to_video_time(self, source_t: float) -> float:
         return self.offset + (source_t - self.window[0]) / self.speed
-
-
-@dataclass(frozen=True)
-class TruthRow:
-    query: str
-    reference: str
-    level: str
-    query_start: float | None = None
-    query_end: float | None = None
-    reference_start: float | None = None
-    reference_end: float | None = None
 
 
 def label_pair(a: Derivation, b: Derivation, min_overlap: float = 1.0) -> TruthRow | None:
@@ -88,16 +77,6 @@ def truth_rows(derivations: list[Derivation], min_overlap: float = 1.0) -> list[
                 if row is not None:
                     rows.append(row)
     return rows
-
-
-def write_truth_csv(path: Path, rows: list[TruthRow]) -> None:
-    import csv
-
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(TRUTH_COLUMNS)
-        for row in rows:
-            writer.writerow(["" if v is None else v for v in (getattr(row, c) for c in TRUTH_COLUMNS)])
 
 
 @dataclass
@@ -223,7 +202,7 @@ def build_benchmark(out_dir: Path | str, spec: BenchmarkSpec | None = None, *, p
         bench.derivations.append(derivation)
 
     bench.rows = truth_rows(bench.derivations, spec.min_overlap)
-    write_truth_csv(bench.truth_path, bench.rows)
+    write_truth_csv(bench.rows, bench.truth_path)
     (bench.root / "benchmark.json").write_text(
         json.dumps({"spec": asdict(spec), "derivations": [asdict(d) for d in bench.derivations]}, indent=2)
     )
