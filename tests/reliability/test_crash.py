@@ -74,7 +74,10 @@ def _run_with_kills(kafka_broker, milvus_lite_uri, tmp_path, *, events: int, kil
             done_kills += 1
         final = start_worker(settings, tmp_path, "worker")
         try:
-            wait_for(lambda: final.alive() and drained(settings), 150, "the last worker committing everything")
+            # wait until the restarted worker serves (signal handlers installed) before SIGTERM:
+            # the stream may already be drained by the killed workers
+            wait_for(lambda: final.alive() and _serving(final) and drained(settings), 150, "the last worker committing everything")
+            time.sleep(1.0)
         finally:
             code = final.stop(timeout=30)
             peak = max(peak, final.peak_rss_kib)
@@ -105,3 +108,10 @@ def test_sigkill_three_times_over_one_stream(kafka_broker, milvus_lite_uri, tmp_
 @pytest.mark.timeout(1500)
 def test_sigkill_twenty_times_over_one_stream(kafka_broker, milvus_lite_uri, tmp_path):
     _run_with_kills(kafka_broker, milvus_lite_uri, tmp_path, events=120, kills=20, seed=20)
+
+
+def _serving(worker) -> bool:
+    try:
+        return bool(worker.metrics())
+    except OSError:
+        return False
