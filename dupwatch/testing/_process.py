@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Self
+
+from types import TracebackType
+
+import shutil
+
 import ctypes
 import os
 import signal
@@ -152,3 +158,50 @@ class ManagedProcess:
             self._log.write(f"===== {time.strftime('%Y-%m-%d %H:%M:%S')} exited with {code}\n".encode())
             self._log.close()
         return code
+
+
+class ServiceLifecycle:
+    """``kill``/``restart``/``cleanup`` and the context manager shared by the test services.
+
+    A subclass provides ``start()`` (returns self), ``stop()``, ``_proc`` (a :class:`ManagedProcess`
+    or ``None``), ``data_dir`` and ``_owns_data_dir``.
+    """
+
+    _proc: "ManagedProcess | None"
+    data_dir: Path
+    _owns_data_dir: bool
+
+    def start(self) -> Self:  # pragma: no cover - provided by the subclass
+        raise NotImplementedError
+
+    def stop(self) -> None:  # pragma: no cover - provided by the subclass
+        raise NotImplementedError
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (a crash); the service recovers its data on the next start."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc = None
+
+    def restart(self, *, hard: bool = False) -> Self:
+        """Stop (``hard``: kill) and start again on the same ports with the same data."""
+        if hard:
+            self.kill()
+        else:
+            self.stop()
+        return self.start()
+
+    def cleanup(self) -> None:
+        """Stop, and remove the data folder if this object created it."""
+        self.stop()
+        if self._owns_data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.cleanup()
+        else:  # keep the log for the post-mortem
+            self.stop()

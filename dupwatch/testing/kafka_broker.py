@@ -30,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 
 from dupwatch.paths import cache_dir as default_cache_dir
-from dupwatch.testing._process import ManagedProcess, free_ports, port_accepts, tail
+from dupwatch.testing._process import ServiceLifecycle, ManagedProcess, free_ports, port_accepts, tail
 from dupwatch.testing.errors import ServiceStartError, ServiceUnavailable
 
 __all__ = ["KAFKA_VERSION", "KafkaBroker", "ensure_kafka_jars", "find_java"]
@@ -146,7 +146,7 @@ def _cluster_id() -> str:
             return cid
 
 
-class KafkaBroker:
+class KafkaBroker(ServiceLifecycle):
     """One Kafka process acting as KRaft controller and broker on 127.0.0.1.
 
     ``start()`` formats the data folder (first start only) and waits until the broker answers
@@ -259,36 +259,6 @@ class KafkaBroker:
             self._proc.stop(timeout)
             self._proc = None
 
-    def kill(self) -> None:
-        """SIGKILL, no clean shutdown: the broker recovers its logs on the next start."""
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc = None
-
-    def restart(self, *, hard: bool = False) -> KafkaBroker:
-        """Stop (``hard``: kill) and start again on the same ports with the same data."""
-        if hard:
-            self.kill()
-        else:
-            self.stop()
-        return self.start()
-
-    def cleanup(self) -> None:
-        """Stop, and remove the data folder if this object created it."""
-        self.stop()
-        if self._owns_data_dir:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def __enter__(self) -> KafkaBroker:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc_type is None:
-            self.cleanup()
-        else:  # keep the log for the post-mortem
-            self.stop()
 
     # ---- admin helpers ----------------------------------------------------------------------
 

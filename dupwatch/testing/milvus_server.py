@@ -38,7 +38,7 @@ from pathlib import Path
 from types import TracebackType
 
 from dupwatch.paths import cache_dir as default_cache_dir
-from dupwatch.testing._process import ManagedProcess, free_ports, port_is_free, tail
+from dupwatch.testing._process import ServiceLifecycle, ManagedProcess, free_ports, port_is_free, tail
 from dupwatch.testing.errors import ServiceStartError, ServiceUnavailable
 
 __all__ = ["MilvusServer", "ensure_milvus_binary", "milvus_package_version"]
@@ -181,7 +181,7 @@ def _set_yaml_values(text: str, values: Mapping[str, str]) -> str:
     return "\n".join(out) + "\n"
 
 
-class MilvusServer:
+class MilvusServer(ServiceLifecycle):
     """One ``milvus run standalone`` process on 127.0.0.1 with its data in ``data_dir``.
 
     ``start()`` waits until the health endpoint answers and pymilvus can list collections.
@@ -299,36 +299,6 @@ class MilvusServer:
             self._proc.stop(self.stop_timeout if timeout is None else timeout)
             self._proc = None
 
-    def kill(self) -> None:
-        """SIGKILL the whole process group (a crash)."""
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc = None
-
-    def restart(self, *, hard: bool = False) -> MilvusServer:
-        """Stop (``hard``: kill) and start again with the same ports and data."""
-        if hard:
-            self.kill()
-        else:
-            self.stop()
-        return self.start()
-
-    def cleanup(self) -> None:
-        """Stop, and remove the data folder if this object created it."""
-        self.stop()
-        if self._owns_data_dir:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def __enter__(self) -> MilvusServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc_type is None:
-            self.cleanup()
-        else:  # keep the log for the post-mortem
-            self.stop()
 
     # ---- internals --------------------------------------------------------------------------
 
