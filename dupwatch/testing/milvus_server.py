@@ -35,7 +35,6 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
 
 from dupwatch.paths import cache_dir as default_cache_dir
 from dupwatch.testing._process import ServiceLifecycle, ManagedProcess, free_ports, port_is_free, tail
