@@ -93,6 +93,12 @@ class BenchmarkSpec:
     include_real_videos: bool = True
     exclude_sources: tuple[str, ...] = ()
     """Source names to leave out (for example the ones a model was trained on)."""
+    prefix: str = ""
+    """Prepended to every video name, so that benchmarks built from the same sources with other
+    seeds never share a (query, reference) name (calibration set vs holdout set)."""
+    photo_pool: tuple[str, ...] = ()
+    """When set, footage, distractor and filler photos are drawn from these photos only (for
+    example the ones a model may be trained on, or the ones held out from training)."""
 
 
 @dataclass
@@ -157,11 +163,15 @@ def build_benchmark(out_dir: Path | str, spec: BenchmarkSpec | None = None, *, p
     bench.videos_dir.mkdir(parents=True, exist_ok=True)
 
     photos = real_photos()
-    names = sorted(photos)
+    names = sorted(n for n in photos if not spec.photo_pool or n in spec.photo_pool)
     rng.shuffle(names)
     footage_names = names[: spec.footage_photos]
     distractor_names = names[spec.footage_photos : spec.footage_photos + spec.distractors]
-    filler_names = names[spec.footage_photos + spec.distractors :] or names[:1]
+    filler_names = names[spec.footage_photos + spec.distractors :]
+    if not filler_names:
+        # filler content (insertion, picture in picture) from a footage photo would make its "unrelated" pairs related
+        raise ValueError(f"{len(names)} photo(s) for {spec.footage_photos} footage + {spec.distractors} distractors: "
+                         "none left for filler content; lower footage_photos or distractors")
 
     sources: dict[str, Clip] = {}
     if spec.include_real_videos:
@@ -176,9 +186,9 @@ def build_benchmark(out_dir: Path | str, spec: BenchmarkSpec | None = None, *, p
     jobs: list[tuple[Clip, Derivation, dict[str, object]]] = []
     for source, clip in sources.items():
         length = round(clip.duration, 2)
-        jobs.append((clip, Derivation(f"{source}__ref", source, (0.0, length), is_query=False), {"codec": "libx264", "crf": 20}))
+        jobs.append((clip, Derivation(f"{spec.prefix}{source}__ref", source, (0.0, length), is_query=False), {"codec": "libx264", "crf": 20}))
         for k in range(spec.copies_per_source):
-            part, derivation = _derive(f"{source}__copy{k}", source, clip, _random_window(length, rng), filler, rng)
+            part, derivation = _derive(f"{spec.prefix}{source}__copy{k}", source, clip, _random_window(length, rng), filler, rng)
             jobs.append((part, derivation, _encode_options(rng)))
         if length >= 12.0:
             # two non-overlapping moments of the same footage: incident to each other, copies of the reference
@@ -188,14 +198,14 @@ def build_benchmark(out_dir: Path | str, spec: BenchmarkSpec | None = None, *, p
             second_start = round(float(rng.uniform(half, length - 4.0)), 2)
             for tag, window in (("cutA", first_w), ("cutB", (second_start, round(second_start + 4.0, 2)))):
                 part = clip.window(*window)
-                jobs.append((part, Derivation(f"{source}__{tag}", source, window, edits=("cut",)), _encode_options(rng)))
+                jobs.append((part, Derivation(f"{spec.prefix}{source}__{tag}", source, window, edits=("cut",)), _encode_options(rng)))
         # a second camera on the same moment
         window = _random_window(length, rng, min_len=4.0)
         edit = T.viewpoint_change(clip.window(*window), rng)
-        jobs.append((edit.clip, Derivation(f"{source}__camera2", source, window, camera=1, edits=("viewpoint",)), _encode_options(rng)))
+        jobs.append((edit.clip, Derivation(f"{spec.prefix}{source}__camera2", source, window, camera=1, edits=("viewpoint",)), _encode_options(rng)))
     for name in distractor_names:
         clip = ken_burns(photos[name], float(rng.uniform(6, 12)), spec.fps, rng)
-        jobs.append((clip, Derivation(f"distractor_{name}", f"distractor_{name}", (0.0, clip.duration), is_query=False), {"codec": "libx264", "crf": 23}))
+        jobs.append((clip, Derivation(f"{spec.prefix}distractor_{name}", f"distractor_{name}", (0.0, clip.duration), is_query=False), {"codec": "libx264", "crf": 23}))
 
     for clip, derivation, options in tqdm(jobs, desc="writing benchmark videos", disable=not progress):
         write_clip(bench.videos_dir / f"{derivation.video}.mp4", clip, **options)  # type: ignore[arg-type]

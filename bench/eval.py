@@ -127,6 +127,9 @@ class PairResult(NamedTuple):
 
     score: float
     segments: tuple[Segment, ...] = ()
+    fine_score: float | None = None
+    """Set by methods whose ranking ``score`` is not their similarity (ours with a copy head)."""
+    copy_score: float | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,15 +332,22 @@ class OursMethod(Method):
         self.normalized_calibration = bool(calib.get("normalization")) or self.score_field == "normalized_score"
         self.decision_threshold = self.thresholds.get("copy")
         self._levels: dict[tuple[str, str], str] = {}
+        from detect.copy_head import copy_head_for, copy_threshold_fits_head
+
+        self.copy_head = copy_head_for(self.models.bundle)
         self._level_thresholds = None
-        if self.thresholds:
+        if not copy_threshold_fits_head(self.models.bundle):
+            self.decision_threshold = None  # the copy threshold was fitted on another score: not applicable
+        elif self.thresholds:
             from detect.levels import LevelThresholds
 
             self._level_thresholds = LevelThresholds(copy=self.thresholds.get("copy"), incident=self.thresholds.get("incident"))
 
     @property
     def thresholds(self) -> dict[str, float]:
-        return self.models.bundle.thresholds()
+        from detect.copy_head import copy_threshold_fits_head
+
+        return self.models.bundle.thresholds() if copy_threshold_fits_head(self.models.bundle) else {}
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -345,6 +355,7 @@ class OursMethod(Method):
             "version": self.models.version,
             "methods": dict(self.models.methods),
             "thresholds": self.thresholds,
+            "score": "copy head P(copy)" if self.copy_head is not None else "fine similarity",
         }
         if self.normalized_calibration:
             out["note"] = ("thresholds were calibrated on normalized scores (score − background bias); "
@@ -358,25 +369,20 @@ class OursMethod(Method):
             self._times[vid] = frame_intervals(decoded.timestamps, decoded.duration_s, self.decode_config.fps)
 
     def score(self, query: str, reference: str) -> PairResult:
-        from detect.detector import AlignmentParams
-        from inference.alignment import align_pair
+        from detect.detector import AlignmentParams, assess_pair
+        from detect.levels import AlignmentEvidence, decide_level
 
-        pair = self.models.compare(self._regions[query], self._regions[reference])
-        p = AlignmentParams()
-        segments, evidence = align_pair(pair.frame_similarity, self._times[query], self._times[reference], min_sim=p.min_sim,
-                                        min_length=p.min_length, max_step=p.max_step, top_k=p.top_k, max_paths=p.max_paths)
+        a = assess_pair(self.models, self._regions[query], self._regions[reference], self._times[query], self._times[reference],
+                        AlignmentParams(), self.copy_head)
         if self._level_thresholds is not None:
-            from detect.levels import AlignmentEvidence, decide_level
-
             # the worker times segments first-to-last frame ([T] timestamps): one sampling step shorter than ours
-            longest = max((s.query_end - s.query_start for s in segments), default=0.0)
-            longest = max(0.0, longest - 1.0 / self.decode_config.fps) if segments else 0.0
-            level_evidence = AlignmentEvidence(aligned_length_s=float(longest),
-                                               query_coverage=float(np.clip(evidence.query_coverage, 0, 1)),
-                                               reference_coverage=float(np.clip(evidence.ref_coverage, 0, 1)),
-                                               fine_score=pair.score)
-            self._levels[(query, reference)] = decide_level(pair.score, level_evidence, self._level_thresholds)
-        return PairResult(float(pair.score), tuple(segments))
+            longest = max(0.0, a.longest_s - 1.0 / self.decode_config.fps) if a.segments else 0.0
+            evidence = AlignmentEvidence(aligned_length_s=float(longest), query_coverage=a.level_evidence().query_coverage,
+                                         reference_coverage=a.level_evidence().reference_coverage, fine_score=a.fine)
+            self._levels[(query, reference)] = decide_level(a.fine, evidence, self._level_thresholds, a.copy_score)
+        if a.copy_score is None:
+            return PairResult(a.fine, a.segments)
+        return PairResult(a.copy_score, a.segments, fine_score=a.fine, copy_score=a.copy_score)
 
     def decided_levels(self) -> dict[tuple[str, str], str]:
         return dict(self._levels)
@@ -410,9 +416,17 @@ class MethodRun:
     score_s: float
     levels: dict[tuple[str, str], str] = field(default_factory=dict)
     """The worker's alert decision per pair (:func:`detect.levels.decide_level`), when the method makes one."""
+    fine_scores: dict[tuple[str, str], float] = field(default_factory=dict)
+    """Similarity per pair when ``scores`` ranks something else (the copy head's P(copy))."""
+    copy_scores: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def predictions(self, exclude: set[tuple[str, str]] | None = None) -> list[ScoredPair]:
         return [ScoredPair(q, r, s) for (q, r), s in self.scores.items() if not exclude or (q, r) not in exclude]
+
+    def related_predictions(self) -> list[ScoredPair]:
+        """Scores for "related at all" (copy or incident): the similarity, not P(copy), when both exist."""
+        source = self.fine_scores or self.scores
+        return [ScoredPair(q, r, s) for (q, r), s in source.items()]
 
 
 def run_method(method: Method, videos: Mapping[str, Path], queries: Sequence[str], *, progress: bool = False) -> MethodRun:
@@ -424,6 +438,8 @@ def run_method(method: Method, videos: Mapping[str, Path], queries: Sequence[str
     prepared = time.perf_counter()
     scores: dict[tuple[str, str], float] = {}
     segments: dict[tuple[str, str], tuple[Segment, ...]] = {}
+    fine: dict[tuple[str, str], float] = {}
+    copy: dict[tuple[str, str], float] = {}
     ids = list(videos)
     for q in tqdm(queries, desc=f"scoring {method.name}", disable=not progress):
         refs = [r for r in ids if r != q]
@@ -432,9 +448,13 @@ def run_method(method: Method, videos: Mapping[str, Path], queries: Sequence[str
                 raise ValueError(f"{method.name}: non-finite score for ({q!r}, {r!r})")
             scores[(q, r)] = float(res.score)
             segments[(q, r)] = tuple(res.segments)
+            if res.fine_score is not None:
+                fine[(q, r)] = float(res.fine_score)
+            if res.copy_score is not None:
+                copy[(q, r)] = float(res.copy_score)
     done = time.perf_counter()
     return MethodRun(method.name, method.describe(), scores, segments, method.decision_threshold, dict(method.thresholds),
-                     prepared - start, done - prepared, method.decided_levels())
+                     prepared - start, done - prepared, method.decided_levels(), fine, copy)
 
 
 # --------------------------------------------------------------------------------------------
@@ -512,7 +532,7 @@ def method_metrics(run: MethodRun, truth: GroundTruth, config: EvalConfig = Eval
         m["copy_uap"] = micro_average_precision(preds, copy_pos).ap
     else:
         m["retrieval_map"] = m["copy_uap"] = None
-    m["related_uap"] = micro_average_precision(preds, related).ap if related else None
+    m["related_uap"] = micro_average_precision(run.related_predictions(), related).ap if related else None
     # incident metrics (#12)
     if copy_pos and incident_pos:
         same = sorted(related)
@@ -526,7 +546,7 @@ def method_metrics(run: MethodRun, truth: GroundTruth, config: EvalConfig = Eval
     for level, t in sorted(run.thresholds.items()):
         pos = copy_pos if level == "copy" else related if level == "incident" else set()
         if pos:
-            at[level] = _pr_dict(precision_recall_at(preds, pos, t))
+            at[level] = _pr_dict(precision_recall_at(preds if level == "copy" else run.related_predictions(), pos, t))
     if run.decision_threshold is not None and not run.thresholds:
         if copy_pos:
             at["copy (own rule)"] = _pr_dict(precision_recall_at(preds, copy_pos, run.decision_threshold))
@@ -565,7 +585,7 @@ def pr_curves(run: MethodRun, truth: GroundTruth) -> dict[str, AveragePrecision]
     if copy_pos:
         out["copy"] = micro_average_precision(preds, copy_pos)
     if related:
-        out["copy+incident"] = micro_average_precision(preds, related)
+        out["copy+incident"] = micro_average_precision(run.related_predictions(), related)
     return out
 
 

@@ -113,7 +113,8 @@ def write_report(result: "EvalResult", out_dir: Path | str) -> Path:
     from bench.truth import ScoreRow, write_scores_csv
 
     for run in result.runs:
-        write_scores_csv((ScoreRow(q, r, s) for (q, r), s in sorted(run.scores.items())), out / f"scores_{_slug(run.name)}.csv")
+        write_scores_csv((ScoreRow(q, r, s, run.fine_scores.get((q, r)), None, run.copy_scores.get((q, r)))
+                          for (q, r), s in sorted(run.scores.items())), out / f"scores_{_slug(run.name)}.csv")
 
     curves = {run.name: pr_curves(run, result.truth) for run in result.runs}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))

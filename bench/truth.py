@@ -132,9 +132,11 @@ class ScoreRow:
     score: float
     fine_score: float | None = None
     normalized_score: float | None = None
+    copy_score: float | None = None
+    """The copy head's P(copy) (:mod:`detect.copy_head`), when the bundle has one."""
 
     def __post_init__(self) -> None:
-        for name in ("score", "fine_score", "normalized_score"):
+        for name in ("score", "fine_score", "normalized_score", "copy_score"):
             v = getattr(self, name)
             if v is not None and not math.isfinite(v):
                 raise ValueError(f"non-finite {name} {v!r}")
@@ -240,6 +242,7 @@ def read_scores_csv(source: str | Path | IO[str]) -> list[ScoreRow]:
                 score,
                 _float(rec.get("fine_score", ""), "fine_score"),
                 _float(rec.get("normalized_score", ""), "normalized_score"),
+                _float(rec.get("copy_score", ""), "copy_score"),
             )
             if row.pair in seen:
                 raise ValueError(f"duplicate pair {row.pair!r}")
@@ -255,10 +258,10 @@ def write_scores_csv(rows: Iterable[ScoreRow], target: str | Path | IO[str]) -> 
 
     def write(handle: IO[str]) -> None:
         w = csv.writer(handle, lineterminator="\n")
-        w.writerow(["query", "reference", "score", "fine_score", "normalized_score"])
+        w.writerow(["query", "reference", "score", "fine_score", "normalized_score", "copy_score"])
         for r in rows:
-            w.writerow([r.query, r.reference, repr(r.score), "" if r.fine_score is None else repr(r.fine_score),
-                        "" if r.normalized_score is None else repr(r.normalized_score)])
+            w.writerow([r.query, r.reference, repr(r.score)]
+                       + ["" if v is None else repr(v) for v in (r.fine_score, r.normalized_score, r.copy_score)])
 
     if isinstance(target, (str, Path)):
         with open(target, "w", encoding="utf-8", newline="") as handle:

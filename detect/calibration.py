@@ -50,6 +50,7 @@ POSITIVE_LABELS: dict[str, frozenset[str]] = {
     "copy": frozenset({"copy"}),
     "incident": frozenset({"copy", "incident"}),
 }
+SCORE_FIELDS: tuple[str, ...] = ("score", "fine_score", "normalized_score", "copy_score")
 DEFAULT_TARGETS: dict[str, float] = {"copy": 0.95, "incident": 0.90}
 DEFAULT_MIN_SUPPORT = 20
 DEFAULT_MIN_POSITIVES = 10
@@ -88,11 +89,12 @@ class LabelledPair:
     score: float | None
     fine_score: float | None = None
     normalized_score: float | None = None
+    copy_score: float | None = None
 
     def __post_init__(self) -> None:
         if self.level not in ("copy", "incident", "unrelated"):
             raise ValueError(f"level must be copy, incident or unrelated, got {self.level!r}")
-        for name in ("score", "fine_score", "normalized_score"):
+        for name in ("score", "fine_score", "normalized_score", "copy_score"):
             v = getattr(self, name)
             if v is not None and not math.isfinite(v):
                 raise ValueError(f"non-finite {name} {v!r} for pair ({self.query!r}, {self.reference!r})")
@@ -176,10 +178,16 @@ class Calibration:
     created_at: str
     version: int = CALIBRATION_VERSION
     stats: Mapping[str, Any] = field(default_factory=dict)
+    level_fields: Mapping[str, str] = field(default_factory=dict)
+    """Per-level override of ``score_field`` (e.g. ``{"copy": "copy_score", "incident": "fine_score"}``
+    when the bundle has a copy head); such levels are never normalized."""
 
     @property
     def thresholds(self) -> dict[str, float]:
         return {name: lv.threshold for name, lv in self.levels.items()}
+
+    def field_of(self, level: str) -> str:
+        return self.level_fields.get(level, self.score_field)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -189,6 +197,7 @@ class Calibration:
             "normalization": None if self.normalization is None else self.normalization.to_dict(),
             "min_support": self.min_support,
             "levels": {name: lv.to_dict() for name, lv in self.levels.items()},
+            "level_fields": dict(self.level_fields),
             "stats": dict(self.stats),
         }
 
@@ -208,6 +217,7 @@ class Calibration:
             created_at=str(d["created_at"]),
             version=version,
             stats=dict(d.get("stats", {})),
+            level_fields={str(k): str(v) for k, v in (d.get("level_fields") or {}).items()},
         )
 
     @classmethod
@@ -231,7 +241,7 @@ def labelled_pairs(truth: Any, scores: Iterable[Any], *, only_scored_queries: bo
             raise CalibrationError(f"duplicate score for pair {row.pair!r}")
         seen.add(row.pair)
         out.append(LabelledPair(row.query, row.reference, truth.level_of(row.query, row.reference),
-                                row.score, row.fine_score, row.normalized_score))
+                                row.score, row.fine_score, row.normalized_score, getattr(row, "copy_score", None)))
     queries = {q for q, _ in seen}
     for q, r in sorted(truth.pairs() - seen):
         if only_scored_queries and q not in queries:
@@ -377,11 +387,13 @@ def calibrate(
     weight_grid: Sequence[float] = DEFAULT_WEIGHT_GRID,
     holdout: Sequence[LabelledPair] | None = None,
     holdout_background: Mapping[str, BackgroundSource] | None = None,
+    level_fields: Mapping[str, str] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Calibration:
     """Fit per-level thresholds (module doc). ``score_field="auto"`` takes normalized scores fitted
     from ``background`` when given, else ``normalized_score`` when every scored pair has one, else
-    ``score``. ``confidence``: see :func:`fit_threshold` (``None`` = point precision)."""
+    ``score``. ``confidence``: see :func:`fit_threshold` (``None`` = point precision).
+    ``level_fields`` fits the named levels on another field (``copy_score``, ``fine_score``, …)."""
     pairs = list(pairs)
     _check_unique(pairs)
     if min_support < 1 or min_positives < 1:
@@ -412,9 +424,14 @@ def calibrate(
             used = score_field
         scores = _select_scores(pairs, used)
 
+    level_fields = {str(k): str(v) for k, v in (level_fields or {}).items()}
+    for name, field_name in level_fields.items():
+        if field_name not in SCORE_FIELDS:
+            raise CalibrationError(f"unknown score field {field_name!r} for level {name!r} (one of {', '.join(SCORE_FIELDS)})")
     fitted: dict[str, LevelCalibration] = {}
     for name in levels:
-        s, y, g = _score_arrays(pairs, scores, name)
+        level_scores = _select_scores(pairs, level_fields[name]) if name in level_fields else scores
+        s, y, g = _score_arrays(pairs, level_scores, name)
         if g < min_positives:
             raise CalibrationError(f"{name}: only {g} positive pair(s); need at least {min_positives}")
         ap = average_precision(s, y, num_positives=g)
@@ -425,13 +442,16 @@ def calibrate(
         )
     score_name = "normalized_score" if params is not None else used
     cal = Calibration(levels=fitted, score_field=score_name, normalization=params, min_support=min_support,
-                      created_at=_now_iso(clock), stats=stats)
+                      created_at=_now_iso(clock), stats=stats, level_fields=level_fields)
     if holdout is not None:
         cal = evaluate(cal, holdout, background=holdout_background, calibration_pairs=pairs)
     return cal
 
 
-def _holdout_scores(cal: Calibration, pairs: Sequence[LabelledPair], background: Mapping[str, BackgroundSource] | None) -> list[float | None]:
+def _holdout_scores(cal: Calibration, pairs: Sequence[LabelledPair], background: Mapping[str, BackgroundSource] | None,
+                    level: str | None = None) -> list[float | None]:
+    if level is not None and level in cal.level_fields:
+        return _select_scores(pairs, cal.level_fields[level])
     if cal.normalization is not None:
         if background is not None:
             return _normalized(pairs, cal.normalization, background)
@@ -461,10 +481,9 @@ def evaluate(
         shared_q = {p.query for p in pairs} & {p.query for p in calibration_pairs}
         if shared_q:
             logger.warning("holdout shares %d query video(s) with the calibration set", len(shared_q))
-    scores = _holdout_scores(cal, pairs, background)
     levels = {}
     for name, lv in cal.levels.items():
-        s, y, g = _score_arrays(pairs, scores, name)
+        s, y, g = _score_arrays(pairs, _holdout_scores(cal, pairs, background, name), name)
         if g == 0:
             raise CalibrationError(f"holdout: no {name} positive")
         hit = s >= lv.threshold
@@ -476,9 +495,10 @@ def evaluate(
     return replace(cal, levels=levels)
 
 
-def calibration_scores(cal: Calibration, pairs: Sequence[LabelledPair], background: Mapping[str, BackgroundSource] | None = None) -> list[float | None]:
-    """The per-pair scores ``cal``'s thresholds apply to (for plots and reports)."""
-    return _holdout_scores(cal, list(pairs), background)
+def calibration_scores(cal: Calibration, pairs: Sequence[LabelledPair], background: Mapping[str, BackgroundSource] | None = None,
+                       level: str | None = None) -> list[float | None]:
+    """The per-pair scores ``cal``'s thresholds for ``level`` apply to (for plots and reports)."""
+    return _holdout_scores(cal, list(pairs), background, level)
 
 
 def plot_calibration(
@@ -495,7 +515,8 @@ def plot_calibration(
     from matplotlib.figure import Figure
 
     pairs = list(pairs)
-    scores = calibration_scores(cal, pairs, background)
+    shown = "copy" if "copy" in cal.levels else next(iter(cal.levels), None)
+    scores = calibration_scores(cal, pairs, background, shown)
     fig = Figure(figsize=(12, 4.5), dpi=100)
     ax_h, ax_pr = fig.subplots(1, 2)
     colors = {"copy": "tab:red", "incident": "tab:orange", "unrelated": "tab:blue"}
@@ -506,13 +527,14 @@ def plot_calibration(
         if vals:
             ax_h.hist(vals, bins=bins, alpha=0.5, color=colors[label], label=f"{label} (n={len(vals)})", density=True)
     for name, lv in cal.levels.items():
-        ax_h.axvline(lv.threshold, color=colors[name], linestyle="--", label=f"{name} threshold {lv.threshold:.3f}")
-    ax_h.set_xlabel(cal.score_field)
+        if cal.field_of(name) == cal.field_of(shown or name):
+            ax_h.axvline(lv.threshold, color=colors[name], linestyle="--", label=f"{name} threshold {lv.threshold:.3f}")
+    ax_h.set_xlabel(cal.field_of(shown or "copy"))
     ax_h.set_ylabel("density")
     ax_h.set_title("score distribution per label")
     ax_h.legend(fontsize=8)
     for name, lv in cal.levels.items():
-        ap = _level_ap(pairs, scores, name)
+        ap = _level_ap(pairs, calibration_scores(cal, pairs, background, name), name)
         ax_pr.plot(ap.curve.recalls, ap.curve.precisions, color=colors[name], label=f"{name} µAP={ap.ap:.3f}")
         ax_pr.plot([lv.recall], [lv.precision], "o", color=colors[name], markersize=8)
         ax_pr.annotate(f"t={lv.threshold:.3f}", (lv.recall, lv.precision), textcoords="offset points", xytext=(5, -12), fontsize=8)

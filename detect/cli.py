@@ -42,6 +42,7 @@ def calibrate_command(
     min_positives: Annotated[int, typer.Option("--min-positives", help="Positives needed per level.")] = 10,
     confidence: Annotated[Optional[float], typer.Option("--confidence", help="Require the Wilson lower bound of precision (at this confidence, e.g. 0.9) to reach the target.")] = None,
     levels: Annotated[str, typer.Option("--levels", help="Comma-separated levels to fit.")] = "copy,incident",
+    level_field: Annotated[Optional[list[str]], typer.Option("--level-field", help="LEVEL=FIELD: fit LEVEL on another score column (copy_score, fine_score, ...). Default: copy=copy_score,incident=fine_score when the scores have a copy_score column.")] = None,
 ) -> None:
     """Fit per-level alert thresholds on labelled scores, report them, plot them, store them."""
     from bench.truth import TruthFormatError, read_scores_csv, read_truth_csv
@@ -61,6 +62,18 @@ def calibrate_command(
     except TruthFormatError as exc:
         typer.echo(f"dupwatch calibrate: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
+    fields: dict[str, str] = {}
+    for item in level_field or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            typer.echo(f"dupwatch calibrate: --level-field wants LEVEL=FIELD, got {item!r}", err=True)
+            raise typer.Exit(EXIT_USAGE)
+        fields[name.strip()] = value.strip()
+    scored = [p for p in pairs if p.score is not None]
+    if level_field is None and scored and all(p.copy_score is not None for p in scored):
+        fields = {"copy": "copy_score"}
+        if all(p.fine_score is not None for p in scored):
+            fields["incident"] = "fine_score"
     try:
         cal = calibrate(
             pairs,
@@ -71,12 +84,14 @@ def calibrate_command(
             confidence=confidence,
             score_field=score_field,  # type: ignore[arg-type]
             holdout=hold,
+            level_fields=fields,
         )
     except CalibrationError as exc:
         typer.echo(f"dupwatch calibrate: {exc}", err=True)
         raise typer.Exit(EXIT_INVALID) from None
 
-    typer.echo(f"calibration on {sum(p.score is not None for p in pairs)} scored pairs ({cal.score_field})")
+    used = ", ".join(f"{name}: {cal.field_of(name)}" for name in cal.levels)
+    typer.echo(f"calibration on {sum(p.score is not None for p in pairs)} scored pairs ({used})")
     header = f"{'level':<9} {'threshold':>10} {'target':>7} {'precision':>10} {'recall':>8} {'support':>8} {'positives':>9} {'µAP':>7}"
     typer.echo(header)
     for name, lv in cal.levels.items():
@@ -102,6 +117,13 @@ def calibrate_command(
         tmp.write_text(cal.to_json() + "\n", encoding="utf-8")
         tmp.replace(out)
         typer.echo(f"calibration: {out}")
+        if (bundle / "manifest.json").is_file():
+            from inference.bundle import BundleWriter
+
+            writer = BundleWriter.update(bundle)
+            writer.set_calibration(cal.to_dict())
+            writer.write()
+            typer.echo(f"thresholds stored in {bundle / 'manifest.json'}")
 
 
 def _read_body(body_file: Path | None) -> bytes:

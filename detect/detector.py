@@ -26,10 +26,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from detect.copy_head import CopyHead, CopyHeadError, copy_head_for, copy_threshold_fits_head, pair_features
 from detect.levels import AlignmentEvidence, LevelThresholds, decide_level
 from detect.normalization import SimilarityNormalizer
 from dupwatch.config import DetectionConfig
 from dupwatch.records import Segment, VideoRepresentation
+from inference.alignment import AlignmentEvidence as PathEvidence
 from inference.alignment import align_pair
 from inference.embedder import VideoModels
 
@@ -77,6 +79,44 @@ class AlignmentParams:
     max_paths: int = 5
 
 
+@dataclass(frozen=True)
+class PairAssessment:
+    """Everything the level decision needs about one pair, computed the same way by the worker's
+    detector, the eval harness and the copy-head trainer."""
+
+    fine: float
+    frame_similarity: np.ndarray
+    segments: tuple[Segment, ...]
+    path_evidence: PathEvidence
+    longest_s: float
+    """Longest aligned segment on the query side (s)."""
+    copy_score: float | None
+    """The copy head's P(copy); ``None`` without a head."""
+
+    def level_evidence(self) -> AlignmentEvidence:
+        return AlignmentEvidence(
+            aligned_length_s=float(self.longest_s),
+            query_coverage=float(np.clip(self.path_evidence.query_coverage, 0, 1)),
+            reference_coverage=float(np.clip(self.path_evidence.ref_coverage, 0, 1)),
+            fine_score=self.fine,
+        )
+
+    def features(self) -> np.ndarray:
+        return pair_features(self.fine, self.frame_similarity, self.path_evidence)
+
+
+def assess_pair(models: VideoModels, query_regions: np.ndarray, ref_regions: np.ndarray, query_times: np.ndarray,
+                ref_times: np.ndarray, params: AlignmentParams, head: CopyHead | None = None) -> PairAssessment:
+    """Fine score, frame similarity, aligned segments, evidence and (with a head) P(copy) of one pair."""
+    pair = models.compare(query_regions, ref_regions)
+    segments, evidence = align_pair(pair.frame_similarity, query_times, ref_times, min_sim=params.min_sim,
+                                    min_length=params.min_length, max_step=params.max_step, top_k=params.top_k,
+                                    max_paths=params.max_paths)
+    longest = max((s.query_end - s.query_start for s in segments), default=0.0)
+    copy_score = head.score(pair_features(pair.score, pair.frame_similarity, evidence)) if head is not None else None
+    return PairAssessment(float(pair.score), pair.frame_similarity, tuple(segments), evidence, float(longest), copy_score)
+
+
 class Detector:
     """Decides copy / incident for an upload against the index (see module docstring)."""
 
@@ -97,6 +137,10 @@ class Detector:
         self.thresholds = thresholds or _thresholds_from(models.bundle.thresholds(), config)
         self.normalizer = normalizer if normalizer is not None else _normalizer_from(calibration, config)
         self.alignment = alignment or AlignmentParams()
+        self.copy_head = copy_head_for(models.bundle)
+        if thresholds is None and not copy_threshold_fits_head(models.bundle) and config.thresholds.copy_level is None:
+            raise CopyHeadError("the bundle has a copy head but its copy threshold was calibrated on another score: "
+                                "recalibrate it (dupwatch eval --report DIR, then dupwatch calibrate --bundle)")
 
     def candidates(self, rep: VideoRepresentation) -> dict[str, float]:
         """Candidate video ids → coarse similarity (clip-only candidates get theirs fetched)."""
@@ -138,27 +182,11 @@ class Detector:
             ref = fine_feats.get(vid)
             if ref is None:
                 continue
-            pair = self.models.compare(query_regions, ref)
-            ref_times = _ref_times(info.get(vid, {}), ref.shape[0])
-            segments, evidence = align_pair(
-                pair.frame_similarity,
-                query_times,
-                ref_times,
-                min_sim=self.alignment.min_sim,
-                min_length=self.alignment.min_length,
-                max_step=self.alignment.max_step,
-                top_k=self.alignment.top_k,
-                max_paths=self.alignment.max_paths,
-            )
-            longest = max((s.query_end - s.query_start for s in segments), default=0.0)
-            level_evidence = AlignmentEvidence(
-                aligned_length_s=float(longest),
-                query_coverage=float(np.clip(evidence.query_coverage, 0, 1)),
-                reference_coverage=float(np.clip(evidence.ref_coverage, 0, 1)),
-                fine_score=pair.score,
-            )
-            normalized = pair.score - bias
-            level = decide_level(normalized, level_evidence, self.thresholds)
+            a = assess_pair(self.models, query_regions, ref, query_times, _ref_times(info.get(vid, {}), ref.shape[0]),
+                            self.alignment, self.copy_head)
+            evidence = a.path_evidence
+            normalized = a.fine - bias
+            level = decide_level(normalized, a.level_evidence(), self.thresholds, a.copy_score)
             out.append(
                 Detection(
                     query_id=rep.video_id,
@@ -166,13 +194,14 @@ class Detector:
                     tenant=rep.tenant,
                     level=level,
                     coarse=float(coarse[vid]),
-                    fine=pair.score,
+                    fine=a.fine,
                     normalized=float(normalized),
-                    segments=tuple(segments),
+                    segments=a.segments,
                     evidence={
                         "bias": round(bias, 5),
                         "aligned_seconds": round(float(evidence.aligned_seconds), 3),
-                        "longest_segment_s": round(float(longest), 3),
+                        "longest_segment_s": round(a.longest_s, 3),
+                        "copy_score": None if a.copy_score is None else round(a.copy_score, 5),
                         "query_coverage": round(float(evidence.query_coverage), 4),
                         "ref_coverage": round(float(evidence.ref_coverage), 4),
                         "diagonality": round(float(evidence.diagonality), 4),

@@ -91,11 +91,17 @@ def has_temporal_evidence(evidence: AlignmentEvidence | None, thresholds: LevelT
     return True
 
 
-def decide_level(normalized_score: float, evidence: AlignmentEvidence | None, thresholds: LevelThresholds) -> Decision:
-    """``copy`` / ``incident`` / ``none`` per the module rule."""
+def decide_level(normalized_score: float, evidence: AlignmentEvidence | None, thresholds: LevelThresholds,
+                 copy_score: float | None = None) -> Decision:
+    """``copy`` / ``incident`` / ``none`` per the module rule. With ``copy_score`` (the copy head's
+    P(copy), :mod:`detect.copy_head`) the copy threshold applies to it instead of the normalized
+    score; the incident threshold always applies to the normalized score."""
     if not math.isfinite(normalized_score):
         raise ValueError(f"non-finite score {normalized_score!r}")
-    if thresholds.copy is not None and normalized_score >= thresholds.copy and has_temporal_evidence(evidence, thresholds):
+    if copy_score is not None and not math.isfinite(copy_score):
+        raise ValueError(f"non-finite copy score {copy_score!r}")
+    copy_value = normalized_score if copy_score is None else copy_score
+    if thresholds.copy is not None and copy_value >= thresholds.copy and has_temporal_evidence(evidence, thresholds):
         return "copy"
     if thresholds.incident is not None and normalized_score >= thresholds.incident:
         return "incident"

@@ -103,6 +103,8 @@ class VideoModels:
         if arch not in allowed:
             raise BundleError(f"bundle artifact {name!r} has arch {arch!r}; expected one of {', '.join(allowed)}")
         model = get_model(arch, checkpoint=self.bundle.path(name))
+        if "min_frames" in entry.config and hasattr(model, "min_frames"):
+            model.min_frames = max(int(model.min_frames), int(entry.config["min_frames"]))
         return model.eval().to(self.device)
 
     @property

@@ -20,8 +20,15 @@ MIN_FRAMES = 4
 
 class S2VSSimilarityNetwork(nn.Module):
     def __init__(self, dims: int = 512, attention: bool = True, binarization: bool = False,
-                 bits: int | None = None, padding: str = "zero") -> None:
+                 bits: int | None = None, padding: str = "zero", min_frames: int = MIN_FRAMES) -> None:
         super().__init__()
+        if min_frames < MIN_FRAMES:
+            raise ValueError(f"min_frames must be ≥ {MIN_FRAMES} (the similarity head halves the length twice)")
+        self.min_frames = int(min_frames)
+        """Videos shorter than this are tiled to this length before comparison. The published
+        code uses 4, the least the head accepts; a 1-fps clip of 4–7 frames then fills only a
+        corner of the head's receptive field and scores far below its longer copies, so bundles
+        may ask for more (``min_frames`` in the fine artifact's config). Not a weight."""
         if attention and binarization:
             raise ValueError("S2VSSimilarityNetwork: attention and binarization are exclusive")
         self.dims = dims
@@ -36,7 +43,7 @@ class S2VSSimilarityNetwork(nn.Module):
         """Region features ``[N, T, R, D]`` (or ``[T, R, D]``) → indexed ``[N, max(T, 4), R, D]``."""
         x, mask = check_video_features(x, mask, dims=self.dims)
         if mask is None:
-            x = repeat_to_min_length(x, MIN_FRAMES, dim=1)
+            x = repeat_to_min_length(x, self.min_frames, dim=1)
         if hasattr(self, "binarization"):
             x = self.binarization(x)
         elif hasattr(self, "attention"):
@@ -57,9 +64,9 @@ class S2VSSimilarityNetwork(nn.Module):
         query, query_mask = check_video_features(query, query_mask, name="query")
         target, target_mask = check_video_features(target, target_mask, name="target")
         if query_mask is None:
-            query = repeat_to_min_length(query, MIN_FRAMES, dim=1)
+            query = repeat_to_min_length(query, self.min_frames, dim=1)
         if target_mask is None:
-            target = repeat_to_min_length(target, MIN_FRAMES, dim=1)
+            target = repeat_to_min_length(target, self.min_frames, dim=1)
         sim = self.frame_to_frame_similarity(query, target)
         mask = None
         if query_mask is not None or target_mask is not None:

@@ -238,3 +238,25 @@ def train_evaluate_cmd(bundle: str = typer.Option("models/default", "--bundle"),
         writer = BundleWriter.update(bundle)
         writer.manifest.training_data["heldout_eval"] = {"command": f"dupwatch train evaluate --bundle {bundle}", **result}
         writer.write()
+
+
+@train_app.command("copy-head")
+def train_copy_head_cmd(
+    bundle: str = typer.Option("models/default", "--bundle", help="bundle to add the copy head to"),
+    bench: list[str] = typer.Option(None, "--bench", help="labelled benchmark dir(s); default: training-source benchmarks built under --work"),
+    seeds: str = typer.Option("1,2,3", "--seeds", help="seeds of the training-source benchmarks to build"),
+    work: str = typer.Option(_WORK, "--work"),
+    l2: float = typer.Option(0.1, "--l2", help="L2 penalty of the logistic regression"),
+) -> None:
+    """Fit the copy head (P(copy) from the fine score and temporal evidence) on labelled pairs of
+    training-source benchmarks and store it in the bundle; recalibrate afterwards (dupwatch calibrate)."""
+    from pathlib import Path
+
+    from training.copy_head import ensure_training_benchmarks, train_copy_head
+
+    benches = [Path(b) for b in bench] if bench else ensure_training_benchmarks(
+        Path(work) / "copy_head", [int(s) for s in seeds.split(",") if s.strip()])
+    head = train_copy_head(bundle, benches, l2=l2)
+    typer.echo(f"copy head on {head.info['pairs']} pairs ({head.info['copies']} copies, {head.info['incident_pairs']} incidents), "
+               f"final loss {head.info['final_loss']:.4f}; written to {bundle}")
+    typer.echo("note: recalibrate the copy threshold on copy_score (dupwatch eval --report, then dupwatch calibrate --bundle)")

@@ -212,8 +212,25 @@ def heldout_benchmark_spec(corpus_spec: CorpusSpec = CorpusSpec(), **overrides: 
     from bench.sources import real_photos, real_videos
 
     train = [v.name for v in real_videos() if v.name not in corpus_spec.heldout_videos]
-    _, photos = benchmark_photo_split(list(real_photos()), corpus_spec.bench_seed)
-    kwargs = dict(seed=corpus_spec.bench_seed, footage_photos=BENCH_FOOTAGE_PHOTOS, distractors=BENCH_DISTRACTORS,
-                  footage_seconds=16.0, exclude_sources=tuple(train + [f"kb_{p}" for p in photos]))
+    held, photos = benchmark_photo_split(list(real_photos()), corpus_spec.bench_seed)
+    # one held-out photo is left over for filler content (insertions, picture in picture)
+    kwargs = dict(seed=corpus_spec.bench_seed, footage_photos=BENCH_FOOTAGE_PHOTOS, distractors=max(1, len(held) - BENCH_FOOTAGE_PHOTOS - 1),
+                  footage_seconds=16.0, exclude_sources=tuple(train + [f"kb_{p}" for p in photos]),
+                  photo_pool=tuple(held))
+    kwargs.update(overrides)
+    kwargs.setdefault("prefix", f"h{kwargs['seed']}_")
+    return BenchmarkSpec(**kwargs)  # type: ignore[arg-type]
+
+
+def training_benchmark_spec(corpus_spec: CorpusSpec = CorpusSpec(), seed: int = 1, **overrides: object):  # type: ignore[no-untyped-def]
+    """A :class:`bench.builder.BenchmarkSpec` over the training sources only (the mirror image of
+    :func:`heldout_benchmark_spec`): labelled pairs to fit heads on without touching held-out media."""
+    from bench.builder import BenchmarkSpec
+    from bench.sources import real_photos, real_videos
+
+    _, trainable = benchmark_photo_split(list(real_photos()), corpus_spec.bench_seed)
+    held = [v.name for v in real_videos() if v.name in corpus_spec.heldout_videos]
+    kwargs = dict(seed=seed, footage_photos=max(1, len(trainable) - 3), distractors=2, footage_seconds=16.0,
+                  photo_pool=tuple(trainable), exclude_sources=tuple(held))
     kwargs.update(overrides)
     return BenchmarkSpec(**kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,219 @@
+"""The copy head: a small logistic model over a pair's temporal evidence (issue #12).
+
+Frame-set similarity cannot tell "a copy of this moment" from "the same footage at another moment"
+or "the same moment from another camera": both look alike frame by frame. What differs is how the
+similarity is laid out in time. A copy is a sharp ridge along a straight path at a constant speed
+(high ``temporal_contrast`` and ``peakiness``, ``diagonality`` near 1, ``speed_ratio`` near 1);
+another moment of static footage is a flat plateau; a second camera matches weakly and erratically.
+The head combines the fine network's score with these facts into ``P(copy)``; it is fitted on
+labelled pairs of a benchmark built from training sources only (``dupwatch train copy-head``)
+and stored in the model bundle as JSON (no pickled code), and the copy threshold is calibrated on
+its output.
+
+The features (:data:`FEATURES`) come from :func:`pair_features`; the same function serves the
+worker's detector, the eval harness and the trainer, so training and serving cannot drift.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inference.alignment import AlignmentEvidence
+
+__all__ = ["FEATURES", "CopyHead", "CopyHeadError", "copy_head_for", "copy_threshold_fits_head", "pair_features", "fit_copy_head"]
+
+FORMAT = "dupwatch-copy-head/1"
+
+FEATURES: tuple[str, ...] = (
+    "fine_score",
+    "frame_chamfer",
+    "mean_path_similarity",
+    "diagonality",
+    "abs_log_speed",
+    "temporal_contrast",
+    "coverage",
+    "segments",
+    "has_path",
+    "fine_x_diagonality",
+    "fine_x_contrast",
+    "peakiness",
+    "fine_x_peakiness",
+)
+
+
+class CopyHeadError(ValueError):
+    """A copy-head file that cannot be used (wrong format, features or shapes)."""
+
+
+def pair_features(fine_score: float, frame_similarity: np.ndarray, evidence: AlignmentEvidence) -> np.ndarray:
+    """The :data:`FEATURES` vector of one (query, reference) pair.
+
+    ``frame_similarity`` is the ``[Tq, Tr]`` frame-to-frame similarity the alignment ran on;
+    ``peakiness`` is the mean over query frames of (best match − mean match): how much one
+    reference moment stands out from the rest of the reference.
+    """
+    sim = np.asarray(frame_similarity, np.float64)
+    if sim.ndim != 2 or sim.size == 0:
+        raise ValueError(f"frame_similarity must be a non-empty [Tq, Tr] matrix, got {sim.shape}")
+    has = 1.0 if evidence.num_segments > 0 else 0.0
+    speed = max(float(evidence.speed_ratio), 1e-2)
+    abs_log_speed = min(abs(math.log(speed)), 3.0) * has
+    chamfer = float(sim.max(axis=1).mean())
+    peak = float((sim.max(axis=1) - sim.mean(axis=1)).mean())
+    fine = float(fine_score)
+    return np.array(
+        [
+            fine,
+            chamfer,
+            float(evidence.mean_similarity),
+            float(evidence.diagonality),
+            abs_log_speed,
+            float(evidence.temporal_contrast),
+            float(max(evidence.query_coverage, evidence.ref_coverage)),
+            float(evidence.num_segments) / 5.0,
+            has,
+            fine * float(evidence.diagonality),
+            fine * float(evidence.temporal_contrast),
+            peak,
+            fine * peak,
+        ],
+        np.float64,
+    )
+
+
+@dataclass(frozen=True)
+class CopyHead:
+    """``P(copy) = sigmoid(w · (x − mean) / std + b)`` over :data:`FEATURES`."""
+
+    features: tuple[str, ...]
+    mean: np.ndarray
+    std: np.ndarray
+    weights: np.ndarray
+    bias: float
+    info: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        n = len(self.features)
+        for name in ("mean", "std", "weights"):
+            arr = getattr(self, name)
+            if arr.shape != (n,) or not np.all(np.isfinite(arr)):
+                raise CopyHeadError(f"copy head {name} must be {n} finite numbers")
+        if np.any(self.std <= 0):
+            raise CopyHeadError("copy head std must be > 0")
+        if not math.isfinite(self.bias):
+            raise CopyHeadError("copy head bias must be finite")
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        x = np.atleast_2d(np.asarray(x, np.float64))
+        if x.shape[1] != len(self.features):
+            raise ValueError(f"expected {len(self.features)} features, got {x.shape[1]}")
+        return ((x - self.mean) / self.std) @ self.weights + self.bias
+
+    def probability(self, x: np.ndarray) -> np.ndarray:
+        """``P(copy)`` per row of ``x`` (in (0, 1))."""
+        return 1.0 / (1.0 + np.exp(-np.clip(self.logits(x), -60, 60)))
+
+    def score(self, features: np.ndarray) -> float:
+        return float(self.probability(features)[0])
+
+    # -- (de)serialization: plain JSON, never pickle ------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "features": list(self.features),
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "weights": self.weights.tolist(),
+            "bias": self.bias,
+            "info": self.info,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CopyHead":
+        if d.get("format") != FORMAT:
+            raise CopyHeadError(f"not a copy head (format {d.get('format')!r}, expected {FORMAT!r})")
+        features = tuple(str(f) for f in d.get("features", ()))
+        if features != FEATURES:
+            raise CopyHeadError(f"copy head features {features} differ from this build's {FEATURES}")
+        try:
+            return cls(features, np.asarray(d["mean"], np.float64), np.asarray(d["std"], np.float64),
+                       np.asarray(d["weights"], np.float64), float(d["bias"]), dict(d.get("info", {})))
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, CopyHeadError):
+                raise
+            raise CopyHeadError(f"malformed copy head: {exc}") from exc
+
+    def save(self, path: Path | str) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: Path | str) -> "CopyHead":
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CopyHeadError(f"{path}: cannot read copy head: {exc}") from exc
+        if not isinstance(data, dict):
+            raise CopyHeadError(f"{path}: a copy head is a JSON object")
+        return cls.from_dict(data)
+
+
+def copy_head_for(bundle: Any) -> "CopyHead | None":
+    """The bundle's copy head (``copy_head`` artifact), or ``None``. A calibration that fits the copy
+    level on ``copy_score`` while the bundle has no head is an error, not a silent fallback."""
+    calibration = bundle.manifest.calibration or {}
+    wants = (calibration.get("level_fields") or {}).get("copy") == "copy_score"
+    if not bundle.has("copy_head"):
+        if wants:
+            raise CopyHeadError("the bundle's copy threshold is calibrated on copy_score but it has no copy_head artifact")
+        return None
+    return CopyHead.load(bundle.path("copy_head"))
+
+
+def copy_threshold_fits_head(bundle: Any) -> bool:
+    """False when the bundle has a copy head but its copy threshold was fitted on another score
+    (the head was added or retrained after calibration): such a threshold means nothing for P(copy)."""
+    calibration = bundle.manifest.calibration or {}
+    if not bundle.has("copy_head") or "copy" not in (calibration.get("levels") or {}):
+        return True
+    return (calibration.get("level_fields") or {}).get("copy") == "copy_score"
+
+
+def fit_copy_head(x: np.ndarray, is_copy: Sequence[bool] | np.ndarray, *, l2: float = 0.1, max_iter: int = 500,
+                  info: dict[str, Any] | None = None) -> CopyHead:
+    """L2-regularized logistic regression (L-BFGS) of ``is_copy`` on standardized features."""
+    import torch
+
+    x = np.asarray(x, np.float64)
+    y = np.asarray(is_copy, bool)
+    if x.ndim != 2 or x.shape[1] != len(FEATURES) or len(x) != len(y):
+        raise ValueError(f"x must be [N, {len(FEATURES)}] with one label per row")
+    if y.all() or not y.any():
+        raise ValueError("need both copy and non-copy pairs to fit the copy head")
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    std = np.where(std > 1e-6, std, 1.0)
+    xt = torch.tensor((x - mean) / std, dtype=torch.float64)
+    yt = torch.tensor(y, dtype=torch.float64)
+    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(xt @ w + b, yt) + l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        final = float(torch.nn.functional.binary_cross_entropy_with_logits(xt @ w + b, yt))
+    meta = {"pairs": int(len(y)), "copies": int(y.sum()), "l2": l2, "final_loss": final, **(info or {})}
+    return CopyHead(FEATURES, mean, std, w.detach().numpy().copy(), float(b.detach()), meta)
