@@ -314,7 +314,7 @@ class OursMethod(Method):
     """A model bundle: fine score of :meth:`VideoModels.compare`, segments of ``align_pair``."""
 
     def __init__(self, bundle_dir: Path | str, frames: FrameCache, features: FeatureCache, *, name: str | None = None,
-                 device: str = "auto", fps: float | None = None) -> None:
+                 device: str = "auto", fps: float | None = None, use_copy_head: bool = True) -> None:
         from dupwatch.config import DecodeConfig
         from inference.embedder import VideoModels
 
@@ -334,9 +334,10 @@ class OursMethod(Method):
         self._levels: dict[tuple[str, str], str] = {}
         from detect.copy_head import copy_head_for, copy_threshold_fits_head
 
-        self.copy_head = copy_head_for(self.models.bundle)
+        # use_copy_head=False: the fine stage alone (the copy-head trainer featurizes pairs this way)
+        self.copy_head = copy_head_for(self.models.bundle) if use_copy_head else None
         self._level_thresholds = None
-        if not copy_threshold_fits_head(self.models.bundle):
+        if not use_copy_head or not copy_threshold_fits_head(self.models.bundle):
             self.decision_threshold = None  # the copy threshold was fitted on another score: not applicable
         elif self.thresholds:
             from detect.levels import LevelThresholds

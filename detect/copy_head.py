@@ -159,8 +159,8 @@ class CopyHead:
     def load(cls, path: Path | str) -> "CopyHead":
         try:
             data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CopyHeadError(f"{path}: cannot read copy head: {exc}") from exc
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CopyHeadError(f"{path}: cannot read copy head (a JSON file is expected): {exc}") from exc
         if not isinstance(data, dict):
             raise CopyHeadError(f"{path}: a copy head is a JSON object")
         return cls.from_dict(data)

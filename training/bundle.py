@@ -198,7 +198,8 @@ def _metrics(scores: dict[tuple[str, str], float], copies: set[tuple[str, str]],
 
 @torch.no_grad()
 def evaluate_fine_similarity(bundle_dir: str | Path, bench_dir: str | Path, *, progress: bool = True) -> dict[str, object]:
-    """mAP / µAP of copy detection on a benchmark: bundle fine network vs untrained vs plain chamfer.
+    """mAP / µAP of copy detection on a benchmark: bundle fine network vs untrained vs plain chamfer
+    (and, when the bundle has one, the copy head's P(copy) as the worker ranks copies).
 
     Positives are the ``copy`` pairs of ``truth.csv``; the main numbers count ``incident`` pairs (another
     moment of the same footage, a second camera) as negatives, the ``*_no_incidents`` ones leave them out.
@@ -225,10 +226,11 @@ def evaluate_fine_similarity(bundle_dir: str | Path, bench_dir: str | Path, *, p
     layer = pca_layer(p)
     white = {n: whiten(layer, x) for n, x in raw.items()}
     dims = int(p["V"].shape[1])
-    trained = S2VSSimilarityNetwork(dims=dims)
+    min_frames = max(4, int(bundle.entry("fine").config.get("min_frames", 4)))
+    trained = S2VSSimilarityNetwork(dims=dims, min_frames=min_frames)
     load_into(trained, load_checkpoint(bundle.path("fine")).state_dict, source="bundle fine")
     torch.manual_seed(0)
-    untrained = S2VSSimilarityNetwork(dims=dims)
+    untrained = S2VSSimilarityNetwork(dims=dims, min_frames=min_frames)
     nets = {"fine_trained": trained.eval(), "fine_untrained": untrained.eval()}
     indexed = {k: {n: net.index_video(x[None]) for n, x in white.items()} for k, net in nets.items()}
     scores: dict[str, dict[tuple[str, str], float]] = {k: {} for k in
@@ -242,6 +244,13 @@ def evaluate_fine_similarity(bundle_dir: str | Path, bench_dir: str | Path, *, p
             scores["chamfer_backbone"][(q, r)] = _chamfer(raw[q], raw[r])
             scores["chamfer_pca"][(q, r)] = _chamfer(white[q], white[r])
     result: dict[str, object] = {k: _metrics(s, copies, incidents) for k, s in scores.items()}
+    if bundle.has("copy_head"):
+        # the whole bundle as the worker ranks copies: the copy head's P(copy) over the trained fine network
+        from bench.eval import FeatureCache, FrameCache, OursMethod, run_method
+
+        method = OursMethod(bundle_dir, FrameCache(), FeatureCache(), device="cpu")
+        run = run_method(method, {n: bench / "videos" / f"{n}.mp4" for n in names}, queries, progress=progress)
+        result["bundle_copy_head"] = _metrics(run.scores, copies, incidents)
     result["benchmark"] = {"videos": len(names), "queries": len(queries), "pairs": len(scores["fine_trained"]),
                            "copy_pairs": len(copies), "incident_pairs": len(incidents),
                            "sources": sorted({d["source"] for d in meta["derivations"]})}

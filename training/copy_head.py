@@ -58,7 +58,7 @@ def pair_table(bundle_dir: Path | str, benches: Sequence[Path | str], *, progres
     rows, labels, names = [], [], []
     for bench in map(Path, benches):
         # caches are keyed by video id, and benchmarks reuse ids: one method (and cache) per benchmark
-        method = OursMethod(bundle_dir, FrameCache(), FeatureCache(), device="cpu")
+        method = OursMethod(bundle_dir, FrameCache(), FeatureCache(), device="cpu", use_copy_head=False)
         meta = json.loads((bench / "benchmark.json").read_text())
         truth = read_truth_csv(bench / "truth.csv")
         videos = {d["video"]: bench / "videos" / f"{d['video']}.mp4" for d in meta["derivations"]}

@@ -217,6 +217,7 @@ def heldout_benchmark_spec(corpus_spec: CorpusSpec = CorpusSpec(), **overrides: 
     kwargs = dict(seed=corpus_spec.bench_seed, footage_photos=BENCH_FOOTAGE_PHOTOS, distractors=max(1, len(held) - BENCH_FOOTAGE_PHOTOS - 1),
                   footage_seconds=16.0, exclude_sources=tuple(train + [f"kb_{p}" for p in photos]),
                   photo_pool=tuple(held))
+    kwargs["copies_per_source"] = 5
     kwargs.update(overrides)
     kwargs.setdefault("prefix", f"h{kwargs['seed']}_")
     return BenchmarkSpec(**kwargs)  # type: ignore[arg-type]

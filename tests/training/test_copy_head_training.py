@@ -1,0 +1,199 @@
+"""Training the copy head into a bundle (training.copy_head), and the benchmark builder options it
+relies on (BenchmarkSpec.prefix / photo_pool, training_benchmark_spec / heldout_benchmark_spec)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.builder import BenchmarkSpec, build_benchmark
+from detect.copy_head import CopyHeadError
+from dupwatch.paths import REPO_ROOT
+
+DEFAULT = REPO_ROOT / "models" / "default"
+POOL = ("brick", "colorwheel", "gravel", "moon")
+
+
+def tiny_spec(**overrides: object) -> BenchmarkSpec:
+    kwargs: dict[str, object] = dict(seed=5, copies_per_source=1, footage_photos=1, footage_seconds=8.0, distractors=1,
+                                     include_real_videos=False, fps=5.0, max_side=160)
+    kwargs.update(overrides)
+    return BenchmarkSpec(**kwargs)  # type: ignore[arg-type]
+
+
+# ---- builder: prefix and photo pool ------------------------------------------------------------
+
+
+def test_prefix_names_every_video_and_truth_row(tmp_path: Path) -> None:
+    bench = build_benchmark(tmp_path / "b", tiny_spec(prefix="h7_", photo_pool=POOL), progress=False)
+    names = {d.video for d in bench.derivations}
+    assert names and all(n.startswith("h7_") for n in names)
+    assert {p.stem for p in bench.videos_dir.glob("*.mp4")} == names
+    with open(bench.truth_path) as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows
+    for row in rows:
+        assert row["query"].startswith("h7_") and row["reference"].startswith("h7_")
+        assert row["query"] in names and row["reference"] in names
+    meta = json.loads((bench.root / "benchmark.json").read_text())
+    assert meta["spec"]["prefix"] == "h7_"
+    assert {d["video"] for d in meta["derivations"]} == names
+    # sources keep their own names (labels depend on them, not on the prefix)
+    assert all(not d.source.startswith("h7_") for d in bench.derivations)
+    # the same spec without a prefix makes the same videos under the bare names
+    plain = build_benchmark(tmp_path / "p", tiny_spec(photo_pool=POOL), progress=False)
+    assert {d.video for d in plain.derivations} == {n.removeprefix("h7_") for n in names}
+
+
+def test_photo_pool_restricts_sources(tmp_path: Path) -> None:
+    pool = ("astronaut", "camera", "cat")
+    bench = build_benchmark(tmp_path / "b", tiny_spec(photo_pool=pool), progress=False)
+    photos_used = {d.source.removeprefix("kb_").removeprefix("distractor_") for d in bench.derivations}
+    assert photos_used and photos_used <= set(pool)
+    kinds = {d.source.split("_")[0] for d in bench.derivations}
+    assert kinds == {"kb", "distractor"}
+
+
+def test_pool_without_filler_raises(tmp_path: Path) -> None:
+    # 1 footage + 1 distractor from a pool of 2 leaves nothing for filler content
+    with pytest.raises(ValueError, match="filler"):
+        build_benchmark(tmp_path / "b", tiny_spec(photo_pool=("brick", "moon")), progress=False)
+    with pytest.raises(ValueError, match="filler"):
+        build_benchmark(tmp_path / "c", tiny_spec(photo_pool=("brick", "moon", "gravel"), distractors=2), progress=False)
+    # names outside the known photos do not count
+    with pytest.raises(ValueError, match="filler"):
+        build_benchmark(tmp_path / "d", tiny_spec(photo_pool=("brick", "moon", "no_such_photo")), progress=False)
+
+
+def test_training_and_heldout_specs_share_no_photo() -> None:
+    from bench.sources import real_photos, real_videos
+    from training.corpus import heldout_benchmark_spec, training_benchmark_spec
+
+    train = training_benchmark_spec(seed=4)
+    held = heldout_benchmark_spec()
+    assert train.seed == 4 and held.prefix == f"h{held.seed}_"
+    assert heldout_benchmark_spec(seed=9).prefix == "h9_"
+    assert train.photo_pool and held.photo_pool
+    assert not set(train.photo_pool) & set(held.photo_pool)
+    assert set(train.photo_pool) | set(held.photo_pool) == set(real_photos())
+    # each has a filler photo left over
+    assert len(train.photo_pool) > train.footage_photos + train.distractors
+    assert len(held.photo_pool) > held.footage_photos + held.distractors
+    # the training spec leaves out the held-out videos, the held-out spec every training source
+    all_videos = {v.name for v in real_videos()}
+    train_out, held_out = set(train.exclude_sources) & all_videos, set(held.exclude_sources) & all_videos
+    assert train_out and held_out and not train_out & held_out and train_out | held_out == all_videos
+    assert all(f"kb_{p}" in held.exclude_sources for p in train.photo_pool)
+
+
+# ---- train_copy_head ---------------------------------------------------------------------------
+
+
+def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(wins / (len(pos) * len(neg)))
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One Ken Burns footage source (ref, 2 copies, 2 cuts, a second camera) and 2 distractors."""
+    torch.set_num_threads(1)
+    bench_dir = tmp_path_factory.mktemp("copy_head") / "bench"
+    build_benchmark(bench_dir, tiny_spec(copies_per_source=2, footage_seconds=12.0, distractors=2,
+                                         photo_pool=("brick", "colorwheel", "gravel", "moon", "retina")), progress=False)
+    return bench_dir
+
+
+def test_train_copy_head_into_a_bundle(tmp_path: Path, tiny_bench: Path) -> None:
+    from detect.copy_head import FEATURES, CopyHead, copy_head_for, copy_threshold_fits_head
+    from inference.bundle import load_bundle, sha256_file
+    from training.copy_head import pair_table, train_copy_head
+
+    bench_dir = tiny_bench
+    bundle = tmp_path / "bundle"
+    shutil.copytree(DEFAULT, bundle)
+    committed_sha = load_bundle(bundle).entry("copy_head").sha256
+
+    table = pair_table(bundle, [bench_dir], progress=False)
+    meta = json.loads((bench_dir / "benchmark.json").read_text())
+    videos = [d["video"] for d in meta["derivations"]]
+    queries = [d["video"] for d in meta["derivations"] if d["is_query"]]
+    assert table.features.shape == (len(queries) * (len(videos) - 1), len(FEATURES))
+    assert np.all(np.isfinite(table.features))
+    labels = set(table.labels.tolist())
+    assert {"copy", "unrelated"} <= labels
+
+    head = train_copy_head(bundle, [bench_dir], l2=0.1, progress=False)
+    path = bundle / "copy_head.json"
+    assert path.is_file()
+    assert head.info["pairs"] == len(table.labels)
+    assert head.info["copies"] == int((table.labels == "copy").sum())
+    assert head.info["incident_pairs"] == int((table.labels == "incident").sum())
+    assert head.info["benchmarks"] == ["bench"]
+
+    loaded = load_bundle(bundle, verify=True)  # the recorded sha256 matches the new file
+    entry = loaded.entry("copy_head")
+    assert entry.kind == "json" and entry.file == "copy_head.json"
+    assert entry.sha256 == sha256_file(path) != committed_sha  # replaced by the new head
+    assert entry.config["training_pairs"] == len(table.labels)
+    assert entry.config["features"] == list(FEATURES)
+    # the other artifacts are untouched
+    committed = load_bundle(DEFAULT).manifest.artifacts
+    for name, e in committed.items():
+        if name != "copy_head":
+            assert loaded.entry(name).sha256 == e.sha256
+
+    from_bundle = copy_head_for(loaded)
+    assert isinstance(from_bundle, CopyHead)
+    np.testing.assert_allclose(from_bundle.probability(table.features), head.probability(table.features))
+    assert from_bundle.to_dict() == CopyHead.load(path).to_dict()
+    assert copy_threshold_fits_head(loaded)  # the copied calibration was fitted on copy_score
+
+    p = head.probability(table.features)
+    copies, unrelated = p[table.labels == "copy"], p[table.labels == "unrelated"]
+    assert len(copies) and len(unrelated)
+    auc = _auc(copies, unrelated)
+    assert auc > 0.75, (auc, copies, unrelated)
+    assert np.median(copies) > np.median(unrelated)
+
+
+def test_cli_train_copy_head(tmp_path: Path, tiny_bench: Path) -> None:
+    from typer.testing import CliRunner
+
+    from detect.copy_head import CopyHead
+    from inference.bundle import load_bundle
+    from training.cli import train_app
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(DEFAULT, bundle)
+    before = load_bundle(bundle).entry("copy_head").sha256
+    res = CliRunner().invoke(train_app, ["copy-head", "--bundle", str(bundle), "--bench", str(tiny_bench), "--l2", "0.5"])
+    assert res.exit_code == 0, res.output
+    assert "copy head on" in res.output and "recalibrate" in res.output
+    loaded = load_bundle(bundle, verify=True)
+    assert loaded.entry("copy_head").sha256 != before
+    assert loaded.entry("copy_head").config["l2"] == 0.5
+    head = CopyHead.load(bundle / "copy_head.json")
+    assert head.info["l2"] == 0.5 and head.info["benchmarks"] == [tiny_bench.name]
+
+
+def test_train_copy_head_restores_a_missing_head(tmp_path: Path, tiny_bench: Path) -> None:
+    from detect.copy_head import copy_head_for, copy_threshold_fits_head
+    from inference.bundle import load_bundle
+    from training.copy_head import train_copy_head
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(DEFAULT, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["artifacts"].pop("copy_head")
+    (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    (bundle / "copy_head.json").unlink()
+    train_copy_head(bundle, [tiny_bench], progress=False)
+    loaded = load_bundle(bundle, verify=True)
+    assert copy_head_for(loaded) is not None and copy_threshold_fits_head(loaded)
