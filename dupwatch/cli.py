@@ -104,7 +104,11 @@ def demo(
     configure_logging("WARNING")
     typer.echo(f"preparing demo videos in {folder} (real videos shipped offline + real edited copies)")
     prepare_demo_folder(folder)
-    if db.exists():
+    if db.is_dir():  # some Milvus Lite versions keep a folder beside (or as) the database
+        import shutil
+
+        shutil.rmtree(db)
+    elif db.exists():
         db.unlink()
     db.parent.mkdir(parents=True, exist_ok=True)
     settings = settings.model_copy(update={"milvus": settings.milvus.model_copy(update={"uri": str(db)})})
@@ -123,9 +127,10 @@ def demo(
             alerts += 1
             seg = record["segments"][0] if record["segments"] else None
             where = f"  query {seg['query_start']:.0f}-{seg['query_end']:.0f}s ~ ref {seg['ref_start']:.0f}-{seg['ref_end']:.0f}s" if seg else ""
+            p_copy = (record.get("evidence") or {}).get("copy_score")
             typer.echo(
                 f"{record['level']:<9} {record['video_id']} ~ {record['matched_video_id']}"
-                f"  score={record['scores']['normalized']:.3f}{where}"
+                f"  fine={record['scores']['normalized']:.3f}" + (f" P(copy)={p_copy:.3f}" if p_copy is not None else "") + where
             )
     typer.echo(f"done: {indexed} videos indexed into {db}, {rejected} rejected, {alerts} near-duplicate alerts (bundle {settings.model.bundle})")
 
