@@ -1,4 +1,4 @@
-"""``dupwatch models ...``: list the registry, fetch published weights, check parity.
+"""``dupwatch models ...``: list the registry, fetch published weights, bundle them, check parity.
 
 Only typer is imported at module level; torch and the models load inside the commands.
 """
@@ -47,6 +47,46 @@ def models_fetch(
         raise typer.Exit(2) from None
     for p in paths:
         typer.echo(str(p))
+
+
+@models_app.command("bundle-published")
+def models_bundle_published(
+    out: Annotated[Path, typer.Option("--out", help="New (or empty) folder for the bundle.")],
+    weights_dir: Annotated[Optional[Path], typer.Option("--weights-dir", help="Folder holding published files under their published names (used before downloading).")] = None,
+    base_url: Annotated[Optional[str], typer.Option("--base-url", help="Replace the host of the published URLs (mirror).")] = None,
+    fine: Annotated[str, typer.Option("--fine", help="Fine network: s2vs_vcdb, s2vs_dns or dns_fg_att_student.")] = "s2vs_vcdb",
+    no_coarse: Annotated[bool, typer.Option("--no-coarse", help="Leave out the DnS coarse student (and the selector).")] = False,
+    no_selector: Annotated[bool, typer.Option("--no-selector", help="Leave out the DnS selector.")] = False,
+    sha256: Annotated[Optional[list[str]], typer.Option("--sha256", help="NAME=HEX: expected sha256 of a published file (repeatable); may not contradict a pinned one.")] = None,
+    allow_unpinned: Annotated[bool, typer.Option("--allow-unpinned", help="Accept files whose sha256 nothing pins (trust on first use; recorded in the manifest).")] = False,
+    cache: Annotated[Optional[Path], typer.Option("--cache", help="Download folder (default: cache/models, shared with 'models fetch').")] = None,
+    max_bytes: Annotated[int, typer.Option("--max-bytes", help="Refuse downloads larger than this.")] = 2 * 1024**3,
+) -> None:
+    """Assemble an (uncalibrated) model bundle from the published ResNet-50 weights: torchvision ResNet-50 +
+    PCA, S²VS or DnS fine network, DnS coarse student and selector; every file verified and safely loaded."""
+    from dupwatch.errors import DupwatchError
+    from inference.published_bundle import build_published_bundle
+
+    pins: dict[str, str] = {}
+    for item in sha256 or []:
+        name, sep, digest = item.partition("=")
+        if not sep or not name.strip() or not digest.strip():
+            typer.echo(f"dupwatch models bundle-published: --sha256 wants NAME=HEX, got {item!r}", err=True)
+            raise typer.Exit(2)
+        pins[name.strip()] = digest.strip()
+    try:
+        result = build_published_bundle(out, fine=fine, coarse=not no_coarse, selector=not no_selector,
+                                         weights_dir=weights_dir, base_url=base_url, sha256=pins,
+                                         allow_unpinned=allow_unpinned, cache=cache, max_bytes=max_bytes,
+                                         echo=lambda m: typer.echo(m, err=True))
+    except (ValueError, DupwatchError) as exc:
+        typer.echo(f"dupwatch models bundle-published: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"bundle: {result.out}")
+    for r in result.files:
+        typer.echo(f"  {r.artifact:<9} {r.name:<28} sha256={r.sha256}  [{r.verified}]  from {r.origin}")
+    for note in result.notes:
+        typer.echo(note if note.startswith("note:") else f"note: {note}")
 
 
 @models_app.command("parity")
