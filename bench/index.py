@@ -16,12 +16,21 @@ tenant filter, 50 queries, self-recall@50 = 1.0 everywhere)::
     Lite 3.2.2                 100k   FLAT           4 155       312 /  550
     Lite 3.2.2                 100k   IVF_FLAT       2 287       840 / 1548
     Lite 3.2.2                 100k   HNSW           2 758      1107 / 1805
+    Lite 3.2.2                   1M   FLAT           3 625      2344 / 2822   (30 queries)
     server 2.3.5, Strong        10k   FLAT/IVF/HNSW  11 236 / 7 461 / 7 133   200 / 400 (all three)
     server 2.3.5, Strong       100k   FLAT           8 143       201 /  404
     server 2.3.5, Strong       100k   IVF_FLAT       6 516       322 /  909
     server 2.3.5, Strong       100k   HNSW           6 123       207 /  499
     server 2.3.5, Bounded      100k   FLAT           9 972        11 /   16
     server 2.3.5, Bounded      100k   HNSW           7 911        13 /   23
+    server 2.3.5, Bounded        1M   HNSW           7 715        20 /   85   (30 queries)
+
+At 1M rows Lite FLAT is still exact (self-recall 1.0) but a search costs ~2.3 s: Milvus Lite 3.2.2
+concatenates every vector of the collection for each search/query
+(``milvus_lite.search.assembler.assemble_candidates``), so its latency grows linearly with rows
+(~0.03 s at 10k, 0.3 s at 100k, 2.3 s at 1M); the process held ~2.6 GB while searching. The
+server's 1M HNSW row was searched right after ``flush`` (2.8 s); the server builds segment
+indexes in the background, so some searches may have hit not-yet-indexed segments (recall 1.0).
 
 Decisions (``index.schema``): Lite uses FLAT (fastest with the tenant filter at 100k, exact, no
 build); the server uses HNSW for the searched collections (no gain measured up to 100k, where

@@ -3,7 +3,8 @@
 For one upload (its :class:`VideoRepresentation`, not yet indexed):
 
 1. candidates = top-K of the coarse collection ∪ videos behind the top clip hits (same tenant);
-2. the selector orders candidates; the first ``rerank_top_n`` are re-scored by the fine-grained
+2. the best coarse hits (:data:`TOP_COARSE_ALWAYS`) and then the selector's order fill a budget of
+   ``rerank_top_n`` candidates, which are re-scored by the fine-grained
    network on the stored per-frame features (DnS §2.10 as a latency budget, digest §7.1.4);
    the others keep their coarse score and are never alerted on (thresholds are calibrated on the
    fine score, and a score from another stage is not comparable — digest §7.1.7);
@@ -66,6 +67,10 @@ class Detection:
             ],
             "evidence": self.evidence,
         }
+
+
+TOP_COARSE_ALWAYS = 5
+"""Candidates with the best coarse scores that are re-scored whatever the selector says."""
 
 
 @dataclass(frozen=True)
@@ -171,9 +176,14 @@ class Detector:
         ids = list(coarse)
         info = self.index.video_info(ids)
         selfsims = np.array([float(info.get(v, {}).get("selfsim", 0.0)) for v in ids], np.float32)
-        order = np.argsort(-self.models.selector_scores(rep.selfsim, selfsims, np.array([coarse[v] for v in ids], np.float32)), kind="stable")
-        rerank = [ids[i] for i in order[: self.config.rerank_top_n]]
-        fine_feats = self.index.fetch_fine(rerank)
+        coarse_arr = np.array([coarse[v] for v in ids], np.float32)
+        order = np.argsort(-self.models.selector_scores(rep.selfsim, selfsims, coarse_arr), kind="stable")
+        # the best coarse hits are always re-scored; the selector orders the rest of the budget (a
+        # selector trained on few videos can rank a clear coarse match below the budget)
+        top_coarse = np.argsort(-coarse_arr, kind="stable")[: min(TOP_COARSE_ALWAYS, self.config.rerank_top_n)]
+        rerank = [ids[i] for i in dict.fromkeys([*top_coarse.tolist(), *order.tolist()])][: self.config.rerank_top_n]
+        num_frames = {v: int(info.get(v, {}).get("num_frames") or 0) for v in rerank}
+        fine_feats = self.index.fetch_fine(rerank, num_frames)
         bias = self.query_bias(rep)
         query_regions = rep.regions.astype(np.float32)
         query_times = np.asarray(rep.timestamps, np.float32)

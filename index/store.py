@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Mapping, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -436,13 +436,38 @@ class VideoIndex:
         got = self._call("get", lambda c: c.get(name, ids=ids, output_fields=["video_id", "vector"], timeout=self.config.timeout_s))
         return {str(row["video_id"]): np.asarray(row["vector"], dtype=np.float32) for row in got}
 
-    def fetch_fine(self, video_ids: Iterable[str]) -> dict[str, np.ndarray]:
-        """``{video_id: [T, R, D] float32}`` exactly as stored (videos without rows are absent)."""
+    def fetch_fine(self, video_ids: Iterable[str], num_frames: Mapping[str, int] | None = None) -> dict[str, np.ndarray]:
+        """``{video_id: [T, R, D] float32}`` exactly as stored (videos without rows are absent).
+
+        With ``num_frames`` (from :meth:`video_info`) the rows are read by primary key
+        (``{video}#f{i}``), batched across videos: a filter query scans the collection (on Milvus
+        Lite it copies every vector, ~2.6 s at 200k frame rows; ``dupwatch bench query-latency``),
+        a primary-key get does not. A video whose keyed read comes back incomplete is read again
+        by filter query."""
         self.ensure_collections()
         name = self.names[FRAMES]
         per_page = max(1, min(MAX_QUERY_ROWS, MAX_WRITE_BYTES // (self.dims.fine_dim * 4)))
         out: dict[str, np.ndarray] = {}
-        for vid in dict.fromkeys(video_ids):
+        wanted = list(dict.fromkeys(video_ids))
+        keyed = [v for v in wanted if num_frames and int(num_frames.get(v) or 0) > 0]
+        if keyed:
+            assert num_frames is not None
+            ids = [row_id(v, f"f{i}") for v in keyed for i in range(int(num_frames[v]))]
+            by_video: dict[str, list[dict[str, Any]]] = {}
+            for start in range(0, len(ids), per_page):
+                page = ids[start : start + per_page]
+                got = self._call(f"get {name}", lambda c, page=page: c.get(
+                    name, ids=page, output_fields=["video_id", "frame_idx", "vector"], timeout=self.config.timeout_s))
+                for row in got:
+                    by_video.setdefault(str(row["video_id"]), []).append(row)
+            for vid in keyed:
+                keyed_rows = sorted(by_video.get(vid, []), key=lambda row: int(row["frame_idx"]))
+                if len(keyed_rows) == int(num_frames[vid]):
+                    flat = np.asarray([row["vector"] for row in keyed_rows], dtype=np.float32)
+                    out[vid] = flat.reshape(len(keyed_rows), self.dims.regions, self.dims.region_dim)
+        for vid in wanted:
+            if vid in out:
+                continue
             rows: list[dict[str, Any]] = []
             start = 0
             while True:

@@ -58,6 +58,12 @@ def test_replayed_upsert_keeps_one_row_per_part_and_drops_stale_rows(lite_index)
     assert fine["vid-a"].dtype == np.float32 and fine["vid-a"].shape == (7, 9, 4)
     np.testing.assert_array_equal(fine["vid-a"], shorter.regions)  # bit-exact
     assert lite_index.video_info(["vid-a"])["vid-a"]["num_frames"] == 7
+    # by primary key with the frame count from video_info (the detector's path): the same rows
+    keyed = lite_index.fetch_fine(["vid-a", "missing"], {"vid-a": 7, "missing": 3})
+    assert set(keyed) == {"vid-a"}
+    np.testing.assert_array_equal(keyed["vid-a"], shorter.regions)
+    # a wrong count (stale metadata) falls back to the filter query instead of returning a partial video
+    np.testing.assert_array_equal(lite_index.fetch_fine(["vid-a"], {"vid-a": 20})["vid-a"], shorter.regions)
     assert lite_index.has_video("vid-a") and not lite_index.has_video("vid-b")
     assert lite_index.delete_video("vid-a") == 9
     assert lite_index.count("vid-a").total == 0 and not lite_index.has_video("vid-a")
@@ -67,6 +73,7 @@ def test_fine_fetch_pages_long_videos(lite_index):
     rep = make_rep("long", frames=700, clips=2, seed=3)
     lite_index.upsert(rep)
     np.testing.assert_array_equal(lite_index.fetch_fine(["long"])["long"], rep.regions)
+    np.testing.assert_array_equal(lite_index.fetch_fine(["long"], {"long": 700})["long"], rep.regions)
 
 
 def test_searches_are_tenant_isolated_and_ranked(lite_index):
