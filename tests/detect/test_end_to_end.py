@@ -43,13 +43,13 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from tests.detect.webhook_server import LoopbackHttpServer
 from tests.ingest.test_worker_helpers import REPO, make_settings, produce, read_topic, unique, upload_event, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(900)]
@@ -183,40 +183,26 @@ class Delivery:
     problem: str = ""
 
 
-class SignedReceiver:
+class SignedReceiver(LoopbackHttpServer):
     """POSTs on 127.0.0.1: verifies the Standard Webhooks signature with its own HMAC (key =
     base64-decoded part of ``whsec_…``, message ``{id}.{timestamp}.{body}``), answers 200 when
     valid and 401 otherwise, and keeps every delivery."""
+
+    path = "/hooks/dupwatch"
 
     def __init__(self, secret: str, tolerance_s: float = 300.0) -> None:
         self.key = base64.b64decode(secret.removeprefix("whsec_"))
         self.tolerance_s = tolerance_s
         self.deliveries: list[Delivery] = []
         self._lock = threading.Lock()
-        outer = self
+        self.start(poll_interval=0.05)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                delivery = outer.check(self.headers.get("webhook-id", ""), self.headers.get("webhook-timestamp", ""),
-                                       self.headers.get("webhook-signature", ""), body)
-                with outer._lock:
-                    outer.deliveries.append(delivery)
-                self.send_response(200 if delivery.valid else 401)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
+    def handle(self, request: Any, body: bytes) -> None:
+        delivery = self.check(request.headers.get("webhook-id", ""), request.headers.get("webhook-timestamp", ""),
+                              request.headers.get("webhook-signature", ""), body)
+        with self._lock:
+            self.deliveries.append(delivery)
+        self.reply(request, 200 if delivery.valid else 401, body=b"")
 
     def check(self, wid: str, ts: str, header: str, body: bytes) -> Delivery:
         if not wid or not ts or not header:
@@ -232,14 +218,6 @@ class SignedReceiver:
         if not any(hmac.compare_digest(expected, g) for g in given):
             return Delivery(wid, body, False, "no matching v1 signature")
         return Delivery(wid, body, True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/dupwatch"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 # -- the run ------------------------------------------------------------------------------------

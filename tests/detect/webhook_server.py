@@ -16,8 +16,65 @@ class Received:
     body: bytes
 
 
+class LoopbackHttpServer:
+    """A real HTTP server on 127.0.0.1, served from a daemon thread. Subclasses answer POSTs in
+    :meth:`handle` (``request`` is the ``BaseHTTPRequestHandler``, ``body`` the read body)."""
+
+    path = "/hook"
+
+    def start(self, poll_interval: float = 0.02) -> None:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                outer.handle(self, body)
+
+        class QuietServer(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: object, client_address: object) -> None:
+                pass
+
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": poll_interval}, daemon=True)
+        self.thread.start()
+
+    def handle(self, request: BaseHTTPRequestHandler, body: bytes) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def reset(request: BaseHTTPRequestHandler) -> None:
+        """Abort the TCP connection (RST) without an answer."""
+        request.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        request.close_connection = True
+        request.connection.close()
+
+    @staticmethod
+    def reply(request: BaseHTTPRequestHandler, status: int, headers: dict[str, str] | None = None, body: bytes = b"ok") -> None:
+        request.send_response(status)
+        for k, v in (headers or {}).items():
+            request.send_header(k, v)
+        request.send_header("content-length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{self.path}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @dataclass
-class Receiver:
+class Receiver(LoopbackHttpServer):
     """``script`` holds one action per request; the last one repeats.
 
     Actions: ``200`` / ``(429, {"Retry-After": "7"})`` (status, headers); ``"hang"`` (sleep past
@@ -30,51 +87,18 @@ class Receiver:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._calls = 0
-        receiver = self
+        self.start()
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                length = int(self.headers.get("content-length", "0"))
-                body = self.rfile.read(length)
-                with receiver._lock:
-                    action = receiver.script[min(receiver._calls, len(receiver.script) - 1)]
-                    receiver._calls += 1
-                    receiver.received.append(Received({k.lower(): v for k, v in self.headers.items()}, body))
-                if action == "reset":
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    self.close_connection = True
-                    self.connection.close()
-                    return
-                if action == "hang":
-                    time.sleep(receiver.hang_s)
-                    action = 200
-                status, headers = (action, {}) if isinstance(action, int) else action
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("content-length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-        class QuietServer(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: object, client_address: object) -> None:
-                pass
-
-        self.server = QuietServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def handle(self, request: BaseHTTPRequestHandler, body: bytes) -> None:
+        with self._lock:
+            action = self.script[min(self._calls, len(self.script) - 1)]
+            self._calls += 1
+            self.received.append(Received({k.lower(): v for k, v in request.headers.items()}, body))
+        if action == "reset":
+            self.reset(request)
+            return
+        if action == "hang":
+            time.sleep(self.hang_s)
+            action = 200
+        status, headers = (action, {}) if isinstance(action, int) else action
+        self.reply(request, status, headers)

@@ -23,7 +23,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from tests.detect.webhook_server import LoopbackHttpServer
 from pathlib import Path
 from typing import Any
 
@@ -244,15 +244,12 @@ def tally(settings: Any, video_ids: list[str], receiver: "WebhookReceiver | None
 
 
 # -- a webhook receiver whose behaviour the test switches at run time ---------------------------
-class WebhookReceiver:
+class WebhookReceiver(LoopbackHttpServer):
     """Modes: ``ok`` (200), an int status (e.g. 500, 410), ``hang`` (sleep past the client's
     timeout), ``reset`` (abort the TCP connection). ``acked`` lists the ``webhook-id`` of every
     2xx answer, ``attempts`` of every request; signatures are checked with ``secret``."""
 
     def __init__(self, secret: str, mode: Any = "ok", hang_s: float = 2.0) -> None:
-        import socket
-        import struct
-
         from detect.signing import SigningKey
 
         self.mode = mode
@@ -262,51 +259,29 @@ class WebhookReceiver:
         self.bad_signatures = 0
         self._key = SigningKey(secret)
         self._lock = threading.Lock()
-        outer = self
+        self.start(poll_interval=0.05)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                wid = self.headers.get("webhook-id", "")
-                mode = outer.mode
-                with outer._lock:
-                    outer.attempts.append((wid, mode))
-                if mode == "reset":
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    self.close_connection = True
-                    self.connection.close()
-                    return
-                if mode == "hang":
-                    time.sleep(outer.hang_s)
-                    self.close_connection = True
-                    return
-                status = 200 if mode == "ok" else int(mode)
-                if status == 200:
-                    if not outer._verify(wid, body, self.headers):
-                        outer.bad_signatures += 1
-                        status = 401
-                    else:
-                        with outer._lock:
-                            outer.acked.append(wid)
-                self.send_response(status)
-                self.send_header("content-length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: object, client_address: object) -> None:
-                pass
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
+    def handle(self, request: Any, body: bytes) -> None:
+        wid = request.headers.get("webhook-id", "")
+        mode = self.mode
+        with self._lock:
+            self.attempts.append((wid, mode))
+        if mode == "reset":
+            self.reset(request)
+            return
+        if mode == "hang":
+            time.sleep(self.hang_s)
+            request.close_connection = True
+            return
+        status = 200 if mode == "ok" else int(mode)
+        if status == 200:
+            if not self._verify(wid, body, request.headers):
+                self.bad_signatures += 1
+                status = 401
+            else:
+                with self._lock:
+                    self.acked.append(wid)
+        self.reply(request, status)
 
     def _verify(self, wid: str, body: bytes, headers: Any) -> bool:
         try:
@@ -315,14 +290,6 @@ class WebhookReceiver:
         except Exception:  # noqa: BLE001
             return False
         return expected in headers.get("webhook-signature", "").split()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def webhook_settings(settings: Any, receiver: WebhookReceiver, secret: str, name: str = "moderation", **kw: Any) -> Any:
