@@ -87,6 +87,8 @@ from typing import Any
 
 import numpy as np
 
+from detect.detector import TOP_COARSE_ALWAYS
+
 STAGES = ("candidates", "selector", "fetch_fine", "normalization", "fine", "alignment", "decide", "other")
 """Stages of ``Detector.detect`` timed separately; ``other`` is the rest of ``detect`` + alert records."""
 
@@ -180,37 +182,28 @@ class _Stopwatch:
         self.totals = defaultdict(float)
 
 
-class _TimedIndex:
-    """Delegates to a ``VideoIndex``; the calls the detector makes are timed by stage."""
+class _Timed:
+    """Delegates to ``inner``; the calls named in ``stages`` are timed under their stage."""
 
-    _STAGE = {
-        "search_coarse": "candidates",
-        "search_clips": "candidates",
-        "fetch_coarse": "candidates",
-        "video_info": "selector",
-        "fetch_fine": "fetch_fine",
-        "search_background": "normalization",
-    }
-
-    def __init__(self, inner: Any, watch: _Stopwatch) -> None:
-        self._inner, self._watch = inner, watch
+    def __init__(self, inner: Any, watch: _Stopwatch, stages: dict[str, str]) -> None:
+        self._inner, self._watch, self._stages = inner, watch, stages
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._inner, name)
-        stage = self._STAGE.get(name)
+        stage = self._stages.get(name)
         return self._watch.wrap(stage, attr) if stage and callable(attr) else attr
 
 
-class _TimedModels:
-    _STAGE = {"selector_scores": "selector", "compare": "fine"}
-
-    def __init__(self, inner: Any, watch: _Stopwatch) -> None:
-        self._inner, self._watch = inner, watch
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._inner, name)
-        stage = self._STAGE.get(name)
-        return self._watch.wrap(stage, attr) if stage and callable(attr) else attr
+INDEX_STAGES = {
+    "search_coarse": "candidates",
+    "search_clips": "candidates",
+    "fetch_coarse": "candidates",
+    "video_info": "selector",
+    "fetch_fine": "fetch_fine",
+    "search_background": "normalization",
+}
+"""The index calls the detector makes, by stage."""
+MODEL_STAGES = {"selector_scores": "selector", "compare": "fine"}
 
 
 @contextmanager
@@ -292,6 +285,9 @@ def _reranked_pool(
         ids = np.fromiter(cand, dtype=np.int64)
         order = np.argsort(-models.selector_scores(rep.selfsim, selfsims[ids], scores[ids]), kind="stable")
         pool.update(ids[order[: detection.rerank_top_n]].tolist())
+        # the detector also re-scores its best coarse hits whatever the selector says
+        top = np.argsort(-scores[ids], kind="stable")[: min(TOP_COARSE_ALWAYS, detection.rerank_top_n)]
+        pool.update(ids[top].tolist())
     return pool
 
 
@@ -415,7 +411,8 @@ def _locate_reference(timing: QueryTiming, rep: Any, index: Any, models: Any) ->
         timing.ref_selector_rank = order.index(timing.reference)
     from index.schema import FRAMES, row_id
 
-    rerank = order[: detector.config.rerank_top_n]
+    budget = detector.config.rerank_top_n
+    rerank = list(dict.fromkeys([*by_coarse[: min(TOP_COARSE_ALWAYS, budget)], *order]))[:budget]
     pks = [row_id(v, f"f{i}") for v in rerank for i in range(int(info.get(v, {}).get("num_frames", 0)))]
     name = index.names[FRAMES]
     t0 = time.perf_counter()
@@ -522,7 +519,7 @@ def run_query_latency(
         say(f"filled in {fill_s:.0f} s: {rows}")
 
         watch = _Stopwatch()
-        detector = Detector(_TimedModels(models, watch), _TimedIndex(index, watch), detection)
+        detector = Detector(_Timed(models, watch, MODEL_STAGES), _Timed(index, watch, INDEX_STAGES), detection)
         # warm-up (first search loads segments, first forward allocates): not counted
         t_warm = time.perf_counter()
         detector.detect(query_reps[0])

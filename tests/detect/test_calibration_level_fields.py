@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from bench.truth import GroundTruth, ScoreRow, TruthRow, read_scores_csv, write_scores_csv, write_truth_csv
 from detect.calibration import Calibration, CalibrationError, LabelledPair, calibrate, evaluate
-from detect.cli import register
+from tests.detect.test_cli import app
 from dupwatch.paths import REPO_ROOT
 
 DEFAULT = REPO_ROOT / "models" / "default"
@@ -123,17 +122,6 @@ def test_scores_csv_round_trip_with_copy_score(tmp_path: Path) -> None:
 
 
 # ---- dupwatch calibrate ------------------------------------------------------------------------
-
-
-def app() -> typer.Typer:
-    a = typer.Typer()
-
-    @a.callback()
-    def _root() -> None:
-        pass
-
-    register(a)
-    return a
 
 
 def write_files(tmp_path: Path, with_copy_score: bool = True) -> tuple[Path, Path]:
