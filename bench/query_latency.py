@@ -67,6 +67,14 @@ a reference at coarse rank 0-1), so with ``rerank_top_n`` = 20 the reference is 
 re-scored and never alerted: the misses come from the selector ordering, not from the search.
 (Synthetic distractors are an easy, unrealistic case for the coarse search and an unusual input
 for the selector; real unrelated videos would need checking.)
+
+
+After ``VideoIndex.fetch_fine`` moved to primary-key reads and the detector started re-scoring its
+best coarse hits (same machine, Lite, ``--stored-frames 1``, 13 queries; ms p50 / p95)::
+
+    videos   represent   candidates   selector   fetch_fine   fine    align   total          alerted
+    10k      154 / 557    91 / 173    17 / 28    292 / 401    109/146  6 / 9   770 / 1134    8/13
+    100k     271 / 732   600 / 1041   15 / 31    302 / 470    117/153  6 / 10  1363 / 2262   8/13
 """
 
 from __future__ import annotations
