@@ -189,6 +189,7 @@ def load_cmd(
     max_in_flight: int = typer.Option(8, "--max-in-flight", help="limits.max_in_flight_videos of the worker."),
     rate: float = typer.Option(0.0, "--rate", help="Events per second (0 = the whole backlog at once)."),
     threads: int = typer.Option(0, "--threads", help="PyTorch CPU threads (0 = library default)."),
+    timeout: float = typer.Option(3600.0, "--timeout", help="Seconds to wait for every event to be decided."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """N real-video upload events through one worker: throughput, latency p50/p99, peak RSS, lost/duplicated."""
@@ -197,7 +198,88 @@ def load_cmd(
 
     result = run_load(events, embedder=embedder, bootstrap=bootstrap or None, milvus_uri=milvus_uri or None,
                       partitions=partitions, max_in_flight=max_in_flight, rate=rate, torch_threads=threads,
-                      progress=True)
+                      timeout_s=timeout, progress=True)
     typer.echo(to_json(result) if as_json else result.table())
     if result.lost or result.duplicate_rows or result.duplicate_alerts:
         raise typer.Exit(1)
+
+
+@bench_app.command("query-latency")
+def query_latency_cmd(
+    sizes: str = typer.Option("10000,100000", "--sizes", help="Comma-separated numbers of indexed (synthetic) videos."),
+    uri: str = typer.Option("", "--uri", help="Milvus URI: a *.db path (Lite) or http://host:port (default: Lite in a temporary folder)."),
+    server: bool = typer.Option(False, "--server", help="Start a private Milvus standalone server (PyPI milvus 2.3.5) and use it."),
+    consistency: str = typer.Option("", "--search-consistency", help="Search consistency (default: MilvusConfig's; Bounded on --server)."),
+    stored_frames: int = typer.Option(0, "--stored-frames", help="Frames kept per synthetic video that no query can re-score (0 = all)."),
+    frames: str = typer.Option("10,30", "--frames", help="Min,max frames (seconds at 1 fps) per synthetic video."),
+    references: str = typer.Option("", "--references", help="Comma list of real video names (default: all of bench.sources.real_videos)."),
+    transforms: str = typer.Option("text,blur,crop", "--transforms", help="Comma list of bench.transforms.SPATIAL names per reference."),
+    repeats: int = typer.Option(3, "--repeats", help="Timed passes over the queries."),
+    bundle: Path = typer.Option(None, "--bundle", help="Model bundle (default: models/default)."),
+    threads: int = typer.Option(1, "--threads", help="PyTorch CPU threads (0 = library default)."),
+    out: Path = typer.Option(None, "--out", help="Write the full results (per query) as JSON here."),
+) -> None:
+    """Per-query latency, decoded video → alert decided (represent + detection cascade by stage), p50/p95, at N indexed videos."""
+    import json
+    from contextlib import nullcontext
+
+    from bench.query_latency import run_query_latency
+
+    lo, hi = (int(x) for x in frames.split(","))
+    ctx: object = nullcontext(None)
+    if server:
+        from dupwatch.testing.milvus_server import MilvusServer
+
+        ctx = MilvusServer()
+    results = []
+    with ctx as srv:  # type: ignore[attr-defined]
+        target = srv.uri if srv is not None else (uri or None)
+        level = consistency or ("Bounded" if target and target.startswith("http") else None)
+        for n in [int(s) for s in sizes.split(",") if s.strip()]:
+            result = run_query_latency(
+                n, uri=target, bundle=bundle, frames_range=(lo, hi), stored_frames=stored_frames or None,
+                references=[r for r in references.split(",") if r] or None, transforms=[t for t in transforms.split(",") if t],
+                repeats=repeats, threads=threads, search_consistency=level, progress=True,
+            )
+            typer.echo(result.table())
+            results.append(result.to_json())
+    if out is not None:
+        out.write_text(json.dumps(results, indent=1))
+
+
+@bench_app.command("build")
+def build_cmd(
+    out: Path = typer.Option(..., "--out", help="benchmark folder to write (videos/, truth.csv, benchmark.json)"),
+    seed: int = typer.Option(7, "--seed"),
+    sources: str = typer.Option("heldout", "--sources", help="heldout (sources never used in training), training, or all"),
+) -> None:
+    """Generate a real-video copy benchmark with ground truth, deterministic from the seed."""
+    from bench.builder import BenchmarkSpec, build_benchmark
+    from training.corpus import heldout_benchmark_spec, training_benchmark_spec
+
+    specs = {"heldout": lambda: heldout_benchmark_spec(seed=seed), "training": lambda: training_benchmark_spec(seed=seed),
+             "all": lambda: BenchmarkSpec(seed=seed)}
+    if sources not in specs:
+        typer.echo(f"dupwatch bench build: --sources must be one of {', '.join(specs)}", err=True)
+        raise typer.Exit(2)
+    bench = build_benchmark(out, specs[sources]())
+    typer.echo(f"{len(bench.derivations)} videos, {len(bench.rows)} labelled pairs -> {out}")
+
+
+@bench_app.command("normalization")
+def normalization_cmd(
+    bundle: Path = typer.Option(Path("models/default"), "--bundle"),
+    fit_bench: Path = typer.Option(..., "--fit-bench", help="benchmark folder the (k, weight) grid search runs on"),
+    fit_scores: Path = typer.Option(..., "--fit-scores", help="its scores CSV from dupwatch eval --report (fine_score column)"),
+    check_bench: Path = typer.Option(..., "--check-bench", help="a second, disjoint benchmark folder"),
+    check_scores: Path = typer.Option(..., "--check-scores"),
+    background: Path = typer.Option(..., "--background", help="folder of videos unrelated to both benchmarks"),
+) -> None:
+    """Copy and related µAP of the fine score with vs without query-bias normalization (fitted on one set, checked on another)."""
+    import json
+
+    from bench.normalization import LabelledSet, run
+
+    result = run(bundle, LabelledSet("fit", fit_bench / "truth.csv", fit_scores, fit_bench / "videos"),
+                 LabelledSet("check", check_bench / "truth.csv", check_scores, check_bench / "videos"), background)
+    typer.echo(json.dumps(result, indent=2))

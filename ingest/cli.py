@@ -6,7 +6,7 @@ Only light imports at module level; the worker, Milvus and the models load insid
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 
@@ -30,11 +30,15 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the streaming worker: Kafka uploads → models → Milvus → alerts (+ /healthz /readyz /metrics)."""
         from dupwatch.cli import configure_logging, settings_or_exit
-        from ingest.worker import serve
+        from ingest.worker import BundleRefused, serve
 
         settings = settings_or_exit(config)
         configure_logging(settings.log_level)
-        raise typer.Exit(serve(settings, embedder_factory=embedder))
+        try:
+            code = serve(settings, embedder_factory=embedder)
+        except BundleRefused as exc:
+            _refused(exc)
+        raise typer.Exit(code)
 
     @app.command("scan")
     def scan_cmd(
@@ -49,15 +53,24 @@ def register(app: typer.Typer) -> None:
         import json
 
         from dupwatch.cli import configure_logging, settings_or_exit
-        from ingest.worker import scan_directory
+        from ingest.worker import BundleRefused, scan_directory
 
         settings = settings_or_exit(config)
         configure_logging(settings.log_level)
-        for record in scan_directory(settings, directory, tenant=tenant, embedder_factory=embedder, recursive=bool(recursive)):
-            if as_json:
-                typer.echo(json.dumps(record, sort_keys=True))
-            else:
-                typer.echo(_human(record))
+        try:
+            for record in scan_directory(settings, directory, tenant=tenant, embedder_factory=embedder, recursive=bool(recursive)):
+                if as_json:
+                    typer.echo(json.dumps(record, sort_keys=True))
+                else:
+                    typer.echo(_human(record))
+        except BundleRefused as exc:
+            _refused(exc)
+
+
+def _refused(exc: Exception) -> NoReturn:
+    """A refused model bundle: one line on stderr, exit 2 (like a configuration error)."""
+    typer.echo(f"dupwatch: {exc}", err=True)
+    raise typer.Exit(2) from None
 
 
 def _human(record: dict) -> str:

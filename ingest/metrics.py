@@ -18,7 +18,7 @@ METRIC_DOCS: dict[str, str] = {
     "dupwatch_events_consumed_total": "Upload events read from Kafka (including ones later dead-lettered).",
     "dupwatch_videos_indexed_total": "Uploads whose vectors were upserted into Milvus.",
     "dupwatch_dead_letters_total": "Events sent to the dead-letter topic, by reason.",
-    "dupwatch_retries_total": "Transient failures that were retried, by reason.",
+    "dupwatch_retries_total": "Transient failures that were retried (one per retry; not the failure that exhausts the attempts), by reason.",
     "dupwatch_alerts_sent_total": "Alerts handed to the alert sink, by level.",
     "dupwatch_replays_skipped_total": "Events whose exact upload was already indexed (replays after a crash or rebalance).",
     "dupwatch_commits_total": "Offset commits that succeeded.",

@@ -203,16 +203,10 @@ class Pipeline:
         if job.status != "pending":
             return None
 
-        def on_outage(exc: TransientError) -> None:
-            self.metrics.retries.labels(reason=exc.reason).inc()
-            ctx.on_outage(exc)
-
         def attempt() -> Any:
             try:
                 return fn()
             except TransientError as exc:
-                if exc.reason not in ("milvus_unavailable", "kafka_unavailable"):
-                    self.metrics.retries.labels(reason=exc.reason).inc()
                 log.warning("transient failure (%s) for %s: %s", exc.reason, job.video_id or job.offset, exc)
                 raise
 
@@ -222,8 +216,9 @@ class Pipeline:
                 self.retry,
                 sleep=ctx.sleep,
                 should_abort=lambda: ctx.should_abort(job),
-                on_outage=on_outage,
+                on_outage=ctx.on_outage,
                 on_recovered=ctx.on_recovered,
+                on_retry=self._count_retry,
                 attempts_so_far=job.attempts,
             )
             job.attempts = used - 1
@@ -239,6 +234,10 @@ class Pipeline:
             self._dead_letter(job, exc, ctx)
         return None
 
+    def _count_retry(self, exc: TransientError) -> None:
+        """The only place ``dupwatch_retries_total`` grows: once per retried failure (``on_retry``)."""
+        self.metrics.retries.labels(reason=exc.reason).inc()
+
     def _dead_letter(self, job: Job, error: DupwatchError, ctx: StepContext, cause_reason: str | None = None) -> None:
         job.reason, job.message = error.reason, error.message
         job.attempts = max(job.attempts, 1)
@@ -248,7 +247,8 @@ class Pipeline:
             self.dead_letters.send(job, error)
 
         try:
-            call_with_retry(send, self.retry, sleep=ctx.sleep, should_abort=lambda: ctx.should_abort(job), on_outage=ctx.on_outage)
+            call_with_retry(send, self.retry, sleep=ctx.sleep, should_abort=lambda: ctx.should_abort(job), on_outage=ctx.on_outage,
+                            on_retry=self._count_retry)
         except (Aborted, RetriesExhausted):
             sent = False
         if not sent:
@@ -362,6 +362,7 @@ class Pipeline:
                 should_abort=lambda: all(ctx.should_abort(j) for j in group),
                 on_outage=ctx.on_outage,
                 on_recovered=ctx.on_recovered,
+                on_retry=self._count_retry,
             )
             return reps  # type: ignore[return-value]
         except (PermanentError, RetriesExhausted, Aborted):

