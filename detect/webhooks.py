@@ -9,11 +9,25 @@ the same across retries; every attempt carries a fresh ``webhook-timestamp`` and
 - 5xx, 408, 429, timeouts and connection errors: retried up to ``max_attempts`` with exponential
   backoff and full jitter (``uniform(0, min(backoff_max_s, backoff_initial_s·2^(n-1)))``). A
   ``Retry-After`` header (seconds or HTTP date) on 429/503 replaces the jittered delay, capped at
-  ``max_retry_after_s``. After the last attempt: dead letter (``attempts_exhausted``).
-- Any other status (400, 401, 404, 410, 3xx …): no retry; dead letter (``http_<code>``).
+  ``max_retry_after_s``. After the last attempt of one :meth:`WebhookSender.send`:
+  ``attempts_exhausted`` (recorded in the delivery log, not final: the worker's alert sink makes
+  the upload wait and sends again with the same ``webhook-id``). Once the receiver has failed
+  that alert for ``dead_letter_after_s`` (default 1 h, counted from the first failed attempt
+  seen by this process, across sends; a restart starts the window again), the round's end is
+  final instead: ``webhook_retries_exhausted``.
+- Any other status (400, 401, 404, 410, 3xx …): no retry; dead letter (``http_<code>``) at once.
 
-Results are typed (:class:`DeliveryResult`) so that the caller dead-letters the alert; nothing
-here raises for a receiver's failure. Secrets never appear in logs, reprs or results; only the
+Every final dead letter (``webhook_retries_exhausted``, ``http_<code>``, ``request_error``) is
+recorded in the delivery log **and** handed to ``dead_letters`` (a callable, e.g.
+:class:`KafkaWebhookDeadLetters` for the Kafka dead-letter topic), as a
+:class:`WebhookDeadLetter` whose :meth:`~WebhookDeadLetter.record` is an
+``ingest.events.DeadLetterRecord`` (payload = the alert body) with the reason
+``webhook_retries_exhausted`` (5xx/timeouts past the window), ``webhook_rejected`` (4xx) or
+``webhook_request_error`` (an unusable URL). The record is published before the log row is
+written, so a failing dead-letter topic (``TransientError``) leaves the alert to be retried.
+
+Results are typed (:class:`DeliveryResult`); nothing here raises for a receiver's failure (only
+for the delivery log's or the dead-letter sink's own outage). Secrets never appear in logs, reprs or results; only the
 receiver's *name* is logged (URLs may carry tokens).
 """
 
@@ -34,12 +48,113 @@ from detect.signing import SigningKey
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DeliveryResult", "RetryPolicy", "WebhookSender", "encode_body", "RETRYABLE_STATUS"]
+__all__ = ["DeliveryResult", "RetryPolicy", "WebhookSender", "encode_body", "RETRYABLE_STATUS", "WebhookDeadLetter",
+           "KafkaWebhookDeadLetters", "CollectingWebhookDeadLetters", "DLQ_REASONS"]
 
 Outcome = Literal["delivered", "already_delivered", "dead_letter", "not_subscribed"]
 RETRYABLE_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
 DEFAULT_MAX_RETRY_AFTER_S = 300.0
+DEFAULT_DEAD_LETTER_AFTER_S = 3600.0
 USER_AGENT = "dupwatch-webhooks/1"
+NOT_FINAL = "attempts_exhausted"
+"""The one dead-letter reason that is not final (the caller waits and sends again)."""
+RETRIES_EXHAUSTED = "webhook_retries_exhausted"
+DLQ_REASONS = {RETRIES_EXHAUSTED: RETRIES_EXHAUSTED, "request_error": "webhook_request_error"}
+"""Delivery-log reason → dead-letter-topic reason (``http_<code>`` → ``webhook_rejected``)."""
+MAX_TRACKED_FAILURES = 10_000
+
+
+def dlq_reason(delivery_reason: str) -> str:
+    if delivery_reason.startswith("http_"):
+        return "webhook_rejected"
+    return DLQ_REASONS.get(delivery_reason, "webhook_" + delivery_reason)
+
+
+@dataclass(frozen=True)
+class WebhookDeadLetter:
+    """A final webhook dead letter, handed to the sender's ``dead_letters`` callable."""
+
+    receiver: str
+    alert_id: str
+    delivery_reason: str
+    """As in the delivery log: ``webhook_retries_exhausted``, ``http_<code>``, ``request_error``."""
+    status_code: int | None
+    attempts: int
+    """Attempts to this receiver for this alert, over every send of this process."""
+    first_failure_at: float
+    at: float
+    detail: str
+    body: bytes = field(repr=False)
+
+    @property
+    def reason(self) -> str:
+        """The dead-letter topic's reason code (README *Events*)."""
+        return dlq_reason(self.delivery_reason)
+
+    @property
+    def message(self) -> str:
+        status = "" if self.status_code is None else f", last HTTP {self.status_code}"
+        return (f"webhook {self.receiver}: alert {self.alert_id} {self.delivery_reason} after {self.attempts} attempt(s) "
+                f"over {max(0.0, self.at - self.first_failure_at):.0f}s ({self.detail}{status})")
+
+    def record(self) -> Any:
+        """The ``ingest.events.DeadLetterRecord`` (payload = the alert body)."""
+        from datetime import datetime, timezone
+
+        from dupwatch.errors import PermanentError
+        from ingest.events import DeadLetterRecord
+
+        return DeadLetterRecord.from_error(
+            self.body, PermanentError(self.message, reason=self.reason), attempts=max(1, self.attempts),
+            first_seen=datetime.fromtimestamp(self.first_failure_at, timezone.utc),
+            last_seen=datetime.fromtimestamp(max(self.at, self.first_failure_at), timezone.utc),
+        )
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            ("dupwatch.errors.class", b"PermanentError"),
+            ("dupwatch.errors.reason", self.reason.encode()),
+            ("dupwatch.errors.message", self.message[:1024].encode("utf-8", "replace")),
+            ("dupwatch.errors.attempts", str(max(1, self.attempts)).encode()),
+            ("dupwatch.webhook.receiver", self.receiver.encode()),
+            ("dupwatch.webhook.reason", self.delivery_reason.encode()),
+            ("dupwatch.alert_id", self.alert_id.encode()),
+        ]
+
+
+class KafkaWebhookDeadLetters:
+    """Publishes :class:`WebhookDeadLetter` records to the Kafka dead-letter topic (key = alert
+    id, value = ``DeadLetterRecord`` JSON, context in headers), synchronously; a Kafka failure is
+    ``TransientError(reason="kafka_unavailable")``."""
+
+    def __init__(self, producer: Any, topic: str, *, timeout_s: float = 30.0) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.timeout_s = timeout_s
+
+    def __call__(self, dead: WebhookDeadLetter) -> None:
+        from kafka.errors import KafkaError
+
+        from dupwatch.errors import TransientError
+
+        try:
+            self.producer.send(self.topic, key=dead.alert_id.encode(), value=dead.record().model_dump_json().encode(),
+                               headers=dead.headers()).get(timeout=self.timeout_s)
+        except KafkaError as exc:
+            raise TransientError(f"producing to {self.topic} failed: {exc}", reason="kafka_unavailable") from exc
+
+    def __repr__(self) -> str:
+        return f"KafkaWebhookDeadLetters({self.topic!r})"
+
+
+class CollectingWebhookDeadLetters:
+    """Keeps the dead letters in memory (``dupwatch scan``, tests)."""
+
+    def __init__(self) -> None:
+        self.records: list[WebhookDeadLetter] = []
+
+    def __call__(self, dead: WebhookDeadLetter) -> None:
+        self.records.append(dead)
 
 
 @dataclass(frozen=True)
@@ -87,15 +202,21 @@ class RetryPolicy:
     backoff_max_s: float = 60.0
     retryable_status: frozenset[int] = RETRYABLE_STATUS
     max_retry_after_s: float = DEFAULT_MAX_RETRY_AFTER_S
+    dead_letter_after_s: float | None = DEFAULT_DEAD_LETTER_AFTER_S
+    """Retryable failures of one alert for this long (across sends) make the next exhausted round
+    final (``webhook_retries_exhausted``); ``None``: never (wait for the receiver forever)."""
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1 or self.backoff_initial_s <= 0 or self.backoff_max_s <= 0 or self.max_retry_after_s < 0:
             raise ValueError("max_attempts ≥ 1, positive backoff and non-negative max_retry_after_s required")
+        if self.dead_letter_after_s is not None and not (math.isfinite(self.dead_letter_after_s) and self.dead_letter_after_s >= 0):
+            raise ValueError("dead_letter_after_s must be finite and ≥ 0 (or None)")
 
     @classmethod
     def from_config(cls, config: Any, **overrides: Any) -> "RetryPolicy":
         values = dict(max_attempts=config.max_attempts, backoff_initial_s=config.backoff_initial_s,
-                      backoff_max_s=config.backoff_max_s)
+                      backoff_max_s=config.backoff_max_s,
+                      dead_letter_after_s=getattr(config, "dead_letter_after_s", DEFAULT_DEAD_LETTER_AFTER_S))
         values.update(overrides)
         return cls(**values)
 
@@ -150,7 +271,9 @@ class WebhookSender:
     ``clock`` returns Unix seconds (for ``webhook-timestamp`` and the log); ``sleep`` waits between
     attempts (tests pass fakes); ``http_session`` is a ``requests.Session``-like object with
     ``post``; ``rng`` draws the jitter; ``retry_policy(config)`` builds each receiver's
-    :class:`RetryPolicy` (default: its attempts/backoff settings plus ``max_retry_after_s``).
+    :class:`RetryPolicy` (default: its attempts/backoff/dead-letter settings plus
+    ``max_retry_after_s``); ``dead_letters(WebhookDeadLetter)`` receives every final dead letter
+    (the Kafka dead-letter topic in the worker: :class:`KafkaWebhookDeadLetters`).
     """
 
     def __init__(
@@ -164,6 +287,7 @@ class WebhookSender:
         rng: random.Random | None = None,
         max_retry_after_s: float = DEFAULT_MAX_RETRY_AFTER_S,
         retry_policy: Callable[[Any], RetryPolicy] | None = None,
+        dead_letters: Callable[[WebhookDeadLetter], None] | None = None,
     ) -> None:
         names = [c.name for c in configs]
         if len(names) != len(set(names)):
@@ -179,6 +303,11 @@ class WebhookSender:
             http_session = requests.Session()
         self._http = http_session
         self._rng = rng or random.Random()
+        self.dead_letters = dead_letters
+        """Receives every final dead letter; settable after construction (the worker sets it once its
+        Kafka producer exists)."""
+        self._failing: dict[tuple[str, str], tuple[float, int]] = {}
+        """(alert id, receiver) → (first failed attempt, attempts so far) of alerts still failing."""
 
     def __repr__(self) -> str:
         return f"WebhookSender(receivers={[r.name for r in self._receivers]!r})"
@@ -198,6 +327,11 @@ class WebhookSender:
         body = encode_body(payload)
         return [self._deliver(r, alert_id, body, level) for r in self._receivers]
 
+    def failing_since(self, alert_id: str, receiver: str) -> float | None:
+        """When this process first saw the alert fail at the receiver (still undelivered), or ``None``."""
+        got = self._failing.get((alert_id, receiver))
+        return None if got is None else got[0]
+
     def _deliver(self, rcv: _Receiver, alert_id: str, body: bytes, level: str | None) -> DeliveryResult:
         cfg, policy = rcv.config, rcv.policy
         if level is not None and level not in cfg.levels:
@@ -210,6 +344,8 @@ class WebhookSender:
         status: int | None = None
         detail = ""
         error: BaseException | None = None
+        key = (alert_id, rcv.name)
+        round_start = self._clock()
         for attempt in range(1, policy.max_attempts + 1):
             ts = int(self._clock())
             headers = {
@@ -230,7 +366,7 @@ class WebhookSender:
                 status, detail, error = None, f"connection_error ({type(exc).__name__})", exc
             except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                     requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader) as exc:
-                return self._dead(rcv, alert_id, attempt, None, "request_error", type(exc).__name__, exc)
+                return self._dead(rcv, alert_id, attempt, None, "request_error", type(exc).__name__, exc, body=body)
             except requests.RequestException as exc:
                 status, detail, error = None, f"request_error ({type(exc).__name__})", exc
             else:
@@ -242,22 +378,44 @@ class WebhookSender:
                     pass
                 if 200 <= status < 300:
                     self._log.mark_delivered(alert_id, rcv.name, status_code=status, attempts=attempt, at=self._clock())
+                    self._failing.pop(key, None)
                     logger.info("webhook %s: alert %s delivered (HTTP %d, attempt %d)", rcv.name, alert_id, status, attempt)
                     return DeliveryResult(rcv.name, alert_id, "delivered", attempt, status)
                 if not policy.retryable(status):
-                    return self._dead(rcv, alert_id, attempt, status, f"http_{status}", f"HTTP {status}")
+                    return self._dead(rcv, alert_id, attempt, status, f"http_{status}", f"HTTP {status}", body=body)
                 detail = f"HTTP {status}"
                 if status in (429, 503):
                     retry_after = _parse_retry_after(_header(resp_headers, "retry-after"), self._clock())
             logger.warning("webhook %s: alert %s attempt %d/%d failed: %s", rcv.name, alert_id, attempt, policy.max_attempts, detail)
             if attempt < policy.max_attempts:
                 self._sleep(policy.delay(attempt, self._rng, retry_after))
-        return self._dead(rcv, alert_id, policy.max_attempts, status, "attempts_exhausted", detail, error)
+        first, before = self._failing.get(key, (round_start, 0))
+        total = before + policy.max_attempts
+        now = self._clock()
+        if policy.dead_letter_after_s is not None and now - first >= policy.dead_letter_after_s:
+            return self._dead(rcv, alert_id, total, status, RETRIES_EXHAUSTED, detail, error, body=body)
+        if len(self._failing) >= MAX_TRACKED_FAILURES and key not in self._failing:
+            self._failing.pop(next(iter(self._failing)))  # oldest entry: an alert nobody sends any more
+        self._failing[key] = (first, total)
+        return self._dead(rcv, alert_id, policy.max_attempts, status, NOT_FINAL, detail, error)
 
     def _dead(self, rcv: _Receiver, alert_id: str, attempts: int, status: int | None, reason: str, detail: str,
-              error: BaseException | None = None) -> DeliveryResult:
-        self._log.mark_dead_letter(alert_id, rcv.name, reason=reason, status_code=status, attempts=attempts, at=self._clock())
-        logger.error("webhook %s: alert %s dead-lettered after %d attempt(s): %s (%s)", rcv.name, alert_id, attempts, reason, detail)
+              error: BaseException | None = None, *, body: bytes | None = None) -> DeliveryResult:
+        now = self._clock()
+        if reason != NOT_FINAL:
+            first, before = self._failing.get((alert_id, rcv.name), (now, 0))
+            if reason != RETRIES_EXHAUSTED:
+                attempts = before + attempts
+            if self.dead_letters is not None:
+                self.dead_letters(WebhookDeadLetter(rcv.name, alert_id, reason, status, attempts, first, now, detail,
+                                                     body if body is not None else b""))
+            self._failing.pop((alert_id, rcv.name), None)
+        self._log.mark_dead_letter(alert_id, rcv.name, reason=reason, status_code=status, attempts=attempts, at=now)
+        if reason == NOT_FINAL:
+            logger.warning("webhook %s: alert %s still failing after %d attempt(s): %s (%s); sent again later",
+                           rcv.name, alert_id, attempts, reason, detail)
+        else:
+            logger.error("webhook %s: alert %s dead-lettered after %d attempt(s): %s (%s)", rcv.name, alert_id, attempts, reason, detail)
         return DeliveryResult(rcv.name, alert_id, "dead_letter", attempts, status, reason, detail, error)
 
 

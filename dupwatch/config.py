@@ -125,6 +125,9 @@ class DecodeConfig(_Frozen):
     timeout_s: float = Field(600.0, gt=0)
     threads: int = Field(0, ge=0, le=64)
     """Decoder threads; 0 lets FFmpeg choose."""
+    inset_views: bool = True
+    """Look for a picture-in-picture inset (persistent rectangle, ``ingest/inset.py``) on the first
+    sampled frames and, when found, also return it as a second view that is indexed and searched."""
 
     @model_validator(mode="after")
     def _crop_fits(self) -> "DecodeConfig":
@@ -166,16 +169,34 @@ class DetectionConfig(_Frozen):
     coarse_top_k: int = Field(50, ge=1, le=16_384)
     clip_top_k: int = Field(100, ge=1, le=16_384)
     rerank_top_n: int = Field(20, ge=0, le=10_000)
-    """How many candidates (ordered by the selector) the fine-grained network re-scores."""
+    """Cap on the candidates the fine-grained network re-scores per upload. Without
+    ``selector_threshold`` and ``rerank_fraction`` it is also the budget: the best coarse hits, then
+    the selector's order, fill it."""
     selector_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    """DnS selection: re-score the candidates whose selector score is at least this (the
+    selector's P(re-ranking helps); the coarse score when the bundle has no selector)."""
+    rerank_fraction: float | None = Field(None, gt=0.0, le=1.0)
+    """DnS selection: re-score the top this fraction of the candidates by selector score
+    (rounded up). With ``selector_threshold`` too, a candidate is re-scored when either selects it."""
+    rerank_always_top_coarse: int = Field(5, ge=0, le=1000)
+    """The best coarse hits re-scored whatever the selector says (within ``rerank_top_n``)."""
     normalization_k: int | None = Field(None, ge=1, le=1000)
     """Top-k of the background set whose mean similarity is the query bias; ``None`` = bundle."""
     normalization_weight: float | None = Field(None, ge=0.0, le=2.0)
-    background_collection: str = "background"
+    background_collection: str = Field("background", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+    """Milvus collection ``<milvus.collection_prefix>_<this>`` holding the background set
+    (``dupwatch background build``)."""
     thresholds: ThresholdsConfig = Field(default_factory=ThresholdsConfig)
     min_segment_s: float = Field(2.0, ge=0.0)
     tenant_isolation: bool = True
-    """Only compare uploads with videos of the same tenant."""
+    """Only compare uploads with videos of the same tenant; ``false`` searches every tenant."""
+
+    @field_validator("background_collection")
+    @classmethod
+    def _not_a_video_collection(cls, value: str) -> str:
+        if value in ("video_coarse", "video_clips", "video_frames"):
+            raise ValueError(f"{value!r} is one of the video collections")
+        return value
 
 
 class WebhookConfig(_Frozen):
@@ -190,6 +211,10 @@ class WebhookConfig(_Frozen):
     max_attempts: int = Field(6, ge=1, le=50)
     backoff_initial_s: float = Field(0.5, gt=0)
     backoff_max_s: float = Field(60.0, gt=0)
+    dead_letter_after_s: float = Field(3600.0, ge=0)
+    """A receiver failing with 5xx/408/429/timeouts/connection errors for this long (since the
+    first failed attempt of an alert, across the upload's retries) gets that alert dead-lettered
+    (``webhook_retries_exhausted``) and the upload is committed; until then the upload waits."""
     levels: list[Literal["copy", "incident"]] = Field(default_factory=lambda: ["copy", "incident"])
     previous_secrets: list[SecretStr] = Field(default_factory=list, max_length=4)
     """Older secrets also signed with during key rotation (one extra signature each)."""

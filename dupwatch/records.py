@@ -25,6 +25,11 @@ class DecodedVideo:
     source_width: int
     source_height: int
     source_fps: float | None = None
+    inset: np.ndarray | None = None
+    """A picture-in-picture inset found by :mod:`ingest.inset`: ``[T, H, W, 3]`` like ``frames``
+    (same timestamps), resized and centre-cropped the same way; ``None`` when there is none."""
+    inset_box: tuple[float, float, float, float] | None = None
+    """The inset in relative display coordinates (x0, y0, x1, y1)."""
 
     def __post_init__(self) -> None:
         if self.frames.ndim != 4 or self.frames.shape[-1] != 3 or self.frames.dtype != np.uint8:
@@ -33,6 +38,8 @@ class DecodedVideo:
             raise ValueError(f"need one timestamp per frame: {self.timestamps.shape} vs T={self.frames.shape[0]}")
         if self.frames.shape[0] == 0:
             raise ValueError("a decoded video holds at least one frame")
+        if self.inset is not None and (self.inset.shape[0] != self.frames.shape[0] or self.inset.dtype != np.uint8):
+            raise ValueError(f"inset must be [T, H, W, 3] uint8 with T={self.frames.shape[0]}, got {self.inset.shape}")
 
     @property
     def num_frames(self) -> int:
@@ -63,6 +70,9 @@ class VideoRepresentation:
     fine_index: np.ndarray | None = None
     tenant: str = "default"
     meta: dict[str, str] = field(default_factory=dict)
+    inset: "VideoRepresentation | None" = None
+    """The picture-in-picture inset's own representation (video id ``<video_id>#inset``), indexed as
+    rows of its own and searched as a second view of the video; ``None`` when there is none."""
 
     def __post_init__(self) -> None:
         if self.regions.ndim != 3:
@@ -73,6 +83,20 @@ class VideoRepresentation:
             raise ValueError(f"coarse must be [D], got {self.coarse.shape}")
         if self.clips.ndim != 2 or self.clip_times.shape != (self.clips.shape[0], 2):
             raise ValueError(f"clips must be [N, D] with clip_times [N, 2], got {self.clips.shape} {self.clip_times.shape}")
+
+
+INSET_SUFFIX = "#inset"
+"""Video id suffix of an inset view's rows. ``#`` is outside the event id pattern, so no upload's
+own id can collide with it."""
+
+
+def inset_id(video_id: str) -> str:
+    return f"{video_id}{INSET_SUFFIX}"
+
+
+def parent_id(video_id: str) -> str:
+    """The uploaded video an index id belongs to (itself, or the parent of an inset view)."""
+    return video_id[: -len(INSET_SUFFIX)] if video_id.endswith(INSET_SUFFIX) else video_id
 
 
 @dataclass(frozen=True)

@@ -468,7 +468,7 @@ _ARCH_DEFAULTS = {"coarse": "dns_cg_student", "fine": "dns_fg_att_student", "fin
 
 def load_torch_models(bundle: Any, only: list[str] | None = None) -> dict[str, nn.Module]:
     """PyTorch modules (eval mode) for the bundle's artifacts that have graphs; ``only`` filters by artifact."""
-    from inference.registry import get_model
+    from inference.embedder import load_bundle_model
 
     models: dict[str, nn.Module] = {}
     wanted = list(ARTIFACT_GRAPHS) if only is None else only
@@ -487,8 +487,7 @@ def load_torch_models(bundle: Any, only: list[str] | None = None) -> dict[str, n
         if artifact == "drca":
             models["drca"] = _load_drca(bundle)
         else:
-            models[artifact] = get_model(entry.arch or _ARCH_DEFAULTS[artifact], checkpoint=bundle.path(artifact),
-                                         **entry.config)
+            models[artifact] = load_bundle_model(bundle, artifact, entry.arch or _ARCH_DEFAULTS[artifact])
     return models
 
 

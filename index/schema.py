@@ -12,6 +12,9 @@ collection             rows            vector
 ``<p>_background``     fixed set       coarse vectors of unrelated videos (normalization), IP
 =====================  ==============  ==========================================================
 
+The background collection's name after ``<p>_`` is ``detection.background_collection`` (default
+``background``); ``dupwatch background build`` fills it.
+
 Fine-grained storage (measured, see ``bench/index.py``): Milvus Lite 3.2 accepts only
 FLOAT_VECTOR and SPARSE_FLOAT_VECTOR (no FLOAT16_VECTOR, no BINARY_VECTOR), and the 2.3.5 server
 predates FLOAT16_VECTOR. The one type both accept is FLOAT_VECTOR, so every frame is one row

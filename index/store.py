@@ -16,6 +16,7 @@ replay overwrites instead of adding.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Mapping, Callable, Iterable, Sequence
@@ -26,12 +27,13 @@ import numpy as np
 
 from dupwatch.config import MilvusConfig
 from dupwatch.errors import TransientError
-from dupwatch.records import VideoRepresentation
+from dupwatch.records import VideoRepresentation, inset_id
 from index.schema import (
     BACKGROUND,
     CLIPS,
     COARSE,
     FRAMES,
+    MAX_PK_CHARS,
     IndexDims,
     IndexSpec,
     build_schema,
@@ -52,6 +54,7 @@ take the data folder's flock (DataDirLockedError), so first connects are seriali
 MAX_WRITE_BYTES = 8 * 1024 * 1024
 """Rows per upsert/query call are capped to about this many vector bytes (gRPC limit is 64 MiB)."""
 MAX_QUERY_ROWS = 16_384
+_BACKGROUND_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _UNAVAILABLE_HINTS = (
     "unavailable",
     "connect",
@@ -162,6 +165,7 @@ class VideoIndex:
         self._client: Any = None
         self._lock = threading.RLock()
         self._ready = False
+        self._background_ready: set[str] = set()
         self.server_version: str | None = None
         self.upsert_mode: str = "upsert"
         p = config.collection_prefix
@@ -202,6 +206,7 @@ class VideoIndex:
 
     def _drop_client(self) -> None:
         client, self._client, self._ready = self._client, None, False
+        self._background_ready = set()
         if client is not None:
             try:
                 client.close()
@@ -284,8 +289,12 @@ class VideoIndex:
 
     # -- writes ---------------------------------------------------------------------------
     def upsert(self, rep: VideoRepresentation) -> RowCounts:
-        """Write (or overwrite) every row of ``rep``; returns the row counts written."""
+        """Write (or overwrite) every row of ``rep``; returns the row counts written (of the video's
+        own id; a picture-in-picture inset's rows are written first, under ``<id>#inset``, so the
+        video's coarse row, written last, still marks the whole upload as indexed)."""
         self.ensure_collections()
+        if rep.inset is not None:
+            self.upsert(rep.inset)
         vid, tenant = rep.video_id, rep.tenant
         fine = rep.fine_index if rep.fine_index is not None else rep.regions
         t_count, r, d = fine.shape
@@ -334,10 +343,17 @@ class VideoIndex:
             "indexed_at_ms": int(self._clock() * 1000),
             "vector": np.asarray(rep.coarse, dtype=np.float32).tolist(),
         }
+        # Rows a previous, longer version of this video left beyond the new counts go, by primary
+        # key from the counts its coarse row recorded (a filter delete would scan the collection,
+        # which on Lite costs O(collection) per upload). A write that died before its coarse row
+        # can leave rows beyond the counts only if the video then changed; they are never read
+        # (frames are fetched by primary key below ``num_frames``) and a replay overwrites them.
+        previous = self.video_info([vid]).get(vid)
         self._upsert_rows(FRAMES, frame_rows, self.dims.fine_dim)
         self._upsert_rows(CLIPS, clip_rows, self.dims.clip)
-        self._delete_where(FRAMES, f"video_id == {escape(vid)} and frame_idx >= {t_count}")
-        self._delete_where(CLIPS, f"video_id == {escape(vid)} and clip_idx >= {clips.shape[0]}")
+        if previous is not None:
+            self._delete_ids(FRAMES, [row_id(vid, f"f{i}") for i in range(t_count, int(previous.get("num_frames") or 0))])
+            self._delete_ids(CLIPS, [row_id(vid, f"c{i}") for i in range(clips.shape[0], int(previous.get("num_clips") or 0))])
         self._upsert_rows(COARSE, [coarse_row], self.dims.coarse)
         return RowCounts(1, len(clip_rows), len(frame_rows))
 
@@ -376,8 +392,11 @@ class VideoIndex:
     def delete_video(self, video_id: str) -> int:
         """Delete every row of the video (coarse first, so it stops being a candidate at once)."""
         self.ensure_collections()
-        expr = f"video_id == {escape(video_id)}"
-        return sum(self._delete_where(kind, expr) for kind in (COARSE, CLIPS, FRAMES))
+        total = 0
+        for vid in (video_id, inset_id(video_id)):
+            expr = f"video_id == {escape(vid)}"
+            total += sum(self._delete_where(kind, expr) for kind in (COARSE, CLIPS, FRAMES))
+        return total
 
     # -- reads ----------------------------------------------------------------------------
     def has_video(self, video_id: str) -> bool:
@@ -510,22 +529,27 @@ class VideoIndex:
     def _search_consistency(self) -> str:
         return self.config.search_consistency_level or self.config.consistency_level
 
-    def _tenant_expr(self, tenant: str, exclude_video_id: str | None) -> str:
-        expr = f"tenant == {escape(tenant)}"
-        if exclude_video_id is not None:
-            expr += f" and video_id != {escape(exclude_video_id)}"
-        return expr
+    def _tenant_expr(self, tenant: str | None, exclude_video_id: str | None) -> str:
+        """The search filter: the tenant (``None``: every tenant, ``detection.tenant_isolation:
+        false``) and the query video itself left out."""
+        parts = []
+        if tenant is not None:
+            parts.append(f"tenant == {escape(tenant)}")
+        if exclude_video_id is not None:  # the video and its own picture-in-picture inset view
+            parts.append(f"video_id not in [{escape(exclude_video_id)}, {escape(inset_id(exclude_video_id))}]")
+        return " and ".join(parts)
 
     def search_coarse(
-        self, vec: np.ndarray, tenant: str, top_k: int, *, exclude_video_id: str | None = None
+        self, vec: np.ndarray, tenant: str | None, top_k: int, *, exclude_video_id: str | None = None
     ) -> list[tuple[str, float]]:
-        """Top-k videos of ``tenant`` by inner product with the coarse vector, best first."""
+        """Top-k videos of ``tenant`` (``None``: of every tenant) by inner product with the coarse
+        vector, best first."""
         vec = np.asarray(vec, dtype=np.float32).reshape(1, -1)
         hits = self._search(COARSE, vec, self._tenant_expr(tenant, exclude_video_id), top_k, ["video_id"])
         return [(str(h["entity"]["video_id"]), float(h["distance"])) for h in hits[0]]
 
     def search_clips(
-        self, vecs: np.ndarray, tenant: str, top_k: int, *, exclude_video_id: str | None = None
+        self, vecs: np.ndarray, tenant: str | None, top_k: int, *, exclude_video_id: str | None = None
     ) -> list[ClipCandidate]:
         """Top-k clips per query clip, aggregated per video (best clip score first)."""
         vecs = np.asarray(vecs, dtype=np.float32)
@@ -545,18 +569,112 @@ class VideoIndex:
         return sorted(by_video.values(), key=lambda c: -c.score)
 
     # -- background set -------------------------------------------------------------------
-    def add_background(self, ids: Sequence[str], vecs: np.ndarray) -> None:
-        """Upsert background (unrelated) coarse vectors used for similarity normalization."""
-        self.ensure_collections()
-        vecs = np.asarray(vecs, dtype=np.float32)
-        rows = [{"id": str(i), "vector": v.tolist()} for i, v in zip(ids, vecs, strict=True)]
-        self._upsert_rows(BACKGROUND, rows, self.dims.coarse)
+    def background_name(self, collection: str | None = None) -> str:
+        """Milvus name of a background collection: ``<prefix>_<collection>`` (default
+        ``<prefix>_background``; ``DetectionConfig.background_collection`` names it)."""
+        kind = collection or BACKGROUND
+        if kind in (COARSE, CLIPS, FRAMES) or not _BACKGROUND_NAME.match(kind):
+            raise ValueError(f"invalid background collection name {kind!r}")
+        return collection_name(self.config.collection_prefix, kind)
 
-    def search_background(self, vec: np.ndarray, k: int) -> np.ndarray:
-        """The top-``k`` inner products of ``vec`` with the background set, descending."""
+    def _ensure_background(self, collection: str | None) -> str:
+        """The named background collection, created (empty) and loaded if missing."""
+        name = self.background_name(collection)
+        if name == self.names[BACKGROUND]:
+            self.ensure_collections()
+            return name
+        if name in self._background_ready and self._client is not None:
+            return name
+
+        def run(client: Any) -> None:
+            timeout = self.config.timeout_s
+            if not client.has_collection(name, timeout=timeout):
+                self._create_background(client, name)
+            else:
+                self._check_dim(client, BACKGROUND, name)
+            state = client.get_load_state(name, timeout=timeout)
+            if "Loaded" not in str(state.get("state", state)):
+                client.load_collection(name, timeout=timeout)
+            self._background_ready.add(name)
+
+        self._call("ensure background", run)
+        return name
+
+    def _create_background(self, client: Any, name: str) -> None:
+        spec = self.specs[BACKGROUND]
+        index_params = client.prepare_index_params()
+        index_params.add_index(field_name="vector", index_type=spec.index_type, metric_type=spec.metric_type,
+                               params=spec.build_params())
+        client.create_collection(name, schema=build_schema(BACKGROUND, self.dims), index_params=index_params,
+                                 consistency_level=self.config.consistency_level, timeout=self.config.timeout_s)
+        log.info("created Milvus background collection %s", name)
+
+    def add_background(self, ids: Sequence[str], vecs: np.ndarray, *, collection: str | None = None) -> None:
+        """Upsert background (unrelated) coarse vectors used for similarity normalization."""
+        name = self._ensure_background(collection)
+        vecs = np.asarray(vecs, dtype=np.float32)
+        if vecs.ndim != 2 or vecs.shape[1] != self.dims.coarse:
+            raise ValueError(f"background vectors are {vecs.shape}, index holds [N, {self.dims.coarse}]")
+        rows = [{"id": str(i)[:MAX_PK_CHARS], "vector": v.tolist()} for i, v in zip(ids, vecs, strict=True)]
+        if not rows:
+            return
+        per_call = max(1, MAX_WRITE_BYTES // (self.dims.coarse * 4))
+        timeout = self.config.timeout_s
+        for start in range(0, len(rows), per_call):
+            chunk = rows[start : start + per_call]
+            if self.upsert_mode == "upsert":
+                self._call(f"upsert {name}", lambda c, chunk=chunk: c.upsert(name, chunk, timeout=timeout))
+            else:
+                ids_ = [row["id"] for row in chunk]
+                self._call(f"delete {name}", lambda c, ids_=ids_: c.delete(name, ids=ids_, timeout=timeout))
+                self._call(f"insert {name}", lambda c, chunk=chunk: c.insert(name, chunk, timeout=timeout))
+
+    def replace_background(self, ids: Sequence[str], vecs: np.ndarray, *, collection: str | None = None) -> None:
+        """Drop the background collection and write exactly these vectors (``background build
+        --rebuild``). Not atomic: a search in between sees an empty or partial set, so the caller
+        embeds everything first and the gap is only the write time."""
+        self.drop_background(collection)
+        self._ensure_background(collection)
+        self.add_background(ids, vecs, collection=collection)
+
+    def drop_background(self, collection: str | None = None) -> bool:
+        """Drop the background collection; True when it existed."""
+        name = self.background_name(collection)
+
+        def run(client: Any) -> bool:
+            if not client.has_collection(name, timeout=self.config.timeout_s):
+                return False
+            client.drop_collection(name, timeout=self.config.timeout_s)
+            return True
+
+        dropped = self._call("drop background", run)
+        self._background_ready.discard(name)
+        if name == self.names[BACKGROUND]:
+            self._ready = False  # ensure_collections recreates it on next use
+        return dropped
+
+    def count_background(self, collection: str | None = None) -> int:
+        """Rows of the background collection (0 when it does not exist)."""
+        name = self.background_name(collection)
+
+        def run(client: Any) -> int:
+            timeout = self.config.timeout_s
+            if not client.has_collection(name, timeout=timeout):
+                return 0
+            state = client.get_load_state(name, timeout=timeout)
+            if "Loaded" not in str(state.get("state", state)):
+                client.load_collection(name, timeout=timeout)
+            got = client.query(name, filter="", output_fields=["count(*)"], timeout=self.config.timeout_s,
+                               consistency_level=self.config.consistency_level)
+            return int(got[0]["count(*)"]) if got else 0
+
+        return self._call("count background", run)
+
+    def search_background(self, vec: np.ndarray, k: int, *, collection: str | None = None) -> np.ndarray:
+        """The top-``k`` inner products of ``vec`` with the background set, descending (empty when
+        the collection is empty or missing)."""
         vec = np.asarray(vec, dtype=np.float32).reshape(1, -1)
-        self.ensure_collections()
-        name = self.names[BACKGROUND]
+        name = self._ensure_background(collection)
         hits = self._call(
             "search background",
             lambda c: c.search(

@@ -18,7 +18,7 @@ coarse → mean of region vectors (L2), selector → coarse score order, fine �
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dupwatch.records import DecodedVideo, VideoRepresentation
+from dupwatch.records import DecodedVideo, VideoRepresentation, inset_id
 from inference.bundle import Bundle, BundleError, load_bundle
 
 if TYPE_CHECKING:
@@ -51,6 +51,19 @@ def _pick_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def load_bundle_model(bundle: Bundle, name: str, arch: str) -> torch.nn.Module:
+    """A bundle artifact as an eval-mode module: the architecture is rebuilt from the checkpoint
+    (the manifest's ``config`` records how it was trained, not constructor arguments), and the
+    serving-time option it carries (``min_frames``) is applied."""
+    from inference.registry import get_model
+
+    model = get_model(arch, checkpoint=bundle.path(name))
+    entry = bundle.entry(name)
+    if "min_frames" in entry.config and hasattr(model, "min_frames"):
+        model.min_frames = max(int(model.min_frames), int(entry.config["min_frames"]))
+    return model.eval()
 
 
 class VideoModels:
@@ -102,10 +115,7 @@ class VideoModels:
         arch = entry.arch or allowed[0]
         if arch not in allowed:
             raise BundleError(f"bundle artifact {name!r} has arch {arch!r}; expected one of {', '.join(allowed)}")
-        model = get_model(arch, checkpoint=self.bundle.path(name))
-        if "min_frames" in entry.config and hasattr(model, "min_frames"):
-            model.min_frames = max(int(model.min_frames), int(entry.config["min_frames"]))
-        return model.eval().to(self.device)
+        return load_bundle_model(self.bundle, name, arch).to(self.device)
 
     @property
     def version(self) -> str:
@@ -150,18 +160,27 @@ class VideoModels:
         )
 
     def represent(self, video: DecodedVideo, *, tenant: str = "default") -> VideoRepresentation:
-        return self.represent_regions(video.video_id, self.regions(video.frames), video.timestamps, tenant=tenant, frames=video.frames)
+        return self.represent_batch([video], [tenant])[0]
 
     def represent_batch(self, videos: Sequence[DecodedVideo], tenants: Sequence[str]) -> list[VideoRepresentation]:
-        """Frames of several videos go through the backbone together (fewer, fuller batches)."""
+        """Frames of several videos (and of their picture-in-picture insets) go through the
+        backbone together (fewer, fuller batches)."""
         if not videos:
             return []
-        all_frames = np.concatenate([v.frames for v in videos])
-        regions = self.regions(all_frames)
+        views = [v.frames for v in videos] + [v.inset for v in videos if v.inset is not None]
+        regions = self.regions(np.concatenate(views))
         out, start = [], 0
         for video, tenant in zip(videos, tenants):
             end = start + video.num_frames
             out.append(self.represent_regions(video.video_id, regions[start:end], video.timestamps, tenant=tenant, frames=video.frames))
+            start = end
+        for i, (video, tenant) in enumerate(zip(videos, tenants)):
+            if video.inset is None:
+                continue
+            end = start + video.num_frames
+            inset = self.represent_regions(inset_id(video.video_id), regions[start:end], video.timestamps, tenant=tenant,
+                                           frames=video.inset)
+            out[i] = replace(out[i], inset=inset)
             start = end
         return out
 

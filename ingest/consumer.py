@@ -29,7 +29,7 @@ from dupwatch.config import KafkaConfig, LimitsConfig
 from dupwatch.errors import TransientError
 from ingest.health import HealthState
 from ingest.metrics import WorkerMetrics
-from ingest.pipeline import Job, Pipeline, StepContext
+from ingest.pipeline import Job, Pipeline, StepContext, fault_point
 
 log = logging.getLogger(__name__)
 
@@ -363,6 +363,7 @@ class UploadConsumer:
             self.commit_policy.did_commit()
             return
         payload = {tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()}
+        fault_point("pre_commit")
         try:
             self._consumer.commit(payload)
         except CommitFailedError as exc:
@@ -372,6 +373,7 @@ class UploadConsumer:
             log.warning("commit failed (will retry): %s", exc)
             self._set_kafka(False)
             return
+        fault_point("post_commit")
         self._tracker.committed(offsets)
         self.commit_policy.did_commit()
         self.metrics.commits.inc()

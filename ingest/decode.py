@@ -9,6 +9,13 @@ time base are timed by their index and the stream rate (25 fps if none is known)
 Resize: short side to ``short_side`` with bicubic (the official pipelines use cv2 INTER_CUBIC),
 then a centre square of ``crop``. Display rotation (``frame.rotation``) is applied to the crop.
 
+Picture in picture (``DecodeConfig.inset_views``, on by default): the whole resized frame (before
+the centre crop) of the first :data:`ingest.inset.DETECT_FRAMES` sampled frames is kept, an inset
+rectangle is looked for on them once (:mod:`ingest.inset`), and when one is found every sampled
+frame's inset is also cut out, resized and centre-cropped like the main view
+(``DecodedVideo.inset``). Extra memory: those few whole frames, then one crop per frame; extra
+time: one detection (tens of ms) and, for videos with an inset, one more resize per frame.
+
 Seeking (``mode="auto"``): with a full sample index (MP4/MOV), when a keyframe lies between the
 decoder's position and the next wanted time, we seek to the wanted time (the demuxer lands on that
 keyframe) instead of decoding the frames in between. It never decodes more frames than a full
@@ -54,6 +61,7 @@ import numpy as np
 from dupwatch.config import DecodeConfig
 from dupwatch.errors import PermanentError
 from dupwatch.records import DecodedVideo
+from ingest.inset import DETECT_FRAMES, InsetBox, detect_inset
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +105,7 @@ class DecodeStats:
     seek_used: bool = False
     truncated: bool = False
     wall_s: float = 0.0
+    inset_found: bool = False
 
 
 def decode_video(path: Path | str, config: DecodeConfig, video_id: str, *, mode: SeekMode = "auto") -> DecodedVideo:
@@ -276,17 +285,23 @@ def _seek_margin(fps: float) -> float:
 # -- frame conversion ---------------------------------------------------------------------------
 
 
-def _to_crop(frame: Any, config: DecodeConfig) -> np.ndarray:
-    """Short side → ``short_side`` (bicubic), centre ``crop``², RGB uint8, display rotation applied."""
+def _to_crop(frame: Any, config: DecodeConfig, *, keep_context: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Short side → ``short_side`` (bicubic), centre ``crop``², RGB uint8, display rotation applied.
+
+    With ``keep_context`` also the whole resized frame (rotated like the crop), which the inset
+    detector and the inset view are cut from; ``None`` for extreme aspect ratios (never resized whole).
+    """
     w, h = frame.width, frame.height
     short = config.short_side
     scale = short / min(w, h)
     sw, sh = max(short, round(w * scale)), max(short, round(h * scale))
     c = config.crop
+    context = None
     if max(sw, sh) <= MAX_ASPECT_FAST * short:
         rgb = frame.reformat(width=sw, height=sh, format="rgb24", interpolation="BICUBIC").to_ndarray()
         y0, x0 = (sh - c) // 2, (sw - c) // 2
         out = rgb[y0 : y0 + c, x0 : x0 + c]
+        context = rgb if keep_context else None
     else:
         # Extreme aspect: take the source region that maps onto the crop, then scale only that.
         side = max(1, round(c / scale))
@@ -298,7 +313,77 @@ def _to_crop(frame: Any, config: DecodeConfig) -> np.ndarray:
     turns = round(rotation / 90) % 4
     if turns:
         out = np.rot90(out, k=turns)  # FFmpeg's display matrix angle is counter-clockwise
+        context = np.rot90(context, k=turns) if context is not None else None
+    return np.ascontiguousarray(out), context
+
+
+def _inset_view(context: np.ndarray, box: InsetBox, config: DecodeConfig) -> np.ndarray:
+    """The inset cut from a whole resized frame, then resized and centre-cropped like the main view."""
+    h, w = context.shape[:2]
+    x0, y0, x1, y1 = box.pixels(w, h)
+    region = np.ascontiguousarray(context[y0:y1, x0:x1])
+    rh, rw = region.shape[:2]
+    short = config.short_side
+    scale = short / max(1, min(rw, rh))
+    sw, sh = max(short, round(rw * scale)), max(short, round(rh * scale))
+    limit = int(MAX_ASPECT_FAST * short)
+    sw, sh = min(sw, limit), min(sh, limit)  # a sliver of an inset is squeezed, never blown up
+    big = av.VideoFrame.from_ndarray(region, format="rgb24").reformat(width=sw, height=sh, interpolation="BICUBIC").to_ndarray()
+    c = config.crop
+    oy, ox = max(0, (sh - c) // 2), max(0, (sw - c) // 2)
+    out = big[oy : oy + c, ox : ox + c]
+    if out.shape[:2] != (c, c):  # a sliver narrower than the crop: pad, never fail
+        out = np.pad(out, ((0, c - out.shape[0]), (0, c - out.shape[1]), (0, 0)))
     return np.ascontiguousarray(out)
+
+
+class _InsetTracker:
+    """Keeps the first :data:`~ingest.inset.DETECT_FRAMES` whole frames, detects the inset on them
+    once, then cuts the inset view from every sampled frame (memory: those frames, then nothing)."""
+
+    def __init__(self, config: DecodeConfig) -> None:
+        self.config = config
+        self.active = config.inset_views
+        self.pending: list[np.ndarray] = []
+        self.box: InsetBox | None = None
+        self.views: list[np.ndarray] = []
+        self.decided = False
+
+    @property
+    def wants_context(self) -> bool:
+        return self.active and (not self.decided or self.box is not None)
+
+    def add(self, context: np.ndarray | None) -> None:
+        if not self.wants_context:
+            return
+        if context is None or (self.pending and context.shape != self.pending[0].shape):
+            self._give_up()  # no whole frame (extreme aspect) or a size change mid-stream
+            return
+        if self.decided:
+            self.views.append(_inset_view(context, self.box, self.config))  # type: ignore[arg-type]
+            return
+        self.pending.append(context)
+        if len(self.pending) >= DETECT_FRAMES:
+            self._decide()
+
+    def _decide(self) -> None:
+        self.decided = True
+        self.box = detect_inset(np.stack(self.pending)) if len(self.pending) else None
+        if self.box is not None:
+            self.views = [_inset_view(c, self.box, self.config) for c in self.pending]
+        self.pending = []
+
+    def _give_up(self) -> None:
+        self.active, self.box, self.views, self.pending = False, None, [], []
+
+    def finish(self, frames: int) -> tuple[np.ndarray | None, tuple[float, float, float, float] | None]:
+        if self.active and not self.decided:
+            self._decide()
+        if not self.active or self.box is None or len(self.views) != frames:
+            return None, None
+        b = self.box
+        log.debug("inset view %s (line contrast %.2f)", b.as_list(), b.coverage)
+        return np.stack(self.views), (b.x0, b.y0, b.x1, b.y1)
 
 
 # -- the decode loop ----------------------------------------------------------------------------
@@ -329,7 +414,7 @@ def _decode(path: Path, config: DecodeConfig, video_id: str, mode: SeekMode) -> 
         stream.thread_type = "AUTO"
         if config.threads:
             codec_ctx.thread_count = config.threads
-        frames, times, src_size, end_t, clean = _sample(container, stream, config, mode, deadline, stats)
+        frames, times, src_size, end_t, clean, (inset_view, inset_box) = _sample(container, stream, config, mode, deadline, stats)
     except PermanentError:
         raise
     except av.error.DecoderNotFoundError as exc:
@@ -358,7 +443,10 @@ def _decode(path: Path, config: DecodeConfig, video_id: str, mode: SeekMode) -> 
         source_width=src_size[0],
         source_height=src_size[1],
         source_fps=rate,
+        inset=inset_view,
+        inset_box=inset_box,
     )
+    stats.inset_found = inset_box is not None
     return video, stats
 
 
@@ -369,8 +457,9 @@ def _frames(container: Any, stream: Any) -> Iterator[Any]:
 
 def _sample(
     container: Any, stream: Any, config: DecodeConfig, mode: SeekMode, deadline: float, stats: DecodeStats
-) -> tuple[list[np.ndarray], list[float], tuple[int, int], float, bool]:
-    """The sampling loop. Returns (crops, times, display size, latest frame time seen, ended cleanly)."""
+) -> tuple[list[np.ndarray], list[float], tuple[int, int], float, bool, tuple[np.ndarray | None, tuple[float, float, float, float] | None]]:
+    """The sampling loop. Returns (crops, times, display size, latest frame time seen, ended cleanly,
+    (inset view, inset box))."""
     fps = config.fps
     tb: Fraction | None = stream.time_base if stream.time_base and stream.time_base.numerator > 0 else None
     rate = _rate(stream) or FALLBACK_FPS
@@ -381,6 +470,7 @@ def _sample(
 
     crops: list[np.ndarray] = []
     times: list[float] = []
+    inset = _InsetTracker(config)
     src_size = (0, 0)
     decoded_bytes = 0
     next_k = 0
@@ -430,7 +520,8 @@ def _sample(
         if t < last_t or t < next_k / fps - 1e-6:
             continue  # before the wanted time (or out of order): skip without converting
         try:
-            crop = _to_crop(frame, config)
+            crop, context = _to_crop(frame, config, keep_context=inset.wants_context)
+            inset.add(context)
         except (av.error.FFmpegError, ValueError) as exc:
             raise PermanentError(f"cannot convert {frame.format.name} {frame.width}x{frame.height} frames to RGB: {exc}", reason="unsupported_codec") from None
         if not crops:
@@ -447,7 +538,7 @@ def _sample(
                 iterator = _frames(container, stream)
                 seek_from = t
 
-    return crops, times, src_size, end_t, clean
+    return crops, times, src_size, end_t, clean, inset.finish(len(crops))
 
 
 def _maybe_seek(

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +37,75 @@ from ingest.retry import Aborted, RetriesExhausted, RetryPolicy, call_with_retry
 log = logging.getLogger(__name__)
 
 RETRIES_EXHAUSTED = "retries_exhausted"
+
+
+# -- fault injection (a test hook, never set in production) -----------------------------------
+FAULT_KILL_ENV = "DUPWATCH_FAULT_KILL_AT"
+"""``PHASE:N``: the worker SIGKILLs its own process the N-th time (N ≥ 1) it enters PHASE.
+
+A test hook for the crash tests (issue #11: kills during decode, inference, Milvus write, webhook
+send, before and after the offset commit), read once when a :class:`ingest.worker.Worker` is
+built (:func:`arm_fault_hook`). Unset (the only production setting) it costs one ``is None``
+test per phase entry. Phases (:data:`FAULT_PHASES`):
+
+- ``decode``: before fetching + decoding one upload (each attempt);
+- ``embed``: before one embedder call (a batch of uploads, or one upload);
+- ``index_write``: before one Milvus row-write call of the upsert (frames, clips, then the
+  coarse row, each ≥ 1 call), so ``index_write:2`` dies after the frame rows of the first upload
+  were written and before its clip and coarse rows: a half-written video;
+- ``alert_send``: before handing one alert to the sinks (Kafka alerts topic, then webhooks);
+- ``pre_commit`` / ``post_commit``: right before / after one Kafka offset commit.
+"""
+FAULT_PHASES = ("decode", "embed", "index_write", "alert_send", "pre_commit", "post_commit")
+
+
+class _KillAt:
+    def __init__(self, phase: str, n: int) -> None:
+        self.phase, self.n, self.seen = phase, n, 0
+
+    def __call__(self, phase: str) -> None:
+        if phase != self.phase:
+            return
+        self.seen += 1
+        if self.seen == self.n:
+            log.warning("fault hook %s=%s:%d: SIGKILL now", FAULT_KILL_ENV, phase, self.n)
+            for handler in logging.getLogger().handlers:
+                try:
+                    handler.flush()
+                except Exception:  # noqa: BLE001 - dying anyway
+                    pass
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+_kill_at: _KillAt | None = None
+
+
+def parse_fault_spec(spec: str) -> tuple[str, int]:
+    """``"decode:3"`` → ``("decode", 3)``; ValueError on an unknown phase or N < 1."""
+    phase, sep, count = spec.strip().partition(":")
+    n = int(count) if sep else 1
+    if phase not in FAULT_PHASES or n < 1:
+        raise ValueError(f"{FAULT_KILL_ENV}={spec!r}: expected PHASE:N with PHASE in {', '.join(FAULT_PHASES)} and N >= 1")
+    return phase, n
+
+
+def arm_fault_hook(spec: str | None = None) -> tuple[str, int] | None:
+    """Read :data:`FAULT_KILL_ENV` (or ``spec``) once and arm the hook; returns what was armed."""
+    global _kill_at
+    spec = os.environ.get(FAULT_KILL_ENV, "") if spec is None else spec
+    if not spec.strip():
+        _kill_at = None
+        return None
+    phase, n = parse_fault_spec(spec)
+    _kill_at = _KillAt(phase, n)
+    log.warning("fault hook armed: SIGKILL on entry %d into phase %s (test hook %s)", n, phase, FAULT_KILL_ENV)
+    return phase, n
+
+
+def fault_point(phase: str) -> None:
+    """The worker enters ``phase``: a no-op unless :func:`arm_fault_hook` armed a kill."""
+    if _kill_at is not None:
+        _kill_at(phase)
 
 
 # -- protocols ------------------------------------------------------------------------------
@@ -277,7 +348,7 @@ class Pipeline:
         for job in jobs:
             if job.status == "pending":
                 t0 = time.perf_counter()
-                job.decoded = self._run(job, ctx, lambda job=job: self.decoder.decode(job.event.video_id, job.event.uri))
+                job.decoded = self._run(job, ctx, lambda job=job: self._decode(job))
                 self.metrics.decode_seconds.observe(time.perf_counter() - t0)
         self._embed(jobs, ctx)
         for job in jobs:
@@ -288,7 +359,7 @@ class Pipeline:
             job.alerts = self._run(job, ctx, lambda job=job: list(self.detector.detect(job.rep))) or []
             self.metrics.detect_seconds.observe(time.perf_counter() - t0)
             for alert in job.alerts:
-                self._run(job, ctx, lambda alert=alert: self.alert_sink.send(alert))
+                self._run(job, ctx, lambda alert=alert: self._send_alert(alert))
                 if job.status == "pending":
                     self.metrics.alerts_sent.labels(level=str(getattr(alert, "level", "unknown"))).inc()
             if job.status != "pending":
@@ -301,6 +372,14 @@ class Pipeline:
                 job.status = "indexed"
                 job.decoded = None  # free the frames early
                 self.consecutive_dead = 0
+
+    def _decode(self, job: Job) -> DecodedVideo:
+        fault_point("decode")
+        return self.decoder.decode(job.event.video_id, job.event.uri)
+
+    def _send_alert(self, alert: Any) -> None:
+        fault_point("alert_send")
+        self.alert_sink.send(alert)
 
     def _already_done(self, job: Job, ctx: StepContext) -> bool:
         """True when the index holds this very event, embedded by this very model version.
@@ -341,9 +420,13 @@ class Pipeline:
                     continue
             for job in group:  # one by one: no batch path, or isolating a poison video
                 if job.status == "pending":
-                    rep = self._run(job, ctx, lambda job=job: self.embedder.embed(job.decoded, job.event.tenant))
+                    rep = self._run(job, ctx, lambda job=job: self._embed_one(job))
                     job.rep = self._stamp(job, rep) if rep is not None else None
             self.metrics.inference_seconds.observe(time.perf_counter() - t0)
+
+    def _embed_one(self, job: Job) -> VideoRepresentation:
+        fault_point("embed")
+        return self.embedder.embed(job.decoded, job.event.tenant)
 
     @staticmethod
     def _stamp(job: Job, rep: VideoRepresentation) -> VideoRepresentation:
@@ -355,8 +438,12 @@ class Pipeline:
         videos = [j.decoded for j in group]
         tenants = [j.event.tenant for j in group]
         try:
+            def run_batch() -> list[VideoRepresentation]:
+                fault_point("embed")
+                return list(batch_fn(videos, tenants))
+
             reps, _ = call_with_retry(
-                lambda: list(batch_fn(videos, tenants)),
+                run_batch,
                 self.retry,
                 sleep=ctx.sleep,
                 should_abort=lambda: all(ctx.should_abort(j) for j in group),

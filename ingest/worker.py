@@ -9,6 +9,11 @@ The embedder comes from a factory ``factory(settings) -> Embedder``; the default
 ``inference.embedder:build_embedder``. The object must have ``embed`` (and may have
 ``embed_batch``) and an ``index_dims`` attribute (:class:`index.schema.IndexDims`); its optional
 ``version`` string is stored as the bundle version of each indexed video.
+
+Test hook: ``DUPWATCH_FAULT_KILL_AT=PHASE:N`` (``ingest.pipeline.FAULT_KILL_ENV``), read once when
+the :class:`Worker` is built, makes the process SIGKILL itself the N-th time it enters PHASE
+(decode, embed, index_write, alert_send, pre_commit, post_commit); the crash tests use it to kill
+at chosen points. Unset, nothing is wrapped and each phase costs one ``is None`` test.
 """
 
 from __future__ import annotations
@@ -35,8 +40,10 @@ from ingest.pipeline import (
     Job,
     NoDetector,
     Pipeline,
+    arm_fault_hook,
     dead_letter_headers,
     dead_letter_record,
+    fault_point,
 )
 
 log = logging.getLogger(__name__)
@@ -224,6 +231,30 @@ class WebhookAlertSink:
             raise TransientError(f"webhook delivery failed: {names}", reason="webhook_unavailable")
 
 
+def kill_on_index_writes(index: Any) -> None:
+    """Route the ``index_write`` fault point through every Milvus row write (``upsert``/``insert``
+    calls) of ``index``; installed only when the hook is armed for that phase."""
+    call = index._call
+
+    def call_with_fault_point(what: str, fn: Callable[[Any], Any]) -> Any:
+        if what.startswith(("upsert ", "insert ")):
+            fault_point("index_write")
+        return call(what, fn)
+
+    index._call = call_with_fault_point
+
+
+def _wire_webhook_dead_letters(alert_sinks: Sequence[Any], producer: Any, topic: str) -> None:
+    """Webhook senders that were built without a dead-letter publisher publish their final failures
+    (4xx, or 5xx/timeouts past ``dead_letter_after_s``) to the worker's dead-letter topic."""
+    from detect.webhooks import KafkaWebhookDeadLetters
+
+    for sink in alert_sinks:
+        sender = getattr(sink, "sender", None)
+        if sender is not None and hasattr(sender, "dead_letters") and sender.dead_letters is None:
+            sender.dead_letters = KafkaWebhookDeadLetters(producer, topic)
+
+
 class Worker:
     """The whole streaming worker for one process."""
 
@@ -248,10 +279,14 @@ class Worker:
         self.embedder = VersionedEmbedder(embedder)
         dims = index_dims_of(embedder, settings.decode.crop)
         self.index = VideoIndex(settings.milvus, dims)
+        armed = arm_fault_hook()  # DUPWATCH_FAULT_KILL_AT (a test hook; unset in production)
+        if armed is not None and armed[0] == "index_write":
+            kill_on_index_writes(self.index)
         if detector is None and detector_factory is not None:
             detector = detector_factory(self.index)
         self._probe_index = VideoIndex(settings.milvus, dims)
         self.producer = _producer(settings.kafka)
+        _wire_webhook_dead_letters(alert_sinks, self.producer, settings.kafka.dead_letter_topic)
         sinks: list[AlertSink] = [KafkaAlertSink(self.producer, settings.kafka.alerts_topic), *alert_sinks]
         self.pipeline = Pipeline(
             decoder=decoder or FileDecoder(settings.sources, settings.decode),
@@ -402,6 +437,14 @@ def _scan_video_id(path: Path, used: set[str]) -> str:
     return vid
 
 
+def _file_fingerprint(path: Path) -> str:
+    """12 hex digits of (size, mtime in ns): a changed file gets a new scan event id."""
+    import hashlib
+
+    st = path.stat()
+    return hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
+
+
 def scan_directory(
     settings: Settings,
     directory: Path,
@@ -416,6 +459,15 @@ def scan_directory(
     """Run the pipeline over the video files of ``directory``; yields JSON-able records.
 
     One record per file (``type`` ``indexed`` or ``dead_letter``), then one per alert.
+
+    Re-running over the same folder into the same Milvus database is safe: each file's event id
+    is ``scan-{video_id}-{fingerprint}`` (size and modification time of the file), so a file that
+    was already indexed by an earlier scan is recognised by the pipeline's replay check and not
+    processed again: its record says ``"already_indexed": true`` with the frame and clip counts of
+    the stored rows and ``alerts: 0`` (its detections were reported by the scan that indexed it;
+    no rows are rewritten and no alert is raised twice). A file whose content changed since
+    (new size or mtime) gets a new event id and is decoded, checked and re-indexed (its rows
+    overwritten).
     """
     import json
     from datetime import datetime, timezone
@@ -449,18 +501,33 @@ def scan_directory(
     jobs = []
     for offset, path in enumerate(files):
         vid = _scan_video_id(path, used)
-        event = {"schema_version": 1, "event_id": f"scan-{vid}", "video_id": vid, "tenant": tenant, "uri": str(path), "uploaded_at": now}
+        event_id = f"scan-{vid}-{_file_fingerprint(path)}"[:128]
+        event = {"schema_version": 1, "event_id": event_id, "video_id": vid, "tenant": tenant, "uri": str(path), "uploaded_at": now}
         jobs.append((path, Job(value=json.dumps(event).encode(), offset=offset)))
     step = settings.limits.max_in_flight_videos
     try:
         for start in range(0, len(jobs), step):
             chunk = jobs[start : start + step]
             pipeline.process([j for _, j in chunk])
+            replays = [j.video_id for _, j in chunk if j.status == "indexed" and j.rep is None]
+            stored = index.video_info(replays) if replays else {}
             for path, job in chunk:
-                if job.status == "indexed":
+                if job.status == "indexed" and job.rep is None:  # indexed by an earlier scan
+                    info = stored.get(job.video_id or "", {})
+                    yield {
+                        "type": "indexed",
+                        "already_indexed": True,
+                        "file": str(path),
+                        "video_id": job.video_id,
+                        "frames": int(info.get("num_frames", 0)),
+                        "clips": int(info.get("num_clips", 0)),
+                        "alerts": 0,
+                    }
+                elif job.status == "indexed":
                     assert job.rep is not None
                     yield {
                         "type": "indexed",
+                        "already_indexed": False,
                         "file": str(path),
                         "video_id": job.video_id,
                         "frames": int(job.rep.regions.shape[0]),

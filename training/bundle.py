@@ -243,13 +243,27 @@ def evaluate_fine_similarity(bundle_dir: str | Path, bench_dir: str | Path, *, p
                 scores[k][(q, r)] = float(net.calculate_video_similarity(indexed[k][q], indexed[k][r]))
             scores["chamfer_backbone"][(q, r)] = _chamfer(raw[q], raw[r])
             scores["chamfer_pca"][(q, r)] = _chamfer(white[q], white[r])
+    # the worker's views (the video, and a picture-in-picture inset when the decoder finds one):
+    # the fine network and chamfer get the same views as the bundle, best view pair per pair
+    from bench.eval import FeatureCache, FrameCache, OursMethod, run_method
+
+    method = OursMethod(bundle_dir, FrameCache(), FeatureCache(), device="cpu")
+    videos = {n: bench / "videos" / f"{n}.mp4" for n in names}
+    method.prepare(videos)
+    scores["fine_trained_views"], scores["chamfer_pca_views"] = {}, {}
+    for q in tqdm(queries, desc="eval views", disable=not progress):
+        qv = {k: torch.from_numpy(v) for k, v in method.views(q).items()}
+        for r in names:
+            if r == q:
+                continue
+            rv = {k: torch.from_numpy(v) for k, v in method.views(r).items()}
+            combos = [(a, b) for a in qv for b in rv if not (a == "inset" and b == "inset")]
+            scores["fine_trained_views"][(q, r)] = max(method.models.compare(qv[a].numpy(), rv[b].numpy()).score for a, b in combos)
+            scores["chamfer_pca_views"][(q, r)] = max(_chamfer(qv[a], rv[b]) for a, b in combos)
     result: dict[str, object] = {k: _metrics(s, copies, incidents) for k, s in scores.items()}
     if bundle.has("copy_head"):
         # the whole bundle as the worker ranks copies: the copy head's P(copy) over the trained fine network
-        from bench.eval import FeatureCache, FrameCache, OursMethod, run_method
-
-        method = OursMethod(bundle_dir, FrameCache(), FeatureCache(), device="cpu")
-        run = run_method(method, {n: bench / "videos" / f"{n}.mp4" for n in names}, queries, progress=progress)
+        run = run_method(method, videos, queries, progress=progress)
         result["bundle_copy_head"] = _metrics(run.scores, copies, incidents)
     result["benchmark"] = {"videos": len(names), "queries": len(queries), "pairs": len(scores["fine_trained"]),
                            "copy_pairs": len(copies), "incident_pairs": len(incidents),

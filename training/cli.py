@@ -244,9 +244,9 @@ def train_evaluate_cmd(bundle: str = typer.Option("models/default", "--bundle"),
 def train_copy_head_cmd(
     bundle: str = typer.Option("models/default", "--bundle", help="bundle to add the copy head to"),
     bench: list[str] = typer.Option(None, "--bench", help="labelled benchmark dir(s); default: training-source benchmarks built under --work"),
-    seeds: str = typer.Option("1,2,3", "--seeds", help="seeds of the training-source benchmarks to build"),
+    seeds: str = typer.Option("1,2,3,4,5,6", "--seeds", help="seeds of the training-source benchmarks to build"),
     work: str = typer.Option(_WORK, "--work"),
-    l2: float = typer.Option(0.1, "--l2", help="L2 penalty of the logistic regression"),
+    l2: str = typer.Option("auto", "--l2", help="L2 penalty of the logistic regression, or 'auto': chosen by leave-one-benchmark-out copy µAP"),
 ) -> None:
     """Fit the copy head (P(copy) from the fine score and temporal evidence) on labelled pairs of
     training-source benchmarks and store it in the bundle; recalibrate afterwards (dupwatch calibrate)."""
@@ -256,7 +256,17 @@ def train_copy_head_cmd(
 
     benches = [Path(b) for b in bench] if bench else ensure_training_benchmarks(
         Path(work) / "copy_head", [int(s) for s in seeds.split(",") if s.strip()])
-    head = train_copy_head(bundle, benches, l2=l2)
+    if l2 != "auto":
+        try:
+            penalty: float | None = float(l2)
+        except ValueError:
+            typer.echo(f"dupwatch train copy-head: --l2 must be a number or 'auto', got {l2!r}", err=True)
+            raise typer.Exit(2)
+    else:
+        penalty = None
+    head = train_copy_head(bundle, benches, l2=penalty)
     typer.echo(f"copy head on {head.info['pairs']} pairs ({head.info['copies']} copies, {head.info['incident_pairs']} incidents), "
-               f"final loss {head.info['final_loss']:.4f}; written to {bundle}")
+               f"l2 {head.info['l2']:g}, final loss {head.info['final_loss']:.4f}; written to {bundle}")
+    if "l2_selection" in head.info:
+        typer.echo(f"l2 chosen by leave-one-benchmark-out copy µAP: {head.info['l2_selection']['copy_uap_by_l2']}")
     typer.echo("note: recalibrate the copy threshold on copy_score (dupwatch eval --report, then dupwatch calibrate --bundle)")

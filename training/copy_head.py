@@ -17,7 +17,7 @@ import numpy as np
 
 from detect.copy_head import CopyHead, fit_copy_head
 
-__all__ = ["PairTable", "pair_table", "train_copy_head", "ensure_training_benchmarks"]
+__all__ = ["PairTable", "pair_table", "select_l2", "train_copy_head", "ensure_training_benchmarks"]
 
 HEAD_FILE = "copy_head.json"
 
@@ -53,7 +53,7 @@ def pair_table(bundle_dir: Path | str, benches: Sequence[Path | str], *, progres
 
     from bench.eval import FeatureCache, FrameCache, OursMethod
     from bench.truth import read_truth_csv
-    from detect.detector import AlignmentParams, assess_pair
+    from detect.detector import AlignmentParams, assess_views
 
     rows, labels, names = [], [], []
     for bench in map(Path, benches):
@@ -68,21 +68,64 @@ def pair_table(bundle_dir: Path | str, benches: Sequence[Path | str], *, progres
             for r in videos:
                 if r == q:
                     continue
-                a = assess_pair(method.models, method._regions[q], method._regions[r], method._times[q], method._times[r],
-                                AlignmentParams(), None)
+                a = assess_views(method.models, method.views(q), method.views(r), method._times[q], method._times[r],
+                                 AlignmentParams(), None)
                 rows.append(a.features())
                 labels.append(truth.level_of(q, r))
                 names.append((bench.name, q, r))
     return PairTable(np.asarray(rows, np.float64), np.asarray(labels), names)
 
 
-def train_copy_head(bundle_dir: Path | str, benches: Sequence[Path | str], *, l2: float = 0.1, write: bool = True,
+L2_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
+"""Penalties :func:`select_l2` tries."""
+
+
+def _copy_uap(table: PairTable, scores: np.ndarray) -> float:
+    """Copy µAP with incident and unrelated pairs as negatives (the worker's ranking)."""
+    from bench.metrics import ScoredPair, micro_average_precision
+
+    preds = [ScoredPair(q, r, float(x)) for (_, q, r), x in zip(table.pairs, scores)]
+    copies = {(q, r) for (_, q, r), lab in zip(table.pairs, table.labels) if lab == "copy"}
+    return float(micro_average_precision(preds, copies).ap)
+
+
+def select_l2(tables: Sequence[PairTable], grid: Sequence[float] = L2_GRID) -> tuple[float, dict[str, float]]:
+    """Leave-one-benchmark-out choice of the L2 penalty: fit on all benchmarks but one, score copy
+    µAP on the one left out, average; the best mean wins (ties: the larger penalty). Held-out
+    benchmarks never take part, so the choice cannot fit them."""
+    if len(tables) < 2:
+        raise ValueError("choosing l2 by leave-one-benchmark-out needs at least two benchmarks")
+    scores: dict[str, float] = {}
+    for l2 in grid:
+        folds = []
+        for i, held in enumerate(tables):
+            rest = [t for j, t in enumerate(tables) if j != i]
+            x = np.concatenate([t.features for t in rest])
+            y = np.concatenate([t.labels == "copy" for t in rest])
+            if y.all() or not y.any() or not (held.labels == "copy").any():
+                continue
+            folds.append(_copy_uap(held, fit_copy_head(x, y, l2=l2).probability(held.features)))
+        if folds:
+            scores[f"{l2:g}"] = float(np.mean(folds))
+    if not scores:
+        raise ValueError("no benchmark fold had both copy and non-copy pairs")
+    best = max(grid, key=lambda l2: (scores.get(f"{l2:g}", -1.0), l2))
+    return float(best), scores
+
+
+def train_copy_head(bundle_dir: Path | str, benches: Sequence[Path | str], *, l2: float | None = 0.1, write: bool = True,
                     progress: bool = True) -> CopyHead:
     """Fit P(copy) on the benches' pairs (incident and unrelated pairs are the negatives) and, with
-    ``write``, store it in the bundle as the ``copy_head`` artifact."""
-    table = pair_table(bundle_dir, benches, progress=progress)
-    info = {"benchmarks": [Path(b).name for b in benches], "incident_pairs": int((table.labels == "incident").sum()),
-            "command": "dupwatch train copy-head"}
+    ``write``, store it in the bundle as the ``copy_head`` artifact. ``l2=None`` chooses the
+    penalty by :func:`select_l2` (leave one benchmark out)."""
+    tables = [pair_table(bundle_dir, [b], progress=progress) for b in benches]
+    table = PairTable(np.concatenate([t.features for t in tables]), np.concatenate([t.labels for t in tables]),
+                      [p for t in tables for p in t.pairs])
+    info: dict[str, object] = {"benchmarks": [Path(b).name for b in benches],
+                               "incident_pairs": int((table.labels == "incident").sum()), "command": "dupwatch train copy-head"}
+    if l2 is None:
+        l2, cv = select_l2(tables)
+        info["l2_selection"] = {"rule": "leave one benchmark out, mean copy µAP", "copy_uap_by_l2": cv}
     head = fit_copy_head(table.features, table.labels == "copy", l2=l2, info=info)
     if write:
         from inference.bundle import BundleWriter

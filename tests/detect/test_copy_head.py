@@ -22,6 +22,7 @@ from detect.copy_head import (
     copy_threshold_fits_head,
     fit_copy_head,
     pair_features,
+    region_layout,
 )
 from detect.levels import AlignmentEvidence, LevelThresholds, decide_level
 from dupwatch.paths import REPO_ROOT
@@ -49,7 +50,7 @@ def plateau(rng: np.random.Generator, t: int = 30, level: float = 0.85) -> np.nd
 
 def features_of(sim: np.ndarray, fine: float = 0.8) -> np.ndarray:
     _, evidence = align_pair(sim)
-    return pair_features(fine, sim, evidence)
+    return pair_features(fine, sim, evidence, (1.0, 1.0))
 
 
 # ---- pair_features -----------------------------------------------------------------------------
@@ -90,7 +91,49 @@ def test_no_path_features() -> None:
 def test_pair_features_rejects_bad_matrix(bad: np.ndarray) -> None:
     _, evidence = align_pair(ridge(np.random.default_rng(0), t=6))
     with pytest.raises(ValueError):
-        pair_features(0.5, bad, evidence)
+        pair_features(0.5, bad, evidence, (1.0, 1.0))
+
+
+# ---- region layout ------------------------------------------------------------------------------
+
+
+def _grid_frames(rng: np.random.Generator, t: int = 6, regions: int = 9, dim: int = 32) -> np.ndarray:
+    x = rng.standard_normal((t, regions, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_region_layout_one_to_one_in_place_and_mirrored() -> None:
+    rng = np.random.default_rng(0)
+    ref = _grid_frames(rng)
+    sim = np.eye(6)
+    assert region_layout(ref + 0.05 * _grid_frames(rng), ref, sim) == pytest.approx((1.0, 1.0))
+    mirrored = ref.reshape(6, 3, 3, -1)[:, :, ::-1].reshape(6, 9, -1)  # a flipped copy
+    assert region_layout(mirrored, ref, sim) == pytest.approx((1.0, 1.0))
+
+
+def test_region_layout_zoomed_second_view_piles_up() -> None:
+    """A zoom into one corner: every query region resembles one of the reference's 2 corner cells."""
+    rng = np.random.default_rng(1)
+    ref = _grid_frames(rng)
+    corner = ref[:, [0, 1, 0, 1, 0, 1, 0, 1, 0]] + 0.05 * _grid_frames(rng)
+    spread, layout = region_layout(corner, ref, np.eye(6))
+    assert spread == pytest.approx(2 / 9) and layout < 0.5
+
+
+def test_region_layout_uses_each_query_frames_best_reference_frame() -> None:
+    rng = np.random.default_rng(2)
+    ref = _grid_frames(rng)
+    query = ref[::-1].copy()  # reversed in time: the similarity matrix says which frames match
+    assert region_layout(query, ref, np.fliplr(np.eye(6)))[1] == pytest.approx(1.0)
+    assert region_layout(query, ref, np.eye(6))[1] < 0.5
+
+
+def test_region_layout_rejects_mismatched_shapes() -> None:
+    rng = np.random.default_rng(3)
+    with pytest.raises(ValueError):
+        region_layout(_grid_frames(rng, t=4), _grid_frames(rng, t=5), np.eye(4))
+    with pytest.raises(ValueError):
+        region_layout(_grid_frames(rng, regions=9), _grid_frames(rng, regions=4), np.eye(6))
 
 
 # ---- fit and serialization ---------------------------------------------------------------------
@@ -174,7 +217,7 @@ def _mutations(d: dict) -> dict[str, dict]:  # type: ignore[type-arg]
     return out
 
 
-@pytest.mark.parametrize("case", sorted(_mutations(CopyHead(FEATURES, np.zeros(13), np.ones(13), np.zeros(13), 0.0, {}).to_dict())))
+@pytest.mark.parametrize("case", sorted(_mutations(CopyHead(FEATURES, np.zeros(len(FEATURES)), np.ones(len(FEATURES)), np.zeros(len(FEATURES)), 0.0, {}).to_dict())))
 def test_from_dict_rejects(fitted, case: str) -> None:  # type: ignore[no-untyped-def]
     head, _, _ = fitted
     bad = _mutations(json.loads(json.dumps(head.to_dict())))[case]

@@ -25,9 +25,10 @@ segment in both videos' times; unrelated videos raise no alert at all; every cop
 points at a video of the same source; every webhook delivery verifies, each alert id reaches the
 receiver exactly once, and the webhook bodies equal the alerts-topic records.
 
-The bundle's thresholds are used as calibrated. Cases the default bundle does not meet are
+The bundle's thresholds are used as calibrated. Cases the default bundle does not meet would be
 ``xfail(strict=True)`` with the measured score against the threshold (:data:`XFAIL_COPY`,
-:data:`XFAIL_UNRELATED`): picture in picture at half scale.
+:data:`XFAIL_UNRELATED`); there are none. The picture-in-picture copy must match through the
+upload's inset view (``evidence.views``).
 
 The detector is observed, not replaced: a spy around the cascade keeps every decided pair (level
 ``none`` included) so that a failure prints the scores against the thresholds.
@@ -384,10 +385,9 @@ def _explain(result: RunResult, video_id: str) -> str:
 # Measured with models/default (copy head P(copy) calibrated at 0.786 for 0.95 precision; incident on the fine
 # score at 0.880 for 0.90). The run prints every decided pair with its scores (``-s``). ``strict`` turns an
 # unexpected pass into a failure so that the mark is revisited when the model changes.
-XFAIL_COPY = {
-    "pip": "picture in picture (S²VS clip at ~0.5 scale in a Ken Burns clip): P(copy) 0.755 < copy threshold 0.786 "
-           "(fine 0.603) although alignment is right (13 s segment, query coverage 0.93) -> no copy alert",
-}
+XFAIL_COPY: dict[str, str] = {}
+"""Copies the default bundle does not alert as copies (none since the decoder's picture-in-picture
+inset view: the S²VS clip at ~0.5 scale in a Ken Burns clip used to score P(copy) 0.755 < 0.786)."""
 
 
 def _copy_case(kind: str) -> Any:
@@ -414,6 +414,8 @@ def test_copy_alerts_as_copy_with_overlapping_segments(e2e: RunResult, kind: str
     scores = alert["scores"]
     assert scores["fine"] is not None and scores["normalized"] is not None
     assert alert["evidence"]["thresholds"]["copy"] == pytest.approx(e2e.thresholds.copy)
+    if kind == "pip":  # found through the upload's picture-in-picture inset view
+        assert alert["evidence"]["views"] == {"query": "inset", "reference": "main"}, alert["evidence"]
 
 
 @pytest.mark.parametrize("kind", COPY_TRANSFORMS)

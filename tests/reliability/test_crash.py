@@ -2,7 +2,9 @@
 
 Default run: 3 kills over 24 uploads (2 partitions). ``--runslow``: 20 kills over 120 uploads.
 Each kill lands a random 0-1.5 s after the worker has indexed at least one more upload, so kills
-hit decode, embed, detect, webhook delivery, the Milvus upsert and the commit at random.
+hit decode, embed, detect, webhook delivery, the Milvus upsert and the commit at random; at least
+one kill must land while the worker holds polled, uncommitted uploads (``dupwatch_in_flight_videos``
+scraped just before it). Kills at each named point are ``test_kill_points.py``.
 End state asserted: every event indexed exactly once (one coarse row per id, frame/clip rows
 matching the row's own counts), none lost, every alert id acknowledged by the webhook receiver
 (a second 200 for the same ``webhook-id`` only where a kill fell between the receiver's answer and
@@ -48,6 +50,7 @@ def _run_with_kills(kafka_broker, milvus_lite_uri, tmp_path, *, events: int, kil
     t0 = time.monotonic()
     done_kills = 0
     peak = 0
+    held: list[int] = []  # per kill: uploads polled but not committed a moment before it
     try:
         while done_kills < kills and not drained(settings):
             worker = start_worker(settings, tmp_path, "worker")
@@ -67,6 +70,7 @@ def _run_with_kills(kafka_broker, milvus_lite_uri, tmp_path, *, events: int, kil
 
                 wait_for(progressed, 90, "the worker indexing one more upload", interval=0.1)
                 time.sleep(rng.uniform(0.0, 1.5))
+                held.append(_uncommitted_work(worker))
             finally:
                 code = worker.kill()
                 peak = max(peak, worker.peak_rss_kib)
@@ -85,9 +89,13 @@ def _run_with_kills(kafka_broker, milvus_lite_uri, tmp_path, *, events: int, kil
         result = tally(settings, ids, receiver)
     finally:
         receiver.close()
-    result.extra.update(kills=done_kills, seconds=round(time.monotonic() - t0, 1), peak_rss_mib=round(peak / 1024, 1))
+    result.extra.update(kills=done_kills, seconds=round(time.monotonic() - t0, 1), peak_rss_mib=round(peak / 1024, 1),
+                        in_flight_at_kill=held)
     print(f"\nRELIABILITY crash: {result.row()}")
     assert done_kills >= min(kills, 2)
+    # at least one kill really landed mid-processing: the worker held polled, uncommitted uploads
+    # (scraped just before the SIGKILL) that the next worker had to process again
+    assert any(n > 0 for n in held), result.row()
     assert result.lost == 0 and result.indexed == events and result.dead_lettered == 0, result.row()
     assert result.duplicate_rows == 0, result.row()
     assert result.alert_ids > 0  # reused files are copies of each other: real alerts were raised
@@ -108,6 +116,14 @@ def test_sigkill_three_times_over_one_stream(kafka_broker, milvus_lite_uri, tmp_
 @pytest.mark.timeout(1500)
 def test_sigkill_twenty_times_over_one_stream(kafka_broker, milvus_lite_uri, tmp_path):
     _run_with_kills(kafka_broker, milvus_lite_uri, tmp_path, events=120, kills=20, seed=20)
+
+
+def _uncommitted_work(worker) -> int:
+    """``dupwatch_in_flight_videos`` (polled, not yet committed) of the live worker; 0 if unreadable."""
+    try:
+        return int(worker.metrics().get("dupwatch_in_flight_videos", 0))
+    except OSError:
+        return 0
 
 
 def _serving(worker) -> bool:

@@ -34,6 +34,7 @@ from tests.reliability.harness import (
     unique,
     upload_event,
     wait_for,
+    webhook_dead_letters,
     webhook_settings,
 )
 
@@ -135,6 +136,12 @@ def test_gone_and_bad_request_receivers_are_dead_lettered_without_retry(kafka_br
                 assert rec is not None and rec.state == "dead_letter" and rec.reason == f"http_{status}", rec
     finally:
         log.close()
+    # and each refused alert is a dead-letter record on the DLQ topic, once per receiver
+    dead = webhook_dead_letters(settings, expected=2 * result.alert_ids)
+    got = Counter((d["alert_id"], d["receiver"]) for d in dead)
+    assert set(got.values()) == {1} and len(got) == 2 * result.alert_ids, got
+    assert {d["reason"] for d in dead} == {"webhook_rejected"}
+    assert {d["receiver"] for d in dead} == {"gone", "bad"}
 
 
 def test_webhook_secret_never_in_logs_or_metrics(kafka_broker, milvus_lite_uri, tmp_path, caplog):

@@ -197,3 +197,66 @@ def test_train_copy_head_restores_a_missing_head(tmp_path: Path, tiny_bench: Pat
     train_copy_head(bundle, [tiny_bench], progress=False)
     loaded = load_bundle(bundle, verify=True)
     assert copy_head_for(loaded) is not None and copy_threshold_fits_head(loaded)
+
+
+# ---- select_l2 ---------------------------------------------------------------------------------
+
+
+def _table(seed: int, n: int = 60, noise: float = 1.0):  # type: ignore[no-untyped-def]
+    from detect.copy_head import FEATURES
+    from training.copy_head import PairTable
+
+    rng = np.random.default_rng(seed)
+    labels = np.array(["copy", "incident", "unrelated"] * (n // 3))
+    x = rng.standard_normal((n, len(FEATURES)))
+    x[:, 0] += np.where(labels == "copy", 2.0, 0.0)  # the fine score carries the signal, the rest is noise
+    x[:, 1:] *= noise
+    pairs = [(f"b{seed}", f"q{i}", f"r{i}") for i in range(n)]
+    return PairTable(x, labels, pairs)
+
+
+def test_select_l2_is_leave_one_benchmark_out() -> None:
+    from training.copy_head import L2_GRID, select_l2
+
+    tables = [_table(s) for s in range(3)]
+    best, scores = select_l2(tables)
+    assert best in L2_GRID and set(scores) == {f"{g:g}" for g in L2_GRID}
+    assert all(0.0 <= v <= 1.0 for v in scores.values())
+    assert scores[f"{best:g}"] == max(scores.values())
+    with pytest.raises(ValueError):
+        select_l2(tables[:1])
+
+
+def test_select_l2_scores_are_the_left_out_benchmarks_copy_uap() -> None:
+    """Recompute one grid point by hand: fit on two benchmarks, score the third, average."""
+    from bench.metrics import ScoredPair, micro_average_precision
+    from detect.copy_head import fit_copy_head
+    from training.copy_head import select_l2
+
+    tables = [_table(s) for s in range(3)]
+    _, scores = select_l2(tables, grid=(0.1,))
+    folds = []
+    for i, held in enumerate(tables):
+        rest = [t for j, t in enumerate(tables) if j != i]
+        head = fit_copy_head(np.concatenate([t.features for t in rest]), np.concatenate([t.labels == "copy" for t in rest]), l2=0.1)
+        p = head.probability(held.features)
+        preds = [ScoredPair(q, r, float(x)) for (_, q, r), x in zip(held.pairs, p)]
+        copies = {(q, r) for (_, q, r), lab in zip(held.pairs, held.labels) if lab == "copy"}
+        folds.append(micro_average_precision(preds, copies).ap)
+    assert scores["0.1"] == pytest.approx(float(np.mean(folds)))
+
+
+# ---- the held-out comparison behind the README (dupwatch train evaluate) ------------------------
+
+
+def test_evaluate_fine_similarity_compares_like_with_like(tiny_bench: Path) -> None:
+    from training.bundle import evaluate_fine_similarity
+
+    res = evaluate_fine_similarity(REPO_ROOT / "models" / "default", tiny_bench, progress=False)
+    methods = ("fine_trained", "fine_untrained", "chamfer_backbone", "chamfer_pca", "fine_trained_views",
+               "chamfer_pca_views", "bundle_copy_head")
+    assert set(methods) <= set(res)
+    for m in methods:
+        assert set(res[m]) == {"mAP", "uAP", "mAP_no_incidents", "uAP_no_incidents"}
+        assert all(0.0 <= v <= 1.0 for v in res[m].values()), (m, res[m])
+    assert res["benchmark"]["pairs"] > 0 and res["benchmark"]["copy_pairs"] > 0

@@ -1,0 +1,103 @@
+"""Picture-in-picture insets: found on real footage placed inside other real footage, not on plain
+videos, cut out as a second view by the decoder, indexed as rows of their own and searched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import transforms
+from bench.sources import ken_burns, real_photos, real_videos
+from bench.video_io import Clip, read_clip, write_clip
+from dupwatch.config import DecodeConfig
+from dupwatch.records import INSET_SUFFIX, inset_id, parent_id
+from ingest.decode import decode_video
+from ingest.inset import DETECT_FRAMES, detect_inset
+
+
+def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    area = lambda r: (r[2] - r[0]) * (r[3] - r[1])  # noqa: E731
+    return inter / (area(a) + area(b) - inter)
+
+
+@pytest.fixture(scope="module")
+def clips() -> dict[str, Clip]:
+    videos = {v.name: v.path for v in real_videos()}
+    photos = real_photos()
+    rng = np.random.default_rng(3)
+    return {
+        "s2vs": read_clip(videos["s2vs_example_video1"], fps=2.0, max_seconds=10.0, max_side=480),
+        "bikes": read_clip(videos["bikes"], fps=2.0, max_seconds=8.0, max_side=480),
+        "kb_cat": ken_burns(photos["chelsea"], 10.0, 2.0, rng),
+    }
+
+
+def _pip(copy: Clip, host: Clip, seed: int) -> tuple[Clip, tuple[float, float, float, float]]:
+    """Our benchmark's picture-in-picture edit, with the true box recovered from the draw."""
+    rng = np.random.default_rng(seed)
+    width, height = host.size
+    edit = transforms.picture_in_picture(copy, host, np.random.default_rng(seed))
+    scale = float(rng.uniform(0.45, 0.65))  # the same draws, in the same order, as the transform
+    pw = transforms._even(width * scale)
+    ph = min(transforms._even(width * scale * copy.size[1] / copy.size[0]), transforms._even(height * 0.9))
+    x = int(rng.integers(0, width - pw + 1))
+    y = int(rng.integers(0, height - ph + 1))
+    return edit.clip, (x / width, y / height, (x + pw) / width, (y + ph) / height)
+
+
+@pytest.mark.parametrize("copy,host,seed", [("s2vs", "kb_cat", 1), ("bikes", "kb_cat", 2), ("kb_cat", "s2vs", 3)])
+def test_inset_found_where_it_was_placed(clips: dict[str, Clip], tmp_path: Path, copy: str, host: str, seed: int) -> None:
+    clip, truth = _pip(clips[copy], clips[host], seed)
+    path = write_clip(tmp_path / "pip.mp4", clip)
+    video = decode_video(path, DecodeConfig(fps=2.0), "pip")
+    assert video.inset is not None and video.inset_box is not None
+    assert video.inset.shape == video.frames.shape
+    assert _iou(video.inset_box, truth) > 0.75, (video.inset_box, truth)
+    # the inset view shows the copy, not the host: it is closer to the copied video's own frames
+    source = decode_video(write_clip(tmp_path / "src.mp4", clips[copy]), DecodeConfig(fps=2.0), "src")
+    n = min(len(source.frames), len(video.frames))
+    err_inset = np.abs(video.inset[:n].astype(float) - source.frames[:n].astype(float)).mean()
+    err_main = np.abs(video.frames[:n].astype(float) - source.frames[:n].astype(float)).mean()
+    assert err_inset < err_main
+
+
+@pytest.mark.parametrize("name", ["s2vs", "bikes", "kb_cat"])
+def test_plain_real_video_has_no_inset(clips: dict[str, Clip], tmp_path: Path, name: str) -> None:
+    video = decode_video(write_clip(tmp_path / "plain.mp4", clips[name]), DecodeConfig(fps=2.0), "plain")
+    assert video.inset is None and video.inset_box is None
+
+
+def test_inset_views_can_be_switched_off(clips: dict[str, Clip], tmp_path: Path) -> None:
+    clip, _ = _pip(clips["s2vs"], clips["kb_cat"], 1)
+    path = write_clip(tmp_path / "pip.mp4", clip)
+    assert decode_video(path, DecodeConfig(fps=2.0, inset_views=False), "pip").inset is None
+
+
+def test_detector_needs_several_frames_and_uses_only_the_first(clips: dict[str, Clip]) -> None:
+    clip, _ = _pip(clips["s2vs"], clips["kb_cat"], 1)
+    frames = np.stack(clip.frames)
+    assert detect_inset(frames[:2]) is None  # two frames cannot tell a border from content
+    first = np.concatenate([frames, frames])[:DETECT_FRAMES]
+    later = np.random.default_rng(0).integers(0, 256, (8, *frames.shape[1:]), dtype=np.uint8)
+    found = detect_inset(first)
+    assert found is not None and detect_inset(np.concatenate([first, later])) == found
+
+
+def test_garbage_shapes_are_no_inset() -> None:
+    assert detect_inset(np.zeros((0, 64, 64, 3), np.uint8)) is None
+    assert detect_inset(np.zeros((5, 8, 8, 3), np.uint8)) is None
+    assert detect_inset(np.full((6, 64, 64, 3), 128, np.uint8)) is None  # flat grey: no edge at all
+
+
+def test_inset_ids() -> None:
+    assert inset_id("vid-1") == "vid-1" + INSET_SUFFIX
+    assert parent_id(inset_id("vid-1")) == "vid-1" and parent_id("vid-1") == "vid-1"
+    from ingest.events import ID_PATTERN
+    import re
+
+    assert re.match(ID_PATTERN, inset_id("vid-1")) is None  # no upload can be named like an inset view
