@@ -200,20 +200,23 @@ class _StageTimer:
         self.milvus = {"write": 0.0, "search": 0.0, "lookup": 0.0}
         self.alerts = 0.0
 
-    def wrap_detector(self, detector: Any) -> None:
-        detect = detector.detect
+    def _in_stage(self, stage: str, fn: Any) -> Any:
+        """``fn`` wrapped so that Milvus calls it makes count as ``stage``."""
 
-        def timed_detect(rep: Any) -> Any:
-            self.stage = "search"
+        def staged(rep: Any) -> Any:
+            self.stage = stage
             try:
-                return detect(rep)
+                return fn(rep)
             finally:
                 self.stage = "lookup"
 
-        detector.detect = timed_detect
+        return staged
+
+    def wrap_detector(self, detector: Any) -> None:
+        detector.detect = self._in_stage("search", detector.detect)
 
     def wrap_index(self, index: Any) -> None:
-        call, upsert = index._call, index.upsert
+        call = index._call
 
         def timed_call(what: str, fn: Any) -> Any:
             t0 = time.perf_counter()
@@ -222,14 +225,7 @@ class _StageTimer:
             finally:
                 self.milvus[self.stage] += time.perf_counter() - t0
 
-        def timed_upsert(rep: Any) -> Any:
-            self.stage = "write"
-            try:
-                return upsert(rep)
-            finally:
-                self.stage = "lookup"
-
-        index._call, index.upsert = timed_call, timed_upsert
+        index._call, index.upsert = timed_call, self._in_stage("write", index.upsert)
 
     def wrap_alerts(self, sink: Any) -> None:
         send = sink.send

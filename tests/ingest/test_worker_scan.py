@@ -37,15 +37,20 @@ def test_scan_indexes_rejects_and_reports_detections(tmp_path, milvus_lite_uri):
     json.dumps(records)  # JSON lines as the CLI prints them
 
 
-def test_scan_cli_json_lines(tmp_path, milvus_lite_uri):
-    folder = _folder(tmp_path)
-    env = {
+def _scan_env(milvus_lite_uri: str) -> dict[str, str]:
+    """The CLI's environment: this checkout on the path, the test's Milvus Lite file, tiny frames."""
+    return {
         "PATH": "/usr/bin:/bin",
         "PYTHONPATH": str(REPO),
         "DUPWATCH_MILVUS__URI": milvus_lite_uri,
         "DUPWATCH_DECODE__SHORT_SIDE": "64",
         "DUPWATCH_DECODE__CROP": "64",
     }
+
+
+def test_scan_cli_json_lines(tmp_path, milvus_lite_uri):
+    folder = _folder(tmp_path)
+    env = _scan_env(milvus_lite_uri)
     out = subprocess.run(
         [sys.executable, "-m", "dupwatch.cli", "scan", str(folder), "--json", "--embedder", "tests.ingest.embedders:build_embedder"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
@@ -119,13 +124,7 @@ def test_scan_twice_into_the_same_db_reports_already_indexed(tmp_path, milvus_li
 
 def test_scan_cli_twice_json_lines(tmp_path, milvus_lite_uri):
     folder = _folder(tmp_path)
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": str(REPO),
-        "DUPWATCH_MILVUS__URI": milvus_lite_uri,
-        "DUPWATCH_DECODE__SHORT_SIDE": "64",
-        "DUPWATCH_DECODE__CROP": "64",
-    }
+    env = _scan_env(milvus_lite_uri)
     runs = []
     for _ in range(2):
         out = subprocess.run(
