@@ -442,24 +442,9 @@ def _load_features(bundle: Any) -> nn.Module:
 
 
 def _load_drca(bundle: Any) -> nn.Module:
-    from inference.checkpoints import load_checkpoint
-    from inference.drca import DRCA, DRCAConfig, get_config, load_published_checkpoint
+    from inference.drca.checkpoint import load_bundle_drca
 
-    entry = bundle.entry("drca")
-    path = bundle.path("drca")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "model_config" in state and "model" in state:  # `dupwatch train drca` checkpoint
-        model = DRCA(DRCAConfig.from_dict(state["model_config"]))
-        model.load_state_dict(state["model"])
-        return model.eval()
-    cfg_dict = entry.config.get("model_config")
-    cfg = DRCAConfig.from_dict(cfg_dict) if cfg_dict else get_config(entry.config.get("preset", "s"), k=entry.config.get("k"))
-    model = DRCA(cfg)
-    if entry.kind == "torch-state-dict" and not any(k.startswith("backbone.") for k in state):
-        model.load_state_dict(load_checkpoint(path).state_dict)
-    else:
-        load_published_checkpoint(model, state)
-    return model.eval()
+    return load_bundle_drca(bundle)
 
 
 _ARCH_DEFAULTS = {"coarse": "dns_cg_student", "fine": "dns_fg_att_student", "fine_bin": "dns_fg_bin_student",

@@ -97,9 +97,9 @@ class VideoModels:
         self.methods["selector"] = "dns_selector" if self.selector is not None else "coarse-order"
         self.drca = None
         if bundle.has("drca"):
-            from inference.drca.checkpoint import load_drca  # type: ignore[attr-defined]
+            from inference.drca.checkpoint import load_bundle_drca
 
-            self.drca = load_drca(bundle.path("drca"), **bundle.entry("drca").config).eval().to(self.device)
+            self.drca = load_bundle_drca(bundle).to(self.device)
         self.methods["clips"] = "drca" if self.drca is not None else "mean-regions-8f"
 
     @classmethod
@@ -185,15 +185,18 @@ class VideoModels:
         return out
 
     def _clips(self, regions: torch.Tensor, timestamps: np.ndarray, frames: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Clip vectors ``[N, D]`` and their (start, end) seconds: the bundle's DRCA over the decoded
+        frames (clips of its ``num_frames``), else the mean of 8 frames' region vectors."""
         t = regions.shape[0]
-        starts = list(range(0, t, CLIP_FRAMES))
+        length = int(self.drca.cfg.num_frames) if (self.drca is not None and frames is not None) else CLIP_FRAMES
+        starts = list(range(0, t, length))
         times = np.asarray(timestamps, np.float32)
         step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
-        clip_times = np.array([[times[s], times[min(s + CLIP_FRAMES, t) - 1] + step] for s in starts], np.float32)
+        clip_times = np.array([[times[s], times[min(s + length, t) - 1] + step] for s in starts], np.float32)
         if self.drca is not None and frames is not None:
-            from inference.drca.embed import embed_video  # type: ignore[attr-defined]
+            from inference.drca.embed import embed_video
 
-            emb, _ = embed_video(self.drca, frames)
+            emb = embed_video(self.drca, frames).embeddings
             return np.asarray(emb, np.float32), clip_times
         per_frame = F.normalize(F.normalize(regions.float(), dim=-1).mean(dim=1), dim=-1)  # [T, D]
         clips = torch.stack([F.normalize(per_frame[s : s + CLIP_FRAMES].mean(dim=0), dim=-1) for s in starts])

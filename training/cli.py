@@ -81,6 +81,7 @@ def train_drca_cmd(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     resume: bool = typer.Option(True, help="Continue from <out>/checkpoint.pt when present."),
     evaluate: bool = typer.Option(True, help="Print copy-detection mAP of the trained vs an untrained network."),
+    bundle: str = typer.Option(None, "--bundle", help="Also store the trained network as this model bundle's drca artifact (clip vectors)."),
 ) -> None:
     """Self-supervised DRCA training on real sample videos, then DCCM fine-tuning."""
     from training.drca import DRCATrainConfig, train_drca
@@ -93,6 +94,12 @@ def train_drca_cmd(
     typer.echo(f"checkpoint: {result.checkpoint}\npublished-layout weights: {result.published}\nloss curve: {result.loss_curve}")
     if result.losses:
         typer.echo(f"loss: first {result.losses[0]:.4f} last {result.losses[-1]:.4f} ({len(result.losses)} steps)")
+    if bundle:
+        from training.drca import add_drca_to_bundle
+
+        path = add_drca_to_bundle(result.model, bundle, training={"steps_full": steps_full, "steps_dccm": steps_dccm,
+                                                                 "preset": preset, "k": k, "img_size": img_size})
+        typer.echo(f"bundle {bundle}: drca artifact {path.name} (clip vectors now come from DRCA)")
     if evaluate:
         from bench.drca import compare_trained_vs_untrained
         from training.drca import ClipCorpus, default_videos

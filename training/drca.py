@@ -342,3 +342,21 @@ def train_drca(
     torch.save(to_published_state_dict(model), published_path)
     save_loss_curve(losses, cfg.steps_full, curve_path)
     return DRCATrainResult(model, losses, ckpt_path, published_path, curve_path)
+
+
+def add_drca_to_bundle(model: DRCA, bundle_dir: str | Path, *, source: str = "dupwatch train drca",
+                       training: dict[str, object] | None = None) -> Path:
+    """Store ``model`` as the bundle's ``drca`` artifact (``{'model_config', 'model'}``, tensors only),
+    so the embedder's clip vectors (and the clips collection) come from DRCA. The clip dimension
+    changes with it: index into a new collection prefix, or rebuild the index."""
+    from inference.bundle import BundleWriter
+
+    root = Path(bundle_dir)
+    path = root / "drca.pth"
+    state = {"model_config": model.cfg.to_dict(), "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    torch.save(state, path)
+    writer = BundleWriter.update(root)
+    writer.add("drca", path, kind="torch-state-dict", arch="drca", provenance="dupwatch-training", source=source,
+               config={"model_config": model.cfg.to_dict(), **(training or {})})
+    writer.write()
+    return path

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -77,3 +78,29 @@ def load_published_checkpoint(model: DRCA, source: str | Path | Mapping[str, obj
         raise CheckpointLayoutError(f"DRCA checkpoint shape mismatch (wrong preset?): {bad_shapes[:10]}")
     model.load_state_dict(state, strict=True)
     return model
+
+
+def load_bundle_drca(bundle: Any) -> "DRCA":
+    """A model bundle's ``drca`` artifact as an eval-mode :class:`DRCA`: a ``dupwatch train drca``
+    checkpoint (``{'model_config', 'model', ...}``), our own state dict (architecture from the
+    manifest's ``config.model_config`` or ``preset``/``k``), or the authors' published layout
+    (``backbone.*``). Read with ``weights_only=True``: nothing is unpickled beyond tensors."""
+    from inference.checkpoints import load_checkpoint
+    from inference.drca.config import DRCAConfig, get_config
+    from inference.drca.model import DRCA
+
+    entry = bundle.entry("drca")
+    path = bundle.path("drca")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "model_config" in state and "model" in state:
+        model = DRCA(DRCAConfig.from_dict(state["model_config"]))
+        model.load_state_dict(state["model"])
+        return model.eval()
+    cfg_dict = entry.config.get("model_config")
+    cfg = DRCAConfig.from_dict(cfg_dict) if cfg_dict else get_config(entry.config.get("preset", "s"), k=entry.config.get("k"))
+    model = DRCA(cfg)
+    if entry.kind == "torch-state-dict" and not any(k.startswith("backbone.") for k in state):
+        model.load_state_dict(load_checkpoint(path).state_dict)
+    else:
+        load_published_checkpoint(model, state)
+    return model.eval()
