@@ -128,7 +128,7 @@ def decode_cmd(
     repeat: int = typer.Option(3, help="Best of N runs per cell."),
     synthetic: bool = typer.Option(False, help="Add a 30 s 640x360 clip with a 0.5 s keyframe interval."),
 ) -> None:
-    """Decode speed: full decode vs keyframe seeking vs auto, frames/s delivered, real-time factor."""
+    """Decode speed: full decode vs keyframe seeking vs auto (vs auto with the inset search), frames/s delivered, real-time factor."""
     from bench.decode import format_table, run
 
     typer.echo(format_table(run(list(paths or []), fps=fps, repeat=repeat, synthetic=synthetic)))

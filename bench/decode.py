@@ -63,13 +63,13 @@ class DecodeRow:
         return self.duration_s / self.wall_s
 
 
-def measure(path: Path, config: DecodeConfig, mode: SeekMode, repeat: int = 3) -> DecodeRow:
+def measure(path: Path, config: DecodeConfig, mode: SeekMode, repeat: int = 3, *, label: str | None = None) -> DecodeRow:
     best: DecodeRow | None = None
     for _ in range(repeat):
         start = time.perf_counter()
         video, stats = decode_video_with_stats(path, config, "bench", mode=mode)
         wall = time.perf_counter() - start
-        row = DecodeRow(path.name, mode, video.duration_s, video.num_frames, stats.frames_decoded, stats.seeks, wall)
+        row = DecodeRow(path.name, label or mode, video.duration_s, video.num_frames, stats.frames_decoded, stats.seeks, wall)
         if best is None or row.wall_s < best.wall_s:
             best = row
     assert best is not None
@@ -100,7 +100,10 @@ def synthetic_video(directory: Path, seconds: int = 30, gop: int = 15) -> Path:
 
 
 def run(paths: list[Path], *, fps: float = 1.0, repeat: int = 3, synthetic: bool = False) -> list[DecodeRow]:
-    config = DecodeConfig(fps=fps)
+    """Per video: ``full``, ``seek`` and ``auto`` decoding without the picture-in-picture inset
+    search, then ``inset`` = ``auto`` with it (the worker's default), side by side."""
+    config = DecodeConfig(fps=fps, inset_views=False)
+    with_inset = DecodeConfig(fps=fps, inset_views=True)
     rows: list[DecodeRow] = []
     with tempfile.TemporaryDirectory(prefix="dupwatch-bench-") as tmp:
         videos = list(paths) or default_videos()
@@ -109,6 +112,7 @@ def run(paths: list[Path], *, fps: float = 1.0, repeat: int = 3, synthetic: bool
         for path in videos:
             for mode in ("full", "seek", "auto"):
                 rows.append(measure(Path(path), config, mode, repeat))  # type: ignore[arg-type]
+            rows.append(measure(Path(path), with_inset, "auto", repeat, label="inset"))
     return rows
 
 

