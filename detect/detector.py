@@ -271,16 +271,15 @@ class Detector:
         if not coarse:
             return []
         ids = list(coarse)
-        info = self.index.video_info(ids)
+        info = self.index.video_info([*ids, *(inset_id(v) for v in ids)])  # one read: videos and their inset views
         selfsims = np.array([float(info.get(v, {}).get("selfsim", 0.0)) for v in ids], np.float32)
         coarse_arr = np.array([coarse[v] for v in ids], np.float32)
         selector = np.asarray(self.models.selector_scores(rep.selfsim, selfsims, coarse_arr), np.float32).reshape(-1)
         chosen = select_for_rerank(coarse_arr, selector, self.config)
         rerank = [ids[i] for i in chosen]
         selector_of = {v: float(selector[i]) for i, v in enumerate(ids)}
-        insets = self.index.video_info([inset_id(v) for v in rerank]) if rerank else {}
-        num_frames = {v: int(info.get(v, {}).get("num_frames") or 0) for v in rerank}
-        num_frames.update({v: int(i.get("num_frames") or 0) for v, i in insets.items()})
+        with_insets = [*rerank, *(inset_id(v) for v in rerank if inset_id(v) in info)]
+        num_frames = {v: int(info.get(v, {}).get("num_frames") or 0) for v in with_insets}
         fine_feats = self.index.fetch_fine(list(num_frames), num_frames) if rerank else {}
         bias, background_hits = self._query_bias(rep) if rerank else (0.0, 0)
         normalization = None if self.normalizer is None else {
@@ -304,9 +303,6 @@ class Detector:
             evidence = a.path_evidence
             normalized = a.fine - bias
             level = decide_level(normalized, a.level_evidence(), self.thresholds, a.copy_score)
-            extra: dict[str, Any] = {}
-            if not self.config.tenant_isolation:
-                extra["reference_tenant"] = info.get(vid, {}).get("tenant")
             out.append(
                 Detection(
                     query_id=rep.video_id,
@@ -334,23 +330,26 @@ class Detector:
                         "region_layout": round(a.layout[1], 4),
                         "thresholds": {"copy": self.thresholds.copy, "incident": self.thresholds.incident},
                         "methods": dict(self.models.methods),
-                        **extra,
+                        **self._tenant_evidence(info, vid),
                     },
                 )
             )
-        out.sort(key=lambda d: -(d.normalized if d.normalized is not None else -np.inf))
+        out.sort(key=lambda d: -float(d.normalized))  # type: ignore[arg-type]  # every re-scored pair has one
         scored = {d.ref_id for d in out}
         rest = sorted((v for v in ids if v not in scored), key=lambda v: -coarse[v])
         for vid in rest:
-            extra = {"reference_tenant": info.get(vid, {}).get("tenant")} if not self.config.tenant_isolation else {}
             out.append(Detection(
                 query_id=rep.video_id, ref_id=vid, tenant=rep.tenant, level="none", coarse=float(coarse[vid]),
                 fine=None, normalized=None, reranked=False,
                 evidence={"selector_score": round(selector_of[vid], 5),
                           "not_reranked": "fine features missing" if vid in rerank else "not selected for re-scoring",
-                          **extra},
+                          **self._tenant_evidence(info, vid)},
             ))
         return out
+
+    def _tenant_evidence(self, info: Mapping[str, Mapping[str, Any]], vid: str) -> dict[str, Any]:
+        """``reference_tenant`` when searches cross tenants (``tenant_isolation: false``)."""
+        return {} if self.config.tenant_isolation else {"reference_tenant": info.get(vid, {}).get("tenant")}
 
     def alerts(self, rep: VideoRepresentation, detections: list[Detection], *, now: datetime | None = None) -> list["AlertEvent"]:  # noqa: F821
         from ingest.events import AlertEvent, AlertScores, AlertSegment

@@ -358,10 +358,13 @@ class VideoIndex:
         return RowCounts(1, len(clip_rows), len(frame_rows))
 
     def _upsert_rows(self, kind: str, rows: list[dict[str, Any]], dim: int) -> None:
+        self._write_rows(self.names[kind], rows, dim)
+
+    def _write_rows(self, name: str, rows: list[dict[str, Any]], dim: int) -> None:
+        """Upsert ``rows`` into the collection ``name`` in calls of about :data:`MAX_WRITE_BYTES`."""
         if not rows:
             return
         per_call = max(1, MAX_WRITE_BYTES // (dim * 4))
-        name = self.names[kind]
         timeout = self.config.timeout_s
         for start in range(0, len(rows), per_call):
             chunk = rows[start : start + per_call]
@@ -390,13 +393,11 @@ class VideoIndex:
                 return deleted
 
     def delete_video(self, video_id: str) -> int:
-        """Delete every row of the video (coarse first, so it stops being a candidate at once)."""
+        """Delete every row of the video and of its picture-in-picture inset view (coarse first, so
+        it stops being a candidate at once)."""
         self.ensure_collections()
-        total = 0
-        for vid in (video_id, inset_id(video_id)):
-            expr = f"video_id == {escape(vid)}"
-            total += sum(self._delete_where(kind, expr) for kind in (COARSE, CLIPS, FRAMES))
-        return total
+        expr = f"video_id in [{escape(video_id)}, {escape(inset_id(video_id))}]"  # and its inset view's rows
+        return sum(self._delete_where(kind, expr) for kind in (COARSE, CLIPS, FRAMES))
 
     # -- reads ----------------------------------------------------------------------------
     def has_video(self, video_id: str) -> bool:
@@ -616,18 +617,7 @@ class VideoIndex:
         if vecs.ndim != 2 or vecs.shape[1] != self.dims.coarse:
             raise ValueError(f"background vectors are {vecs.shape}, index holds [N, {self.dims.coarse}]")
         rows = [{"id": str(i)[:MAX_PK_CHARS], "vector": v.tolist()} for i, v in zip(ids, vecs, strict=True)]
-        if not rows:
-            return
-        per_call = max(1, MAX_WRITE_BYTES // (self.dims.coarse * 4))
-        timeout = self.config.timeout_s
-        for start in range(0, len(rows), per_call):
-            chunk = rows[start : start + per_call]
-            if self.upsert_mode == "upsert":
-                self._call(f"upsert {name}", lambda c, chunk=chunk: c.upsert(name, chunk, timeout=timeout))
-            else:
-                ids_ = [row["id"] for row in chunk]
-                self._call(f"delete {name}", lambda c, ids_=ids_: c.delete(name, ids=ids_, timeout=timeout))
-                self._call(f"insert {name}", lambda c, chunk=chunk: c.insert(name, chunk, timeout=timeout))
+        self._write_rows(name, rows, self.dims.coarse)
 
     def replace_background(self, ids: Sequence[str], vecs: np.ndarray, *, collection: str | None = None) -> None:
         """Drop the background collection and write exactly these vectors (``background build

@@ -105,7 +105,6 @@ class DecodeStats:
     seek_used: bool = False
     truncated: bool = False
     wall_s: float = 0.0
-    inset_found: bool = False
 
 
 def decode_video(path: Path | str, config: DecodeConfig, video_id: str, *, mode: SeekMode = "auto") -> DecodedVideo:
@@ -446,7 +445,6 @@ def _decode(path: Path, config: DecodeConfig, video_id: str, mode: SeekMode) -> 
         inset=inset_view,
         inset_box=inset_box,
     )
-    stats.inset_found = inset_box is not None
     return video, stats
 
 

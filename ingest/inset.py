@@ -6,8 +6,8 @@ inset in half. The inset's border, though, is a rectangle at a fixed place whose
 edge in every frame, while the edges of moving content wander. We look for that rectangle on the
 first :data:`DETECT_FRAMES` sampled frames (uncropped, short side ``short_side``), and when one is
 found the decoder also returns the inset itself, resized and centre-cropped like the main view, as
-a second *view* of the video (``DecodedVideo.inset``). The same rule finds the content area of a
-letterboxed / padded copy (bars are persistent edges too).
+a second *view* of the video (``DecodedVideo.inset``). Bars of a letterboxed copy give only two
+real sides and are not taken for an inset (the main view handles them).
 
 Method (per frame pair of neighbouring pixels, grey levels 0-255):
 
@@ -18,9 +18,10 @@ Method (per frame pair of neighbouring pixels, grey levels 0-255):
    candidates too (an inset may touch them);
 3. every candidate rectangle between :data:`MIN_SIDE` and :data:`MAX_SIDE` of the frame in both
    directions is scored per real (non-border) side by its *line contrast*: the fraction of the
-   side's pixels that are persistent edges minus that fraction on the parallel lines :data:`OFFSET`
-   pixels beside it (a texture covers both, a border only the line); the best one with at least three real sides, each covered ≥ :data:`MIN_SIDE_COVERAGE`
-   and ≥ :data:`MIN_COVERAGE` on average, wins.
+   side's pixels that are persistent edges minus the smaller fraction on the two parallel lines
+   :data:`OFFSET` pixels beside it (a texture covers the line and both neighbours, a border at most
+   one of them); the best one with at least three real sides, each ≥ :data:`MIN_SIDE_COVERAGE` and
+   ≥ :data:`MIN_COVERAGE` on average, wins.
 
 Static footage makes every edge persistent, so a rectangle of static edges could be taken for an
 inset; that only adds a view (an extra comparison), it never removes the main one.
