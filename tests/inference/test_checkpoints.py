@@ -11,11 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from dupwatch.paths import shared_dir
+from inference.parity import default_parity_dir
 from inference.checkpoints import CheckpointError, UnsafeCheckpointError, load_checkpoint, load_into
 
-PARITY = shared_dir() / "fixtures" / "parity"
-needs_fixtures = pytest.mark.skipif(not PARITY.is_dir(), reason="parity fixtures not available")
+PARITY = default_parity_dir()
 
 CALLS: list[str] = []
 
@@ -35,7 +34,6 @@ class EvilCommand:
         return (os.system, (f"touch {self.marker}",))
 
 
-@needs_fixtures
 @pytest.mark.parametrize("name,kind,n", [
     ("dns_cg_student.pth", "training", 22),
     ("dns_fg_att_student.pth", "training", 11),
@@ -53,13 +51,11 @@ def test_fixture_layouts(name: str, kind: str, n: int) -> None:
         assert "global_step" in ck.extra
 
 
-@needs_fixtures
 def test_plain_weights_only_load_refuses_namespace() -> None:
     with pytest.raises(pickle.UnpicklingError):
         torch.load(PARITY / "dns_fg_att_student.pth", weights_only=True)
 
 
-@needs_fixtures
 def test_shapes_read_from_state_dict() -> None:
     ck = load_checkpoint(PARITY / "dns_cg_student.pth")
     assert ck.shape("netvlad.centroids") == (8, 512)

@@ -16,7 +16,6 @@ from dupwatch.cli import app
 from inference.parity import default_parity_dir
 
 PARITY = default_parity_dir()
-needs_fixtures = pytest.mark.skipif(not PARITY.is_dir(), reason="parity fixtures not available")
 runner = CliRunner()
 
 
@@ -34,7 +33,6 @@ def test_models_list() -> None:
     assert "https://mever.iti.gr/s2vs/weights/s2vs_dns.pth" in result.output
 
 
-@needs_fixtures
 def test_models_parity_passes_on_fixtures() -> None:
     result = runner.invoke(app, ["models", "parity", str(PARITY)])
     assert result.exit_code == 0, result.output
@@ -42,7 +40,6 @@ def test_models_parity_passes_on_fixtures() -> None:
     assert len(lines) == 17 and all(ln.endswith("ok") for ln in lines)
 
 
-@needs_fixtures
 def test_models_parity_fails_on_a_broken_checkpoint(tmp_path: Path) -> None:
     shutil.copy(PARITY / "s2vs_similarity_network.cases.pt", tmp_path)
     with torch.serialization.safe_globals([argparse.Namespace]):

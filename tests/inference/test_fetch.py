@@ -133,11 +133,9 @@ def test_rewrite_base_url() -> None:
 
 def test_cli_models_fetch_with_base_url(server: str, tmp_path: Path) -> None:
     from dupwatch.cli import app
-    from dupwatch.paths import shared_dir
+    from inference.parity import default_parity_dir
 
-    parity = shared_dir() / "fixtures" / "parity"
-    if not (parity / "dns_fg_att_student.pth").is_file():
-        pytest.skip("parity fixtures not available")
+    parity = default_parity_dir()
     State.files = {"dns_fg_att_student.pth": (parity / "dns_fg_att_student.pth").read_bytes()}
     result = CliRunner().invoke(app, ["models", "fetch", "dns_fg_att_student", "--dest", str(tmp_path),
                                       "--base-url", server])

@@ -9,7 +9,6 @@ from torch import nn
 from inference.parity import default_parity_dir, run_parity
 
 PARITY = default_parity_dir()
-pytestmark = pytest.mark.skipif(not PARITY.is_dir(), reason="parity fixtures not available")
 
 EXPECTED = {
     ("dns_cg_student", "embeddings"), ("dns_cg_student", "batch_embeddings"), ("dns_cg_student", "similarity"),

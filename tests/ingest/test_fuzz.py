@@ -11,6 +11,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.sources import FIXTURE_VIDEOS
 from dupwatch.config import DecodeConfig, SourceConfig
 from dupwatch.errors import PermanentError, TransientError
 from dupwatch.records import DecodedVideo
@@ -19,7 +20,7 @@ from ingest.events import UploadEvent, parse_upload_event
 from ingest.netguard import address_problem, resolve_local_path, vet_url
 from ingest.sources import VideoSource
 
-REAL_VIDEO = Path("/work/shared/videos/s2vs_example_video1.mp4")
+REAL_VIDEO = FIXTURE_VIDEOS / "s2vs_example_video1.mp4"
 # The first 300 KB (moov is at the start of this file) keeps each mutated decode fast.
 HEAD = REAL_VIDEO.read_bytes()[:300_000]
 FAST = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

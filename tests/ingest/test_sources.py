@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from bench.sources import FIXTURE_VIDEOS
 from dupwatch.config import SourceConfig
 from dupwatch.errors import PermanentError, TransientError
 from ingest.netguard import address_problem, host_allowed, vet_url
 from ingest.sources import VideoSource
 
-VIDEO = Path("/work/shared/videos/s2vs_example_video1.mp4")
+VIDEO = FIXTURE_VIDEOS / "s2vs_example_video1.mp4"
 PAYLOAD = VIDEO.read_bytes()[:200_000]
 
 

