@@ -95,44 +95,22 @@ def demo(
     db: Annotated[Path, typer.Option(help="Milvus Lite file (recreated on each run).")] = Path("var/demo.db"),
     config: ConfigOption = None,
 ) -> None:
-    """The embedded default end to end: real videos of a folder → default bundle → Milvus Lite → near-duplicates."""
-    import os
+    """The embedded default end to end: real videos and edited copies → default bundle → Milvus Lite → checked alerts.
 
-    from dupwatch.demo import prepare_demo_folder
+    Exits 1 when an edited copy is missed or an alert pairs the wrong videos or segments.
+    """
+    from dupwatch.demo import format_table, run_demo, summary
 
     settings = settings_or_exit(config)
     configure_logging("WARNING")
     typer.echo(f"preparing demo videos in {folder} (real videos shipped offline + real edited copies)")
-    prepare_demo_folder(folder)
-    if db.is_dir():  # some Milvus Lite versions keep a folder beside (or as) the database
-        import shutil
-
-        shutil.rmtree(db)
-    elif db.exists():
-        db.unlink()
-    db.parent.mkdir(parents=True, exist_ok=True)
-    settings = settings.model_copy(update={"milvus": settings.milvus.model_copy(update={"uri": str(db)})})
-    from ingest.worker import scan_directory
-
-    indexed = alerts = rejected = 0
-    for record in scan_directory(settings, folder.resolve()):
-        kind = record["type"]
-        if kind == "indexed":
-            indexed += 1
-            typer.echo(f"indexed   {record['video_id']:<36} {record['frames']:>4} frames, {record['clips']} clips")
-        elif kind == "dead_letter":
-            rejected += 1
-            typer.echo(f"rejected  {os.path.basename(record['file']):<36} {record['reason']}: {record['message']}")
-        elif kind == "alert":
-            alerts += 1
-            seg = record["segments"][0] if record["segments"] else None
-            where = f"  query {seg['query_start']:.0f}-{seg['query_end']:.0f}s ~ ref {seg['ref_start']:.0f}-{seg['ref_end']:.0f}s" if seg else ""
-            p_copy = (record.get("evidence") or {}).get("copy_score")
-            typer.echo(
-                f"{record['level']:<9} {record['video_id']} ~ {record['matched_video_id']}"
-                f"  fine={record['scores']['normalized']:.3f}" + (f" P(copy)={p_copy:.3f}" if p_copy is not None else "") + where
-            )
-    typer.echo(f"done: {indexed} videos indexed into {db}, {rejected} rejected, {alerts} near-duplicate alerts (bundle {settings.model.bundle})")
+    result = run_demo(settings, folder, db, progress=typer.echo)
+    typer.echo("")
+    typer.echo(format_table(result))
+    typer.echo("")
+    typer.echo(summary(result) + f" (bundle {settings.model.bundle})")
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 def _register_packages() -> None:
