@@ -77,6 +77,8 @@ class VideoModels:
         self.device = _pick_device(device)
         self.batch_frames = batch_frames
         self.methods: dict[str, str] = {}
+        self.engine = "torch"
+        """How the feature extractor runs and why (long: logged once at start-up, never put in alerts)."""
         spec = bundle.manifest.backbone
         pca = bundle.path("pca") if bundle.has("pca") else None
         if spec.name == "efficientnet_lite0_regions":
@@ -282,8 +284,9 @@ def load_models(settings: Settings) -> VideoModels:
         else:
             engine_description = f"torch (no exported feature graph; {engine_description})"
     models = VideoModels(bundle, device=settings.model.device, batch_frames=settings.limits.batch_frames, feature_fn=feature_fn)
-    models.methods["engine"] = engine_description
-    log.info("serving bundle %s on %s: %s", models.version, models.device, ", ".join(f"{k}={v}" for k, v in models.methods.items()))
+    models.engine = engine_description
+    log.info("serving bundle %s on %s: %s; engine: %s", models.version, models.device,
+             ", ".join(f"{k}={v}" for k, v in models.methods.items()), engine_description)
     return models
 
 
