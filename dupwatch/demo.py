@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +78,8 @@ class DemoResult:
     copies: list[str]
     found: list[str]
     false_alerts: list[DemoRow]
+    alerts: list[dict] = field(default_factory=list)
+    """The alert bodies as the webhooks receive them."""
 
     @property
     def missed(self) -> list[str]:
@@ -125,9 +127,11 @@ def prepare_demo_folder(out: Path | str, *, seed: int = 0) -> list[DemoVideo]:
     known = _load(listing)
     if known is not None:
         return known
-    if out.exists():
+    if listing.is_file():  # a folder an older demo made: start again
         shutil.rmtree(out)
-    out.mkdir(parents=True)
+    elif out.is_dir() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty and is not a demo folder (no {LISTING}); choose another --folder")
+    out.mkdir(parents=True, exist_ok=True)
     by_name = {v.name: v for v in real_videos() if v.name not in ("bikes", "carphone_pristine")}
     videos: list[DemoVideo] = []
     clips = {}
@@ -175,6 +179,7 @@ def segment_is_right(query: DemoVideo, ref: DemoVideo, seg: dict, slack: float =
 
 def judge(videos: list[DemoVideo], records: Iterable[dict]) -> DemoResult:
     """Table rows from the scan's alert records, each checked against how the files were made."""
+    records = list(records)
     by_id = {v.video_id: v for v in videos}
     rows: list[DemoRow] = []
     found: set[str] = set()
@@ -202,7 +207,8 @@ def judge(videos: list[DemoVideo], records: Iterable[dict]) -> DemoResult:
             rows.append(DemoRow(video.video_id, "no match", correct=not video.is_copy, note="missed copy" if video.is_copy else ""))
     order = {v.video_id: i for i, v in enumerate(videos)}
     rows.sort(key=lambda row: (order.get(row.video, len(order)), row.matched))
-    return DemoResult(rows, [v.video_id for v in videos if v.is_copy], sorted(found), false_alerts)
+    alerts = [{k: v for k, v in r.items() if k != "type"} for r in records if r.get("type") == "alert"]
+    return DemoResult(rows, [v.video_id for v in videos if v.is_copy], sorted(found), false_alerts, alerts)
 
 
 def format_table(result: DemoResult) -> str:

@@ -137,14 +137,14 @@ class AlertEvent(_Event):
     @classmethod
     def json_example(cls) -> str:
         return cls(
-            alert_id="alr-3c9a1f0e2b7d4a51",
+            alert_id="alr-f65b806087cb0203d32bbbb84b181880",
             video_id="vid-8f14e45f",
             matched_video_id="vid-1679091c",
             tenant="acme",
             level="copy",
             scores=AlertScores(coarse=0.71, fine=0.64, normalized=0.52),
             segments=[AlertSegment(query_start=3.0, query_end=41.0, ref_start=120.0, ref_end=158.0, score=0.66)],
-            evidence={"threshold": 0.35, "rank": 1},
+            evidence={"copy_score": 0.856, "thresholds": {"copy": 0.622, "incident": 0.882}},
             model_version="s2vs-dns-1.0.0+onnx",
             created_at=datetime(2026, 11, 22, 4, 31, 7, tzinfo=timezone.utc),
         ).model_dump_json(indent=2)
