@@ -6,9 +6,10 @@ fixture or library call that opens or lists a path in the clone's surroundings f
 
 Refused: any path in the folder that holds the clone but outside the clone itself (``../shared``,
 sibling checkouts), and ``shared/`` beside any folder above the clone. Allowed there: hidden
-entries (``~/.cache``, ``~/.m2`` when the clone sits in a home folder), the temporary folder, the
-Python installation and the configured cache. Everything else on the machine (``/tmp``, the
-virtual environment, system libraries) is untouched.
+entries (``~/.cache``, ``~/.m2`` when the clone sits in a home folder) and the temporary folder,
+the Python installation and the configured cache where they lie inside that folder (a clone
+directly in ``/tmp`` keeps pytest's temporary folders). Everything else on the machine (``/tmp``,
+the virtual environment, system libraries) is untouched.
 
 Python's audit events cover ``open`` (every file open, also by ``io``, ``pathlib`` and C
 extensions that go through Python) and ``os.listdir``/``os.scandir``; child processes are not
@@ -57,7 +58,14 @@ class Guard:
             return False
         if os.path.relpath(real, self.parent).startswith("."):
             return False  # hidden entries beside the clone: tool caches and settings
-        return not any(_within(real, a) for a in self.allowed)
+        # An allowed place counts only where it lies inside the parent (``/tmp`` when the clone sits
+        # directly in it); one that holds the parent (``/tmp`` for ``/tmp/x/clone``) allows no sibling.
+        return not any(_within(real, a) and _within(a, self.parent) for a in self.allowed)
+
+    @property
+    def siblings_refused(self) -> bool:
+        """False when the parent itself is an allowed place (a clone directly in ``/tmp``): then only ``shared/`` is refused."""
+        return self.parent not in self.allowed
 
     def hook(self, event: str, args: tuple[object, ...]) -> None:
         if event not in EVENTS or not args:

@@ -19,9 +19,10 @@ def test_guard_is_installed_for_the_session() -> None:
     with pytest.raises(OutsideRepositoryError):
         (shared / "fixtures" / "parity" / "README.md").read_text()
     with pytest.raises(OutsideRepositoryError):
-        os.listdir(REPO_ROOT.parent / "some-sibling-checkout")
-    with pytest.raises(OutsideRepositoryError):
         list(os.scandir(shared))
+    if OUTSIDE_GUARD.siblings_refused:
+        with pytest.raises(OutsideRepositoryError):
+            os.listdir(REPO_ROOT.parent / "some-sibling-checkout")
     with pytest.raises(OutsideRepositoryError):
         open(os.fsencode(REPO_ROOT / ".." / "shared" / "x"), "rb")  # noqa: SIM115  relative parts and bytes
 
@@ -55,3 +56,16 @@ def test_guard_rules_on_a_made_up_layout(tmp_path: Path) -> None:
     assert not guard.refuses(tmp_path / "work" / "venv" / "lib")
     assert not guard.refuses(tmp_path / "work" / ".m2" / "repository")
     assert not guard.refuses(tmp_path / "elsewhere" / "x")
+    assert guard.siblings_refused
+
+
+def test_an_allowed_place_above_the_parent_allows_no_sibling(tmp_path: Path) -> None:
+    """A clone at ``/tmp/a/clone`` with ``/tmp`` allowed still may not read ``/tmp/a/other``."""
+    repo = tmp_path / "a" / "clone"
+    repo.mkdir(parents=True)
+    guard = Guard(repo, allowed=[tmp_path], defaults=False)
+    assert guard.refuses(tmp_path / "a" / "other" / "x") and guard.siblings_refused
+    assert not guard.refuses(tmp_path / "b" / "x")
+    lenient = Guard(repo, allowed=[tmp_path / "a"], defaults=False)  # the clone sits directly in the temporary folder
+    assert not lenient.refuses(tmp_path / "a" / "pytest-of-me" / "x") and not lenient.siblings_refused
+    assert lenient.refuses(tmp_path / "a" / "shared" / "x")
