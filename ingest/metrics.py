@@ -60,7 +60,7 @@ METRIC_DOCS: dict[str, str] = {
         "Webhook POST attempts by receiver and result class (2xx, 3xx, 4xx, 5xx, timeout, connection, invalid_request, other_error)."
     ),
     "dupwatch_webhook_deliveries_total": "Alerts acknowledged (2xx) by a webhook receiver.",
-    "dupwatch_webhook_retries_total": "Webhook attempts repeated after a retryable failure (5xx, 408, 429, timeout, connection).",
+    "dupwatch_webhook_retries_total": "Webhook attempts repeated after a retryable failure (5xx, 408, 429, timeout, connection or other request error).",
     "dupwatch_webhook_dead_letters_total": (
         "Final webhook failures by receiver and dead-letter reason (webhook_rejected, webhook_retries_exhausted, "
         "webhook_request_error)."
@@ -130,3 +130,18 @@ class WorkerMetrics:
     def exposition(self) -> tuple[bytes, str]:
         """The text exposition body and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def metrics_table() -> str:
+    """The README's metric table (Markdown), generated from the declarations above."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    rows = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
+    worker = WorkerMetrics(runtime_collectors=False)
+    declared = [m for m in vars(worker).values() if isinstance(m, MetricWrapperBase)]
+    by_name = {(m._name + "_total" if m._type == "counter" else m._name): m for m in declared}
+    for name, doc in METRIC_DOCS.items():
+        metric = by_name[name]
+        labels = ", ".join(f"`{label}`" for label in metric._labelnames)
+        rows.append(f"| `{name}` | {metric._type} | {labels} | {doc} |")
+    return "\n".join(rows)

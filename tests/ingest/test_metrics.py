@@ -222,3 +222,16 @@ def test_call_with_retry_calls_on_retry_once_per_retried_failure():
         call_with_retry(always, RetryPolicy(max_attempts=2, initial_s=0.001, max_s=0.001), sleep=lambda s: None,
                         on_retry=lambda e: seen.append(e.reason))
     assert seen == ["source_timeout"]  # 2 failures: the first retried, the second exhausts the budget
+
+
+def test_readme_metric_table_matches_the_declarations():
+    """README *Logs and metrics* holds ``ingest.metrics.metrics_table()`` verbatim; regenerate with
+    ``python -c "from ingest.metrics import metrics_table; print(metrics_table())"``."""
+    from ingest.metrics import metrics_table
+    from tests.ingest.test_worker_helpers import REPO
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    start, end = "<!-- metrics-table:start -->\n", "\n<!-- metrics-table:end -->"
+    assert start in readme and end in readme, "README lost its metric table markers"
+    table = readme.split(start, 1)[1].split(end, 1)[0]
+    assert table == metrics_table(), "README metric table is stale: paste metrics_table() between the markers"
