@@ -369,24 +369,17 @@ class Pipeline:
             if job.status == "pending":
                 t0 = time.perf_counter()
                 job.decoded = self._run(job, ctx, lambda job=job: self._decode(job))
-                elapsed = time.perf_counter() - t0
-                self.metrics.decode_seconds.observe(elapsed)
-                _add_ms(job, "decode", elapsed)
+                self.metrics.decode_seconds.observe(time.perf_counter() - t0)
         self._embed(jobs, ctx)
         for job in jobs:
             if job.status != "pending":
                 continue
             assert job.rep is not None
             t0 = time.perf_counter()
-            busy0 = self._index_busy() if self._index_busy is not None else 0.0
-            job.alerts = self._run(job, ctx, lambda job=job: list(self.detector.detect(job.rep))) or []
-            elapsed = time.perf_counter() - t0
-            self.metrics.detect_seconds.observe(elapsed)
-            _add_ms(job, "detect", elapsed)
-            if self._index_busy is not None:
-                searched = max(0.0, self._index_busy() - busy0)
-                self.metrics.search_seconds.observe(searched)
-                _add_ms(job, "search", searched)
+            job.alerts = self._run(job, ctx, lambda job=job: self._detect(job)) or []
+            self.metrics.detect_seconds.observe(time.perf_counter() - t0)
+            if "search" in job.timings:
+                self.metrics.search_seconds.observe(job.timings["search"] / 1000.0)
             for alert in job.alerts:
                 self._run(job, ctx, lambda alert=alert: self._send_alert(alert))
                 if job.status == "pending":
@@ -416,7 +409,21 @@ class Pipeline:
 
     def _decode(self, job: Job) -> DecodedVideo:
         fault_point("decode")
-        return self.decoder.decode(job.event.video_id, job.event.uri)
+        t0 = time.perf_counter()
+        try:
+            return self.decoder.decode(job.event.video_id, job.event.uri)
+        finally:  # failed attempts count too: a dead-lettered upload's line shows what they cost
+            _add_ms(job, "decode", time.perf_counter() - t0)
+
+    def _detect(self, job: Job) -> list[Any]:
+        t0 = time.perf_counter()
+        busy0 = self._index_busy() if self._index_busy is not None else 0.0
+        try:
+            return list(self.detector.detect(job.rep))
+        finally:
+            _add_ms(job, "detect", time.perf_counter() - t0)
+            if self._index_busy is not None:
+                _add_ms(job, "search", max(0.0, self._index_busy() - busy0))
 
     def _send_alert(self, alert: Any) -> None:
         fault_point("alert_send")
@@ -464,15 +471,17 @@ class Pipeline:
                     continue
             for job in group:  # one by one: no batch path, or isolating a poison video
                 if job.status == "pending":
-                    t1 = time.perf_counter()
                     rep = self._run(job, ctx, lambda job=job: self._embed_one(job))
                     job.rep = self._stamp(job, rep) if rep is not None else None
-                    _add_ms(job, "embed", time.perf_counter() - t1)
             self.metrics.inference_seconds.observe(time.perf_counter() - t0)
 
     def _embed_one(self, job: Job) -> VideoRepresentation:
         fault_point("embed")
-        return self.embedder.embed(job.decoded, job.event.tenant)
+        t0 = time.perf_counter()
+        try:
+            return self.embedder.embed(job.decoded, job.event.tenant)
+        finally:
+            _add_ms(job, "embed", time.perf_counter() - t0)
 
     @staticmethod
     def _stamp(job: Job, rep: VideoRepresentation) -> VideoRepresentation:
@@ -532,7 +541,8 @@ def upload_log_fields(job: Job) -> dict[str, Any]:
     ``alert_level`` (highest level of its alerts) and ``alerts`` (how many); ``attempts``; the Kafka
     coordinates; ``decode_ms``, ``embed_ms`` (the wall time of the embedder call that covered it,
     shared by a batch), ``search_ms`` (Milvus reads during detection), ``detect_ms`` (detection
-    including its search), ``index_ms`` (``None`` for a step that did not run), and
+    including its search), ``index_ms``: the time of the step's attempts, failed ones included,
+    without the waits between them (``None`` for a step that did not run); then
     ``polled_to_decided_ms`` / ``produced_to_decided_ms``.
     """
     event = job.event

@@ -292,4 +292,5 @@ def test_metrics_after_real_traffic_pass_promtool_and_each_upload_logs_one_line(
         assert all(line[f"{step}_ms"] >= 0 for step in ("decode", "embed", "search", "detect", "index")), line
     assert (poison["event_id"], poison["outcome"], poison["reason"]) == (None, "dead_lettered", "invalid_json")
     assert (text["video_id"], text["outcome"], text["reason"], text["index_ms"]) == ("textfile", "dead_lettered", "not_a_video", None)
+    assert text["decode_ms"] >= 0 and text["embed_ms"] is None  # the failed decode attempt counts; no later step ran
     assert "outcome=alerted" in records[[r.offset for r in records].index(1)].getMessage()
