@@ -443,7 +443,6 @@ class WebhookSender:
             logger.error("webhook %s: alert %s dead-lettered after %d attempt(s): %s (%s)", rcv.name, alert_id, attempts, reason, detail)
         return DeliveryResult(rcv.name, alert_id, "dead_letter", attempts, status, reason, detail, error)
 
-
     def _count_request(self, rcv: _Receiver, status_class: str) -> None:
         if self.metrics is not None:
             self.metrics.webhook_requests.labels(receiver=rcv.name, status_class=status_class).inc()
