@@ -235,3 +235,20 @@ def test_readme_metric_table_matches_the_declarations():
     assert start in readme and end in readme, "README lost its metric table markers"
     table = readme.split(start, 1)[1].split(end, 1)[0]
     assert table == metrics_table(), "README metric table is stale: paste metrics_table() between the markers"
+
+
+def test_promtool_missing_and_unfetchable_is_one_line(tmp_path, monkeypatch):
+    """No promtool on PATH, none cached, no apt-get: one line saying what to do (the fixture
+    turns it into a test failure)."""
+    import pytest
+
+    from dupwatch.testing.errors import ServiceUnavailable
+    from dupwatch.testing.promtool import PROMTOOL_ENV, ensure_promtool
+
+    monkeypatch.delenv(PROMTOOL_ENV, raising=False)
+    monkeypatch.setenv("DUPWATCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    with pytest.raises(ServiceUnavailable) as info:
+        ensure_promtool()
+    message = str(info.value)
+    assert "\n" not in message and "apt-get" in message and PROMTOOL_ENV in message
