@@ -26,6 +26,14 @@ recorded in the delivery log **and** handed to ``dead_letters`` (a callable, e.g
 ``webhook_request_error`` (an unusable URL). The record is published before the log row is
 written, so a failing dead-letter topic (``TransientError``) leaves the alert to be retried.
 
+With ``metrics`` (an ``ingest.metrics.WorkerMetrics``; the worker sets it) every attempt counts in
+``dupwatch_webhook_requests_total{receiver,status_class}`` (``2xx``/``3xx``/``4xx``/``5xx`` by
+status; ``timeout``; ``connection``: refused, reset, broken response; ``invalid_request``: an
+unusable URL; ``other_error``), acknowledged alerts in ``dupwatch_webhook_deliveries_total``, each
+repeated attempt in ``dupwatch_webhook_retries_total``, final dead letters in
+``dupwatch_webhook_dead_letters_total{reason}`` (the dead-letter topic's reason) and rounds that
+ended in ``attempts_exhausted`` in ``dupwatch_webhook_rounds_exhausted_total``.
+
 Results are typed (:class:`DeliveryResult`); nothing here raises for a receiver's failure (only
 for the delivery log's or the dead-letter sink's own outage). Secrets never appear in logs, reprs or results; only the
 receiver's *name* is logged (URLs may carry tokens).
@@ -288,6 +296,7 @@ class WebhookSender:
         max_retry_after_s: float = DEFAULT_MAX_RETRY_AFTER_S,
         retry_policy: Callable[[Any], RetryPolicy] | None = None,
         dead_letters: Callable[[WebhookDeadLetter], None] | None = None,
+        metrics: Any | None = None,
     ) -> None:
         names = [c.name for c in configs]
         if len(names) != len(set(names)):
@@ -306,6 +315,8 @@ class WebhookSender:
         self.dead_letters = dead_letters
         """Receives every final dead letter; settable after construction (the worker sets it once its
         Kafka producer exists)."""
+        self.metrics = metrics
+        """``ingest.metrics.WorkerMetrics`` (or ``None``: nothing counted); settable after construction."""
         self._failing: dict[tuple[str, str], tuple[float, int]] = {}
         """(alert id, receiver) → (first failed attempt, attempts so far) of alerts still failing."""
 
@@ -362,15 +373,20 @@ class WebhookSender:
                                        allow_redirects=False, stream=True)
             except requests.Timeout as exc:
                 status, detail, error = None, "timeout", exc
+                self._count_request(rcv, "timeout")
             except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
                 status, detail, error = None, f"connection_error ({type(exc).__name__})", exc
+                self._count_request(rcv, "connection")
             except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                     requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader) as exc:
+                self._count_request(rcv, "invalid_request")
                 return self._dead(rcv, alert_id, attempt, None, "request_error", type(exc).__name__, exc, body=body)
             except requests.RequestException as exc:
                 status, detail, error = None, f"request_error ({type(exc).__name__})", exc
+                self._count_request(rcv, "other_error")
             else:
                 status = int(resp.status_code)
+                self._count_request(rcv, f"{status // 100}xx" if 100 <= status < 600 else "other_error")
                 resp_headers = getattr(resp, "headers", {}) or {}
                 try:
                     resp.close()
@@ -379,6 +395,8 @@ class WebhookSender:
                 if 200 <= status < 300:
                     self._log.mark_delivered(alert_id, rcv.name, status_code=status, attempts=attempt, at=self._clock())
                     self._failing.pop(key, None)
+                    if self.metrics is not None:
+                        self.metrics.webhook_deliveries.labels(receiver=rcv.name).inc()
                     logger.info("webhook %s: alert %s delivered (HTTP %d, attempt %d)", rcv.name, alert_id, status, attempt)
                     return DeliveryResult(rcv.name, alert_id, "delivered", attempt, status)
                 if not policy.retryable(status):
@@ -389,6 +407,8 @@ class WebhookSender:
             logger.warning("webhook %s: alert %s attempt %d/%d failed: %s", rcv.name, alert_id, attempt, policy.max_attempts, detail)
             if attempt < policy.max_attempts:
                 self._sleep(policy.delay(attempt, self._rng, retry_after))
+                if self.metrics is not None:
+                    self.metrics.webhook_retries.labels(receiver=rcv.name).inc()
         first, before = self._failing.get(key, (round_start, 0))
         total = before + policy.max_attempts
         now = self._clock()
@@ -411,12 +431,21 @@ class WebhookSender:
                                                      body if body is not None else b""))
             self._failing.pop((alert_id, rcv.name), None)
         self._log.mark_dead_letter(alert_id, rcv.name, reason=reason, status_code=status, attempts=attempts, at=now)
+        if self.metrics is not None:
+            if reason == NOT_FINAL:
+                self.metrics.webhook_rounds_exhausted.labels(receiver=rcv.name).inc()
+            else:
+                self.metrics.webhook_dead_letters.labels(receiver=rcv.name, reason=dlq_reason(reason)).inc()
         if reason == NOT_FINAL:
             logger.warning("webhook %s: alert %s still failing after %d attempt(s): %s (%s); sent again later",
                            rcv.name, alert_id, attempts, reason, detail)
         else:
             logger.error("webhook %s: alert %s dead-lettered after %d attempt(s): %s (%s)", rcv.name, alert_id, attempts, reason, detail)
         return DeliveryResult(rcv.name, alert_id, "dead_letter", attempts, status, reason, detail, error)
+
+    def _count_request(self, rcv: _Receiver, status_class: str) -> None:
+        if self.metrics is not None:
+            self.metrics.webhook_requests.labels(receiver=rcv.name, status_class=status_class).inc()
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import logging
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -45,16 +43,12 @@ def settings_or_exit(config: Path | None) -> Settings:
         raise typer.Exit(2) from None
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Only the entry point configures logging (library modules just get their logger)."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # Milvus Lite's in-process gRPC shim logs a traceback for every call it does not implement
-    # (AllocTimestamp on upsert); pymilvus falls back by itself, so the traceback is noise.
-    logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Only the entry point configures logging (library modules just get their logger);
+    ``fmt`` is ``text`` or ``json`` (setting ``log_format``, see :mod:`dupwatch.logs`)."""
+    from dupwatch.logs import configure_logging as configure
+
+    configure(level, "json" if fmt == "json" else "text")
 
 
 @app.callback()

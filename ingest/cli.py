@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         from ingest.worker import BundleRefused, serve
 
         settings = settings_or_exit(config)
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         try:
             code = serve(settings, embedder_factory=embedder)
         except BundleRefused as exc:
@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
         from ingest.worker import BundleRefused, scan_directory
 
         settings = settings_or_exit(config)
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         try:
             for record in scan_directory(settings, directory, tenant=tenant, embedder_factory=embedder, recursive=bool(recursive)):
                 if as_json:

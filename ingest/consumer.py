@@ -129,6 +129,12 @@ class OffsetTracker:
             d.pop(tp, None)
 
 
+def _record_seconds(record: Any) -> float | None:
+    """The record's timestamp (producer create time, or log append time) in Unix seconds."""
+    ts = getattr(record, "timestamp", None)
+    return ts / 1000.0 if isinstance(ts, int) and ts > 0 else None
+
+
 def _rebalance_listener(owner: "UploadConsumer") -> Any:
     """A ``ConsumerRebalanceListener`` (kafka-python checks the type) delegating to ``owner``."""
     from kafka import ConsumerRebalanceListener
@@ -249,7 +255,8 @@ class UploadConsumer:
         for tp, records in batch.items():
             for rec in records:
                 jobs.append(
-                    Job(value=rec.value or b"", topic=tp.topic, partition=tp.partition, offset=rec.offset, key=rec.key)
+                    Job(value=rec.value or b"", topic=tp.topic, partition=tp.partition, offset=rec.offset, key=rec.key,
+                        produced_at=_record_seconds(rec))
                 )
                 self._tracker.add(tp, rec.offset)
         if jobs:

@@ -10,6 +10,10 @@ partition, offset), so the loop can commit exactly what is finished (arroyo's ``
 ``dead`` (dead-lettered with a reason, its DLQ write acknowledged) or ``aborted`` (shutdown or
 partition revoked while waiting; not committed, processed again by whoever owns it next).
 
+When an upload is decided (indexed, dead-lettered, or skipped as a replay) the pipeline logs one
+INFO line for it on the ``dupwatch.uploads`` logger (:func:`upload_log_fields`: event, video,
+tenant, outcome, alert level, step milliseconds) and observes ``dupwatch_end_to_end_seconds``.
+
 Failure handling (dupwatch/errors.py): ``PermanentError`` → dead letter; input-related
 ``TransientError`` → retried up to ``limits.max_attempts`` then dead letter
 ``retries_exhausted``; dependency outages → wait without limit (see ``ingest.retry``); anything
@@ -35,6 +39,8 @@ from ingest.metrics import WorkerMetrics
 from ingest.retry import Aborted, RetriesExhausted, RetryPolicy, call_with_retry
 
 log = logging.getLogger(__name__)
+upload_log = logging.getLogger("dupwatch.uploads")
+"""One INFO line per decided upload (fields in ``extra``; see :func:`upload_log_fields`)."""
 
 RETRIES_EXHAUSTED = "retries_exhausted"
 
@@ -206,6 +212,14 @@ class Job:
     status: str = "pending"  # pending | indexed | dead | aborted
     reason: str | None = None
     message: str | None = None
+    produced_at: float | None = None
+    """Unix seconds of the Kafka record's timestamp (``None`` outside Kafka)."""
+    polled_at: float = field(default_factory=time.monotonic)
+    """``time.monotonic()`` when the job was made (right after the poll)."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Milliseconds spent per step (``decode``, ``embed``, ``search``, ``detect``, ``index``)."""
+    outcome: str | None = None
+    """How the job was decided: ``indexed``, ``alerted``, ``dead_lettered`` or ``replay_skipped``."""
 
     @property
     def tp(self) -> tuple[str, int]:
@@ -250,7 +264,10 @@ class Pipeline:
         metrics: WorkerMetrics,
         retry: RetryPolicy | None = None,
         parse: Callable[[bytes], Any] | None = None,
+        index_busy_seconds: Callable[[], float] | None = None,
     ) -> None:
+        """``index_busy_seconds()``: cumulative seconds spent in calls to the index (Milvus), read
+        around detection to tell its search time apart (``ingest.worker.MilvusCallMeter``)."""
         self.decoder = decoder
         self.embedder = embedder
         self.detector = detector
@@ -261,6 +278,7 @@ class Pipeline:
         self.metrics = metrics
         self.retry = retry or RetryPolicy.from_limits(limits)
         self._parse = parse or self._default_parse
+        self._index_busy = index_busy_seconds
         self.consecutive_dead = 0
 
     def _default_parse(self, raw: bytes) -> Any:
@@ -332,6 +350,7 @@ class Pipeline:
             job.topic, job.partition, job.offset, error.reason, error.message[:200],
             f" after {cause_reason}" if cause_reason else "",
         )
+        self._decided(job, "dead_lettered")
         self.consecutive_dead += 1
         if self.consecutive_dead >= self.limits.dlq_max_consecutive:
             raise DlqLimitExceeded(f"{self.consecutive_dead} consecutive dead letters (limits.dlq_max_consecutive)")
@@ -345,6 +364,7 @@ class Pipeline:
                 job.status = "indexed"  # a replay of a completed event: alerts were sent before the index write
                 self.metrics.replays_skipped.inc()
                 self.consecutive_dead = 0
+                self._decided(job, "replay_skipped")
         for job in jobs:
             if job.status == "pending":
                 t0 = time.perf_counter()
@@ -356,8 +376,10 @@ class Pipeline:
                 continue
             assert job.rep is not None
             t0 = time.perf_counter()
-            job.alerts = self._run(job, ctx, lambda job=job: list(self.detector.detect(job.rep))) or []
+            job.alerts = self._run(job, ctx, lambda job=job: self._detect(job)) or []
             self.metrics.detect_seconds.observe(time.perf_counter() - t0)
+            if "search" in job.timings:
+                self.metrics.search_seconds.observe(job.timings["search"] / 1000.0)
             for alert in job.alerts:
                 self._run(job, ctx, lambda alert=alert: self._send_alert(alert))
                 if job.status == "pending":
@@ -367,15 +389,41 @@ class Pipeline:
             t0 = time.perf_counter()
             self._run(job, ctx, lambda job=job: self.index.upsert(job.rep))
             if job.status == "pending":
-                self.metrics.index_seconds.observe(time.perf_counter() - t0)
+                elapsed = time.perf_counter() - t0
+                self.metrics.index_seconds.observe(elapsed)
+                _add_ms(job, "index", elapsed)
                 self.metrics.videos_indexed.inc()
                 job.status = "indexed"
                 job.decoded = None  # free the frames early
                 self.consecutive_dead = 0
+                self._decided(job, "alerted" if job.alerts else "indexed")
+
+    def _decided(self, job: Job, outcome: str) -> None:
+        """The end of a job: its end-to-end latencies and its one log line."""
+        job.outcome = outcome
+        self.metrics.end_to_end_seconds.labels(since="polled").observe(max(0.0, time.monotonic() - job.polled_at))
+        if job.produced_at is not None:
+            self.metrics.end_to_end_seconds.labels(since="produced").observe(max(0.0, time.time() - job.produced_at))
+        fields = upload_log_fields(job)
+        upload_log.info("upload %s", " ".join(f"{k}={_text(v)}" for k, v in fields.items()), extra=fields)
 
     def _decode(self, job: Job) -> DecodedVideo:
         fault_point("decode")
-        return self.decoder.decode(job.event.video_id, job.event.uri)
+        t0 = time.perf_counter()
+        try:
+            return self.decoder.decode(job.event.video_id, job.event.uri)
+        finally:  # failed attempts count too: a dead-lettered upload's line shows what they cost
+            _add_ms(job, "decode", time.perf_counter() - t0)
+
+    def _detect(self, job: Job) -> list[Any]:
+        t0 = time.perf_counter()
+        busy0 = self._index_busy() if self._index_busy is not None else 0.0
+        try:
+            return list(self.detector.detect(job.rep))
+        finally:
+            _add_ms(job, "detect", time.perf_counter() - t0)
+            if self._index_busy is not None:
+                _add_ms(job, "search", max(0.0, self._index_busy() - busy0))
 
     def _send_alert(self, alert: Any) -> None:
         fault_point("alert_send")
@@ -416,7 +464,10 @@ class Pipeline:
                 if reps is not None:
                     for job, rep in zip(group, reps, strict=True):
                         job.rep = self._stamp(job, rep)
-                    self.metrics.inference_seconds.observe(time.perf_counter() - t0)
+                    elapsed = time.perf_counter() - t0
+                    self.metrics.inference_seconds.observe(elapsed)
+                    for job in group:  # the batch's wall time: each of its uploads waited for all of it
+                        _add_ms(job, "embed", elapsed)
                     continue
             for job in group:  # one by one: no batch path, or isolating a poison video
                 if job.status == "pending":
@@ -426,7 +477,11 @@ class Pipeline:
 
     def _embed_one(self, job: Job) -> VideoRepresentation:
         fault_point("embed")
-        return self.embedder.embed(job.decoded, job.event.tenant)
+        t0 = time.perf_counter()
+        try:
+            return self.embedder.embed(job.decoded, job.event.tenant)
+        finally:
+            _add_ms(job, "embed", time.perf_counter() - t0)
 
     @staticmethod
     def _stamp(job: Job, rep: VideoRepresentation) -> VideoRepresentation:
@@ -454,6 +509,63 @@ class Pipeline:
             return reps  # type: ignore[return-value]
         except (PermanentError, RetriesExhausted, Aborted):
             return None
+
+
+STEPS = ("decode", "embed", "search", "detect", "index")
+_LEVEL_ORDER = ("copy", "incident")
+
+
+def _add_ms(job: Job, step: str, seconds: float) -> None:
+    job.timings[step] = job.timings.get(step, 0.0) + seconds * 1000.0
+
+
+def _text(value: Any) -> str:
+    """A log field as ``key=value`` text: ``-`` for none, quoted when it holds spaces."""
+    if value is None:
+        return "-"
+    text = str(value)
+    return f'"{text}"' if not text or any(c.isspace() or c in '"=' for c in text) else text
+
+
+def alert_level(alerts: Sequence[Any]) -> str | None:
+    """The highest level among ``alerts`` (``copy`` above ``incident``), ``None`` without alerts."""
+    levels = {str(getattr(a, "level", "")) for a in alerts}
+    return next((lvl for lvl in _LEVEL_ORDER if lvl in levels), next(iter(sorted(levels)), None))
+
+
+def upload_log_fields(job: Job) -> dict[str, Any]:
+    """The per-upload log line's fields, in order.
+
+    ``event_id``, ``video_id``, ``tenant`` (``None`` when the event did not parse); ``outcome``
+    (``indexed``, ``alerted``, ``dead_lettered``, ``replay_skipped``); ``reason`` (dead letters);
+    ``alert_level`` (highest level of its alerts) and ``alerts`` (how many); ``attempts``; the Kafka
+    coordinates; ``decode_ms``, ``embed_ms`` (the wall time of the embedder call that covered it,
+    shared by a batch), ``search_ms`` (Milvus reads during detection), ``detect_ms`` (detection
+    including its search), ``index_ms``: the time of the step's attempts, failed ones included,
+    without the waits between them (``None`` for a step that did not run); then
+    ``polled_to_decided_ms`` / ``produced_to_decided_ms``.
+    """
+    event = job.event
+    produced = None if job.produced_at is None else round(max(0.0, time.time() - job.produced_at) * 1000.0, 1)
+    fields: dict[str, Any] = {
+        "event_id": getattr(event, "event_id", None),
+        "video_id": getattr(event, "video_id", None),
+        "tenant": getattr(event, "tenant", None),
+        "outcome": job.outcome,
+        "reason": job.reason if job.status == "dead" else None,
+        "alert_level": alert_level(job.alerts),
+        "alerts": len(job.alerts),
+        "attempts": max(job.attempts, 1),
+        "topic": job.topic or None,
+        "partition": job.partition if job.topic else None,
+        "offset": job.offset,
+    }
+    for step in STEPS:
+        ms = job.timings.get(step)
+        fields[f"{step}_ms"] = None if ms is None else round(ms, 1)
+    fields["polled_to_decided_ms"] = round(max(0.0, time.monotonic() - job.polled_at) * 1000.0, 1)
+    fields["produced_to_decided_ms"] = produced
+    return fields
 
 
 def dead_letter_headers(job: Job, error: DupwatchError) -> list[tuple[str, bytes]]:

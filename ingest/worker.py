@@ -23,6 +23,8 @@ import importlib
 import logging
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -244,6 +246,51 @@ def kill_on_index_writes(index: Any) -> None:
     index._call = call_with_fault_point
 
 
+class MilvusCallMeter:
+    """Wraps every Milvus call of a :class:`index.store.VideoIndex` (its ``_call``):
+    ``dupwatch_dependency_up{dependency="milvus"}`` follows each call's outcome (1 on an answer, 0
+    on ``TransientError``: Milvus unreachable), and :meth:`busy_seconds` sums the time spent in
+    calls, which the pipeline reads around detection to report its search time."""
+
+    def __init__(self, metrics: WorkerMetrics, dependency: str = "milvus") -> None:
+        self.metrics = metrics
+        self.dependency = dependency
+        self._busy = 0.0
+        self._lock = threading.Lock()
+
+    def install(self, index: Any) -> Any:
+        call = index._call
+
+        def metered(what: str, fn: Callable[[Any], Any]) -> Any:
+            t0 = time.perf_counter()
+            try:
+                result = call(what, fn)
+            except TransientError:
+                self.metrics.set_dependency(self.dependency, False)
+                raise
+            finally:
+                with self._lock:
+                    self._busy += time.perf_counter() - t0
+            self.metrics.set_dependency(self.dependency, True)
+            return result
+
+        index._call = metered
+        return index
+
+    def busy_seconds(self) -> float:
+        with self._lock:
+            return self._busy
+
+
+def _wire_webhook_metrics(alert_sinks: Sequence[Any], metrics: WorkerMetrics) -> None:
+    """Webhook senders built without metrics count their requests, deliveries, retries and dead
+    letters on the worker's registry."""
+    for sink in alert_sinks:
+        sender = getattr(sink, "sender", None)
+        if sender is not None and hasattr(sender, "metrics") and sender.metrics is None:
+            sender.metrics = metrics
+
+
 def _wire_webhook_dead_letters(alert_sinks: Sequence[Any], producer: Any, topic: str) -> None:
     """Webhook senders that were built without a dead-letter publisher publish their final failures
     (4xx, or 5xx/timeouts past ``dead_letter_after_s``) to the worker's dead-letter topic."""
@@ -279,6 +326,8 @@ class Worker:
         self.embedder = VersionedEmbedder(embedder)
         dims = index_dims_of(embedder, settings.decode.crop)
         self.index = VideoIndex(settings.milvus, dims)
+        self.milvus_meter = MilvusCallMeter(self.metrics)
+        self.milvus_meter.install(self.index)
         armed = arm_fault_hook()  # DUPWATCH_FAULT_KILL_AT (a test hook; unset in production)
         if armed is not None and armed[0] == "index_write":
             kill_on_index_writes(self.index)
@@ -287,6 +336,7 @@ class Worker:
         self._probe_index = VideoIndex(settings.milvus, dims)
         self.producer = _producer(settings.kafka)
         _wire_webhook_dead_letters(alert_sinks, self.producer, settings.kafka.dead_letter_topic)
+        _wire_webhook_metrics(alert_sinks, self.metrics)
         sinks: list[AlertSink] = [KafkaAlertSink(self.producer, settings.kafka.alerts_topic), *alert_sinks]
         self.pipeline = Pipeline(
             decoder=decoder or FileDecoder(settings.sources, settings.decode),
@@ -297,13 +347,20 @@ class Worker:
             dead_letters=KafkaDeadLetterSink(self.producer, settings.kafka.dead_letter_topic),
             limits=settings.limits,
             metrics=self.metrics,
+            index_busy_seconds=self.milvus_meter.busy_seconds,
         )
         self.consumer = UploadConsumer(
             settings.kafka, settings.limits, self.pipeline, metrics=self.metrics, health=self.health, commit_policy=commit_policy
         )
         self.health.set("model", True)
-        self.health.add_probe("milvus", self._probe_index.ping)
+        self.health.add_probe("milvus", self._probe_milvus)
         self.server = HealthServer(settings.server.host, settings.server.port, self.health, self.metrics) if serve_http else None
+
+    def _probe_milvus(self) -> bool:
+        """The readiness probe; its answer also sets ``dupwatch_dependency_up{dependency="milvus"}``."""
+        ok = self._probe_index.ping()
+        self.metrics.set_dependency("milvus", ok)
+        return ok
 
     def stop(self) -> None:
         self.consumer.stop()
@@ -401,7 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"dupwatch: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         return serve(settings, embedder_factory=args.embedder)
     except BundleRefused as exc:
@@ -480,6 +537,9 @@ def scan_directory(
     inner = embedder if embedder is not None else build_embedder_checked(settings, embedder_factory)
     embedder = VersionedEmbedder(inner)
     index = VideoIndex(settings.milvus, index_dims_of(inner, settings.decode.crop))
+    metrics = WorkerMetrics(runtime_collectors=False)
+    meter = MilvusCallMeter(metrics)
+    meter.install(index)
     index.ensure_collections()
     if detector is None:
         factory = detector_factory or detector_factory_for(settings, inner)
@@ -494,7 +554,8 @@ def scan_directory(
         index=index,
         dead_letters=dead,
         limits=settings.limits,
-        metrics=WorkerMetrics(),
+        metrics=metrics,
+        index_busy_seconds=meter.busy_seconds,
     )
     used: set[str] = set()
     now = datetime.now(timezone.utc).isoformat()

@@ -39,19 +39,23 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import io
 import json
+import logging
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from dupwatch.logs import JsonFormatter
 from tests.detect.webhook_server import LoopbackHttpServer
-from tests.ingest.test_worker_helpers import REPO, make_settings, produce, read_topic, unique, upload_event, wait_for
+from tests.ingest.test_worker_helpers import REPO, http_get, make_settings, produce, read_topic, unique, upload_event, wait_for
+from tests.metrics_lint import assert_exposition_clean, promtool  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(900)]
 
@@ -248,6 +252,10 @@ class RunResult:
     detections: dict[str, list[Any]]
     thresholds: Any
     indexed: dict[str, dict[str, Any]]
+    metrics_body: str = ""
+    """``/metrics`` of the worker once every upload was committed."""
+    upload_logs: list[dict[str, Any]] = field(default_factory=list)
+    """The ``dupwatch.uploads`` log lines, as the JSON log format writes them (parsed)."""
 
     def by_id(self, video_id: str) -> Upload:
         return next(u for u in self.uploads if u.video_id == video_id)
@@ -335,6 +343,12 @@ def e2e(kafka_broker: Any, corpus: list[Upload], tmp_path_factory: pytest.TempPa
         except BaseException as exc:  # noqa: BLE001 - reported below
             error.append(exc)
 
+    upload_lines = io.StringIO()
+    upload_handler = logging.StreamHandler(upload_lines)
+    upload_handler.setFormatter(JsonFormatter())  # what ``log_format: json`` writes
+    upload_logger = logging.getLogger("dupwatch.uploads")
+    upload_logger.addHandler(upload_handler)
+    upload_logger.setLevel(logging.INFO)
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     group = settings.kafka.group_id
@@ -344,10 +358,13 @@ def e2e(kafka_broker: Any, corpus: list[Upload], tmp_path_factory: pytest.TempPa
             produce(bootstrap, topic, [upload_event(u.video_id, u.path) for u in wave])
             wait_for(lambda: not error and _drained(bootstrap, group, topic), 300, f"uploads {[u.video_id for u in wave]} committed")
         assert not error, error
+        status, metrics_body = http_get(f"http://127.0.0.1:{settings.server.port}/metrics")
+        assert status == 200, status
     finally:
         worker.stop()
         thread.join(timeout=60)
         receiver.close()
+        upload_logger.removeHandler(upload_handler)
     assert not thread.is_alive(), "worker did not stop"
     if error:
         raise error[0]
@@ -359,7 +376,8 @@ def e2e(kafka_broker: Any, corpus: list[Upload], tmp_path_factory: pytest.TempPa
         indexed = index.video_info([u.video_id for u in corpus])
     finally:
         index.close()
-    result = RunResult(corpus, alerts, list(receiver.deliveries), recorded, cascades[0].thresholds, indexed)
+    upload_logs = [json.loads(line) for line in upload_lines.getvalue().splitlines() if line.strip()]
+    result = RunResult(corpus, alerts, list(receiver.deliveries), recorded, cascades[0].thresholds, indexed, metrics_body, upload_logs)
     print("\n" + result.table())
     print("alerts:", Counter((a["value"]["video_id"], a["value"]["level"]) for a in alerts))
     return result
@@ -471,6 +489,55 @@ def test_webhooks_signed_once_per_alert_and_equal_to_the_alerts_topic(e2e: RunRe
         assert bodies[a["key"]] == a["value"]
     # every copy that alerts as copy reached the receiver as copy
     assert any(b["level"] == "copy" for b in bodies.values())
+
+
+def test_each_upload_logs_one_line_with_outcome_level_and_timings(e2e: RunResult) -> None:
+    """One ``dupwatch.uploads`` line per upload (JSON log format): its ids, its outcome, the level
+    of its alerts (as on the alerts topic) and the milliseconds of every step."""
+    lines = {line["video_id"]: line for line in e2e.upload_logs}
+    assert len(e2e.upload_logs) == len(e2e.uploads) and set(lines) == {u.video_id for u in e2e.uploads}
+    for upload in e2e.uploads:
+        line = lines[upload.video_id]
+        assert line["level"] == "INFO" and line["logger"] == "dupwatch.uploads"
+        assert line["event_id"] == f"evt-{upload.video_id}" and line["tenant"] == "default"
+        levels = {a["level"] for a in e2e.alerts_of(upload.video_id)}
+        expected_level = "copy" if "copy" in levels else "incident" if levels else None
+        assert (line["outcome"], line["alert_level"], line["alerts"]) == (
+            "alerted" if levels else "indexed", expected_level, len(e2e.alerts_of(upload.video_id))), line
+        steps = {step: line[f"{step}_ms"] for step in ("decode", "embed", "search", "detect", "index")}
+        assert all(isinstance(ms, float) and ms >= 0 for ms in steps.values()), line
+        assert steps["decode"] > 0 and steps["embed"] > 0 and steps["index"] > 0
+        assert steps["search"] <= steps["detect"]
+        assert line["polled_to_decided_ms"] >= steps["decode"] and line["produced_to_decided_ms"] >= line["polled_to_decided_ms"] - 1.0
+    # candidates were searched in Milvus for uploads that had an index to search
+    assert any(line["search_ms"] > 0 for line in e2e.upload_logs)
+
+
+def _samples(body: str) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {s.name + "{" + ",".join(f"{k}={v}" for k, v in sorted(s.labels.items())) + "}": s.value
+            for f in text_string_to_metric_families(body) for s in f.samples}
+
+
+def test_metrics_after_the_run(e2e: RunResult, promtool: Path) -> None:  # noqa: F811
+    """``/metrics`` once everything was committed: dependencies up, one end-to-end observation per
+    upload from the poll and from the record timestamp, every webhook delivery counted; the
+    exposition passes ``promtool check metrics``."""
+    assert_exposition_clean(promtool, e2e.metrics_body)
+    m = _samples(e2e.metrics_body)
+    assert m["dupwatch_dependency_up{dependency=kafka}"] == 1
+    assert m["dupwatch_dependency_up{dependency=milvus}"] == 1
+    n = len(e2e.uploads)
+    assert m["dupwatch_end_to_end_seconds_count{since=polled}"] == n
+    assert m["dupwatch_end_to_end_seconds_count{since=produced}"] == n
+    assert m["dupwatch_videos_indexed_total{}"] == n
+    assert m["dupwatch_search_seconds_count{}"] == n and m["dupwatch_search_seconds_sum{}"] > 0
+    assert m["dupwatch_webhook_deliveries_total{receiver=moderation}"] == len(e2e.deliveries)
+    assert m["dupwatch_webhook_requests_total{receiver=moderation,status_class=2xx}"] == len(e2e.deliveries)
+    assert not [k for k in m if k.startswith("dupwatch_webhook_dead_letters_total")]
+    sent = sum(v for k, v in m.items() if k.startswith("dupwatch_alerts_sent_total"))
+    assert sent == len(e2e.alerts)
 
 
 def test_scan_records_carry_level_scores_and_segments(corpus: list[Upload], tmp_path: Path) -> None:

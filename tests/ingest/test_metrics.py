@@ -17,12 +17,21 @@ REQUIRED = {
     "dupwatch_dead_letters_total",
     "dupwatch_decode_seconds",
     "dupwatch_inference_seconds",
+    "dupwatch_search_seconds",
     "dupwatch_index_seconds",
+    "dupwatch_end_to_end_seconds",
     "dupwatch_batch_frames",
     "dupwatch_in_flight_videos",
-    "dupwatch_consumer_lag",
+    "dupwatch_consumer_lag_messages",
     "dupwatch_alerts_sent_total",
+    "dupwatch_dependency_up",
+    "dupwatch_webhook_requests_total",
+    "dupwatch_webhook_deliveries_total",
+    "dupwatch_webhook_retries_total",
+    "dupwatch_webhook_dead_letters_total",
 }
+# A unit (or ``_total``, or ``_up`` for a 0/1 gauge) ends every name: Prometheus naming practice.
+UNIT_SUFFIXES = ("_total", "_seconds", "_messages", "_frames", "_videos", "_up")
 
 
 def _families(metrics: WorkerMetrics) -> dict[str, object]:
@@ -38,6 +47,7 @@ def test_every_metric_is_declared_once_with_prometheus_naming():
     fams = _families(a)
     for name in METRIC_DOCS:
         assert re.fullmatch(r"dupwatch_[a-z_]+", name)
+        assert name.endswith(UNIT_SUFFIXES), f"{name}: no unit suffix"
         base = name.removesuffix("_total")
         fam = fams[base]
         assert fam.documentation
@@ -45,6 +55,21 @@ def test_every_metric_is_declared_once_with_prometheus_naming():
             assert name.endswith("_total")
         if "seconds" in name:
             assert fam.type in ("histogram", "gauge")
+    dupwatch = {n for n in fams if n.startswith("dupwatch_")}
+    assert dupwatch == {n.removesuffix("_total") for n in METRIC_DOCS}, "a metric without METRIC_DOCS entry"
+
+
+def test_exposition_has_runtime_metrics_and_no_created_series():
+    metrics = WorkerMetrics()
+    metrics.events_consumed.inc()
+    metrics.decode_seconds.observe(0.2)
+    metrics.dead_letters.labels(reason="not_a_video").inc()
+    body = metrics.exposition()[0].decode()
+    names = {s.name for f in text_string_to_metric_families(body) for s in f.samples}
+    assert {"process_resident_memory_bytes", "process_cpu_seconds_total", "python_info", "python_gc_collections_total"} <= names
+    assert not [n for n in names if n.endswith("_created")]
+    # the dependency gauges exist from the start (0 until the first call answers)
+    assert 'dupwatch_dependency_up{dependency="milvus"} 0.0' in body
 
 
 def test_health_endpoints_follow_the_watchdog_and_the_checks():
@@ -197,3 +222,33 @@ def test_call_with_retry_calls_on_retry_once_per_retried_failure():
         call_with_retry(always, RetryPolicy(max_attempts=2, initial_s=0.001, max_s=0.001), sleep=lambda s: None,
                         on_retry=lambda e: seen.append(e.reason))
     assert seen == ["source_timeout"]  # 2 failures: the first retried, the second exhausts the budget
+
+
+def test_readme_metric_table_matches_the_declarations():
+    """README *Logs and metrics* holds ``ingest.metrics.metrics_table()`` verbatim; regenerate with
+    ``python -c "from ingest.metrics import metrics_table; print(metrics_table())"``."""
+    from ingest.metrics import metrics_table
+    from tests.ingest.test_worker_helpers import REPO
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    start, end = "<!-- metrics-table:start -->\n", "\n<!-- metrics-table:end -->"
+    assert start in readme and end in readme, "README lost its metric table markers"
+    table = readme.split(start, 1)[1].split(end, 1)[0]
+    assert table == metrics_table(), "README metric table is stale: paste metrics_table() between the markers"
+
+
+def test_promtool_missing_and_unfetchable_is_one_line(tmp_path, monkeypatch):
+    """No promtool on PATH, none cached, no apt-get: one line saying what to do (the fixture
+    turns it into a test failure)."""
+    import pytest
+
+    from dupwatch.testing.errors import ServiceUnavailable
+    from dupwatch.testing.promtool import PROMTOOL_ENV, ensure_promtool
+
+    monkeypatch.delenv(PROMTOOL_ENV, raising=False)
+    monkeypatch.setenv("DUPWATCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    with pytest.raises(ServiceUnavailable) as info:
+        ensure_promtool()
+    message = str(info.value)
+    assert "\n" not in message and "apt-get" in message and PROMTOOL_ENV in message

@@ -18,6 +18,7 @@ from index.store import VideoIndex
 from ingest.metrics import WorkerMetrics
 from ingest.worker import Worker
 from tests.ingest.embedders import CopyDetector, ThumbnailEmbedder
+from tests.metrics_lint import promtool  # noqa: F401 - fixture
 from tests.ingest.test_worker_helpers import (
     VIDEO_FILES,
     committed_offsets,
@@ -36,12 +37,12 @@ pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 
 
 class RunningWorker:
-    def __init__(self, settings, embedder=None, detector=None):
+    def __init__(self, settings, embedder=None, detector=None, alert_sinks=()):
         self.settings = settings
         self.port = free_ports(1)[0]
         settings = settings.model_copy(update={"server": settings.server.model_copy(update={"port": self.port})})
         self.embedder = embedder or ThumbnailEmbedder()
-        self.worker = Worker(settings, embedder=self.embedder, detector=detector, metrics=WorkerMetrics())
+        self.worker = Worker(settings, embedder=self.embedder, detector=detector, alert_sinks=alert_sinks, metrics=WorkerMetrics())
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -91,7 +92,16 @@ def test_fifty_uploads_indexed_exactly_once_with_metrics(kafka_broker, milvus_li
     assert metrics["dupwatch_batch_frames_count"] >= 1
     assert metrics["dupwatch_in_flight_videos"] == 0
     assert metrics["dupwatch_commits_total"] >= 1
-    assert any(k.startswith("dupwatch_consumer_lag{") for k in metrics), sorted(metrics)
+    assert any(k.startswith("dupwatch_consumer_lag_messages{") for k in metrics), sorted(metrics)
+    # both dependencies answered: up (Milvus from its first call, not only after an outage)
+    assert metrics["dupwatch_dependency_up{dependency=kafka}"] == 1
+    assert metrics["dupwatch_dependency_up{dependency=milvus}"] == 1
+    # one end-to-end observation per event, from the poll and from the Kafka record timestamp
+    assert metrics["dupwatch_end_to_end_seconds_count{since=polled}"] == 50
+    assert metrics["dupwatch_end_to_end_seconds_count{since=produced}"] == 50
+    assert metrics["dupwatch_search_seconds_count"] == 50  # no detector here: 0 s each, still observed
+    assert metrics["process_resident_memory_bytes"] > 0 and any(k.startswith("python_info{") for k in metrics)
+    assert not [k for k in metrics if k.split("{")[0].endswith("_created")]
     assert sum(v for k, v in metrics.items() if k.startswith("dupwatch_dead_letters_total")) == 0
     # Frames of several videos went through one embedder batch.
     assert any(b > 15 for b in run.embedder.batches), run.embedder.batches
@@ -173,6 +183,8 @@ def test_not_ready_and_no_commit_while_milvus_unreachable(kafka_broker):
         assert http_get(f"{url}/healthz")[0] == 200  # the loop is alive, it is waiting
         metrics = scrape(run.port)
         assert metrics["dupwatch_videos_indexed_total"] == 0
+        assert metrics["dupwatch_dependency_up{dependency=milvus}"] == 0
+        assert metrics["dupwatch_dependency_up{dependency=kafka}"] == 1
         # A dependency outage is not the upload's fault: never dead-lettered, however long it lasts
         # (max_attempts=2 would have been exceeded long ago for an input-related failure).
         assert sum(v for k, v in metrics.items() if k.startswith("dupwatch_dead_letters_total")) == 0
@@ -211,3 +223,74 @@ def test_replayed_events_send_no_second_alert_and_write_no_second_row(kafka_brok
             assert detector_index.count(vid).coarse == 1
     finally:
         detector_index.close()
+
+
+def test_metrics_after_real_traffic_pass_promtool_and_each_upload_logs_one_line(
+    kafka_broker, milvus_lite_uri, tmp_path, caplog, promtool  # noqa: F811
+):
+    """Alerts, a webhook receiver that accepts and one that rejects, poison events: then
+    ``/metrics`` (labelled counters and histograms present) passes ``promtool check metrics``, and
+    every event has exactly one ``dupwatch.uploads`` log line whose JSON form parses."""
+    import logging
+
+    from dupwatch.config import AlertsConfig, WebhookConfig
+    from dupwatch.logs import JsonFormatter
+    from ingest.worker import webhook_sinks
+    from tests.detect.test_webhooks import SECRET
+    from tests.detect.webhook_server import Receiver
+    from tests.metrics_lint import assert_exposition_clean
+
+    caplog.set_level(logging.INFO, logger="dupwatch.uploads")
+    topic = kafka_broker.create_topic(unique("uploads"), 1)
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("not a video\n")
+    accepting, rejecting = Receiver(script=[200]), Receiver(script=[400])
+    base = make_settings(kafka_broker.bootstrap_servers, topic, milvus_lite_uri, extra_roots=[tmp_path])
+    settings = base.model_copy(update={
+        "alerts": AlertsConfig(sqlite_path=tmp_path / "deliveries.sqlite"),
+        "webhooks": [WebhookConfig(name="accepting", url=accepting.url, secret=SECRET, backoff_initial_s=0.01),
+                     WebhookConfig(name="rejecting", url=rejecting.url, secret=SECRET, backoff_initial_s=0.01)],
+    })
+    produce(kafka_broker.bootstrap_servers, topic, [
+        upload_event("orig", VIDEO_FILES[1]), upload_event("copy", VIDEO_FILES[1]), b"{not json", upload_event("textfile", not_video),
+    ])
+    detector_index = VideoIndex(settings.milvus, ThumbnailEmbedder.index_dims)
+    try:
+        with RunningWorker(settings, detector=CopyDetector(detector_index), alert_sinks=webhook_sinks(settings)) as run:
+            wait_for(lambda: _drained(settings), 60, "all offsets committed")
+            status, body = http_get(f"http://127.0.0.1:{run.port}/metrics")
+            metrics = scrape(run.port)
+    finally:
+        detector_index.close()
+        accepting.close()
+        rejecting.close()
+    assert status == 200
+    assert_exposition_clean(promtool, body)
+
+    assert metrics["dupwatch_alerts_sent_total{level=copy}"] == 1
+    assert metrics["dupwatch_webhook_deliveries_total{receiver=accepting}"] == 1
+    assert metrics["dupwatch_webhook_requests_total{receiver=accepting,status_class=2xx}"] == 1
+    assert metrics["dupwatch_webhook_requests_total{receiver=rejecting,status_class=4xx}"] == 1
+    assert metrics["dupwatch_webhook_dead_letters_total{reason=webhook_rejected,receiver=rejecting}"] == 1
+    assert metrics["dupwatch_end_to_end_seconds_count{since=polled}"] == 4
+    assert metrics["dupwatch_end_to_end_seconds_count{since=produced}"] == 4
+    assert metrics["dupwatch_dead_letters_total{reason=invalid_json}"] == 1
+
+    records = [r for r in caplog.records if r.name == "dupwatch.uploads"]
+    assert len(records) == 4, [r.getMessage() for r in records]
+    lines = [json.loads(JsonFormatter().format(r)) for r in records]
+    by_offset = {line["offset"]: line for line in lines}
+    assert sorted(by_offset) == [0, 1, 2, 3]
+    for line in lines:
+        assert line["level"] == "INFO" and line["topic"] == topic and line["partition"] == 0
+        assert line["produced_to_decided_ms"] >= 0 and line["polled_to_decided_ms"] >= 0
+    orig, copy, poison, text = (by_offset[i] for i in range(4))
+    assert (orig["video_id"], orig["event_id"], orig["tenant"], orig["outcome"], orig["alert_level"]) == (
+        "orig", "evt-orig", "default", "indexed", None)
+    assert (copy["video_id"], copy["outcome"], copy["alert_level"], copy["alerts"]) == ("copy", "alerted", "copy", 1)
+    for line in (orig, copy):
+        assert all(line[f"{step}_ms"] >= 0 for step in ("decode", "embed", "search", "detect", "index")), line
+    assert (poison["event_id"], poison["outcome"], poison["reason"]) == (None, "dead_lettered", "invalid_json")
+    assert (text["video_id"], text["outcome"], text["reason"], text["index_ms"]) == ("textfile", "dead_lettered", "not_a_video", None)
+    assert text["decode_ms"] >= 0 and text["embed_ms"] is None  # the failed decode attempt counts; no later step ran
+    assert "outcome=alerted" in records[[r.offset for r in records].index(1)].getMessage()

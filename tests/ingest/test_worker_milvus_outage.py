@@ -35,6 +35,8 @@ def test_worker_waits_out_a_milvus_outage_without_committing(kafka_broker, milvu
         url = f"http://127.0.0.1:{run.port}"
         wait_for(lambda: _drained(settings), 60, "first uploads committed")
         assert http_get(f"{url}/readyz")[0] == 200
+        # up from the first answered call, not only once an outage has ended
+        assert scrape(run.port)["dupwatch_dependency_up{dependency=milvus}"] == 1
 
         server.kill()
         produce(kafka_broker.bootstrap_servers, topic, [upload_event("during-1", VIDEO_FILES[2])])
@@ -47,11 +49,13 @@ def test_worker_waits_out_a_milvus_outage_without_committing(kafka_broker, milvu
         )
         assert committed_offsets(kafka_broker.bootstrap_servers, group, topic) == {0: 2}
         assert http_get(f"{url}/healthz")[0] == 200
+        assert scrape(run.port)["dupwatch_dependency_up{dependency=milvus}"] == 0
 
         server.start()  # same ports and data
         wait_for(lambda: _drained(settings), 90, "the waiting upload indexed and committed after recovery")
         wait_for(lambda: http_get(f"{url}/readyz")[0] == 200, 30, "/readyz 200 again")
         metrics = scrape(run.port)
     assert metrics["dupwatch_videos_indexed_total"] == 3
+    assert metrics["dupwatch_dependency_up{dependency=milvus}"] == 1
     assert sum(v for k, v in metrics.items() if k.startswith("dupwatch_dead_letters_total")) == 0
     assert run.worker.index.has_video("during-1")

@@ -122,17 +122,52 @@ def test_scan_twice_into_the_same_db_reports_already_indexed(tmp_path, milvus_li
     assert counts3["c_bikes"].frames == by_id["c_bikes"]["frames"]
 
 
+def _upload_lines_json(stderr: str) -> list[dict]:
+    """The per-upload log lines of a ``log_format: json`` run (every log line is one JSON object)."""
+    logged = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert not [line for line in stderr.splitlines() if " INFO dupwatch.uploads: " in line], "a text log line in JSON mode"
+    return [r for r in logged if r["logger"] == "dupwatch.uploads"]
+
+
+def _upload_lines_text(stderr: str) -> list[dict[str, str]]:
+    """``key=value`` fields of the per-upload log lines of a ``log_format: text`` run."""
+    rows = []
+    for line in stderr.splitlines():
+        if " INFO dupwatch.uploads: upload " in line:
+            rows.append(dict(part.split("=", 1) for part in line.split(" INFO dupwatch.uploads: upload ", 1)[1].split()))
+    return rows
+
+
 def test_scan_cli_twice_json_lines(tmp_path, milvus_lite_uri):
+    """Twice over one folder: the records, and one log line per upload on stderr, JSON in the
+    first run (``DUPWATCH_LOG_FORMAT=json``), text in the second (the default)."""
     folder = _folder(tmp_path)
     env = _scan_env(milvus_lite_uri)
-    runs = []
-    for _ in range(2):
+    runs, logs = [], []
+    for log_format in ("json", "text"):
         out = subprocess.run(
             [sys.executable, "-m", "dupwatch.cli", "scan", str(folder), "--json", "--embedder", "tests.ingest.embedders:build_embedder"],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+            cwd=REPO, env={**env, "DUPWATCH_LOG_FORMAT": log_format}, capture_output=True, text=True, timeout=120,
         )
         assert out.returncode == 0, out.stderr[-2000:]
         runs.append([json.loads(line) for line in out.stdout.splitlines() if line.strip()])
+        logs.append(out.stderr)
     indexed = [r for r in runs[1] if r["type"] == "indexed"]
     assert len(indexed) == 3 and all(r["already_indexed"] for r in indexed)
     assert sum(r["type"] == "indexed" for r in runs[0]) == 3 and not any(r.get("already_indexed") for r in runs[0])
+
+    first = {r["video_id"]: r for r in _upload_lines_json(logs[0])}
+    assert sorted(first) == ["a_original", "b_reupload", "c_bikes", "d_notes"], logs[0][-2000:]
+    for vid in ("a_original", "b_reupload", "c_bikes"):
+        line = first[vid]
+        assert line["level"] == "INFO" and line["tenant"] == "default" and line["event_id"].startswith(f"scan-{vid}-")
+        assert line["outcome"] == "indexed" and line["alert_level"] is None and line["reason"] is None
+        assert all(isinstance(line[f"{step}_ms"], float) for step in ("decode", "embed", "search", "detect", "index")), line
+        assert line["produced_to_decided_ms"] is None and line["polled_to_decided_ms"] >= line["decode_ms"]
+    assert (first["d_notes"]["outcome"], first["d_notes"]["reason"]) == ("dead_lettered", "not_a_video")
+    assert isinstance(first["d_notes"]["decode_ms"], float) and first["d_notes"]["index_ms"] is None  # the failed decode counts
+
+    second = {r["video_id"]: r for r in _upload_lines_text(logs[1])}
+    assert sorted(second) == ["a_original", "b_reupload", "c_bikes", "d_notes"], logs[1][-2000:]
+    assert {second[v]["outcome"] for v in ("a_original", "b_reupload", "c_bikes")} == {"replay_skipped"}
+    assert (second["d_notes"]["outcome"], second["d_notes"]["reason"]) == ("dead_lettered", "not_a_video")

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, required=True)
     args = parser.parse_args(argv)
     settings = load_settings(args.config)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     worker = build_worker(settings, Path(os.environ.get(DELIVERY_LOG_ENV, args.config.parent / "deliveries.sqlite")))
     install_signal_handlers(worker.stop)
     worker.run()
