@@ -32,7 +32,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -43,7 +43,9 @@ from dupwatch.config import DetectionConfig
 from dupwatch.records import Segment, VideoRepresentation, inset_id, parent_id
 from inference.alignment import AlignmentEvidence as PathEvidence
 from inference.alignment import align_pair
-from inference.embedder import VideoModels
+
+if TYPE_CHECKING:
+    from inference.embedder import VideoModels
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,10 @@ Graphs (name → inputs → outputs):
 
 - ``features``: ``frames`` uint8 ``[N, 224, 224, 3]`` → ``regions`` ``[N, R, D]`` (backbone + L3-iMAC + PCA).
 - ``coarse``: ``features`` ``[B, T, R, D]`` + ``mask`` float ``[B, T]`` (1 = real frame) → ``embedding`` ``[B, E]``.
-- ``fine`` / ``fine_bin`` / ``s2vs``: ``query`` ``[Tq, R, D]``, ``target`` ``[Tt, R, D]`` (indexed, T >= 4) →
-  ``similarity`` ``[]`` and ``similarity_matrix`` ``[Tq', Tt']``; ``<name>_index``: ``features`` ``[B, T, R, D]`` →
-  ``indexed`` ``[B, T, R, D']`` (T >= 4; :func:`tile_min_frames` first).
+- ``fine`` / ``fine_bin`` / ``s2vs``: a batch of pairs ``query`` ``[B, Tq, R, D]``, ``target`` ``[B, Tt, R, D]``
+  (indexed, each tiled to the network's ``min_frames`` outside the graph, recorded in the manifest) →
+  ``similarity`` ``[B]`` and the region-chamfer ``frame_similarity`` ``[B, Tq, Tt]``; ``<name>_index``:
+  ``features`` ``[B, T, R, D]`` → ``indexed`` ``[B, T, R, D']`` (per frame: tile before or after, same result).
 - ``selector_selfsim``: ``features`` ``[B, T, R, D]`` → ``self_similarity`` ``[B, 1]``; ``selector_mlp``:
   ``x`` ``[N, 3]`` → ``probability`` ``[N, 1]``.
 - ``drca``: ``clips`` float ``[B, 8, 3, H, W]`` (normalised, mean = std = 127.5) → ``embedding`` ``[B, C]``
@@ -30,6 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from inference.engines import ARTIFACT_GRAPHS
 
 __all__ = [
     "GraphSpec",
@@ -100,19 +103,23 @@ class IndexGraph(nn.Module):
 
 
 class SimilarityGraph(nn.Module):
-    """Two indexed videos ``[Tq, R, D]``, ``[Tt, R, D]`` → (scalar similarity, comparator output matrix)."""
+    """A batch of indexed pairs ``[B, Tq, R, D]``, ``[B, Tt, R, D]`` (each video already tiled to the
+    network's ``min_frames``, :func:`inference.served.tile_frames`) → similarity ``[B]`` and the
+    region-chamfer frame similarity ``[B, Tq, Tt]`` that the similarity head read.
+
+    Short-video tiling happens outside the graph, so a traced graph does not fix it at the example
+    length and one graph serves every ``min_frames``; the frame similarity is computed once and is
+    both the head's input and the matrix the detector aligns (crop it to the untiled lengths).
+    """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, query: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from inference.similarities import chamfer_similarity
+        from inference.similarities import pair_similarity
 
-        sim, _ = self.model.similarity_matrix(query.unsqueeze(0), target.unsqueeze(0))
-        sim = sim.reshape(sim.shape[-2], sim.shape[-1])  # [Tq', Tt'] (DnS drops the channel axis, S2VS keeps it)
-        score = chamfer_similarity(sim, max_axis=1, mean_axis=0)
-        return score, sim
+        return pair_similarity(self.model, query, target)
 
 
 class SelfSimilarityGraph(nn.Module):
@@ -218,6 +225,9 @@ class GraphSpec:
     """min/max per dynamic axis (dynamo ``Dim`` and TensorRT optimisation profiles)."""
     opt: dict[str, int] = field(default_factory=dict)
     """Typical size per dynamic axis (TensorRT profile ``opt``)."""
+    config: dict[str, Any] = field(default_factory=dict)
+    """Serving options recorded with the graph in the manifest (``min_frames`` of a similarity graph:
+    the caller tiles shorter videos to it before running the graph)."""
 
     def sample(self, sizes: dict[str, int], seed: int = 0) -> dict[str, np.ndarray]:
         return self.sampler(sizes, np.random.default_rng(seed))
@@ -306,22 +316,26 @@ def _similarity_spec(name: str, model: nn.Module, regions: int) -> GraphSpec:
     d = int(model.binarization.W.shape[1]) if hasattr(model, "binarization") else int(model.dims)
 
     def sampler(s: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
+        s = {"B": 1, **s}
         if binary:
-            q = np.sign(rng.standard_normal((s["Tq"], regions, d))).astype(np.float32)
-            t = np.sign(rng.standard_normal((s["Tt"], regions, d))).astype(np.float32)
+            q = np.sign(rng.standard_normal((s["B"], s["Tq"], regions, d))).astype(np.float32)
+            t = np.sign(rng.standard_normal((s["B"], s["Tt"], regions, d))).astype(np.float32)
         else:
-            q = _region_features(s, rng, "Tq", regions, d)
-            t = _region_features(s, rng, "Tt", regions, d)
-            t[: min(s["Tq"], s["Tt"]) // 2] = q[: min(s["Tq"], s["Tt"]) // 2]  # a shared segment
+            q = _region_features(s, rng, "Tq", regions, d, batch="B")
+            t = _region_features(s, rng, "Tt", regions, d, batch="B")
+            n = min(s["Tq"], s["Tt"]) // 2
+            t[:, :n] = q[:, :n]  # a shared segment
         return {"query": q, "target": t}
 
     return GraphSpec(
         name, name, SimilarityGraph(model).eval(),
-        inputs=[("query", "float32", ["Tq", regions, d]), ("target", "float32", ["Tt", regions, d])],
-        outputs=[("similarity", "float32", []), ("similarity_matrix", "float32", ["Tq_4", "Tt_4"])],
-        exporter="torchscript", example={"Tq": 12, "Tt": 20},
-        parity_shapes=[{"Tq": 4, "Tt": 4}, {"Tq": 33, "Tt": 7}, {"Tq": 5, "Tt": 64}, {"Tq": 300, "Tt": 120}],
-        sampler=sampler, bounds={"Tq": (4, 1024), "Tt": (4, 1024)}, opt={"Tq": 64, "Tt": 64},
+        inputs=[("query", "float32", ["B", "Tq", regions, d]), ("target", "float32", ["B", "Tt", regions, d])],
+        outputs=[("similarity", "float32", ["B"]), ("frame_similarity", "float32", ["B", "Tq", "Tt"])],
+        exporter="torchscript", example={"B": 2, "Tq": 12, "Tt": 20},
+        parity_shapes=[{"B": 1, "Tq": 4, "Tt": 4}, {"B": 3, "Tq": 33, "Tt": 7}, {"B": 1, "Tq": 5, "Tt": 64},
+                       {"B": 2, "Tq": 16, "Tt": 16}, {"B": 1, "Tq": 300, "Tt": 120}],
+        sampler=sampler, bounds={"B": (1, 256), "Tq": (4, 1024), "Tt": (4, 1024)}, opt={"B": 8, "Tq": 64, "Tt": 64},
+        config={"min_frames": int(getattr(model, "min_frames", MIN_FRAMES))},
     )
 
 
@@ -369,16 +383,6 @@ def _drca_spec(model: nn.Module) -> GraphSpec:
     )
 
 
-ARTIFACT_GRAPHS: dict[str, tuple[str, ...]] = {
-    "features": ("features",),
-    "coarse": ("coarse",),
-    "fine": ("fine_index", "fine"),
-    "fine_bin": ("fine_bin_index", "fine_bin"),
-    "s2vs": ("s2vs_index", "s2vs"),
-    "selector": ("selector_selfsim", "selector_mlp"),
-    "drca": ("drca",),
-}
-"""Bundle artifact (PyTorch weights) → the graphs exported from it."""
 
 
 def build_graphs(models: dict[str, nn.Module], regions: int = 9, frames_dtype: str = "uint8") -> dict[str, GraphSpec]:

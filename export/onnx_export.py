@@ -199,7 +199,7 @@ def export_bundle(root: Path | str, models: Sequence[str] | None = None, opset: 
                 source=f"dupwatch export ({r.exporter} exporter) of artifact {r.artifact!r}",
                 config={"exporter": r.exporter, "graph": r.graph, "artifact": r.artifact,
                         "dynamic_axes": _dynamic_axes(spec), "atol": atol,
-                        "parity_shapes": [dict(s) for s in spec.parity_shapes],
+                        "parity_shapes": [dict(s) for s in spec.parity_shapes], **spec.config,
                         "torch": torch.__version__},
                 inputs=tensor_specs(spec.inputs), outputs=tensor_specs(spec.outputs),
                 parity_max_abs_err=r.parity_max_abs_err, opset=r.opset,

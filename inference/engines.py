@@ -33,6 +33,7 @@ __all__ = [
     "onnx_graphs",
     "ort_providers",
     "ONNX_PREFIX",
+    "ARTIFACT_GRAPHS",
 ]
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,17 @@ log = logging.getLogger(__name__)
 Preference = Literal["auto", "torch", "onnxruntime", "tensorrt"]
 ONNX_PREFIX = "onnx/"
 """Manifest artifact names of ONNX exports: ``onnx/<graph>``."""
+
+ARTIFACT_GRAPHS: dict[str, tuple[str, ...]] = {
+    "features": ("features",),
+    "coarse": ("coarse",),
+    "fine": ("fine_index", "fine"),
+    "fine_bin": ("fine_bin_index", "fine_bin"),
+    "s2vs": ("s2vs_index", "s2vs"),
+    "selector": ("selector_selfsim", "selector_mlp"),
+    "drca": ("drca",),
+}
+"""Bundle artifact (PyTorch weights) → the graphs exported from it (built by :mod:`export.models`)."""
 
 
 class EngineUnavailable(RuntimeError):
@@ -130,13 +142,16 @@ class OnnxRuntimeEngine:
     name = "onnxruntime"
 
     def __init__(self, onnx_files: Mapping[str, Path | str], providers: Sequence[str] | None = None,
-                 threads: int | None = None, trt_cache_dir: Path | str | None = None) -> None:
+                 threads: int | None = None, trt_cache_dir: Path | str | None = None,
+                 graph_threads: Mapping[str, int] | None = None) -> None:
         import onnxruntime as ort
 
         self._ort = ort
         self._files = {g: Path(p) for g, p in onnx_files.items()}
         self.providers = list(providers) if providers is not None else ort_providers()
         self.threads = threads
+        self.graph_threads = dict(graph_threads or {})
+        """Intra-op threads per graph (``SessionOptions.intra_op_num_threads``); else ``threads``; 0/None: ORT's default."""
         self.trt_cache_dir = Path(trt_cache_dir) if trt_cache_dir else None
         self._sessions: dict[str, Any] = {}
         self.description = f"onnxruntime {ort.__version__} [{', '.join(self.providers)}]"
@@ -163,8 +178,10 @@ class OnnxRuntimeEngine:
         if graph not in self._sessions:
             opts = self._ort.SessionOptions()
             opts.log_severity_level = 3
-            if self.threads:
-                opts.intra_op_num_threads = self.threads
+            threads = self.graph_threads.get(graph) or self.threads
+            if threads:
+                opts.intra_op_num_threads = threads
+                opts.inter_op_num_threads = 1
             self._sessions[graph] = self._ort.InferenceSession(str(self._files[graph]), sess_options=opts,
                                                                providers=self._provider_options())
         return self._sessions[graph]
@@ -290,6 +307,8 @@ def select_engine(preference: Preference | str = "auto", bundle: Any = None, *,
     ``preference``: ``auto`` (TensorRT → ONNX Runtime → PyTorch) or a back end, which must be usable
     (else :class:`EngineUnavailable` with the reason). Returns ``(engine, description)``; the
     description (also logged) names the back end, its providers/device and why others were skipped.
+    ``graph_threads``: ONNX Runtime intra-op threads per graph. ``allow_torch=False`` leaves PyTorch out
+    of ``auto`` (a caller that serves PyTorch models itself need not build a second copy of them).
     """
     if preference not in ("auto", "torch", "onnxruntime", "tensorrt"):
         raise ValueError(f"engine preference must be auto, torch, onnxruntime or tensorrt; got {preference!r}")
@@ -297,7 +316,7 @@ def select_engine(preference: Preference | str = "auto", bundle: Any = None, *,
         raise ValueError("select_engine needs a model bundle (directory or Bundle)")
     bundle = _load_bundle(bundle)
     skipped: list[str] = []
-    order = ["tensorrt", "onnxruntime", "torch"] if preference == "auto" else [preference]
+    order = ["tensorrt", "onnxruntime", "torch"][: None if allow_torch else 2] if preference == "auto" else [preference]
     for backend in order:
         try:
             if backend == "tensorrt":
@@ -306,7 +325,8 @@ def select_engine(preference: Preference | str = "auto", bundle: Any = None, *,
                 files = onnx_graphs(bundle)
                 if not files:
                     raise EngineUnavailable(f"bundle {bundle.root} has no ONNX exports")
-                engine = OnnxRuntimeEngine(files, trt_cache_dir=Path(bundle.root) / "tensorrt" / "ort-cache")
+                engine = OnnxRuntimeEngine(files, trt_cache_dir=Path(bundle.root) / "tensorrt" / "ort-cache",
+                                           graph_threads=graph_threads)
             else:
                 engine = _torch_engine(bundle, device)
         except (EngineUnavailable, ImportError) as exc:
