@@ -301,7 +301,8 @@ def _tensorrt_engine(bundle: Any) -> TensorRTEngine:
 
 
 def select_engine(preference: Preference | str = "auto", bundle: Any = None, *,
-                  device: str | None = None) -> tuple[Engine, str]:
+                  device: str | None = None, graph_threads: Mapping[str, int] | None = None,
+                  allow_torch: bool = True) -> tuple[Engine, str]:
     """The best available engine for ``bundle`` (a :class:`inference.bundle.Bundle` or its directory).
 
     ``preference``: ``auto`` (TensorRT → ONNX Runtime → PyTorch) or a back end, which must be usable
