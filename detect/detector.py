@@ -22,7 +22,7 @@ For one upload (its :class:`VideoRepresentation`, not yet indexed):
 
 Each detection carries everything an alert needs; :func:`alert_id` makes the alert id a pure
 function of (tenant, query, match, level, bundle version), so re-processing an event yields
-the same ids and receivers can drop duplicates (``ingest.pipeline.make_alert_id``).
+the same ids and receivers can drop duplicates (``dupwatch.events.make_alert_id``).
 """
 
 from __future__ import annotations
@@ -395,8 +395,7 @@ class Detector:
         return {} if self.config.tenant_isolation else {"reference_tenant": info.get(vid, {}).get("tenant")}
 
     def alerts(self, rep: VideoRepresentation, detections: list[Detection], *, now: datetime | None = None) -> list["AlertEvent"]:  # noqa: F821
-        from ingest.events import AlertEvent, AlertScores, AlertSegment
-        from ingest.pipeline import make_alert_id
+        from dupwatch.events import AlertEvent, AlertScores, AlertSegment, make_alert_id
 
         created = now or datetime.now(timezone.utc)
         version = self.models.version

@@ -17,6 +17,7 @@ import typer
 
 from dupwatch import __version__
 from dupwatch.config import ConfigError, Settings, load_settings, masked_dump
+from dupwatch.logs import configure_logging
 
 COMMAND_PACKAGES = ("ingest", "inference", "export", "training", "detect", "bench", "index")
 
@@ -43,18 +44,6 @@ def settings_or_exit(config: Path | None) -> Settings:
     except ConfigError as exc:
         typer.echo(f"dupwatch: {exc}", err=True)
         raise typer.Exit(2) from None
-
-
-def configure_logging(level: str = "INFO") -> None:
-    """Only the entry point configures logging (library modules just get their logger)."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # Milvus Lite's in-process gRPC shim logs a traceback for every call it does not implement
-    # (AllocTimestamp on upsert); pymilvus falls back by itself, so the traceback is noise.
-    logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
 
 
 @app.callback()

@@ -22,7 +22,7 @@ def export_cmd(
     """Export the bundle's models to DIR/onnx/, check parity against PyTorch and record them in the manifest."""
     from inference.bundle import BundleError
 
-    from export.models import ARTIFACT_GRAPHS
+    from inference.graphs import ARTIFACT_GRAPHS
     from export.onnx_export import export_bundle
 
     wanted = [m.strip() for m in models.split(",") if m.strip()] if models else None
@@ -45,7 +45,7 @@ def export_cmd(
                    + (f" among {', '.join(wanted)}" if wanted else ""), err=True)
         raise typer.Exit(2)
     if tensorrt:
-        from export.tensorrt_builder import TensorRTUnavailable, build_bundle_engines
+        from inference.tensorrt_builder import TensorRTUnavailable, build_bundle_engines
 
         try:
             engines = build_bundle_engines(bundle, graphs=[r.graph for r in result.results] or None)

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from export.models import GraphSpec
+from inference.graphs import GraphSpec
 from export.parity import ATOL, ParityReport, install_if_parity
 
 __all__ = ["OPSET", "BundleExport", "ExportResult", "export_bundle", "export_graph", "export_onnx_file", "store_exact_fp16",
@@ -207,7 +207,7 @@ def export_bundle(root: Path | str, models: Sequence[str] | None = None, opset: 
     """
     from tqdm import tqdm
 
-    from export.models import build_graphs, load_torch_models
+    from inference.graphs import build_graphs, load_torch_models
     from inference.bundle import BundleWriter, load_bundle
     from inference.engines import ONNX_PREFIX
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from export.models import GraphSpec
+    from inference.graphs import GraphSpec
 
 __all__ = ["ATOL", "ParityError", "ParityCase", "ParityReport", "check_parity", "install_if_parity", "ort_session"]
 

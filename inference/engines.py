@@ -1,6 +1,6 @@
 """Engines: one interface over PyTorch (reference), ONNX Runtime and TensorRT.
 
-Every engine runs named *graphs* (see :mod:`export.models`: ``features``, ``coarse``, ``fine``,
+Every engine runs named *graphs* (see :mod:`inference.graphs`: ``features``, ``coarse``, ``fine``,
 ``fine_index``, ``fine_bin``, ``fine_bin_index``, ``s2vs``, ``s2vs_index``, ``selector_selfsim``,
 ``selector_mlp``, ``drca``) on numpy inputs and returns numpy outputs::
 
@@ -51,7 +51,7 @@ ARTIFACT_GRAPHS: dict[str, tuple[str, ...]] = {
     "selector": ("selector_selfsim", "selector_mlp"),
     "drca": ("drca",),
 }
-"""Bundle artifact (PyTorch weights) → the graphs exported from it (built by :mod:`export.models`)."""
+"""Bundle artifact (PyTorch weights) → the graphs exported from it (built by :mod:`inference.graphs`)."""
 
 
 class EngineUnavailable(RuntimeError):
@@ -100,7 +100,7 @@ class TorchEngine:
 
     @classmethod
     def from_specs(cls, specs: Mapping[str, Any], device: str = "cpu", half: bool = False) -> "TorchEngine":
-        """From :class:`export.models.GraphSpec` objects."""
+        """From :class:`inference.graphs.GraphSpec` objects."""
         return cls({g: (s.module, [n for n, _, _ in s.inputs], [n for n, _, _ in s.outputs]) for g, s in specs.items()},
                    device=device, half=half)
 
@@ -197,7 +197,7 @@ class OnnxRuntimeEngine:
 
 
 class TensorRTEngine:
-    """Serialized TensorRT engines (built by :mod:`export.tensorrt_builder`), run with torch CUDA buffers."""
+    """Serialized TensorRT engines (built by :mod:`inference.tensorrt_builder`), run with torch CUDA buffers."""
 
     name = "tensorrt"
 
@@ -282,7 +282,7 @@ def _load_bundle(bundle: Any) -> Any:
 def _torch_engine(bundle: Any, device: str | None = None) -> TorchEngine:
     import torch
 
-    from export.models import build_graphs, load_torch_models
+    from inference.graphs import build_graphs, load_torch_models
 
     specs = build_graphs(load_torch_models(bundle), regions=bundle.manifest.backbone.regions)
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -290,7 +290,7 @@ def _torch_engine(bundle: Any, device: str | None = None) -> TorchEngine:
 
 
 def _tensorrt_engine(bundle: Any) -> TensorRTEngine:
-    from export.tensorrt_builder import build_bundle_engines, tensorrt_status
+    from inference.tensorrt_builder import build_bundle_engines, tensorrt_status
 
     ok, reason = tensorrt_status()
     if not ok:

@@ -2,7 +2,7 @@
 
 :class:`EngineModels` has the public surface of :class:`inference.embedder.VideoModels`
 (``regions``, ``represent_batch``, ``compare``, ``selector_scores``, ``bundle``, ``methods``) and
-runs the bundle's exported graphs (:mod:`export.models`) on an :class:`inference.engines.Engine`:
+runs the bundle's exported graphs (:mod:`inference.graphs`) on an :class:`inference.engines.Engine`:
 ONNX Runtime by default, TensorRT on a GPU. :func:`load_models` picks it whenever the bundle carries
 the graphs of every model it has, and falls back to the PyTorch ``VideoModels`` otherwise.
 

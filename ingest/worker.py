@@ -389,7 +389,7 @@ def detector_factory_for(settings: Settings, embedder: Any) -> Callable[[Any], D
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from dupwatch.cli import configure_logging
+    from dupwatch.logs import configure_logging
     from dupwatch.config import ConfigError, load_settings
 
     parser = argparse.ArgumentParser(prog="python -m ingest.worker", description=__doc__.split("\n")[0])
