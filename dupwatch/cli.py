@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import logging
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 

@@ -16,7 +16,7 @@ option recorded with the graph in the manifest) are tiled here, outside the grap
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
