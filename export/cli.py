@@ -12,7 +12,8 @@ import typer
 
 
 def export_cmd(
-    bundle: Annotated[Path, typer.Option("--bundle", help="Model bundle directory (manifest.json).")],
+    bundle_dir: Annotated[Optional[Path], typer.Argument(help="Model bundle directory (or --bundle).", show_default=False)] = None,
+    bundle: Annotated[Optional[Path], typer.Option("--bundle", help="Model bundle directory (manifest.json).")] = None,
     tensorrt: Annotated[bool, typer.Option("--tensorrt", help="Also build fp16 TensorRT engines (GPU + tensorrt).")] = False,
     models: Annotated[Optional[str], typer.Option("--models", help="Comma-separated artifacts: features,coarse,fine,fine_bin,selector,s2vs,drca.")] = None,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset.")] = 18,
@@ -20,6 +21,11 @@ def export_cmd(
     frames_dtype: Annotated[str, typer.Option("--frames-dtype", help="Feature extractor input: uint8 or float32 (0-255).")] = "uint8",
 ) -> None:
     """Export the bundle's models to DIR/onnx/, check parity against PyTorch and record them in the manifest."""
+    if (bundle_dir is None) == (bundle is None):
+        typer.echo("dupwatch export: give the bundle directory once (DIR or --bundle DIR)", err=True)
+        raise typer.Exit(2)
+    bundle = bundle or bundle_dir
+    assert bundle is not None
     from inference.bundle import BundleError
 
     from inference.graphs import ARTIFACT_GRAPHS
