@@ -194,6 +194,13 @@ def _dynamic_axes(spec: GraphSpec) -> dict[str, list[int]]:
     return out
 
 
+def _source_hashes(bundle: Any, artifact: str) -> dict[str, str]:
+    """sha256 of the bundle artifacts a graph was exported from (the server refuses a graph whose
+    sources changed since: retrained weights with stale graphs)."""
+    names = ("features", "pca") if artifact == "features" else (artifact,)
+    return {n: bundle.entry(n).sha256 for n in names if bundle.has(n)}
+
+
 def export_bundle(root: Path | str, models: Sequence[str] | None = None, opset: int = OPSET, atol: float = ATOL,
                   progress: bool = True, torch_models: dict[str, Any] | None = None,
                   frames_dtype: str = "uint8") -> BundleExport:
@@ -258,6 +265,7 @@ def export_bundle(root: Path | str, models: Sequence[str] | None = None, opset: 
                         "dynamic_axes": _dynamic_axes(spec), "atol": atol,
                         "parity_shapes": [dict(s) for s in spec.parity_shapes], **spec.config,
                         **({"served_parity": served[r.graph]} if r.graph in served else {}),
+                        "source_sha256": _source_hashes(bundle, r.artifact),
                         "torch": torch.__version__},
                 inputs=tensor_specs(spec.inputs), outputs=tensor_specs(spec.outputs),
                 parity_max_abs_err=r.parity_max_abs_err, opset=r.opset,

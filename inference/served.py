@@ -184,9 +184,11 @@ class EngineModels:
         if fine is not None:
             from inference.engines import ONNX_PREFIX
 
+            # the fine artifact's serving option wins (tiling is outside the graph, any value works);
+            # the value recorded at export is the fallback
             entry = bundle.manifest.artifacts.get(f"{ONNX_PREFIX}{fine}")
-            min_frames = int((entry.config if entry is not None else {}).get("min_frames")
-                             or bundle.entry(fine).config.get("min_frames") or HEAD_MIN_FRAMES)
+            min_frames = int(bundle.entry(fine).config.get("min_frames")
+                             or (entry.config if entry is not None else {}).get("min_frames") or HEAD_MIN_FRAMES)
         self.pairs = PairScorer(engine, fine, min_frames, max_batch=pair_batch)
         self.methods["engine"] = engine.description
 
@@ -359,6 +361,22 @@ class BundleEmbedder:
         return self.models.represent_batch(videos, tenants)
 
 
+def stale_graphs(bundle: Bundle) -> list[str]:
+    """ONNX graphs whose source weights changed after they were exported (``source_sha256`` in the
+    graph's manifest entry against the artifact's current sha256)."""
+    from inference.engines import ONNX_PREFIX
+
+    stale = []
+    for name, entry in bundle.manifest.artifacts.items():
+        if entry.kind != "onnx" or not name.startswith(ONNX_PREFIX):
+            continue
+        for source, sha in (entry.config.get("source_sha256") or {}).items():
+            if not bundle.has(source) or bundle.entry(source).sha256 != sha:
+                stale.append(name[len(ONNX_PREFIX):])
+                break
+    return stale
+
+
 def engine_threads(settings: Settings) -> dict[str, int]:
     """Intra-op threads per graph: the feature extractor gets ``model.features_threads``, every other
     graph (small per-video and per-pair work) ``model.heads_threads``; 0 leaves the library default."""
@@ -393,6 +411,11 @@ def load_models(settings: Settings) -> Any:
             if m.engine != "auto":
                 raise
             engine, description = None, f"torch ({exc})"
+    stale = stale_graphs(bundle)
+    if engine is not None and stale:
+        log.warning("bundle %s: ONNX graphs %s were exported from other weights than the bundle's: serving it "
+                    "with PyTorch (run `dupwatch export %s`)", bundle.root, ", ".join(stale), bundle.root)
+        engine, description = None, f"torch (stale ONNX graphs: {', '.join(stale)})"
     if engine is not None:
         missing = [g for gs in served_graphs(bundle).values() for g in gs if g not in engine.graphs()]
         if not missing:

@@ -129,3 +129,23 @@ def test_worker_factory_serves_onnx_without_torch() -> None:
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"torch": False, "type": "EngineModels", "engine": result["engine"], "coarse": 256}
     assert result["engine"].startswith("onnxruntime")
+
+
+def test_stale_graphs_are_not_served(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A graph exported from other weights than the bundle now holds (retrained, not re-exported)
+    is refused: the bundle is served by PyTorch and the engine description says why."""
+    import shutil
+
+    from dupwatch.config import ModelConfig, Settings
+    from inference.served import load_models, stale_graphs
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(DEFAULT, copy)
+    assert stale_graphs(load_bundle(copy)) == []
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["artifacts"]["onnx/coarse"]["config"]["source_sha256"]["coarse"] = "0" * 64
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert stale_graphs(load_bundle(copy)) == ["coarse"]
+    models = load_models(Settings(model=ModelConfig(bundle=copy)))
+    assert type(models).__name__ == "VideoModels"
+    assert "stale ONNX graphs: coarse" in models.methods["engine"]
