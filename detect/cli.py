@@ -203,7 +203,8 @@ def background_build(
 ) -> None:
     """Decode + embed videos like the worker; write their coarse vectors to the background collection (detection.background_collection)."""
     from dupwatch.cli import configure_logging
-    from ingest.worker import BundleRefused
+    from ingest.decode import decode_video
+    from ingest.worker import BundleRefused, build_embedder_checked
 
     if directory is None and list_file is None:
         typer.echo("dupwatch background build: give a folder or --list FILE", err=True)
@@ -222,7 +223,8 @@ def background_build(
         raise typer.Exit(EXIT_USAGE)
     try:
         with typer.progressbar(length=len(files), label="embedding", file=sys.stderr) as bar:
-            result = build_background(settings, files, rebuild=rebuild, progress=lambda _p: bar.update(1))
+            result = build_background(settings, files, embedder=build_embedder_checked(settings), decode=decode_video,
+                                      rebuild=rebuild, progress=lambda _p: bar.update(1))
     except BundleRefused as exc:
         typer.echo(f"dupwatch: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None

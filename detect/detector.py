@@ -22,7 +22,7 @@ For one upload (its :class:`VideoRepresentation`, not yet indexed):
 
 Each detection carries everything an alert needs; :func:`alert_id` makes the alert id a pure
 function of (tenant, query, match, level, bundle version), so re-processing an event yields
-the same ids and receivers can drop duplicates (``ingest.pipeline.make_alert_id``).
+the same ids and receivers can drop duplicates (``dupwatch.events.make_alert_id``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -43,7 +43,9 @@ from dupwatch.config import DetectionConfig
 from dupwatch.records import Segment, VideoRepresentation, inset_id, parent_id
 from inference.alignment import AlignmentEvidence as PathEvidence
 from inference.alignment import align_pair
-from inference.embedder import VideoModels
+
+if TYPE_CHECKING:
+    from inference.embedder import VideoModels
 
 log = logging.getLogger(__name__)
 
@@ -185,11 +187,48 @@ def assess_views(models: VideoModels, query_views: Mapping[str, np.ndarray], ref
     copy head sees one pair's evidence whether or not insets exist, in training and in serving.
     Inset against inset is skipped: two insets of unrelated hosts are still unrelated footage.
     """
-    combos = [(qv, rv) for qv in query_views for rv in ref_views if not (qv == "inset" and rv == "inset")]
+    combos = view_combos(query_views, ref_views)
     scored = {c: models.compare(query_views[c[0]], ref_views[c[1]]) for c in combos}
+    return assess_scored_views(scored, query_views, ref_views, query_times, ref_times, params, head)
+
+
+def view_combos(query_views: Mapping[str, Any], ref_views: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(query view, reference view) pairs compared: all but inset against inset."""
+    return [(qv, rv) for qv in query_views for rv in ref_views if not (qv == "inset" and rv == "inset")]
+
+
+def assess_scored_views(scored: Mapping[tuple[str, str], Any], query_views: Mapping[str, np.ndarray],
+                        ref_views: Mapping[str, np.ndarray], query_times: np.ndarray, ref_times: np.ndarray,
+                        params: AlignmentParams, head: CopyHead | None = None) -> PairAssessment:
+    """:func:`assess_views` from the fine scores of the view pairs (``scored[(query view, ref view)]``)."""
+    combos = list(scored)
     best = max(combos, key=lambda c: scored[c].score)  # ties keep the first: main before inset
     a = _assess_scored(scored[best], query_views[best[0]], ref_views[best[1]], query_times, ref_times, params, head)
     return replace(a, views=best)
+
+
+def score_candidates(models: Any, query_views: Mapping[str, np.ndarray],
+                     candidates: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, dict[tuple[str, str], Any]]:
+    """Fine scores of every view pair of every candidate: each query view is indexed once per upload,
+    each reference view once, and a query view meets all reference views in one batched call
+    (``models.index_fine`` / ``models.score_indexed``; models without them compare pair by pair)."""
+    out: dict[str, dict[tuple[str, str], Any]] = {vid: {} for vid in candidates}
+    if not hasattr(models, "index_fine"):
+        for vid, ref_views in candidates.items():
+            out[vid] = {c: models.compare(query_views[c[0]], ref_views[c[1]]) for c in view_combos(query_views, ref_views)}
+        return out
+    qnames = list(query_views)
+    q_indexed = dict(zip(qnames, models.index_fine([query_views[n] for n in qnames]), strict=True))
+    keys = [(vid, rv) for vid, views in candidates.items() for rv in views]
+    r_indexed = dict(zip(keys, models.index_fine([candidates[v][rv] for v, rv in keys]), strict=True))
+    for qv in qnames:
+        wanted = [k for k in keys if not (qv == "inset" and k[1] == "inset")]
+        if not wanted:
+            continue
+        for (vid, rv), pair in zip(wanted, models.score_indexed(q_indexed[qv], [r_indexed[k] for k in wanted]), strict=True):
+            out[vid][(qv, rv)] = pair
+    # the order of view_combos: main before inset, so ties keep the main view
+    return {vid: {c: pairs[c] for c in view_combos(query_views, candidates[vid])} for vid, pairs in out.items()}
 
 
 class Detector:
@@ -290,16 +329,20 @@ class Detector:
             query_views["inset"] = rep.inset.regions.astype(np.float32)
         query_times = np.asarray(rep.timestamps, np.float32)
         out: list[Detection] = []
+        candidates: dict[str, dict[str, np.ndarray]] = {}
         for vid in rerank:
             ref = fine_feats.get(vid)
             if ref is None:
                 continue
-            ref_views = {"main": ref}
+            candidates[vid] = {"main": ref}
             ref_inset = fine_feats.get(inset_id(vid))
             if ref_inset is not None and ref_inset.shape[0] == ref.shape[0]:
-                ref_views["inset"] = ref_inset
-            a = assess_views(self.models, query_views, ref_views, query_times, _ref_times(info.get(vid, {}), ref.shape[0]),
-                             self.alignment, self.copy_head)
+                candidates[vid]["inset"] = ref_inset
+        scored = score_candidates(self.models, query_views, candidates)
+        for vid, ref_views in candidates.items():
+            ref = ref_views["main"]
+            a = assess_scored_views(scored[vid], query_views, ref_views, query_times,
+                                    _ref_times(info.get(vid, {}), ref.shape[0]), self.alignment, self.copy_head)
             evidence = a.path_evidence
             normalized = a.fine - bias
             level = decide_level(normalized, a.level_evidence(), self.thresholds, a.copy_score)
@@ -352,8 +395,7 @@ class Detector:
         return {} if self.config.tenant_isolation else {"reference_tenant": info.get(vid, {}).get("tenant")}
 
     def alerts(self, rep: VideoRepresentation, detections: list[Detection], *, now: datetime | None = None) -> list["AlertEvent"]:  # noqa: F821
-        from ingest.events import AlertEvent, AlertScores, AlertSegment
-        from ingest.pipeline import make_alert_id
+        from dupwatch.events import AlertEvent, AlertScores, AlertSegment, make_alert_id
 
         created = now or datetime.now(timezone.utc)
         version = self.models.version

@@ -21,7 +21,7 @@ Every final dead letter (``webhook_retries_exhausted``, ``http_<code>``, ``reque
 recorded in the delivery log **and** handed to ``dead_letters`` (a callable, e.g.
 :class:`KafkaWebhookDeadLetters` for the Kafka dead-letter topic), as a
 :class:`WebhookDeadLetter` whose :meth:`~WebhookDeadLetter.record` is an
-``ingest.events.DeadLetterRecord`` (payload = the alert body) with the reason
+``dupwatch.events.DeadLetterRecord`` (payload = the alert body) with the reason
 ``webhook_retries_exhausted`` (5xx/timeouts past the window), ``webhook_rejected`` (4xx) or
 ``webhook_request_error`` (an unusable URL). The record is published before the log row is
 written, so a failing dead-letter topic (``TransientError``) leaves the alert to be retried.
@@ -106,11 +106,11 @@ class WebhookDeadLetter:
                 f"over {max(0.0, self.at - self.first_failure_at):.0f}s ({self.detail}{status})")
 
     def record(self) -> Any:
-        """The ``ingest.events.DeadLetterRecord`` (payload = the alert body)."""
+        """The ``dupwatch.events.DeadLetterRecord`` (payload = the alert body)."""
         from datetime import datetime, timezone
 
         from dupwatch.errors import PermanentError
-        from ingest.events import DeadLetterRecord
+        from dupwatch.events import DeadLetterRecord
 
         return DeadLetterRecord.from_error(
             self.body, PermanentError(self.message, reason=self.reason), attempts=max(1, self.attempts),

@@ -15,6 +15,7 @@ import typer
 
 from dupwatch import __version__
 from dupwatch.config import ConfigError, Settings, load_settings, masked_dump
+from dupwatch.logs import configure_logging
 
 COMMAND_PACKAGES = ("ingest", "inference", "export", "training", "detect", "bench", "index")
 
@@ -41,14 +42,6 @@ def settings_or_exit(config: Path | None) -> Settings:
     except ConfigError as exc:
         typer.echo(f"dupwatch: {exc}", err=True)
         raise typer.Exit(2) from None
-
-
-def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
-    """Only the entry point configures logging (library modules just get their logger);
-    ``fmt`` is ``text`` or ``json`` (setting ``log_format``, see :mod:`dupwatch.logs`)."""
-    from dupwatch.logs import configure_logging as configure
-
-    configure(level, "json" if fmt == "json" else "text")
 
 
 @app.callback()

@@ -108,6 +108,16 @@ class ModelConfig(_Frozen):
     fp16: bool = True
     """Use half precision where the engine and device support it (GPU only)."""
     engine_cache_dir: Path = Path("./var/engines")
+    features_threads: int = Field(1, ge=0, le=256)
+    """Intra-op threads of the frame feature extractor (ONNX Runtime session; ``torch.set_num_threads``
+    on the PyTorch path); 0 = the library's default (all cores). See README "Engine threads and batches"."""
+    heads_threads: int = Field(1, ge=0, le=256)
+    """Intra-op threads of the small per-video and per-pair graphs (coarse, selector, fine index and
+    similarity): on a few cores one thread beats several for work this small."""
+    features_batch: int = Field(16, ge=1, le=256)
+    """Frames per feature-extractor run."""
+    pair_batch: int = Field(64, ge=1, le=1024)
+    """Candidate pairs of one tiled shape per fine-similarity run."""
 
 
 class DecodeConfig(_Frozen):

@@ -12,7 +12,8 @@ import typer
 
 
 def export_cmd(
-    bundle: Annotated[Path, typer.Option("--bundle", help="Model bundle directory (manifest.json).")],
+    bundle_dir: Annotated[Optional[Path], typer.Argument(help="Model bundle directory (or --bundle).", show_default=False)] = None,
+    bundle: Annotated[Optional[Path], typer.Option("--bundle", help="Model bundle directory (manifest.json).")] = None,
     tensorrt: Annotated[bool, typer.Option("--tensorrt", help="Also build fp16 TensorRT engines (GPU + tensorrt).")] = False,
     models: Annotated[Optional[str], typer.Option("--models", help="Comma-separated artifacts: features,coarse,fine,fine_bin,selector,s2vs,drca.")] = None,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset.")] = 18,
@@ -20,9 +21,14 @@ def export_cmd(
     frames_dtype: Annotated[str, typer.Option("--frames-dtype", help="Feature extractor input: uint8 or float32 (0-255).")] = "uint8",
 ) -> None:
     """Export the bundle's models to DIR/onnx/, check parity against PyTorch and record them in the manifest."""
+    if (bundle_dir is None) == (bundle is None):
+        typer.echo("dupwatch export: give the bundle directory once (DIR or --bundle DIR)", err=True)
+        raise typer.Exit(2)
+    bundle = bundle or bundle_dir
+    assert bundle is not None
     from inference.bundle import BundleError
 
-    from export.models import ARTIFACT_GRAPHS
+    from inference.graphs import ARTIFACT_GRAPHS
     from export.onnx_export import export_bundle
 
     wanted = [m.strip() for m in models.split(",") if m.strip()] if models else None
@@ -45,7 +51,7 @@ def export_cmd(
                    + (f" among {', '.join(wanted)}" if wanted else ""), err=True)
         raise typer.Exit(2)
     if tensorrt:
-        from export.tensorrt_builder import TensorRTUnavailable, build_bundle_engines
+        from inference.tensorrt_builder import TensorRTUnavailable, build_bundle_engines
 
         try:
             engines = build_bundle_engines(bundle, graphs=[r.graph for r in result.results] or None)

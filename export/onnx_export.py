@@ -22,10 +22,11 @@ from typing import Any
 
 import torch
 
-from export.models import GraphSpec
+from inference.graphs import GraphSpec
 from export.parity import ATOL, ParityReport, install_if_parity
 
-__all__ = ["OPSET", "BundleExport", "ExportResult", "export_bundle", "export_graph", "export_onnx_file", "tensor_specs"]
+__all__ = ["OPSET", "BundleExport", "ExportResult", "export_bundle", "export_graph", "export_onnx_file", "store_exact_fp16",
+           "tensor_specs"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,43 @@ def _export_dynamo(spec: GraphSpec, args: tuple[torch.Tensor, ...], path: Path, 
 _EXPORTERS = {"torchscript": _export_torchscript, "dynamo": _export_dynamo}
 
 
+def store_exact_fp16(path: Path | str, min_elements: int = 1024) -> int:
+    """Rewrite float32 weights whose every value is exactly a float16 (weights trained or shipped
+    in fp16, like the coarse student's) as float16 initializers followed by a Cast back to float32:
+    the same numbers at half the file size. ONNX Runtime folds the casts when it loads the graph.
+    Returns the bytes saved."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    saved, keep, casts = 0, [], []
+    for init in graph.initializer:
+        if init.data_type != onnx.TensorProto.FLOAT or int(np.prod(init.dims)) < min_elements:
+            keep.append(init)
+            continue
+        arr = numpy_helper.to_array(init)
+        half = arr.astype(np.float16)
+        if not np.array_equal(half.astype(np.float32), arr, equal_nan=True):
+            keep.append(init)
+            continue
+        stored = numpy_helper.from_array(half, f"{init.name}__fp16")
+        keep.append(stored)
+        casts.append(helper.make_node("Cast", [stored.name], [init.name], to=onnx.TensorProto.FLOAT,
+                                      name=f"{init.name}__to_fp32"))
+        saved += arr.nbytes - half.nbytes
+    if not casts:
+        return 0
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.save(model, str(path))
+    return saved
+
+
 def export_onnx_file(spec: GraphSpec, path: Path | str, opset: int = OPSET, exporter: str | None = None) -> str:
     """Export ``spec`` to ``path`` (no parity check); returns the exporter that succeeded."""
     path = Path(path)
@@ -126,6 +164,9 @@ def export_graph(spec: GraphSpec, out_dir: Path | str, opset: int = OPSET, atol:
     os.close(fd)
     try:
         used = export_onnx_file(spec, tmp, opset, exporter)
+        saved = store_exact_fp16(tmp)
+        if saved:
+            log.info("%s: %.1f MiB of exactly-fp16 weights stored as fp16", spec.name, saved / 2**20)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -153,6 +194,13 @@ def _dynamic_axes(spec: GraphSpec) -> dict[str, list[int]]:
     return out
 
 
+def _source_hashes(bundle: Any, artifact: str) -> dict[str, str]:
+    """sha256 of the bundle artifacts a graph was exported from (the server refuses a graph whose
+    sources changed since: retrained weights with stale graphs)."""
+    names = ("features", "pca") if artifact == "features" else (artifact,)
+    return {n: bundle.entry(n).sha256 for n in names if bundle.has(n)}
+
+
 def export_bundle(root: Path | str, models: Sequence[str] | None = None, opset: int = OPSET, atol: float = ATOL,
                   progress: bool = True, torch_models: dict[str, Any] | None = None,
                   frames_dtype: str = "uint8") -> BundleExport:
@@ -166,11 +214,11 @@ def export_bundle(root: Path | str, models: Sequence[str] | None = None, opset: 
     """
     from tqdm import tqdm
 
-    from export.models import build_graphs, load_torch_models
+    from inference.graphs import build_graphs, load_torch_models
     from inference.bundle import BundleWriter, load_bundle
     from inference.engines import ONNX_PREFIX
 
-    root = Path(root)
+    root = Path(root).resolve()  # result paths are absolute, whatever the working directory
     bundle = load_bundle(root)
     loaded = torch_models if torch_models is not None else load_torch_models(bundle, list(models) if models else None)
     if models:
@@ -187,6 +235,22 @@ def export_bundle(root: Path | str, models: Sequence[str] | None = None, opset: 
         except Exception as exc:
             log.error("export of %s failed: %s", spec.name, exc)
             failures[spec.name] = str(exc)
+    served: dict[str, dict[str, Any]] = {}
+    done = {r.graph: r for r in results}
+    for artifact in ("fine", "fine_bin", "s2vs"):
+        if artifact in done and f"{artifact}_index" in done:
+            from export.parity import check_served_fine
+
+            check = check_served_fine(loaded[artifact], done[f"{artifact}_index"].path, done[artifact].path,
+                                      int(specs[artifact].config.get("min_frames", 4)))
+            log.info("%s served path (tiling outside the graph) vs PyTorch: %s", artifact, check)
+            if not check["max_abs_err"] <= atol:
+                failures[artifact] = f"served-path parity {check['max_abs_err']:.3e} > {atol:g} at lengths {check['lengths']}"
+                for g in (artifact, f"{artifact}_index"):
+                    done[g].path.unlink(missing_ok=True)
+                results = [r for r in results if r.graph not in (artifact, f"{artifact}_index")]
+                continue
+            served[artifact] = check
     if results:
         writer = BundleWriter.update(root)
         for r in results:
@@ -199,7 +263,9 @@ def export_bundle(root: Path | str, models: Sequence[str] | None = None, opset: 
                 source=f"dupwatch export ({r.exporter} exporter) of artifact {r.artifact!r}",
                 config={"exporter": r.exporter, "graph": r.graph, "artifact": r.artifact,
                         "dynamic_axes": _dynamic_axes(spec), "atol": atol,
-                        "parity_shapes": [dict(s) for s in spec.parity_shapes],
+                        "parity_shapes": [dict(s) for s in spec.parity_shapes], **spec.config,
+                        **({"served_parity": served[r.graph]} if r.graph in served else {}),
+                        "source_sha256": _source_hashes(bundle, r.artifact),
                         "torch": torch.__version__},
                 inputs=tensor_specs(spec.inputs), outputs=tensor_specs(spec.outputs),
                 parity_max_abs_err=r.parity_max_abs_err, opset=r.opset,

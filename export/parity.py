@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from export.models import GraphSpec
+    from inference.graphs import GraphSpec
 
 __all__ = ["ATOL", "ParityError", "ParityCase", "ParityReport", "check_parity", "install_if_parity", "ort_session"]
 
@@ -131,3 +131,38 @@ def install_if_parity(spec: "GraphSpec", tmp_path: Path | str, dest: Path | str,
                           + (f" ({report.error})" if report.error else ""), report)
     os.replace(tmp_path, dest)
     return report
+
+
+SERVED_LENGTHS = ((1, 3), (3, 5), (5, 40), (16, 16), (40, 7), (120, 300))
+"""(query, reference) frame counts of :func:`check_served_fine`: shorter and longer than ``min_frames``."""
+
+
+def check_served_fine(model: object, index_path: Path | str, fine_path: Path | str, min_frames: int,
+                      lengths: Sequence[tuple[int, int]] = SERVED_LENGTHS, seed: int = 0) -> dict[str, object]:
+    """The served fine path (tiling to ``min_frames`` outside the graphs, :class:`inference.served.PairScorer`
+    on the ONNX ``<fine>_index`` and ``<fine>`` graphs) against the PyTorch network's own
+    ``calculate_video_similarity(index_video(q), index_video(r))`` for videos shorter and longer than
+    ``min_frames``. Returns ``{"lengths", "max_abs_err"}`` (score error)."""
+    import torch
+
+    from inference.engines import OnnxRuntimeEngine
+    from inference.served import PairScorer
+
+    engine = OnnxRuntimeEngine({"fine_index": index_path, "fine": fine_path}, providers=["CPUExecutionProvider"], threads=1)
+    scorer = PairScorer(engine, "fine", min_frames)
+    rng = np.random.default_rng(seed)
+    dims = int(model.dims)  # type: ignore[attr-defined]
+    worst = 0.0
+    for tq, tt in lengths:
+        q = rng.standard_normal((tq, 9, dims)).astype(np.float32)
+        r = rng.standard_normal((tt, 9, dims)).astype(np.float32)
+        r[: min(tq, tt) // 2] = q[: min(tq, tt) // 2]
+        q /= np.linalg.norm(q, axis=-1, keepdims=True)
+        r /= np.linalg.norm(r, axis=-1, keepdims=True)
+        got = scorer.compare_many(q, [r])[0].score
+        with torch.inference_mode():
+            qi = model.index_video(torch.from_numpy(q)[None])  # type: ignore[attr-defined]
+            ri = model.index_video(torch.from_numpy(r)[None])  # type: ignore[attr-defined]
+            want = float(model.calculate_video_similarity(qi, ri)[0])  # type: ignore[attr-defined]
+        worst = max(worst, abs(got - want))
+    return {"lengths": [list(x) for x in lengths], "max_abs_err": worst}

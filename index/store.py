@@ -227,7 +227,8 @@ class VideoIndex:
 
     # -- collections ----------------------------------------------------------------------
     def ensure_collections(self) -> None:
-        """Create the missing collections with their indexes and load them (idempotent)."""
+        """Create the missing video collections with their indexes and load them (idempotent); the
+        background collection is created when normalization first uses it."""
         if self._ready and self._client is not None:
             return
 
@@ -236,22 +237,11 @@ class VideoIndex:
             self.server_version = str(client.get_server_version(timeout=timeout))
             self.upsert_mode = upsert_mode_for(self.server_version)
             for kind, name in self.names.items():
+                if kind == BACKGROUND:  # created on first use (normalization on), see _ensure_background
+                    continue
                 if not client.has_collection(name, timeout=timeout):
                     spec = self.specs[kind]
-                    index_params = client.prepare_index_params()
-                    index_params.add_index(
-                        field_name="vector",
-                        index_type=spec.index_type,
-                        metric_type=spec.metric_type,
-                        params=spec.build_params(),
-                    )
-                    client.create_collection(
-                        name,
-                        schema=build_schema(kind, self.dims),
-                        index_params=index_params,
-                        consistency_level=self.config.consistency_level,
-                        timeout=timeout,
-                    )
+                    self._create_collection(client, kind, name)
                     log.info("created Milvus collection %s (%s)", name, spec.index_type)
                 else:
                     self._check_dim(client, kind, name)
@@ -581,9 +571,6 @@ class VideoIndex:
     def _ensure_background(self, collection: str | None) -> str:
         """The named background collection, created (empty) and loaded if missing."""
         name = self.background_name(collection)
-        if name == self.names[BACKGROUND]:
-            self.ensure_collections()
-            return name
         if name in self._background_ready and self._client is not None:
             return name
 
@@ -602,13 +589,21 @@ class VideoIndex:
         return name
 
     def _create_background(self, client: Any, name: str) -> None:
-        spec = self.specs[BACKGROUND]
+        self._create_collection(client, BACKGROUND, name)
+        log.info("created Milvus background collection %s", name)
+
+    def _create_collection(self, client: Any, kind: str, name: str) -> None:
+        """Create an (empty) collection and its vector index, without pymilvus's polling sleeps:
+        ``create_collection(index_params=...)`` waits 0.5 s before its first look at the index
+        build, which for an empty collection is done when the request returns (the caller loads it)."""
+        spec = self.specs[kind]
+        timeout = self.config.timeout_s
+        client.create_collection(name, schema=build_schema(kind, self.dims),
+                                 consistency_level=self.config.consistency_level, timeout=timeout)
         index_params = client.prepare_index_params()
         index_params.add_index(field_name="vector", index_type=spec.index_type, metric_type=spec.metric_type,
                                params=spec.build_params())
-        client.create_collection(name, schema=build_schema(BACKGROUND, self.dims), index_params=index_params,
-                                 consistency_level=self.config.consistency_level, timeout=self.config.timeout_s)
-        log.info("created Milvus background collection %s", name)
+        client.create_index(name, index_params, timeout=timeout, sync=False)
 
     def add_background(self, ids: Sequence[str], vecs: np.ndarray, *, collection: str | None = None) -> None:
         """Upsert background (unrelated) coarse vectors used for similarity normalization."""
@@ -639,8 +634,6 @@ class VideoIndex:
 
         dropped = self._call("drop background", run)
         self._background_ready.discard(name)
-        if name == self.names[BACKGROUND]:
-            self._ready = False  # ensure_collections recreates it on next use
         return dropped
 
     def count_background(self, collection: str | None = None) -> int:

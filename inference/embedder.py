@@ -18,9 +18,10 @@ coarse → mean of region vectors (L2), selector → coarse score order, fine �
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -28,23 +29,53 @@ import torch.nn.functional as F
 
 from dupwatch.records import DecodedVideo, VideoRepresentation, inset_id
 from inference.bundle import Bundle, BundleError, load_bundle
+from inference.served import BundleEmbedder, IndexedVideo, PairScore, PairScorer
 
 if TYPE_CHECKING:
     from dupwatch.config import Settings
+    from index.schema import IndexDims
 
 log = logging.getLogger(__name__)
 
 CLIP_FRAMES = 8
 
 
-@dataclass(frozen=True)
-class PairScore:
-    """Fine-grained comparison of two videos."""
+def set_torch_threads(threads: int) -> None:
+    """``torch.set_num_threads`` (0 leaves PyTorch's default)."""
+    if threads:
+        torch.set_num_threads(int(threads))
 
-    score: float
-    """Similarity in [-1, 1] (fine network after hard tanh, or chamfer)."""
-    frame_similarity: np.ndarray
-    """``[Tq, Tr]`` frame-to-frame similarity (region chamfer of indexed features) for alignment."""
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run a block with ``threads`` intra-op threads (small per-video ops), then restore."""
+    before = torch.get_num_threads()
+    if not threads or threads == before:
+        yield
+        return
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class _TorchPairGraphs:
+    """The ``fine_index`` and ``fine`` graphs of :class:`inference.served.PairScorer` on a PyTorch fine network."""
+
+    def __init__(self, fine: torch.nn.Module, device: torch.device) -> None:
+        self.fine, self.device = fine, device
+
+    @torch.inference_mode()
+    def run(self, graph: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from inference.similarities import pair_similarity
+
+        if graph == "fine_index":
+            x = self.fine.index_video(torch.from_numpy(inputs["features"]).to(self.device))
+            return {"indexed": x.float().cpu().numpy()}
+        q, t = (torch.from_numpy(inputs[k]).to(self.device) for k in ("query", "target"))
+        score, f2f = pair_similarity(self.fine, q, t)
+        return {"similarity": score.float().cpu().numpy(), "frame_similarity": f2f.float().cpu().numpy()}
 
 
 def _pick_device(device: str) -> torch.device:
@@ -70,14 +101,14 @@ class VideoModels:
     """Everything the worker runs, loaded from one bundle."""
 
     def __init__(self, bundle: Bundle, *, device: str = "auto", batch_frames: int = 64,
-                 feature_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+                 feature_fn: Callable[[np.ndarray], np.ndarray] | None = None, heads_threads: int | None = None) -> None:
         from inference.registry import get_model
 
         self.bundle = bundle
         self.device = _pick_device(device)
         self.batch_frames = batch_frames
         self.methods: dict[str, str] = {}
-        self.engine = "torch"
+        self.engine_description = "torch"
         """How the feature extractor runs and why (long: logged once at start-up, never put in alerts)."""
         spec = bundle.manifest.backbone
         pca = bundle.path("pca") if bundle.has("pca") else None
@@ -93,6 +124,11 @@ class VideoModels:
 
         self.fine = self._optional("fine", ("s2vs", "dns_fg_att_student", "dns_fg_bin_student"))
         self.methods["fine"] = (bundle.entry("fine").arch or "fine") if self.fine is not None else "chamfer"
+        self.heads_threads = heads_threads
+        fine = self.fine
+        self.pairs = PairScorer(_TorchPairGraphs(fine, self.device) if fine is not None else None,
+                                "fine" if fine is not None else None,
+                                (lambda: fine.min_frames) if fine is not None and hasattr(fine, "min_frames") else 4)
         self.coarse = self._optional("coarse", ("dns_cg_student",))
         self.methods["coarse"] = "dns_cg_student" if self.coarse is not None else "mean-regions"
         self.selector = self._optional("selector", ("dns_selector",))
@@ -123,6 +159,16 @@ class VideoModels:
     def version(self) -> str:
         return self.bundle.version
 
+    @property
+    def index_dims(self) -> IndexDims:
+        """Vector sizes of the index, from the loaded models and the backbone contract (nothing is run)."""
+        from index.schema import IndexDims
+
+        spec = self.bundle.manifest.backbone
+        coarse = int(self.coarse.output_dims) if self.coarse is not None else spec.dim
+        clip = int(self.drca.cfg.embed_dim) if self.drca is not None else spec.dim
+        return IndexDims(coarse=coarse, clip=clip, regions=spec.regions, region_dim=spec.dim)
+
     # --- per video --------------------------------------------------------------------------
 
     @torch.inference_mode()
@@ -143,11 +189,12 @@ class VideoModels:
                           frames: np.ndarray | None = None) -> VideoRepresentation:
         """Index representation of a video from its region features."""
         x = torch.from_numpy(regions).float().to(self.device).unsqueeze(0)  # [1, T, R, D]
-        if self.coarse is not None:
-            coarse = self.coarse.index_video(x)[0]
-        else:
-            coarse = F.normalize(F.normalize(x.mean(dim=2), dim=-1).mean(dim=1), dim=-1)[0]
-        selfsim = float(self.selector.index_video(x)[0, 0]) if self.selector is not None else 0.0
+        with torch_threads(self.heads_threads):
+            if self.coarse is not None:
+                coarse = self.coarse.index_video(x)[0]
+            else:
+                coarse = F.normalize(F.normalize(x.mean(dim=2), dim=-1).mean(dim=1), dim=-1)[0]
+            selfsim = float(self.selector.index_video(x)[0, 0]) if self.selector is not None else 0.0
         clips, clip_times = self._clips(x[0], timestamps, frames)
         return VideoRepresentation(
             video_id=video_id,
@@ -206,19 +253,24 @@ class VideoModels:
 
     # --- pairs -----------------------------------------------------------------------------
 
-    @torch.inference_mode()
+    def index_fine(self, videos: Sequence[np.ndarray]) -> list[IndexedVideo]:
+        """Region features ``[T, R, D]`` → the fine network's indexed form, each video once."""
+        with torch_threads(self.heads_threads):
+            return self.pairs.index(videos)
+
+    def score_indexed(self, query: IndexedVideo, refs: Sequence[IndexedVideo]) -> list[PairScore]:
+        """Fine scores and frame similarities of one indexed query against indexed references."""
+        with torch_threads(self.heads_threads):
+            return self.pairs.score(query, refs)
+
     def compare(self, query_regions: np.ndarray, ref_regions: np.ndarray) -> PairScore:
         """Fine-grained similarity of two videos' region features ``[T, R, D]``."""
-        q = torch.from_numpy(np.asarray(query_regions, np.float32)).to(self.device).unsqueeze(0)
-        r = torch.from_numpy(np.asarray(ref_regions, np.float32)).to(self.device).unsqueeze(0)
-        if self.fine is not None:
-            qi, ri = self.fine.index_video(q), self.fine.index_video(r)
-            score = float(self.fine.calculate_video_similarity(qi, ri)[0])
-            f2f = torch.einsum("iok,jpk->iojp", qi[0, : q.shape[1]], ri[0, : r.shape[1]]).amax(dim=3).mean(dim=1)
-        else:
-            f2f = torch.einsum("iok,jpk->iojp", q[0], r[0]).amax(dim=3).mean(dim=1)
-            score = float(f2f.amax(dim=1).mean())
-        return PairScore(score=score, frame_similarity=f2f.float().cpu().numpy())
+        return self.compare_many(query_regions, [ref_regions])[0]
+
+    def compare_many(self, query_regions: np.ndarray, refs: Sequence[np.ndarray]) -> list[PairScore]:
+        """One query against several references: every video indexed once, same-shape pairs batched."""
+        with torch_threads(self.heads_threads):
+            return self.pairs.compare_many(query_regions, refs)
 
     @torch.inference_mode()
     def selector_scores(self, query_selfsim: float, ref_selfsims: np.ndarray, coarse_scores: np.ndarray) -> np.ndarray:
@@ -227,24 +279,8 @@ class VideoModels:
             return np.asarray(coarse_scores, np.float32)
         n = len(coarse_scores)
         rows = np.stack([np.full(n, query_selfsim, np.float32), np.asarray(ref_selfsims, np.float32), np.asarray(coarse_scores, np.float32)], axis=1)
-        return self.selector(torch.from_numpy(rows).to(self.device)).float().cpu().numpy()[:, 0]
-
-
-class BundleEmbedder:
-    """The worker's ``Embedder``: decoded video → representation, with cross-video frame batching."""
-
-    def __init__(self, models: VideoModels) -> None:
-        self.models = models
-
-    @property
-    def version(self) -> str:
-        return self.models.version
-
-    def embed(self, decoded: DecodedVideo, tenant: str = "default") -> VideoRepresentation:
-        return self.models.represent(decoded, tenant=tenant)
-
-    def embed_batch(self, videos: Sequence[DecodedVideo], tenants: Sequence[str]) -> list[VideoRepresentation]:
-        return self.models.represent_batch(videos, tenants)
+        with torch_threads(self.heads_threads):
+            return self.selector(torch.from_numpy(rows).to(self.device)).float().cpu().numpy()[:, 0]
 
 
 def engine_feature_fn(engine: object, batch_frames: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -259,35 +295,11 @@ def engine_feature_fn(engine: object, batch_frames: int) -> Callable[[np.ndarray
     return run
 
 
-def load_models(settings: Settings) -> VideoModels:
-    """Load the configured bundle once, validated, on the configured device and engine.
+def load_models(settings: Settings) -> Any:
+    """:func:`inference.served.load_models` (ONNX Runtime without PyTorch when the bundle has its graphs)."""
+    from inference.served import load_models as served_load_models
 
-    The frame feature extractor (most of the compute) runs on the best available engine
-    (``inference.engines.select_engine``: TensorRT → ONNX Runtime → PyTorch) when the bundle holds
-    its export; the small heads (coarse, selector, fine similarity with its frame matrix for
-    alignment) run in PyTorch.
-    """
-    from inference.engines import select_engine
-
-    bundle = load_bundle(settings.model.bundle)
-    feature_fn = None
-    engine_description = "torch"
-    if settings.model.engine != "torch":
-        try:
-            engine, engine_description = select_engine(settings.model.engine, bundle)
-        except Exception as exc:  # an explicit engine that cannot run is a start-up error
-            if settings.model.engine != "auto":
-                raise
-            engine, engine_description = None, f"torch ({exc})"
-        if engine is not None and "features" in engine.graphs() and getattr(engine, "name", "") != "torch":
-            feature_fn = engine_feature_fn(engine, settings.limits.batch_frames)
-        else:
-            engine_description = f"torch (no exported feature graph; {engine_description})"
-    models = VideoModels(bundle, device=settings.model.device, batch_frames=settings.limits.batch_frames, feature_fn=feature_fn)
-    models.engine = engine_description
-    log.info("serving bundle %s on %s: %s; engine: %s", models.version, models.device,
-             ", ".join(f"{k}={v}" for k, v in models.methods.items()), engine_description)
-    return models
+    return served_load_models(settings)
 
 
 def build_embedder(settings: Settings) -> BundleEmbedder:

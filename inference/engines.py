@@ -1,6 +1,6 @@
 """Engines: one interface over PyTorch (reference), ONNX Runtime and TensorRT.
 
-Every engine runs named *graphs* (see :mod:`export.models`: ``features``, ``coarse``, ``fine``,
+Every engine runs named *graphs* (see :mod:`inference.graphs`: ``features``, ``coarse``, ``fine``,
 ``fine_index``, ``fine_bin``, ``fine_bin_index``, ``s2vs``, ``s2vs_index``, ``selector_selfsim``,
 ``selector_mlp``, ``drca``) on numpy inputs and returns numpy outputs::
 
@@ -33,6 +33,7 @@ __all__ = [
     "onnx_graphs",
     "ort_providers",
     "ONNX_PREFIX",
+    "ARTIFACT_GRAPHS",
 ]
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,17 @@ log = logging.getLogger(__name__)
 Preference = Literal["auto", "torch", "onnxruntime", "tensorrt"]
 ONNX_PREFIX = "onnx/"
 """Manifest artifact names of ONNX exports: ``onnx/<graph>``."""
+
+ARTIFACT_GRAPHS: dict[str, tuple[str, ...]] = {
+    "features": ("features",),
+    "coarse": ("coarse",),
+    "fine": ("fine_index", "fine"),
+    "fine_bin": ("fine_bin_index", "fine_bin"),
+    "s2vs": ("s2vs_index", "s2vs"),
+    "selector": ("selector_selfsim", "selector_mlp"),
+    "drca": ("drca",),
+}
+"""Bundle artifact (PyTorch weights) → the graphs exported from it (built by :mod:`inference.graphs`)."""
 
 
 class EngineUnavailable(RuntimeError):
@@ -88,7 +100,7 @@ class TorchEngine:
 
     @classmethod
     def from_specs(cls, specs: Mapping[str, Any], device: str = "cpu", half: bool = False) -> "TorchEngine":
-        """From :class:`export.models.GraphSpec` objects."""
+        """From :class:`inference.graphs.GraphSpec` objects."""
         return cls({g: (s.module, [n for n, _, _ in s.inputs], [n for n, _, _ in s.outputs]) for g, s in specs.items()},
                    device=device, half=half)
 
@@ -130,13 +142,16 @@ class OnnxRuntimeEngine:
     name = "onnxruntime"
 
     def __init__(self, onnx_files: Mapping[str, Path | str], providers: Sequence[str] | None = None,
-                 threads: int | None = None, trt_cache_dir: Path | str | None = None) -> None:
+                 threads: int | None = None, trt_cache_dir: Path | str | None = None,
+                 graph_threads: Mapping[str, int] | None = None) -> None:
         import onnxruntime as ort
 
         self._ort = ort
         self._files = {g: Path(p) for g, p in onnx_files.items()}
         self.providers = list(providers) if providers is not None else ort_providers()
         self.threads = threads
+        self.graph_threads = dict(graph_threads or {})
+        """Intra-op threads per graph (``SessionOptions.intra_op_num_threads``); else ``threads``; 0/None: ORT's default."""
         self.trt_cache_dir = Path(trt_cache_dir) if trt_cache_dir else None
         self._sessions: dict[str, Any] = {}
         self.description = f"onnxruntime {ort.__version__} [{', '.join(self.providers)}]"
@@ -163,8 +178,10 @@ class OnnxRuntimeEngine:
         if graph not in self._sessions:
             opts = self._ort.SessionOptions()
             opts.log_severity_level = 3
-            if self.threads:
-                opts.intra_op_num_threads = self.threads
+            threads = self.graph_threads.get(graph) or self.threads
+            if threads:
+                opts.intra_op_num_threads = threads
+                opts.inter_op_num_threads = 1
             self._sessions[graph] = self._ort.InferenceSession(str(self._files[graph]), sess_options=opts,
                                                                providers=self._provider_options())
         return self._sessions[graph]
@@ -180,7 +197,7 @@ class OnnxRuntimeEngine:
 
 
 class TensorRTEngine:
-    """Serialized TensorRT engines (built by :mod:`export.tensorrt_builder`), run with torch CUDA buffers."""
+    """Serialized TensorRT engines (built by :mod:`inference.tensorrt_builder`), run with torch CUDA buffers."""
 
     name = "tensorrt"
 
@@ -265,7 +282,7 @@ def _load_bundle(bundle: Any) -> Any:
 def _torch_engine(bundle: Any, device: str | None = None) -> TorchEngine:
     import torch
 
-    from export.models import build_graphs, load_torch_models
+    from inference.graphs import build_graphs, load_torch_models
 
     specs = build_graphs(load_torch_models(bundle), regions=bundle.manifest.backbone.regions)
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -273,7 +290,7 @@ def _torch_engine(bundle: Any, device: str | None = None) -> TorchEngine:
 
 
 def _tensorrt_engine(bundle: Any) -> TensorRTEngine:
-    from export.tensorrt_builder import build_bundle_engines, tensorrt_status
+    from inference.tensorrt_builder import build_bundle_engines, tensorrt_status
 
     ok, reason = tensorrt_status()
     if not ok:
@@ -284,12 +301,15 @@ def _tensorrt_engine(bundle: Any) -> TensorRTEngine:
 
 
 def select_engine(preference: Preference | str = "auto", bundle: Any = None, *,
-                  device: str | None = None) -> tuple[Engine, str]:
+                  device: str | None = None, graph_threads: Mapping[str, int] | None = None,
+                  allow_torch: bool = True) -> tuple[Engine, str]:
     """The best available engine for ``bundle`` (a :class:`inference.bundle.Bundle` or its directory).
 
     ``preference``: ``auto`` (TensorRT → ONNX Runtime → PyTorch) or a back end, which must be usable
     (else :class:`EngineUnavailable` with the reason). Returns ``(engine, description)``; the
     description (also logged) names the back end, its providers/device and why others were skipped.
+    ``graph_threads``: ONNX Runtime intra-op threads per graph. ``allow_torch=False`` leaves PyTorch out
+    of ``auto`` (a caller that serves PyTorch models itself need not build a second copy of them).
     """
     if preference not in ("auto", "torch", "onnxruntime", "tensorrt"):
         raise ValueError(f"engine preference must be auto, torch, onnxruntime or tensorrt; got {preference!r}")
@@ -297,7 +317,7 @@ def select_engine(preference: Preference | str = "auto", bundle: Any = None, *,
         raise ValueError("select_engine needs a model bundle (directory or Bundle)")
     bundle = _load_bundle(bundle)
     skipped: list[str] = []
-    order = ["tensorrt", "onnxruntime", "torch"] if preference == "auto" else [preference]
+    order = ["tensorrt", "onnxruntime", "torch"][: None if allow_torch else 2] if preference == "auto" else [preference]
     for backend in order:
         try:
             if backend == "tensorrt":
@@ -306,7 +326,8 @@ def select_engine(preference: Preference | str = "auto", bundle: Any = None, *,
                 files = onnx_graphs(bundle)
                 if not files:
                     raise EngineUnavailable(f"bundle {bundle.root} has no ONNX exports")
-                engine = OnnxRuntimeEngine(files, trt_cache_dir=Path(bundle.root) / "tensorrt" / "ort-cache")
+                engine = OnnxRuntimeEngine(files, trt_cache_dir=Path(bundle.root) / "tensorrt" / "ort-cache",
+                                           graph_threads=graph_threads)
             else:
                 engine = _torch_engine(bundle, device)
         except (EngineUnavailable, ImportError) as exc:

@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve_cmd(
         config: ConfigOption = None,
-        embedder: EmbedderOption = "inference.embedder:build_embedder",
+        embedder: EmbedderOption = "inference.served:build_embedder",
     ) -> None:
         """Run the streaming worker: Kafka uploads → models → Milvus → alerts (+ /healthz /readyz /metrics)."""
         from dupwatch.cli import configure_logging, settings_or_exit
@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
         as_json: Annotated[bool, typer.Option("--json", help="JSON lines on stdout.")] = False,
         tenant: Annotated[str, typer.Option(help="Tenant of the scanned videos.")] = "default",
-        embedder: EmbedderOption = "inference.embedder:build_embedder",
+        embedder: EmbedderOption = "inference.served:build_embedder",
         recursive: Annotated[Optional[bool], typer.Option("--recursive/--no-recursive")] = False,
     ) -> None:
         """Index a folder (no Kafka) into Milvus Lite and report duplicates: one line per video, then per detection."""

@@ -22,7 +22,6 @@ else propagates and crashes the worker.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import signal
@@ -34,6 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from dupwatch.config import DecodeConfig, LimitsConfig, SourceConfig
 from dupwatch.errors import DupwatchError, PermanentError, TransientError
+from dupwatch.events import make_alert_id  # noqa: F401 - the alert id lives with the alert records
 from dupwatch.records import DecodedVideo, VideoRepresentation
 from ingest.metrics import WorkerMetrics
 from ingest.retry import Aborted, RetriesExhausted, RetryPolicy, call_with_retry
@@ -185,12 +185,6 @@ class CollectingAlertSink:
 
     def send(self, alert: Any) -> None:
         self.alerts.setdefault(alert.alert_id, alert)
-
-
-def make_alert_id(tenant: str, video_id: str, matched_video_id: str, level: str, model_version: str) -> str:
-    """Deterministic alert id (the idempotency key of Kafka alerts and webhooks)."""
-    digest = hashlib.sha256("\x1f".join((tenant, video_id, matched_video_id, level, model_version)).encode()).hexdigest()
-    return f"alr-{digest[:32]}"
 
 
 # -- the envelope ---------------------------------------------------------------------------

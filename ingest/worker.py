@@ -6,7 +6,7 @@ SIGTERM/SIGINT: finish or release the batch, commit what is done, exit 0. A dead
 (``limits.dlq_max_consecutive``) or a bug exits non-zero so that Kubernetes restarts the pod.
 
 The embedder comes from a factory ``factory(settings) -> Embedder``; the default is
-``inference.embedder:build_embedder``. The object must have ``embed`` (and may have
+``inference.served:build_embedder``. The object must have ``embed`` (and may have
 ``embed_batch``) and an ``index_dims`` attribute (:class:`index.schema.IndexDims`); its optional
 ``version`` string is stored as the bundle version of each indexed video.
 
@@ -50,7 +50,7 @@ from ingest.pipeline import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EMBEDDER = "inference.embedder:build_embedder"
+DEFAULT_EMBEDDER = "inference.served:build_embedder"
 KAFKA_SEND_TIMEOUT_S = 30.0
 
 
@@ -446,7 +446,7 @@ def detector_factory_for(settings: Settings, embedder: Any) -> Callable[[Any], D
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from dupwatch.cli import configure_logging
+    from dupwatch.logs import configure_logging
     from dupwatch.config import ConfigError, load_settings
 
     parser = argparse.ArgumentParser(prog="python -m ingest.worker", description=__doc__.split("\n")[0])

@@ -105,7 +105,7 @@ def test_selector_picks_onnxruntime_cpu_here(bundle_dir, caplog):
     rng = np.random.default_rng(0)
     q = rng.standard_normal((6, 9, 512)).astype(np.float32)
     t = rng.standard_normal((300, 9, 512)).astype(np.float32)
-    for graph, inputs in (("fine_index", {"features": q[None]}), ("fine", {"query": q, "target": t}),
+    for graph, inputs in (("fine_index", {"features": q[None]}), ("fine", {"query": q[None], "target": t[None]}),
                           ("selector_mlp", {"x": rng.standard_normal((4, 3)).astype(np.float32)})):
         a, b = engine.run(graph, inputs), torch_engine.run(graph, inputs)
         assert a.keys() == b.keys()

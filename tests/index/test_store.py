@@ -185,3 +185,19 @@ def test_server_named_background_collection(milvus_server):
         index.drop_all()
     finally:
         index.close()
+
+
+def test_background_collection_is_created_on_first_use(lite_index):
+    """The video collections exist after ``ensure_collections``; the background set (only read when
+    normalization is on) is created the first time it is searched or written."""
+    background = lite_index.background_name()
+
+    def exists(name: str) -> bool:
+        return lite_index._call("has", lambda c: c.has_collection(name))
+
+    assert all(exists(name) for name in lite_index.names.values() if name != background)
+    assert not exists(background)
+    assert lite_index.search_background(_unit(np.ones(DIMS.coarse)), 5).size == 0
+    assert exists(background)
+    lite_index.add_background(["b1"], _unit(np.ones((1, DIMS.coarse))))
+    assert lite_index.count_background() == 1

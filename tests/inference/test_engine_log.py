@@ -11,9 +11,9 @@ from inference.embedder import load_models
 
 
 def test_engine_description_is_logged_at_start_up_not_kept_in_methods(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="inference.embedder"):
+    with caplog.at_level(logging.INFO, logger="inference.served"):
         models = load_models(Settings())
     lines = [r.getMessage() for r in caplog.records if "serving bundle" in r.getMessage()]
-    assert len(lines) == 1 and f"engine: {models.engine}" in lines[0]
-    assert models.engine and "engine" not in models.methods
+    assert len(lines) == 1 and f"engine: {models.engine_description}" in lines[0]
+    assert models.engine_description and "engine" not in models.methods
     assert set(models.methods) == {"features", "fine", "coarse", "selector", "clips"}
