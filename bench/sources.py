@@ -25,7 +25,7 @@ class SourceVideo:
     licence: str
 
 
-FIXTURE_VIDEOS = REPO_ROOT / "tests" / "fixtures" / "videos"
+from dupwatch.paths import FIXTURE_VIDEOS  # noqa: E402  (re-exported for the benches)
 """Real clips kept in the repository (see ``tests/fixtures/README.md``)."""
 
 

@@ -13,3 +13,7 @@ def cache_dir() -> Path:
     path = Path(os.environ.get("DUPWATCH_CACHE_DIR", REPO_ROOT / ".cache"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+FIXTURE_VIDEOS = REPO_ROOT / "tests" / "fixtures" / "videos"
+"""Real sample clips kept in the repository (origins and licences in ``tests/fixtures/README.md``)."""

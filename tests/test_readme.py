@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from dupwatch.reasons import ReasonSite, all_reasons
+from tests.reasons import ReasonSite, all_reasons
 from tests.readme_blocks import UPDATE, read_block, write_block
 
 KINDS = {

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.sources import FIXTURE_VIDEOS
+from dupwatch.paths import FIXTURE_VIDEOS
 from inference.drca.checkpoint import to_published_state_dict
 from inference.drca.config import DRCAConfig, get_config
 from inference.drca.model import DRCA
