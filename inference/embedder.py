@@ -20,13 +20,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dupwatch.records import DecodedVideo, VideoRepresentation, inset_id
+from dupwatch.records import DecodedVideo, FrameChunk, VideoRepresentation, inset_id
 from inference.bundle import Bundle, BundleError, load_bundle
 
 if TYPE_CHECKING:
@@ -138,15 +138,16 @@ class VideoModels:
 
     @torch.inference_mode()
     def represent_regions(self, video_id: str, regions: np.ndarray, timestamps: np.ndarray, *, tenant: str = "default",
-                          frames: np.ndarray | None = None) -> VideoRepresentation:
-        """Index representation of a video from its region features."""
+                          frames: np.ndarray | None = None, drca_clips: np.ndarray | None = None) -> VideoRepresentation:
+        """Index representation of a video from its region features (``drca_clips``: the DRCA clip
+        vectors already computed chunk by chunk, used instead of ``frames``)."""
         x = torch.from_numpy(regions).float().to(self.device).unsqueeze(0)  # [1, T, R, D]
         if self.coarse is not None:
             coarse = self.coarse.index_video(x)[0]
         else:
             coarse = F.normalize(F.normalize(x.mean(dim=2), dim=-1).mean(dim=1), dim=-1)[0]
         selfsim = float(self.selector.index_video(x)[0, 0]) if self.selector is not None else 0.0
-        clips, clip_times = self._clips(x[0], timestamps, frames)
+        clips, clip_times = self._clips(x[0], timestamps, frames, drca_clips)
         return VideoRepresentation(
             video_id=video_id,
             timestamps=np.asarray(timestamps, np.float32),
@@ -184,15 +185,54 @@ class VideoModels:
             start = end
         return out
 
-    def _clips(self, regions: torch.Tensor, timestamps: np.ndarray, frames: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def represent_stream(self, stream: Iterable[FrameChunk], *, tenant: str = "default") -> VideoRepresentation:
+        """A chunked decode (``ingest.decode.FrameStream``) → representation, keeping only features:
+        each chunk's frames (and inset view) go through the feature extractor, and through DRCA in
+        whole clips, before the next chunk is decoded into the same buffer. The result equals
+        :meth:`represent` on the whole video."""
+        parts: list[np.ndarray] = []
+        inset_parts: list[np.ndarray] | None = []
+        times: list[np.ndarray] = []
+        clips = _DrcaClips(self.drca) if self.drca is not None else None
+        inset_clips = _DrcaClips(self.drca) if self.drca is not None else None
+        for chunk in stream:
+            parts.append(self.regions(chunk.frames))
+            times.append(np.array(chunk.timestamps, np.float64))
+            if clips is not None:
+                clips.add(chunk.frames)
+            if chunk.inset is None or inset_parts is None:
+                inset_parts, inset_clips = None, None  # an inset missing from one chunk is dropped
+            else:
+                inset_parts.append(self.regions(chunk.inset))
+                if inset_clips is not None:
+                    inset_clips.add(chunk.inset)
+        summary = getattr(stream, "summary", None)
+        if summary is None or not parts:
+            raise ValueError("represent_stream needs a finished stream of at least one chunk")
+        regions = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        del parts
+        timestamps = np.concatenate(times)
+        rep = self.represent_regions(summary.video_id, regions, timestamps, tenant=tenant,
+                                     drca_clips=clips.finish() if clips is not None else None)
+        if summary.inset_box is not None and inset_parts:
+            inset = self.represent_regions(inset_id(summary.video_id), np.concatenate(inset_parts), timestamps, tenant=tenant,
+                                           drca_clips=inset_clips.finish() if inset_clips is not None else None)
+            rep = replace(rep, inset=inset)
+        return rep
+
+    def _clips(self, regions: torch.Tensor, timestamps: np.ndarray, frames: np.ndarray | None,
+               drca_clips: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Clip vectors ``[N, D]`` and their (start, end) seconds: the bundle's DRCA over the decoded
         frames (clips of its ``num_frames``), else the mean of 8 frames' region vectors."""
         t = regions.shape[0]
-        length = int(self.drca.cfg.num_frames) if (self.drca is not None and frames is not None) else CLIP_FRAMES
+        drca_used = self.drca is not None and (frames is not None or drca_clips is not None)
+        length = int(self.drca.cfg.num_frames) if drca_used else CLIP_FRAMES
         starts = list(range(0, t, length))
         times = np.asarray(timestamps, np.float32)
         step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
         clip_times = np.array([[times[s], times[min(s + length, t) - 1] + step] for s in starts], np.float32)
+        if self.drca is not None and drca_clips is not None:
+            return np.asarray(drca_clips, np.float32), clip_times
         if self.drca is not None and frames is not None:
             from inference.drca.embed import embed_video
 
@@ -228,6 +268,36 @@ class VideoModels:
         return self.selector(torch.from_numpy(rows).to(self.device)).float().cpu().numpy()[:, 0]
 
 
+class _DrcaClips:
+    """DRCA clip vectors of a video fed chunk by chunk: whole clips are embedded as they complete,
+    the frames of an unfinished clip are carried over (fewer than ``num_frames``), so the clips are
+    the ones :func:`inference.drca.embed.embed_video` cuts from the whole video."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.length = int(model.cfg.num_frames)  # type: ignore[union-attr]
+        self.rest: np.ndarray | None = None
+        self.out: list[np.ndarray] = []
+
+    def add(self, frames: np.ndarray) -> None:
+        from inference.drca.embed import embed_video
+
+        if self.rest is not None:
+            frames = np.concatenate([self.rest, frames])
+        whole = len(frames) // self.length * self.length
+        if whole:
+            self.out.append(np.asarray(embed_video(self.model, frames[:whole]).embeddings, np.float32))
+        self.rest = frames[whole:].copy() if whole < len(frames) else None
+
+    def finish(self) -> np.ndarray:
+        from inference.drca.embed import embed_video
+
+        if self.rest is not None:
+            self.out.append(np.asarray(embed_video(self.model, self.rest).embeddings, np.float32))
+            self.rest = None
+        return np.concatenate(self.out)
+
+
 class BundleEmbedder:
     """The worker's ``Embedder``: decoded video → representation, with cross-video frame batching."""
 
@@ -243,6 +313,9 @@ class BundleEmbedder:
 
     def embed_batch(self, videos: Sequence[DecodedVideo], tenants: Sequence[str]) -> list[VideoRepresentation]:
         return self.models.represent_batch(videos, tenants)
+
+    def embed_stream(self, stream: Iterable[FrameChunk], tenant: str = "default") -> VideoRepresentation:
+        return self.models.represent_stream(stream, tenant=tenant)
 
 
 def engine_feature_fn(engine: object, batch_frames: int) -> Callable[[np.ndarray], np.ndarray]:
