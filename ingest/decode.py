@@ -269,7 +269,7 @@ def _open(path: Path, config: DecodeConfig, *, max_bytes: int | None = None, dea
             raise PermanentError(f"opening the video took longer than timeout_s={config.timeout_s}", reason="decode_timeout") from None
         head = _head(path).lstrip(b"\xef\xbb\xbf \t\r\n")
         refused = getattr(exc, "errno", None) == errno.EINVAL
-        if refused and head.startswith(_PLAYLIST_MAGIC):
+        if head.startswith(_PLAYLIST_MAGIC):
             raise PermanentError("playlists and other multi-file containers are not accepted", reason="container_not_allowed") from None
         if refused and not _looks_like_container(path):
             # EINVAL from avformat_open_input: the probe found a demuxer outside ALLOWED_FORMATS
