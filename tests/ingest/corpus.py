@@ -26,6 +26,7 @@ def _pattern(width: int, height: int, i: int) -> np.ndarray:
     x = np.arange(width, dtype=np.uint16)[None, :]
     y = np.arange(height, dtype=np.uint16)[:, None]
     img = np.empty((height, width, 3), np.uint8)
+    i %= 256  # same pattern (everything is mod 256), no uint16 overflow on long videos
     img[..., 0] = (x * 3 + i * 9) % 256
     img[..., 1] = (y * 5 + i * 7) % 256
     img[..., 2] = ((x + y) + i * 13) % 256
