@@ -60,6 +60,12 @@ class LocalVideo:
         self.close()
 
 
+def _attach_watchdog(conn: http.client.HTTPConnection) -> None:
+    watchdog = getattr(conn, "watchdog", None)
+    if watchdog is not None and conn.sock is not None:
+        watchdog.attach(conn.sock)
+
+
 class _PinnedHTTPConnection(http.client.HTTPConnection):
     """Connects to a fixed IP while sending the real Host header."""
 
@@ -71,6 +77,7 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
     def connect(self) -> None:
         self.sock = socket.create_connection((self._ip, self.port), timeout=self.timeout)
         self.sock.settimeout(self._read_timeout)
+        _attach_watchdog(self)
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
@@ -83,8 +90,12 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 
     def connect(self) -> None:
         sock = socket.create_connection((self._ip, self.port), timeout=self.timeout)
+        watchdog = getattr(self, "watchdog", None)
+        if watchdog is not None:
+            watchdog.attach(sock)  # the TLS handshake is under the deadline too
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
         self.sock.settimeout(self._read_timeout)
+        _attach_watchdog(self)
 
 
 class _Watchdog:
@@ -93,13 +104,25 @@ class _Watchdog:
     def __init__(self, conn: http.client.HTTPConnection, deadline: float) -> None:
         self.fired = False
         self._conn = conn
+        self._sock: socket.socket | None = None
+        conn.watchdog = self  # type: ignore[attr-defined]
         self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
         self._timer.daemon = True
         self._timer.start()
 
+    def attach(self, sock: socket.socket) -> None:
+        """The connection's socket, kept here: ``http.client`` drops ``conn.sock`` once a response
+        that ends with the connection takes it over, but reads still block on this socket."""
+        self._sock = sock
+        if self.fired:
+            self._shutdown()
+
     def _fire(self) -> None:
         self.fired = True
-        sock = self._conn.sock
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        sock = self._sock or self._conn.sock
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
