@@ -599,6 +599,7 @@ class FrameStream:
                 codec_ctx.thread_count = config.threads
             sampler = _Sampler(container, stream, config, self.mode, deadline, self.stats, self.chunk_frames)
             yield from sampler.chunks()
+            rate = _rate(stream)  # read before the container closes: the stream dies with it
         except PermanentError:
             raise
         except av.error.DecoderNotFoundError as exc:
@@ -617,7 +618,6 @@ class FrameStream:
         self.stats.wall_s = time.monotonic() - started
         if not sampler.count_sampled:
             raise PermanentError("video stream holds no decodable frame", reason="zero_frames" if sampler.clean else "corrupt_video")
-        rate = _rate(stream)
         frame_dur = 1.0 / rate if rate else 0.0
         # Trust the header only when the frames we saw agree with it (a lying header claims hours).
         duration = sampler.end_t + frame_dur
