@@ -128,3 +128,48 @@ def test_file_grown_after_the_size_check_is_not_read_past_max_bytes(tmp_path: Pa
     whole = decode_video(path, config, "whole").num_frames
     assert whole == 20
     assert 1 <= frames <= 8, frames  # only what lies in the first max_bytes (about 5 of 20 s)
+
+
+def test_batch_embeds_what_it_decoded_once_the_budget_is_reached(uploads: Path) -> None:
+    """Short uploads are held for cross-video batching only up to ``limits.batch_decoded_bytes``:
+    past it the held uploads are embedded before the next one is decoded."""
+    from dupwatch.config import LimitsConfig
+    from ingest.metrics import WorkerMetrics
+    from ingest.pipeline import CollectingAlertSink, Job, NoDetector, Pipeline
+    from tests.ingest.embedders import ThumbnailEmbedder
+    from tests.ingest.memprobe import _Dead, _MemoryIndex
+
+    events: list[str] = []
+
+    class _LoggingDecoder(FileDecoder):
+        def open_stream(self, video_id: str, uri: str):  # type: ignore[override]
+            events.append(f"decode {video_id}")
+            return super().open_stream(video_id, uri)
+
+    class _LoggingEmbedder(ThumbnailEmbedder):
+        def embed(self, decoded, tenant):  # type: ignore[override]
+            events.append(f"embed {decoded.video_id}")
+            return super().embed(decoded, tenant)
+
+        def embed_batch(self, videos, tenants):  # type: ignore[override]
+            events.append("embed " + "+".join(v.video_id for v in videos))
+            return [ThumbnailEmbedder.embed(self, v, t) for v, t in zip(videos, tenants)]
+
+    def run(budget: int) -> list[str]:
+        events.clear()
+        pipeline = Pipeline(
+            decoder=_LoggingDecoder(SourceConfig(local_roots=[uploads]), DecodeConfig()),
+            embedder=_LoggingEmbedder(), detector=NoDetector(), alert_sink=CollectingAlertSink(), index=_MemoryIndex(),
+            dead_letters=_Dead(), limits=LimitsConfig(batch_decoded_bytes=budget), metrics=WorkerMetrics(),
+        )
+        jobs = [Job(value=json.dumps({"schema_version": 1, "event_id": f"e{i}", "video_id": f"v{i}", "tenant": "t",
+                                      "uri": str(uploads / "plain_10s.mp4"), "uploaded_at": "2026-11-22T04:30:00Z"}).encode(), offset=i)
+                for i in range(3)]
+        pipeline.process(jobs)
+        assert [j.status for j in jobs] == ["indexed"] * 3
+        assert all(j.decoded is None for j in jobs)  # frames released once embedded
+        return list(events)
+
+    # 10 crops of 224² × 3 = 1.5 MB per upload
+    assert run(256 * 1024**2) == ["decode v0", "decode v1", "decode v2", "embed v0+v1+v2"]
+    assert run(1024**2) == ["decode v0", "embed v0", "decode v1", "embed v1", "decode v2", "embed v2"]
