@@ -47,3 +47,21 @@ def test_stream_and_whole_video_give_the_same_representation(models: VideoModels
     np.testing.assert_allclose(streamed.clips, whole.clips, atol=1e-4)
     np.testing.assert_allclose(streamed.clip_times, whole.clip_times)
     assert streamed.selfsim == pytest.approx(whole.selfsim, abs=1e-4)
+
+
+def test_stream_keeps_the_inset_representation(models: VideoModels, tmp_path_factory: pytest.TempPathFactory) -> None:
+    from bench import transforms
+    from bench.sources import ken_burns, real_photos, real_videos
+    from bench.video_io import read_clip, write_clip
+
+    bikes = {v.name: v.path for v in real_videos()}["bikes"]
+    copy = read_clip(bikes, fps=4.0, max_seconds=8.0, max_side=480)
+    host = ken_burns(real_photos()["chelsea"], 8.0, 4.0, np.random.default_rng(3))
+    path = write_clip(tmp_path_factory.mktemp("pip") / "pip.mp4", transforms.picture_in_picture(copy, host, np.random.default_rng(2)).clip)
+    config = DecodeConfig(fps=4.0, chunk_frames=25)
+    whole = models.represent(decode_video(path, config, "pip"))
+    streamed = models.represent_stream(FrameStream(path, config, "pip"))
+    assert whole.inset is not None and streamed.inset is not None
+    assert streamed.inset.video_id == whole.inset.video_id
+    np.testing.assert_allclose(streamed.inset.coarse, whole.inset.coarse, atol=1e-4)
+    np.testing.assert_allclose(streamed.inset.clips, whole.inset.clips, atol=1e-4)

@@ -173,3 +173,23 @@ def test_batch_embeds_what_it_decoded_once_the_budget_is_reached(uploads: Path) 
     # 10 crops of 224² × 3 = 1.5 MB per upload
     assert run(256 * 1024**2) == ["decode v0", "decode v1", "decode v2", "embed v0+v1+v2"]
     assert run(1024**2) == ["decode v0", "embed v0", "decode v1", "embed v1", "decode v2", "embed v2"]
+
+
+def test_chunking_keeps_the_picture_in_picture_view(tmp_path: Path) -> None:
+    """An inset found on the first 24 sampled frames is cut from every chunk: chunks of 24 give
+    the same inset view and box as one chunk for the whole video."""
+    from bench import transforms
+    from bench.sources import ken_burns, real_photos, real_videos
+    from bench.video_io import read_clip, write_clip
+
+    bikes = {v.name: v.path for v in real_videos()}["bikes"]
+    copy = read_clip(bikes, fps=8.0, max_seconds=8.0, max_side=480)
+    host = ken_burns(real_photos()["chelsea"], 8.0, 8.0, np.random.default_rng(3))
+    edit = transforms.picture_in_picture(copy, host, np.random.default_rng(2))
+    path = write_clip(tmp_path / "pip.mp4", edit.clip)
+    chunked = decode_video(path, DecodeConfig(fps=8.0, chunk_frames=24), "pip")
+    whole = decode_video(path, DecodeConfig(fps=8.0, chunk_frames=4096), "pip")
+    assert whole.num_frames > 2 * 24
+    assert whole.inset is not None and chunked.inset is not None and chunked.inset_box == whole.inset_box
+    np.testing.assert_array_equal(chunked.inset, whole.inset)
+    np.testing.assert_array_equal(chunked.frames, whole.frames)
