@@ -42,10 +42,11 @@ and ``protocol_whitelist=file`` forbids network protocols. The file is read thro
 capped at ``max_bytes`` (``sources.max_bytes``): a file that grows after the size check is never
 read past it. A still image (PNG, JPEG, ... even renamed ``.mp4``) is ``still_image``.
 
-Deadline: ``timeout_s`` holds inside FFmpeg too. PyAV's interrupt callback (``av.open(timeout=)``)
-aborts opening (which also probes the streams) and every blocking read after the time left at
-open; between frames the loop checks the deadline itself. A single codec call cannot be
-interrupted, but it is bounded by ``max_pixels``.
+Deadline: ``timeout_s`` holds inside FFmpeg's calls that read: the capped reader refuses any read
+past the deadline (:class:`DecodeDeadline`, re-raised by PyAV out of ``avformat_open_input``,
+stream probing, demuxing and seeking), and PyAV's interrupt callback (``av.open(timeout=)``)
+covers protocol IO. Between frames the loop checks the deadline itself. A single codec call on
+data already read cannot be interrupted; it is bounded by ``max_pixels``.
 
 Chunks (:class:`FrameStream`): sampled frames are written into one reused buffer of
 ``chunk_frames`` crops and handed out chunk by chunk (:class:`dupwatch.records.FrameChunk`), so a
@@ -171,6 +172,10 @@ def _looks_like_container(path: Path) -> bool:
     )
 
 
+class DecodeDeadline(Exception):
+    """Raised by the reader inside an FFmpeg call (open, probe, demux, seek) past ``timeout_s``."""
+
+
 class _CappedReader(io.RawIOBase):
     """A read-only file that ends at ``limit`` bytes, whatever the file on disk grows to.
 
@@ -178,10 +183,11 @@ class _CappedReader(io.RawIOBase):
     ``name`` is the path, so FFmpeg's probe still sees the file extension.
     """
 
-    def __init__(self, path: Path, limit: int) -> None:
+    def __init__(self, path: Path, limit: int, deadline: float | None = None) -> None:
         super().__init__()
         self._file = path.open("rb")
         self._limit = limit
+        self._deadline = deadline
         self.name = str(path)
 
     def readable(self) -> bool:
@@ -191,6 +197,8 @@ class _CappedReader(io.RawIOBase):
         return True
 
     def read(self, size: int = -1) -> bytes:
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise DecodeDeadline("read after the decode deadline")  # PyAV re-raises it from the FFmpeg call
         left = max(0, self._limit - self._file.tell())
         return self._file.read(left if size is None or size < 0 else min(size, left))
 
@@ -229,7 +237,7 @@ def _container_options(config: DecodeConfig) -> dict[str, str]:
 def _av_open(path: Path, config: DecodeConfig, limit: int, deadline: float) -> Any:
     """Open through the capped reader; the interrupt callback stops FFmpeg at ``deadline``."""
     left = max(0.001, deadline - time.monotonic())
-    reader = _CappedReader(path, limit)
+    reader = _CappedReader(path, limit, deadline)
     try:
         container = av.open(
             reader, mode="r", metadata_errors="ignore", options=_container_options(config), buffer_size=READ_BUFFER_BYTES,
@@ -264,8 +272,8 @@ def _open(path: Path, config: DecodeConfig, *, max_bytes: int | None = None, dea
     deadline = deadline if deadline is not None else time.monotonic() + config.timeout_s
     try:
         container = _av_open(path, config, limit, deadline)
-    except (av.error.FFmpegError, ValueError, UnicodeDecodeError, OSError) as exc:
-        if time.monotonic() >= deadline or isinstance(exc, av.error.ExitError):
+    except (av.error.FFmpegError, ValueError, UnicodeDecodeError, OSError, DecodeDeadline) as exc:
+        if time.monotonic() >= deadline or isinstance(exc, (av.error.ExitError, DecodeDeadline)):
             raise PermanentError(f"opening the video took longer than timeout_s={config.timeout_s}", reason="decode_timeout") from None
         head = _head(path).lstrip(b"\xef\xbb\xbf \t\r\n")
         refused = getattr(exc, "errno", None) == errno.EINVAL
@@ -606,7 +614,7 @@ class FrameStream:
             raise PermanentError(f"no decoder for this video codec: {exc}", reason="unsupported_codec") from None
         except av.error.MemoryError:
             raise  # out of memory is not the file's fault: let the worker crash and restart
-        except av.error.ExitError:
+        except (av.error.ExitError, DecodeDeadline):
             raise PermanentError(f"decoding took longer than timeout_s={config.timeout_s}", reason="decode_timeout") from None
         except av.error.FFmpegError as exc:
             if time.monotonic() > deadline:

@@ -88,6 +88,16 @@ def test_decode_deadline_ends_a_long_decode(uploads: Path) -> None:
     assert time.monotonic() - started < 1.0 + 20.0  # a guard against a hang, not a speed check
 
 
+def test_decode_deadline_holds_inside_ffmpegs_open(uploads: Path) -> None:
+    """No Python check runs before ``av.open``: a deadline already passed when FFmpeg opens and
+    probes the file can only be enforced by the reader FFmpeg calls into."""
+    stream = FrameStream(uploads / "long_4h_16x16.mp4", DecodeConfig(timeout_s=1e-6), "v")
+    with pytest.raises(PermanentError) as info:
+        list(stream)
+    assert info.value.reason == "decode_timeout" and "opening" in str(info.value)
+    assert stream.stats.frames_decoded == 0
+
+
 def test_four_hour_upload_is_indexed_within_the_memory_headroom(uploads: Path) -> None:
     base = _probe(uploads, ["plain_10s.mp4"])
     long = _probe(uploads, ["long_4h_16x16.mp4"])
