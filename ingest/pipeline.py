@@ -177,12 +177,24 @@ class _ResumedStream:
     """A chunk stream whose first chunk was already read (and copied) by the pipeline."""
 
     def __init__(self, first: FrameChunk, rest: Iterator[FrameChunk], stream: Any) -> None:
-        self._chunks = itertools.chain([first], rest)
+        self._first = first
+        self._rest = rest
         self._stream = stream
         self.video_id = stream.video_id
+        self.decode_s = 0.0
+        """Time spent decoding the chunks the consumer pulled (the rest of its time is its own)."""
 
     def __iter__(self) -> Iterator[FrameChunk]:
-        return self._chunks
+        yield self._first
+        while True:
+            t0 = time.perf_counter()
+            try:
+                chunk = next(self._rest)
+            except StopIteration:
+                return
+            finally:
+                self.decode_s += time.perf_counter() - t0
+            yield chunk
 
     @property
     def summary(self) -> DecodeSummary | None:
@@ -304,6 +316,7 @@ class Pipeline:
         self.retry = retry or RetryPolicy.from_limits(limits)
         self._parse = parse or self._default_parse
         self.consecutive_dead = 0
+        self._streamed_embed_s = 0.0
 
     def _default_parse(self, raw: bytes) -> Any:
         from ingest.events import parse_upload_event
@@ -434,8 +447,10 @@ class Pipeline:
             if job.status != "pending":
                 continue
             t0 = time.perf_counter()
+            self._streamed_embed_s = 0.0
             outcome = self._run(job, ctx, lambda job=job: self._decode_chunked(job))
-            self.metrics.decode_seconds.observe(time.perf_counter() - t0)
+            # an upload embedded as it decodes: its embedding time is in inference_seconds
+            self.metrics.decode_seconds.observe(max(0.0, time.perf_counter() - t0 - self._streamed_embed_s))
             if isinstance(outcome, DecodedVideo):
                 job.decoded = outcome
                 held.append(job)
@@ -480,8 +495,13 @@ class Pipeline:
             resumed = _ResumedStream(first, itertools.chain([second], chunks), stream)
             fault_point("embed")
             t0 = time.perf_counter()
-            rep = self.embedder.embed_stream(resumed, job.event.tenant)  # type: ignore[attr-defined]
-            self.metrics.inference_seconds.observe(time.perf_counter() - t0)
+            try:
+                rep = self.embedder.embed_stream(resumed, job.event.tenant)  # type: ignore[attr-defined]
+            finally:
+                # the chunks decode inside embed_stream: their time is decode, the rest inference
+                inference = max(0.0, time.perf_counter() - t0 - resumed.decode_s)
+                self._streamed_embed_s += inference
+            self.metrics.inference_seconds.observe(inference)
             if stream.summary is None:
                 raise RuntimeError("embed_stream returned before the decode stream ended")
             return rep, stream.summary
