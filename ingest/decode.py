@@ -98,7 +98,7 @@ ALLOWED_FORMATS = (
     "mov", "mp4", "matroska", "webm", "avi", "flv", "mpegts", "mpeg", "mpegvideo", "ogg", "asf", "mxf", "nut",
     "ivf", "h264", "hevc", "m4v", "gif", "yuv4mpegpipe",
     # audio containers: admitted so that they are refused as ``no_video_stream`` (cover art only)
-    "mp3", "wav", "flac", "aac", "matroska",
+    "mp3", "wav", "flac", "aac",
     # single images: admitted so that they are refused as ``still_image``, never decoded as a video
     "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "gif_pipe", "j2k_pipe", "jpegls_pipe",
     "qoi_pipe", "pam_pipe", "pbm_pipe", "pgm_pipe", "ppm_pipe", "psd_pipe", "svg_pipe", "dpx_pipe", "exr_pipe",
