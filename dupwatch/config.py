@@ -135,6 +135,10 @@ class DecodeConfig(_Frozen):
     timeout_s: float = Field(600.0, gt=0)
     threads: int = Field(0, ge=0, le=64)
     """Decoder threads; 0 lets FFmpeg choose."""
+    chunk_frames: int = Field(64, ge=24, le=4096)
+    """Sampled frames decoded into one reused buffer before they are handed to the embedder: a
+    long upload costs one chunk of pixels plus its features, never all its frames at once
+    (at least ``ingest.inset.DETECT_FRAMES`` = 24, the inset detector's window)."""
     inset_views: bool = True
     """Look for a picture-in-picture inset (persistent rectangle, ``ingest/inset.py``) on the first
     sampled frames and, when found, also return it as a second view that is indexed and searched."""
@@ -267,6 +271,10 @@ class LimitsConfig(_Frozen):
     max_in_flight_videos: int = Field(8, ge=1, le=1024)
     batch_frames: int = Field(64, ge=1, le=4096)
     """Frames of several videos batched together for the feature extractor."""
+    batch_decoded_bytes: int = Field(256 * 1024**2, ge=1024**2)
+    """Decoded frame bytes (crops and inset views) one batch holds before it embeds them and
+    decodes the next upload. Uploads longer than one ``decode.chunk_frames`` chunk never count:
+    they are embedded chunk by chunk as they decode."""
     max_event_bytes: int = Field(64 * 1024, ge=256)
     max_attempts: int = Field(5, ge=1, le=100)
     """Transient failures of one event before it is dead-lettered."""

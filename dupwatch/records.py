@@ -47,6 +47,36 @@ class DecodedVideo:
 
 
 @dataclass(frozen=True)
+class FrameChunk:
+    """A run of consecutive sampled frames of one video (chunked decoding, ``ingest.decode.FrameStream``).
+
+    ``frames`` and ``inset`` may be views of the decoder's reused buffer: they are valid only
+    until the next chunk is requested, so a consumer keeps features, never these arrays.
+    """
+
+    frames: np.ndarray
+    """``[n, H, W, 3]`` uint8 RGB, like :attr:`DecodedVideo.frames`."""
+    timestamps: np.ndarray
+    """``[n]`` seconds from the start."""
+    inset: np.ndarray | None = None
+    """The inset view of the same frames, when an inset was found so far."""
+
+
+@dataclass(frozen=True)
+class DecodeSummary:
+    """What a finished chunked decode learned about the whole video."""
+
+    video_id: str
+    num_frames: int
+    duration_s: float
+    source_width: int
+    source_height: int
+    source_fps: float | None = None
+    inset_box: tuple[float, float, float, float] | None = None
+    """Set only when every chunk carried an inset view (else the inset is dropped)."""
+
+
+@dataclass(frozen=True)
 class VideoRepresentation:
     """Everything the index and the detector keep about one video.
 

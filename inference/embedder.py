@@ -21,15 +21,15 @@ import logging
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dupwatch.records import DecodedVideo, VideoRepresentation, inset_id
+from dupwatch.records import DecodedVideo, FrameChunk, VideoRepresentation, inset_id
 from inference.bundle import Bundle, BundleError, load_bundle
-from inference.served import BundleEmbedder, IndexedVideo, PairScore, PairScorer
+from inference.served import BundleEmbedder, IndexedVideo, PairScore, PairScorer, represent_stream
 
 if TYPE_CHECKING:
     from dupwatch.config import Settings
@@ -186,8 +186,9 @@ class VideoModels:
 
     @torch.inference_mode()
     def represent_regions(self, video_id: str, regions: np.ndarray, timestamps: np.ndarray, *, tenant: str = "default",
-                          frames: np.ndarray | None = None) -> VideoRepresentation:
-        """Index representation of a video from its region features."""
+                          frames: np.ndarray | None = None, drca_clips: np.ndarray | None = None) -> VideoRepresentation:
+        """Index representation of a video from its region features (``drca_clips``: the DRCA clip
+        vectors already computed chunk by chunk, used instead of ``frames``)."""
         x = torch.from_numpy(regions).float().to(self.device).unsqueeze(0)  # [1, T, R, D]
         with torch_threads(self.heads_threads):
             if self.coarse is not None:
@@ -195,7 +196,7 @@ class VideoModels:
             else:
                 coarse = F.normalize(F.normalize(x.mean(dim=2), dim=-1).mean(dim=1), dim=-1)[0]
             selfsim = float(self.selector.index_video(x)[0, 0]) if self.selector is not None else 0.0
-        clips, clip_times = self._clips(x[0], timestamps, frames)
+        clips, clip_times = self._clips(x[0], timestamps, frames, drca_clips)
         return VideoRepresentation(
             video_id=video_id,
             timestamps=np.asarray(timestamps, np.float32),
@@ -233,15 +234,27 @@ class VideoModels:
             start = end
         return out
 
-    def _clips(self, regions: torch.Tensor, timestamps: np.ndarray, frames: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def represent_stream(self, stream: Iterable[FrameChunk], *, tenant: str = "default") -> VideoRepresentation:
+        """:func:`inference.served.represent_stream` with DRCA clips cut across chunks."""
+        return represent_stream(self, stream, tenant=tenant)
+
+    def drca_clip_accumulator(self) -> "_DrcaClips | None":
+        """Collects DRCA clip vectors chunk by chunk (``None`` without a DRCA network)."""
+        return _DrcaClips(self.drca) if self.drca is not None else None
+
+    def _clips(self, regions: torch.Tensor, timestamps: np.ndarray, frames: np.ndarray | None,
+               drca_clips: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Clip vectors ``[N, D]`` and their (start, end) seconds: the bundle's DRCA over the decoded
         frames (clips of its ``num_frames``), else the mean of 8 frames' region vectors."""
         t = regions.shape[0]
-        length = int(self.drca.cfg.num_frames) if (self.drca is not None and frames is not None) else CLIP_FRAMES
+        drca_used = self.drca is not None and (frames is not None or drca_clips is not None)
+        length = int(self.drca.cfg.num_frames) if drca_used else CLIP_FRAMES
         starts = list(range(0, t, length))
         times = np.asarray(timestamps, np.float32)
         step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
         clip_times = np.array([[times[s], times[min(s + length, t) - 1] + step] for s in starts], np.float32)
+        if self.drca is not None and drca_clips is not None:
+            return np.asarray(drca_clips, np.float32), clip_times
         if self.drca is not None and frames is not None:
             from inference.drca.embed import embed_video
 
@@ -281,6 +294,37 @@ class VideoModels:
         rows = np.stack([np.full(n, query_selfsim, np.float32), np.asarray(ref_selfsims, np.float32), np.asarray(coarse_scores, np.float32)], axis=1)
         with torch_threads(self.heads_threads):
             return self.selector(torch.from_numpy(rows).to(self.device)).float().cpu().numpy()[:, 0]
+
+
+class _DrcaClips:
+    """DRCA clip vectors of a video fed chunk by chunk: whole clips are embedded as they complete,
+    the frames of an unfinished clip are carried over (fewer than ``num_frames``), so the clips are
+    the ones :func:`inference.drca.embed.embed_video` cuts from the whole video."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.length = int(model.cfg.num_frames)  # type: ignore[union-attr]
+        self.rest: np.ndarray | None = None
+        self.out: list[np.ndarray] = []
+
+    def add(self, frames: np.ndarray) -> None:
+        from inference.drca.embed import embed_video
+
+        if self.rest is not None:
+            frames = np.concatenate([self.rest, frames])
+        whole = len(frames) // self.length * self.length
+        if whole:
+            self.out.append(np.asarray(embed_video(self.model, frames[:whole]).embeddings, np.float32))
+        self.rest = frames[whole:].copy() if whole < len(frames) else None
+
+    def finish(self) -> np.ndarray:
+        from inference.drca.embed import embed_video
+
+        if self.rest is not None:
+            self.out.append(np.asarray(embed_video(self.model, self.rest).embeddings, np.float32))
+            self.rest = None
+        return np.concatenate(self.out)
+
 
 
 def engine_feature_fn(engine: object, batch_frames: int) -> Callable[[np.ndarray], np.ndarray]:

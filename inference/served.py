@@ -16,13 +16,13 @@ option recorded with the graph in the manifest) are tiled here, outside the grap
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dupwatch.records import DecodedVideo, VideoRepresentation, inset_id
+from dupwatch.records import DecodedVideo, FrameChunk, VideoRepresentation, inset_id
 
 if TYPE_CHECKING:
     from dupwatch.config import Settings
@@ -359,6 +359,51 @@ class BundleEmbedder:
 
     def embed_batch(self, videos: Sequence[DecodedVideo], tenants: Sequence[str]) -> list[VideoRepresentation]:
         return self.models.represent_batch(videos, tenants)
+
+    def embed_stream(self, stream: Iterable[FrameChunk], tenant: str = "default") -> VideoRepresentation:
+        return represent_stream(self.models, stream, tenant=tenant)
+
+
+def represent_stream(models: Any, stream: Iterable[FrameChunk], *, tenant: str = "default") -> VideoRepresentation:
+    """A chunked decode (``ingest.decode.FrameStream``) → representation, keeping only features.
+
+    Each chunk's frames (and inset view) go through ``models.regions`` (and, where the models have
+    one, a DRCA clip accumulator in whole clips) before the next chunk is decoded into the same
+    buffer, so pixels never accumulate. The result equals ``models.represent`` on the whole video.
+    """
+    new_clips = getattr(models, "drca_clip_accumulator", None)
+    clips = new_clips() if new_clips is not None else None
+    inset_clips = new_clips() if new_clips is not None else None
+    parts: list[np.ndarray] = []
+    inset_parts: list[np.ndarray] | None = []
+    times: list[np.ndarray] = []
+    for chunk in stream:
+        parts.append(models.regions(chunk.frames))
+        times.append(np.array(chunk.timestamps, np.float64))
+        if clips is not None:
+            clips.add(chunk.frames)
+        if chunk.inset is None or inset_parts is None:
+            inset_parts, inset_clips = None, None  # an inset missing from one chunk is dropped
+        else:
+            inset_parts.append(models.regions(chunk.inset))
+            if inset_clips is not None:
+                inset_clips.add(chunk.inset)
+    summary = getattr(stream, "summary", None)
+    if summary is None or not parts:
+        raise ValueError("represent_stream needs a finished stream of at least one chunk")
+    regions = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    del parts
+    timestamps = np.concatenate(times)
+
+    def index(video_id: str, feats: np.ndarray, acc: Any) -> VideoRepresentation:
+        if acc is None:
+            return models.represent_regions(video_id, feats, timestamps, tenant=tenant)
+        return models.represent_regions(video_id, feats, timestamps, tenant=tenant, drca_clips=acc.finish())
+
+    rep = index(summary.video_id, regions, clips)
+    if summary.inset_box is not None and inset_parts:
+        rep = replace(rep, inset=index(inset_id(summary.video_id), np.concatenate(inset_parts), inset_clips))
+    return rep
 
 
 def stale_graphs(bundle: Bundle) -> list[str]:

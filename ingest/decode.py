@@ -35,6 +35,26 @@ decoding, a frame time above it while decoding; ``max_frames`` sampled frames; d
 (``max_frames`` × crop² × 3 bytes at most). ``duration_s`` trusts the header only when the frames
 agree with it.
 
+Containers (``ALLOWED_FORMATS``): FFmpeg's ``format_whitelist`` admits only self-contained
+video containers, so playlists and other demuxers that open further files or URLs (HLS, DASH,
+concat, image sequences, ...) are refused before they read anything (``container_not_allowed``),
+and ``protocol_whitelist=file`` forbids network protocols. The file is read through a reader
+capped at ``max_bytes`` (``sources.max_bytes``): a file that grows after the size check is never
+read past it. A still image (PNG, JPEG, ... even renamed ``.mp4``) is ``still_image``.
+
+Deadline: ``timeout_s`` holds inside FFmpeg's calls that read: the capped reader refuses any read
+past the deadline (:class:`DecodeDeadline`, re-raised by PyAV out of ``avformat_open_input``,
+stream probing, demuxing and seeking), and PyAV's interrupt callback (``av.open(timeout=)``)
+covers protocol IO. Between frames the loop checks the deadline itself. A single codec call on
+data already read cannot be interrupted; it is bounded by ``max_pixels``.
+
+Chunks (:class:`FrameStream`): sampled frames are written into one reused buffer of
+``chunk_frames`` crops and handed out chunk by chunk (:class:`dupwatch.records.FrameChunk`), so a
+consumer that keeps only features (``embed_stream``) holds one chunk of pixels whatever the length.
+The limits count as the stream goes (frame times, sampled frames, decoded bytes): a header that
+claims 10 s for a 5-hour stream is ``too_long`` as soon as a frame passes ``max_duration_s``.
+:func:`decode_video` collects every chunk into a :class:`DecodedVideo` (short videos, tools).
+
 Truncated files: if the container opens and at least one frame decodes, a decode error later
 ends decoding and we keep what we have (a partial upload still indexes its first part; the
 truncation is logged). A container that does not open (e.g. MP4 with the moov box cut off) is
@@ -45,6 +65,8 @@ truncation is logged). A container that does not open (e.g. MP4 with the moov bo
 from __future__ import annotations
 
 import bisect
+import errno
+import io
 import logging
 import math
 import time
@@ -60,7 +82,7 @@ import numpy as np
 
 from dupwatch.config import DecodeConfig
 from dupwatch.errors import PermanentError
-from dupwatch.records import DecodedVideo
+from dupwatch.records import DecodeSummary, DecodedVideo, FrameChunk
 from ingest.inset import DETECT_FRAMES, InsetBox, detect_inset
 
 log = logging.getLogger(__name__)
@@ -72,6 +94,20 @@ FALLBACK_FPS = 25.0
 MAX_ASPECT_FAST = 4.0
 """Above this aspect ratio we crop at source resolution first (a 4000×16 strip would else be scaled to 64000×256)."""
 _CONTAINER_MAGIC = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
+ALLOWED_FORMATS = (
+    "mov", "mp4", "matroska", "webm", "avi", "flv", "mpegts", "mpeg", "mpegvideo", "ogg", "asf", "mxf", "nut",
+    "ivf", "h264", "hevc", "m4v", "gif", "yuv4mpegpipe",
+    # audio containers: admitted so that they are refused as ``no_video_stream`` (cover art only)
+    "mp3", "wav", "flac", "aac",
+    # single images: admitted so that they are refused as ``still_image``, never decoded as a video
+    "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "gif_pipe", "j2k_pipe", "jpegls_pipe",
+    "qoi_pipe", "pam_pipe", "pbm_pipe", "pgm_pipe", "ppm_pipe", "psd_pipe", "svg_pipe", "dpx_pipe", "exr_pipe",
+)
+"""Demuxers FFmpeg may use (``format_whitelist``). None of them opens another file or URL: no HLS,
+DASH, concat, image2 (file patterns), tee, data or other playlist/protocol demuxers."""
+STILL_IMAGE_FORMAT_SUFFIX = "_pipe"
+READ_BUFFER_BYTES = 256 * 1024
+_PLAYLIST_MAGIC = (b"#EXTM3U", b"ffconcat", b"<?xml", b"<MPD", b"[playlist]", b"<smil", b"#EXT")
 
 
 class VideoDecoder(ABC):
@@ -90,8 +126,8 @@ class PyAVDecoder(VideoDecoder):
         self.mode = mode
         self.last_stats: DecodeStats | None = None
 
-    def decode(self, path: Path, video_id: str) -> DecodedVideo:
-        video, stats = _decode(Path(path), self.config, video_id, self.mode)
+    def decode(self, path: Path, video_id: str, *, max_bytes: int | None = None) -> DecodedVideo:
+        video, stats = _decode(Path(path), self.config, video_id, self.mode, max_bytes=max_bytes)
         self.last_stats = stats
         return video
 
@@ -107,9 +143,11 @@ class DecodeStats:
     wall_s: float = 0.0
 
 
-def decode_video(path: Path | str, config: DecodeConfig, video_id: str, *, mode: SeekMode = "auto") -> DecodedVideo:
+def decode_video(
+    path: Path | str, config: DecodeConfig, video_id: str, *, mode: SeekMode = "auto", max_bytes: int | None = None
+) -> DecodedVideo:
     """Sample ``path`` at ``config.fps``; see the module docstring for the rules."""
-    return _decode(Path(path), config, video_id, mode)[0]
+    return _decode(Path(path), config, video_id, mode, max_bytes=max_bytes)[0]
 
 
 def decode_video_with_stats(path: Path | str, config: DecodeConfig, video_id: str, *, mode: SeekMode = "auto") -> tuple[DecodedVideo, DecodeStats]:
@@ -134,24 +172,127 @@ def _looks_like_container(path: Path) -> bool:
     )
 
 
-def _open(path: Path, config: DecodeConfig) -> Any:
+class DecodeDeadline(Exception):
+    """Raised by the reader inside an FFmpeg call (open, probe, demux, seek) past ``timeout_s``."""
+
+
+class _CappedReader(io.RawIOBase):
+    """A read-only file that ends at ``limit`` bytes, whatever the file on disk grows to.
+
+    FFmpeg reads through it (PyAV file-object IO), so no demuxer reads past ``sources.max_bytes``.
+    ``name`` is the path, so FFmpeg's probe still sees the file extension.
+    """
+
+    def __init__(self, path: Path, limit: int, deadline: float | None = None) -> None:
+        super().__init__()
+        self._file = path.open("rb")
+        self._limit = limit
+        self._deadline = deadline
+        self.name = str(path)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise DecodeDeadline("read after the decode deadline")  # PyAV re-raises it from the FFmpeg call
+        left = max(0, self._limit - self._file.tell())
+        return self._file.read(left if size is None or size < 0 else min(size, left))
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_END:
+            end = min(self._limit, self._file.seek(0, io.SEEK_END))
+            return self._file.seek(max(0, end + offset))
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _head(path: Path, n: int = 64) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(n)
+    except OSError:
+        return b""
+
+
+def _container_options(config: DecodeConfig) -> dict[str, str]:
+    # ``options`` also reach the decoders that probe the streams inside av.open: without
+    # max_pixels a 16000x16000 PNG allocates 256 MB before we ever see its header.
+    return {
+        "max_pixels": str(config.max_pixels),
+        "format_whitelist": ",".join(dict.fromkeys(ALLOWED_FORMATS)),
+        "protocol_whitelist": "file",
+    }
+
+
+def _av_open(path: Path, config: DecodeConfig, limit: int, deadline: float) -> Any:
+    """Open through the capped reader; the interrupt callback stops FFmpeg at ``deadline``."""
+    left = max(0.001, deadline - time.monotonic())
+    reader = _CappedReader(path, limit, deadline)
+    try:
+        container = av.open(
+            reader, mode="r", metadata_errors="ignore", options=_container_options(config), buffer_size=READ_BUFFER_BYTES,
+            timeout=(left, left),
+        )
+    except BaseException:
+        reader.close()
+        raise
+    _READERS[id(container)] = reader
+    return container
+
+
+_READERS: dict[int, _CappedReader] = {}
+"""The capped reader of each open container (PyAV containers take no attributes), closed with it."""
+
+
+def _close(container: Any) -> None:
+    container.close()
+    reader = _READERS.pop(id(container), None)
+    if reader is not None:
+        reader.close()
+
+
+def _open(path: Path, config: DecodeConfig, *, max_bytes: int | None = None, deadline: float | None = None) -> Any:
     try:
         size = path.stat().st_size
     except OSError as exc:
         raise PermanentError(f"cannot read {path.name}: {exc.strerror}", reason="source_not_found") from None
     if size == 0:
         raise PermanentError("file is empty (0 bytes)", reason="not_a_video")
+    limit = max_bytes if max_bytes is not None else size
+    deadline = deadline if deadline is not None else time.monotonic() + config.timeout_s
     try:
-        # ``options`` also reach the decoders that probe the streams inside av.open: without
-        # max_pixels a 16000x16000 PNG allocates 256 MB before we ever see its header.
-        return av.open(str(path), mode="r", metadata_errors="ignore", options={"max_pixels": str(config.max_pixels)})
-    except (av.error.FFmpegError, ValueError, UnicodeDecodeError) as exc:
+        container = _av_open(path, config, limit, deadline)
+    except (av.error.FFmpegError, ValueError, UnicodeDecodeError, OSError, DecodeDeadline) as exc:
+        if time.monotonic() >= deadline or isinstance(exc, (av.error.ExitError, DecodeDeadline)):
+            raise PermanentError(f"opening the video took longer than timeout_s={config.timeout_s}", reason="decode_timeout") from None
+        head = _head(path).lstrip(b"\xef\xbb\xbf \t\r\n")
+        refused = getattr(exc, "errno", None) == errno.EINVAL
+        if head.startswith(_PLAYLIST_MAGIC):
+            raise PermanentError("playlists and other multi-file containers are not accepted", reason="container_not_allowed") from None
+        if refused and not _looks_like_container(path):
+            # EINVAL from avformat_open_input: the probe found a demuxer outside ALLOWED_FORMATS
+            raise PermanentError(f"container format is not accepted: {exc}", reason="container_not_allowed") from None
         if _looks_like_container(path):
             raise PermanentError(f"container cannot be read (truncated or missing index): {exc}", reason="corrupt_video") from None
         raise PermanentError(f"not a recognised video file: {exc}", reason="not_a_video") from None
+    name = str(getattr(container.format, "name", "") or "")
+    if any(part.endswith(STILL_IMAGE_FORMAT_SUFFIX) for part in name.split(",")):
+        _close(container)
+        raise PermanentError(f"file is a still image ({name}), not a video", reason="still_image")
+    return container
 
 
-def _probe_refused_size(path: Path, config: DecodeConfig) -> bool:
+def _probe_refused_size(path: Path, config: DecodeConfig, limit: int, deadline: float) -> bool:
     """Did FFmpeg's stream probe refuse a frame above ``max_pixels``? (Rare path: size unknown.)
 
     The probe cannot open a decoder for such a stream, so the size reads as 0 and the reason is
@@ -165,8 +306,8 @@ def _probe_refused_size(path: Path, config: DecodeConfig) -> bool:
     try:
         with av.logging.Capture(local=True) as logs:
             try:
-                av.open(str(path), mode="r", metadata_errors="ignore", options={"max_pixels": str(config.max_pixels)}).close()
-            except av.error.FFmpegError:
+                _close(_av_open(path, config, limit, deadline))
+            except (av.error.FFmpegError, OSError):
                 return False
     finally:
         av.logging.set_level(previous)
@@ -338,7 +479,8 @@ def _inset_view(context: np.ndarray, box: InsetBox, config: DecodeConfig) -> np.
 
 class _InsetTracker:
     """Keeps the first :data:`~ingest.inset.DETECT_FRAMES` whole frames, detects the inset on them
-    once, then cuts the inset view from every sampled frame (memory: those frames, then nothing)."""
+    once, then cuts the inset view from every sampled frame; views are handed out per chunk
+    (:meth:`take`), so memory is those frames, then one chunk of views."""
 
     def __init__(self, config: DecodeConfig) -> None:
         self.config = config
@@ -347,6 +489,8 @@ class _InsetTracker:
         self.box: InsetBox | None = None
         self.views: list[np.ndarray] = []
         self.decided = False
+        self.complete = True
+        """False once a chunk went out without its views (the inset is then dropped)."""
 
     @property
     def wants_context(self) -> bool:
@@ -375,77 +519,156 @@ class _InsetTracker:
     def _give_up(self) -> None:
         self.active, self.box, self.views, self.pending = False, None, [], []
 
-    def finish(self, frames: int) -> tuple[np.ndarray | None, tuple[float, float, float, float] | None]:
-        if self.active and not self.decided:
+    def take(self, frames: int, *, last: bool) -> np.ndarray | None:
+        """The inset views of the next ``frames`` sampled frames (``None`` when there are none)."""
+        if last and self.active and not self.decided:
             self._decide()
-        if not self.active or self.box is None or len(self.views) != frames:
-            return None, None
+        if not self.active or self.box is None or len(self.views) < frames:
+            self.complete = False
+            self.views = []
+            return None
+        out = np.stack(self.views[:frames])
+        del self.views[:frames]
+        return out
+
+    def final_box(self) -> tuple[float, float, float, float] | None:
+        if not self.active or self.box is None or not self.complete:
+            return None
         b = self.box
         log.debug("inset view %s (line contrast %.2f)", b.as_list(), b.coverage)
-        return np.stack(self.views), (b.x0, b.y0, b.x1, b.y1)
+        return (b.x0, b.y0, b.x1, b.y1)
 
 
 # -- the decode loop ----------------------------------------------------------------------------
 
 
-def _decode(path: Path, config: DecodeConfig, video_id: str, mode: SeekMode) -> tuple[DecodedVideo, DecodeStats]:
-    started = time.monotonic()
-    deadline = started + config.timeout_s
-    stats = DecodeStats()
-    container = _open(path, config)
-    try:
-        stream = _pick_stream(container)
-        codec_ctx = stream.codec_context
-        if codec_ctx is None or not getattr(codec_ctx, "name", None):
-            raise PermanentError("video codec is unknown to this decoder", reason="unsupported_codec")
-        width, height = int(codec_ctx.width or 0), int(codec_ctx.height or 0)
-        if width or height:
-            _check_size(width, height, config)
-        elif _probe_refused_size(path, config):
-            raise PermanentError(
-                f"frame size exceeds max_pixels={config.max_pixels} (decompression bomb?)", reason="resolution_too_large"
-            )
-        header = _header_duration(container, stream)
-        if header is not None and header > config.max_duration_s:
-            raise PermanentError(f"header duration {header:.0f}s exceeds max_duration_s={config.max_duration_s:.0f}", reason="too_long")
-        # The decoder refuses frames above max_pixels before allocating them (a header may lie).
-        codec_ctx.options = {**dict(codec_ctx.options or {}), "max_pixels": str(config.max_pixels)}
-        stream.thread_type = "AUTO"
-        if config.threads:
-            codec_ctx.thread_count = config.threads
-        frames, times, src_size, end_t, clean, (inset_view, inset_box) = _sample(container, stream, config, mode, deadline, stats)
-    except PermanentError:
-        raise
-    except av.error.DecoderNotFoundError as exc:
-        raise PermanentError(f"no decoder for this video codec: {exc}", reason="unsupported_codec") from None
-    except av.error.MemoryError:
-        raise  # out of memory is not the file's fault: let the worker crash and restart
-    except av.error.FFmpegError as exc:
-        # Anything FFmpeg refuses outside the frame loop (opening the decoder, seeking) is the file.
-        raise PermanentError(f"FFmpeg refused the video: {exc}", reason="corrupt_video") from None
-    finally:
-        container.close()
-    stats.wall_s = time.monotonic() - started
-    if not frames:
-        raise PermanentError("video stream holds no decodable frame", reason="zero_frames" if clean else "corrupt_video")
-    rate = _rate(stream)
-    frame_dur = 1.0 / rate if rate else 0.0
-    # Trust the header only when the frames we saw agree with it (a lying header claims hours).
-    duration = end_t + frame_dur
-    if clean and header is not None and abs(header - duration) <= 1.0 / config.fps + 1.0:
-        duration = header
+class FrameStream:
+    """Decode ``path`` chunk by chunk: iterate to get :class:`FrameChunk` s, then read :attr:`summary`.
+
+    Every chunk's arrays are views of one reused buffer of ``config.chunk_frames`` crops: they are
+    valid until the next chunk is requested. Iterating raises :class:`PermanentError` with the
+    documented reasons (possibly after some chunks were handed out: a consumer discards what it
+    built). Use as a context manager, or iterate to the end, so the file is closed.
+    """
+
+    def __init__(self, path: Path | str, config: DecodeConfig, video_id: str, *, mode: SeekMode = "auto",
+                 max_bytes: int | None = None) -> None:
+        self.path = Path(path)
+        self.config = config
+        self.video_id = video_id
+        self.mode = mode
+        self.max_bytes = max_bytes
+        self.stats = DecodeStats()
+        self.summary: DecodeSummary | None = None
+        self.chunk_frames = max(int(config.chunk_frames), DETECT_FRAMES)
+        self._container: Any = None
+
+    def __enter__(self) -> "FrameStream":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._container is not None:
+            _close(self._container)
+            self._container = None
+
+    def __iter__(self) -> Iterator[FrameChunk]:
+        try:
+            yield from self._run()
+        finally:
+            self.close()
+
+    def _run(self) -> Iterator[FrameChunk]:
+        config = self.config
+        started = time.monotonic()
+        deadline = started + config.timeout_s
+        self._container = container = _open(self.path, config, max_bytes=self.max_bytes, deadline=deadline)
+        try:
+            stream = _pick_stream(container)
+            codec_ctx = stream.codec_context
+            if codec_ctx is None or not getattr(codec_ctx, "name", None):
+                raise PermanentError("video codec is unknown to this decoder", reason="unsupported_codec")
+            width, height = int(codec_ctx.width or 0), int(codec_ctx.height or 0)
+            if width or height:
+                _check_size(width, height, config)
+            elif _probe_refused_size(self.path, config, self.max_bytes or self.path.stat().st_size, deadline):
+                raise PermanentError(
+                    f"frame size exceeds max_pixels={config.max_pixels} (decompression bomb?)", reason="resolution_too_large"
+                )
+            header = _header_duration(container, stream)
+            if header is not None and header > config.max_duration_s:
+                raise PermanentError(f"header duration {header:.0f}s exceeds max_duration_s={config.max_duration_s:.0f}", reason="too_long")
+            # The decoder refuses frames above max_pixels before allocating them (a header may lie).
+            codec_ctx.options = {**dict(codec_ctx.options or {}), "max_pixels": str(config.max_pixels)}
+            stream.thread_type = "AUTO"
+            if config.threads:
+                codec_ctx.thread_count = config.threads
+            sampler = _Sampler(container, stream, config, self.mode, deadline, self.stats, self.chunk_frames)
+            yield from sampler.chunks()
+            rate = _rate(stream)  # read before the container closes: the stream dies with it
+        except PermanentError:
+            raise
+        except av.error.DecoderNotFoundError as exc:
+            raise PermanentError(f"no decoder for this video codec: {exc}", reason="unsupported_codec") from None
+        except av.error.MemoryError:
+            raise  # out of memory is not the file's fault: let the worker crash and restart
+        except (av.error.ExitError, DecodeDeadline):
+            raise PermanentError(f"decoding took longer than timeout_s={config.timeout_s}", reason="decode_timeout") from None
+        except av.error.FFmpegError as exc:
+            if time.monotonic() > deadline:
+                raise PermanentError(f"decoding took longer than timeout_s={config.timeout_s}", reason="decode_timeout") from None
+            # Anything FFmpeg refuses outside the frame loop (opening the decoder, seeking) is the file.
+            raise PermanentError(f"FFmpeg refused the video: {exc}", reason="corrupt_video") from None
+        finally:
+            self.close()
+        self.stats.wall_s = time.monotonic() - started
+        if not sampler.count_sampled:
+            raise PermanentError("video stream holds no decodable frame", reason="zero_frames" if sampler.clean else "corrupt_video")
+        frame_dur = 1.0 / rate if rate else 0.0
+        # Trust the header only when the frames we saw agree with it (a lying header claims hours).
+        duration = sampler.end_t + frame_dur
+        if sampler.clean and header is not None and abs(header - duration) <= 1.0 / config.fps + 1.0:
+            duration = header
+        self.summary = DecodeSummary(
+            video_id=self.video_id,
+            num_frames=sampler.count_sampled,
+            duration_s=float(duration),
+            source_width=sampler.src_size[0],
+            source_height=sampler.src_size[1],
+            source_fps=rate,
+            inset_box=sampler.inset.final_box(),
+        )
+
+
+def _decode(path: Path, config: DecodeConfig, video_id: str, mode: SeekMode, *, max_bytes: int | None = None) -> tuple[DecodedVideo, DecodeStats]:
+    """The whole video in memory: every chunk copied out of the stream's buffer, then joined."""
+    stream = FrameStream(path, config, video_id, mode=mode, max_bytes=max_bytes)
+    frames: list[np.ndarray] = []
+    times: list[np.ndarray] = []
+    insets: list[np.ndarray | None] = []
+    for chunk in stream:
+        frames.append(chunk.frames.copy())
+        times.append(chunk.timestamps.copy())
+        insets.append(chunk.inset.copy() if chunk.inset is not None else None)
+    summary = stream.summary
+    assert summary is not None
+    inset = None
+    if summary.inset_box is not None and all(i is not None for i in insets):
+        inset = np.concatenate(insets)  # type: ignore[arg-type]
     video = DecodedVideo(
         video_id=video_id,
-        frames=np.stack(frames),
-        timestamps=np.asarray(times, dtype=np.float64),
-        duration_s=float(duration),
-        source_width=src_size[0],
-        source_height=src_size[1],
-        source_fps=rate,
-        inset=inset_view,
-        inset_box=inset_box,
+        frames=frames[0] if len(frames) == 1 else np.concatenate(frames),
+        timestamps=np.concatenate(times),
+        duration_s=summary.duration_s,
+        source_width=summary.source_width,
+        source_height=summary.source_height,
+        source_fps=summary.source_fps,
+        inset=inset,
+        inset_box=summary.inset_box if inset is not None else None,
     )
-    return video, stats
+    return video, stream.stats
 
 
 def _frames(container: Any, stream: Any) -> Iterator[Any]:
@@ -453,90 +676,108 @@ def _frames(container: Any, stream: Any) -> Iterator[Any]:
         yield from packet.decode()
 
 
-def _sample(
-    container: Any, stream: Any, config: DecodeConfig, mode: SeekMode, deadline: float, stats: DecodeStats
-) -> tuple[list[np.ndarray], list[float], tuple[int, int], float, bool, tuple[np.ndarray | None, tuple[float, float, float, float] | None]]:
-    """The sampling loop. Returns (crops, times, display size, latest frame time seen, ended cleanly,
-    (inset view, inset box))."""
-    fps = config.fps
-    tb: Fraction | None = stream.time_base if stream.time_base and stream.time_base.numerator > 0 else None
-    rate = _rate(stream) or FALLBACK_FPS
-    start = float(stream.start_time * tb) if (tb is not None and stream.start_time is not None) else None
-    index = _read_index(stream, start or 0.0) if (mode != "full" and tb is not None) else None
-    use_seek = index is not None and (mode == "seek" or planned_skip_fraction(index, fps) >= SEEK_MIN_SKIP)
-    stats.seek_used = use_seek
+class _Sampler:
+    """The sampling loop: decoded frames → chunks of sampled crops in one reused buffer."""
 
-    crops: list[np.ndarray] = []
-    times: list[float] = []
-    inset = _InsetTracker(config)
-    src_size = (0, 0)
-    decoded_bytes = 0
-    next_k = 0
-    last_t = -math.inf
-    count = 0
-    clean = True
-    seek_from: float | None = None
-    end_t = 0.0
-    iterator = _frames(container, stream)
-    while True:
-        if time.monotonic() > deadline:
-            raise PermanentError(f"decoding took longer than timeout_s={config.timeout_s}", reason="decode_timeout")
-        try:
-            frame = next(iterator)
-        except StopIteration:
-            break
-        except av.error.DecoderNotFoundError:
-            raise
-        except (av.error.FFmpegError, ValueError, OverflowError) as exc:
-            if "max pixel count" in str(exc):
-                raise PermanentError(f"frame exceeds max_pixels={config.max_pixels}: {exc}", reason="resolution_too_large") from None
-            clean = False
-            stats.truncated = True
-            log.warning("decode of %s stopped after %d frames: %s", container.name, count, exc)
-            break
-        count += 1
-        stats.frames_decoded += 1
-        _check_size(frame.width, frame.height, config)
-        decoded_bytes += frame.width * frame.height * 3 // 2
-        if decoded_bytes > config.max_decoded_bytes:
-            raise PermanentError(f"decoded more than max_decoded_bytes={config.max_decoded_bytes}", reason="decode_budget_exceeded")
-        if frame.pts is not None and tb is not None:
-            t_abs = float(frame.pts * tb)
-            if start is None:
-                start = t_abs
-            t = t_abs - start
-        else:
-            t = (count - 1) / rate
-        if not math.isfinite(t) or t > config.max_duration_s:
-            raise PermanentError(f"frame at {t:.0f}s is beyond max_duration_s={config.max_duration_s:.0f}", reason="too_long")
-        end_t = max(end_t, t)
-        if seek_from is not None:
-            if t <= seek_from:
-                use_seek = False  # the seek landed behind us: this file seeks badly, go linear
-                stats.seek_used = False
-            seek_from = None
-        if t < last_t or t < next_k / fps - 1e-6:
-            continue  # before the wanted time (or out of order): skip without converting
-        try:
-            crop, context = _to_crop(frame, config, keep_context=inset.wants_context)
-            inset.add(context)
-        except (av.error.FFmpegError, ValueError) as exc:
-            raise PermanentError(f"cannot convert {frame.format.name} {frame.width}x{frame.height} frames to RGB: {exc}", reason="unsupported_codec") from None
-        if not crops:
-            rotated = round((getattr(frame, "rotation", 0) or 0) / 90) % 2 == 1
-            src_size = (frame.height, frame.width) if rotated else (frame.width, frame.height)
-        crops.append(crop)
-        times.append(max(t, 0.0))
-        last_t = t
-        if len(crops) > config.max_frames:
-            raise PermanentError(f"more than max_frames={config.max_frames} sampled frames", reason="too_long")
-        next_k = math.floor(t * fps + 1e-9) + 1
-        if use_seek and index is not None and tb is not None:
-            if _maybe_seek(container, stream, index, next_k / fps, t, fps, (start or 0.0), tb, stats):
-                iterator = _frames(container, stream)
-                seek_from = t
+    def __init__(self, container: Any, stream: Any, config: DecodeConfig, mode: SeekMode, deadline: float, stats: DecodeStats,
+                 chunk_frames: int) -> None:
+        self.container, self.stream, self.config, self.mode = container, stream, config, mode
+        self.deadline, self.stats = deadline, stats
+        self.buffer = np.empty((chunk_frames, config.crop, config.crop, 3), np.uint8)
+        self.times = np.empty(chunk_frames, np.float64)
+        self.inset = _InsetTracker(config)
+        self.src_size = (0, 0)
+        self.count_sampled = 0
+        self.end_t = 0.0
+        self.clean = True
 
-    return crops, times, src_size, end_t, clean, inset.finish(len(crops))
+    def _chunk(self, n: int, *, last: bool) -> FrameChunk:
+        return FrameChunk(frames=self.buffer[:n], timestamps=self.times[:n], inset=self.inset.take(n, last=last))
+
+    def chunks(self) -> Iterator[FrameChunk]:
+        container, stream, config, stats = self.container, self.stream, self.config, self.stats
+        fps = config.fps
+        tb: Fraction | None = stream.time_base if stream.time_base and stream.time_base.numerator > 0 else None
+        rate = _rate(stream) or FALLBACK_FPS
+        start = float(stream.start_time * tb) if (tb is not None and stream.start_time is not None) else None
+        index = _read_index(stream, start or 0.0) if (self.mode != "full" and tb is not None) else None
+        use_seek = index is not None and (self.mode == "seek" or planned_skip_fraction(index, fps) >= SEEK_MIN_SKIP)
+        stats.seek_used = use_seek
+
+        capacity = len(self.buffer)
+        filled = 0
+        decoded_bytes = 0
+        next_k = 0
+        last_t = -math.inf
+        count = 0
+        seek_from: float | None = None
+        iterator = _frames(container, stream)
+        while True:
+            if time.monotonic() > self.deadline:
+                raise PermanentError(f"decoding took longer than timeout_s={config.timeout_s}", reason="decode_timeout")
+            try:
+                frame = next(iterator)
+            except StopIteration:
+                break
+            except (av.error.DecoderNotFoundError, av.error.ExitError):
+                raise
+            except (av.error.FFmpegError, ValueError, OverflowError) as exc:
+                if "max pixel count" in str(exc):
+                    raise PermanentError(f"frame exceeds max_pixels={config.max_pixels}: {exc}", reason="resolution_too_large") from None
+                if time.monotonic() > self.deadline:
+                    raise PermanentError(f"decoding took longer than timeout_s={config.timeout_s}", reason="decode_timeout") from None
+                self.clean = False
+                stats.truncated = True
+                log.warning("decode of %s stopped after %d frames: %s", container.name, count, exc)
+                break
+            count += 1
+            stats.frames_decoded += 1
+            _check_size(frame.width, frame.height, config)
+            decoded_bytes += frame.width * frame.height * 3 // 2
+            if decoded_bytes > config.max_decoded_bytes:
+                raise PermanentError(f"decoded more than max_decoded_bytes={config.max_decoded_bytes}", reason="decode_budget_exceeded")
+            if frame.pts is not None and tb is not None:
+                t_abs = float(frame.pts * tb)
+                if start is None:
+                    start = t_abs
+                t = t_abs - start
+            else:
+                t = (count - 1) / rate
+            if not math.isfinite(t) or t > config.max_duration_s:
+                raise PermanentError(f"frame at {t:.0f}s is beyond max_duration_s={config.max_duration_s:.0f}", reason="too_long")
+            self.end_t = max(self.end_t, t)
+            if seek_from is not None:
+                if t <= seek_from:
+                    use_seek = False  # the seek landed behind us: this file seeks badly, go linear
+                    stats.seek_used = False
+                seek_from = None
+            if t < last_t or t < next_k / fps - 1e-6:
+                continue  # before the wanted time (or out of order): skip without converting
+            if self.count_sampled >= config.max_frames:
+                raise PermanentError(f"more than max_frames={config.max_frames} sampled frames", reason="too_long")
+            if filled == capacity:
+                yield self._chunk(filled, last=False)
+                filled = 0
+            try:
+                crop, context = _to_crop(frame, config, keep_context=self.inset.wants_context)
+                self.inset.add(context)
+            except (av.error.FFmpegError, ValueError) as exc:
+                raise PermanentError(f"cannot convert {frame.format.name} {frame.width}x{frame.height} frames to RGB: {exc}", reason="unsupported_codec") from None
+            if not self.count_sampled:
+                rotated = round((getattr(frame, "rotation", 0) or 0) / 90) % 2 == 1
+                self.src_size = (frame.height, frame.width) if rotated else (frame.width, frame.height)
+            self.buffer[filled] = crop
+            self.times[filled] = max(t, 0.0)
+            filled += 1
+            self.count_sampled += 1
+            last_t = t
+            next_k = math.floor(t * fps + 1e-9) + 1
+            if use_seek and index is not None and tb is not None:
+                if _maybe_seek(container, stream, index, next_k / fps, t, fps, (start or 0.0), tb, stats):
+                    iterator = _frames(container, stream)
+                    seek_from = t
+        if filled:
+            yield self._chunk(filled, last=True)
 
 
 def _maybe_seek(

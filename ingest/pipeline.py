@@ -22,11 +22,13 @@ else propagates and crashes the worker.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
@@ -34,7 +36,7 @@ from typing import Any, Protocol, runtime_checkable
 from dupwatch.config import DecodeConfig, LimitsConfig, SourceConfig
 from dupwatch.errors import DupwatchError, PermanentError, TransientError
 from dupwatch.events import make_alert_id  # noqa: F401 - the alert id lives with the alert records
-from dupwatch.records import DecodedVideo, VideoRepresentation
+from dupwatch.records import DecodedVideo, DecodeSummary, FrameChunk, VideoRepresentation
 from ingest.metrics import WorkerMetrics
 from ingest.retry import Aborted, RetriesExhausted, RetryPolicy, call_with_retry
 
@@ -121,7 +123,9 @@ class Decoder(Protocol):
 
 @runtime_checkable
 class Embedder(Protocol):
-    """Frames → representation. Optionally ``embed_batch(videos, tenants) -> list`` batches frames across videos."""
+    """Frames → representation. Optionally ``embed_batch(videos, tenants) -> list`` batches frames
+    across videos, and ``embed_stream(stream, tenant)`` embeds a chunked decode (an iterable of
+    :class:`FrameChunk` whose ``summary`` is set once it is exhausted) keeping only features."""
 
     def embed(self, decoded: DecodedVideo, tenant: str) -> VideoRepresentation: ...
 
@@ -146,19 +150,69 @@ class IndexWriter(Protocol):
 
 # -- ready-made steps -----------------------------------------------------------------------
 class FileDecoder:
-    """``ingest.sources.VideoSource`` + ``ingest.decode.decode_video`` (imported lazily)."""
+    """``ingest.sources.VideoSource`` + ``ingest.decode`` (imported lazily).
+
+    ``open_stream`` hands out the chunked decode (``ingest.decode.FrameStream``); the local file
+    (a downloaded temp file is deleted) stays open until the stream is closed. FFmpeg reads at
+    most ``sources.max_bytes`` of it, whatever it grows to after the size check.
+    """
 
     def __init__(self, sources: SourceConfig, decode: DecodeConfig) -> None:
         from ingest.sources import VideoSource
 
         self._source = VideoSource(sources)
         self._config = decode
+        self._max_bytes = sources.max_bytes
 
     def decode(self, video_id: str, uri: str) -> DecodedVideo:
         from ingest.decode import decode_video
 
         with self._source.open(uri) as local:
-            return decode_video(local.path, self._config, video_id)
+            return decode_video(local.path, self._config, video_id, max_bytes=self._max_bytes)
+
+    @contextmanager
+    def open_stream(self, video_id: str, uri: str) -> Iterator[Any]:
+        from ingest.decode import FrameStream
+
+        with self._source.open(uri) as local:
+            with FrameStream(local.path, self._config, video_id, max_bytes=self._max_bytes) as stream:
+                yield stream
+
+
+class _ResumedStream:
+    """A chunk stream whose first chunk was already read (and copied) by the pipeline."""
+
+    def __init__(self, first: FrameChunk, rest: Iterator[FrameChunk], stream: Any) -> None:
+        self._first = first
+        self._rest = rest
+        self._stream = stream
+        self.video_id = stream.video_id
+        self.decode_s = 0.0
+        """Time spent decoding the chunks the consumer pulled (the rest of its time is its own)."""
+
+    def __iter__(self) -> Iterator[FrameChunk]:
+        yield self._first
+        while True:
+            t0 = time.perf_counter()
+            try:
+                chunk = next(self._rest)
+            except StopIteration:
+                return
+            finally:
+                self.decode_s += time.perf_counter() - t0
+            yield chunk
+
+    @property
+    def summary(self) -> DecodeSummary | None:
+        return self._stream.summary
+
+
+def _copy_chunk(chunk: FrameChunk) -> FrameChunk:
+    return FrameChunk(chunk.frames.copy(), chunk.timestamps.copy(), None if chunk.inset is None else chunk.inset.copy())
+
+
+def _held_bytes(video: DecodedVideo) -> int:
+    return int(video.frames.nbytes + (video.inset.nbytes if video.inset is not None else 0))
 
 
 class NoDetector:
@@ -274,6 +328,7 @@ class Pipeline:
         self._parse = parse or self._default_parse
         self._index_busy = index_busy_seconds
         self.consecutive_dead = 0
+        self._streamed_embed_s = 0.0
 
     def _default_parse(self, raw: bytes) -> Any:
         from ingest.events import parse_upload_event
@@ -359,12 +414,15 @@ class Pipeline:
                 self.metrics.replays_skipped.inc()
                 self.consecutive_dead = 0
                 self._decided(job, "replay_skipped")
-        for job in jobs:
-            if job.status == "pending":
-                t0 = time.perf_counter()
-                job.decoded = self._run(job, ctx, lambda job=job: self._decode(job))
-                self.metrics.decode_seconds.observe(time.perf_counter() - t0)
-        self._embed(jobs, ctx)
+        if hasattr(self.decoder, "open_stream") and hasattr(self.embedder, "embed_stream"):
+            self._decode_and_embed_chunked(jobs, ctx)
+        else:
+            for job in jobs:
+                if job.status == "pending":
+                    t0 = time.perf_counter()
+                    job.decoded = self._run(job, ctx, lambda job=job: self._decode(job))
+                    self.metrics.decode_seconds.observe(time.perf_counter() - t0)
+            self._embed(jobs, ctx)
         for job in jobs:
             if job.status != "pending":
                 continue
@@ -418,6 +476,81 @@ class Pipeline:
             _add_ms(job, "detect", time.perf_counter() - t0)
             if self._index_busy is not None:
                 _add_ms(job, "search", max(0.0, self._index_busy() - busy0))
+
+    # -- decode and embed with bounded memory ------------------------------------------------
+    def _decode_and_embed_chunked(self, jobs: Sequence[Job], ctx: StepContext) -> None:
+        """Memory bound by construction: an upload that fits in one decode chunk is held (for
+        cross-video batching) until the held frames reach ``limits.batch_decoded_bytes``, then the
+        held uploads are embedded before the next one is decoded; a longer upload is embedded chunk
+        by chunk as it decodes (``embed_stream``), keeping only its features."""
+        held: list[Job] = []
+        held_bytes = 0
+        for job in jobs:
+            if job.status != "pending":
+                continue
+            t0 = time.perf_counter()
+            self._streamed_embed_s = 0.0
+            outcome = self._run(job, ctx, lambda job=job: self._decode_chunked(job))
+            # an upload embedded as it decodes: its embedding time is in inference_seconds
+            decode_s = max(0.0, time.perf_counter() - t0 - self._streamed_embed_s)
+            self.metrics.decode_seconds.observe(decode_s)
+            _add_ms(job, "decode", decode_s)  # every attempt counts, as in the whole-video path
+            if self._streamed_embed_s:
+                _add_ms(job, "embed", self._streamed_embed_s)
+            if isinstance(outcome, DecodedVideo):
+                job.decoded = outcome
+                held.append(job)
+                held_bytes += _held_bytes(outcome)
+                if held_bytes >= self.limits.batch_decoded_bytes:
+                    self._embed_held(held, ctx)
+                    held, held_bytes = [], 0
+            elif isinstance(outcome, tuple):
+                rep, summary = outcome
+                job.rep = self._stamp(job, rep, summary.duration_s)
+        self._embed_held(held, ctx)
+
+    def _embed_held(self, held: list[Job], ctx: StepContext) -> None:
+        self._embed(held, ctx)
+        for job in held:
+            if job.rep is not None:
+                job.decoded = None  # keep only features from here on
+
+    def _decode_chunked(self, job: Job) -> DecodedVideo | tuple[VideoRepresentation, DecodeSummary]:
+        """One upload: a :class:`DecodedVideo` when it fits in one chunk, else its representation."""
+        fault_point("decode")
+        with self.decoder.open_stream(job.event.video_id, job.event.uri) as stream:  # type: ignore[attr-defined]
+            chunks = iter(stream)
+            first = next(chunks, None)
+            if first is None:  # the stream raises before it ends without a frame
+                raise PermanentError("video stream holds no decodable frame", reason="zero_frames")
+            first = _copy_chunk(first)  # the next chunk reuses the decoder's buffer
+            second = next(chunks, None)
+            if second is None:
+                summary = stream.summary
+                return DecodedVideo(
+                    video_id=job.event.video_id,
+                    frames=first.frames,
+                    timestamps=first.timestamps,
+                    duration_s=summary.duration_s,
+                    source_width=summary.source_width,
+                    source_height=summary.source_height,
+                    source_fps=summary.source_fps,
+                    inset=first.inset if summary.inset_box is not None else None,
+                    inset_box=summary.inset_box,
+                )
+            resumed = _ResumedStream(first, itertools.chain([second], chunks), stream)
+            fault_point("embed")
+            t0 = time.perf_counter()
+            try:
+                rep = self.embedder.embed_stream(resumed, job.event.tenant)  # type: ignore[attr-defined]
+            finally:
+                # the chunks decode inside embed_stream: their time is decode, the rest inference
+                inference = max(0.0, time.perf_counter() - t0 - resumed.decode_s)
+                self._streamed_embed_s += inference
+            self.metrics.inference_seconds.observe(inference)
+            if stream.summary is None:
+                raise RuntimeError("embed_stream returned before the decode stream ended")
+            return rep, stream.summary
 
     def _send_alert(self, alert: Any) -> None:
         fault_point("alert_send")
@@ -478,9 +611,11 @@ class Pipeline:
             _add_ms(job, "embed", time.perf_counter() - t0)
 
     @staticmethod
-    def _stamp(job: Job, rep: VideoRepresentation) -> VideoRepresentation:
+    def _stamp(job: Job, rep: VideoRepresentation, duration_s: float | None = None) -> VideoRepresentation:
         rep.meta.setdefault("event_id", job.event.event_id)
-        rep.meta.setdefault("duration_s", str(job.decoded.duration_s if job.decoded is not None else 0.0))
+        if duration_s is None:
+            duration_s = job.decoded.duration_s if job.decoded is not None else 0.0
+        rep.meta.setdefault("duration_s", str(duration_s))
         return rep
 
     def _try_batch(self, batch_fn: Callable[..., Any], group: list[Job], ctx: StepContext) -> list[VideoRepresentation] | None:

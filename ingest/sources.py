@@ -6,6 +6,11 @@ that a downloaded temp file is removed. Local files are used in place (never cop
 HTTP is done with :mod:`http.client` on a socket connected to the address that
 :func:`ingest.netguard.vet_url` vetted (no second DNS lookup, so no rebinding window); TLS still
 verifies the certificate against the host name. Redirects are followed by hand, each hop vetted.
+
+``sources.download_timeout_s`` is a wall-clock deadline for the whole download: connecting,
+sending, waiting for and reading the headers, every redirect and the body. Per-read socket
+timeouts cannot enforce it (a server dripping one byte a second never trips a 60 s read timeout),
+so a watchdog timer shuts the socket down at the deadline, which wakes any blocked read.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import os
 import socket
 import ssl
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +60,12 @@ class LocalVideo:
         self.close()
 
 
+def _attach_watchdog(conn: http.client.HTTPConnection) -> None:
+    watchdog = getattr(conn, "watchdog", None)
+    if watchdog is not None and conn.sock is not None:
+        watchdog.attach(conn.sock)
+
+
 class _PinnedHTTPConnection(http.client.HTTPConnection):
     """Connects to a fixed IP while sending the real Host header."""
 
@@ -65,6 +77,7 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
     def connect(self) -> None:
         self.sock = socket.create_connection((self._ip, self.port), timeout=self.timeout)
         self.sock.settimeout(self._read_timeout)
+        _attach_watchdog(self)
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
@@ -77,8 +90,47 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 
     def connect(self) -> None:
         sock = socket.create_connection((self._ip, self.port), timeout=self.timeout)
+        watchdog = getattr(self, "watchdog", None)
+        if watchdog is not None:
+            watchdog.attach(sock)  # the TLS handshake is under the deadline too
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
         self.sock.settimeout(self._read_timeout)
+        _attach_watchdog(self)
+
+
+class _Watchdog:
+    """Shuts a connection's socket down at ``deadline`` (monotonic), waking a blocked read."""
+
+    def __init__(self, conn: http.client.HTTPConnection, deadline: float) -> None:
+        self.fired = False
+        self._conn = conn
+        self._sock: socket.socket | None = None
+        conn.watchdog = self  # type: ignore[attr-defined]
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def attach(self, sock: socket.socket) -> None:
+        """The connection's socket, kept here: ``http.client`` drops ``conn.sock`` once a response
+        that ends with the connection takes it over, but reads still block on this socket."""
+        self._sock = sock
+        if self.fired:
+            self._shutdown()
+
+    def _fire(self) -> None:
+        self.fired = True
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        sock = self._sock or self._conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cancel(self) -> None:
+        self._timer.cancel()
 
 
 class VideoSource:
@@ -119,9 +171,18 @@ class VideoSource:
         for _hop in range(cfg.max_redirects + 1):
             target = self._vet(url)
             conn_cls = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
-            conn = conn_cls(target, cfg.connect_timeout_s, cfg.read_timeout_s)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise self._deadline_error()
+            conn = conn_cls(target, min(cfg.connect_timeout_s, left), cfg.read_timeout_s)
+            watchdog = _Watchdog(conn, deadline)
             try:
-                response = self._request(conn, target)
+                try:
+                    response = self._request(conn, target)
+                except TransientError:
+                    if watchdog.fired or time.monotonic() >= deadline:
+                        raise self._deadline_error() from None
+                    raise
                 status = response.status
                 if status in REDIRECT_CODES:
                     location = response.getheader("Location")
@@ -135,10 +196,22 @@ class VideoSource:
                     raise PermanentError(f"HTTP {status} from {target.host}", reason="source_http_4xx")
                 if status != 200:
                     raise PermanentError(f"unexpected HTTP {status} from {target.host}", reason="source_http_unexpected")
-                return self._save(response, url, deadline)
+                try:
+                    return self._save(response, url, deadline)
+                except TransientError:
+                    if watchdog.fired or time.monotonic() >= deadline:
+                        raise self._deadline_error() from None
+                    raise
             finally:
+                watchdog.cancel()
                 conn.close()
         raise PermanentError(f"more than sources.max_redirects={cfg.max_redirects} redirects", reason="too_many_redirects")
+
+    def _deadline_error(self) -> TransientError:
+        return TransientError(
+            f"download exceeded sources.download_timeout_s={self._config.download_timeout_s} (wall clock, headers included)",
+            reason="source_timeout",
+        )
 
     def _request(self, conn: http.client.HTTPConnection, target: VettedTarget) -> http.client.HTTPResponse:
         try:
@@ -159,6 +232,8 @@ class VideoSource:
                 declared_n = int(declared)
             except ValueError:
                 raise PermanentError(f"bad Content-Length {declared[:40]!r}", reason="source_http_invalid") from None
+            if declared_n < 0:
+                raise PermanentError(f"negative Content-Length {declared[:40]!r}", reason="source_http_invalid")
             if declared_n > limit:
                 raise PermanentError(f"Content-Length {declared_n} exceeds sources.max_bytes={limit}", reason="source_too_large")
         fd, name = self._temp_file()
@@ -193,6 +268,10 @@ class VideoSource:
             path.unlink(missing_ok=True)
             raise
         try:
+            if time.monotonic() >= deadline:  # the watchdog ended the body early: not a whole file
+                raise TransientError(
+                    f"download exceeded sources.download_timeout_s={self._config.download_timeout_s}", reason="source_timeout"
+                )
             if declared is not None and written != int(declared):
                 raise TransientError(f"connection closed after {written} of {declared} bytes", reason="source_unavailable")
         except BaseException:

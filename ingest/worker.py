@@ -165,6 +165,8 @@ class VersionedEmbedder:
         self.version = str(getattr(inner, "version", "unknown"))
         if hasattr(inner, "embed_batch"):
             self.embed_batch = self._embed_batch
+        if hasattr(inner, "embed_stream"):
+            self.embed_stream = self._embed_stream
 
     def _stamp(self, rep: Any) -> Any:
         if "bundle_version" not in rep.meta:
@@ -176,6 +178,9 @@ class VersionedEmbedder:
 
     def _embed_batch(self, videos: Sequence[Any], tenants: Sequence[str]) -> list[Any]:
         return [self._stamp(r) for r in self.inner.embed_batch(videos, tenants)]
+
+    def _embed_stream(self, stream: Any, tenant: str) -> Any:
+        return self._stamp(self.inner.embed_stream(stream, tenant))
 
 
 def index_dims_of(embedder: Any, crop: int = 224) -> Any:

@@ -26,6 +26,7 @@ def _pattern(width: int, height: int, i: int) -> np.ndarray:
     x = np.arange(width, dtype=np.uint16)[None, :]
     y = np.arange(height, dtype=np.uint16)[:, None]
     img = np.empty((height, width, 3), np.uint8)
+    i %= 256  # same pattern (everything is mod 256), no uint16 overflow on long videos
     img[..., 0] = (x * 3 + i * 9) % 256
     img[..., 1] = (y * 5 + i * 7) % 256
     img[..., 2] = ((x + y) + i * 13) % 256
@@ -318,6 +319,91 @@ def make_bomb(directory: Path, side: int = 16000) -> Path:
     return path
 
 
+def _outside_secret(directory: Path) -> Path:
+    """A real video next to (not inside) the corpus folder: what a playlist must not reach."""
+    outside = directory.parent / "outside"
+    outside.mkdir(parents=True, exist_ok=True)
+    secret = outside / "secret.ts"
+    if not secret.exists():
+        encode(secret, n_frames=30)
+    return secret
+
+
+def make_hls_absolute_escape(directory: Path) -> Path:
+    """An HLS playlist inside the root listing ``file:///…/outside/secret.ts``."""
+    secret = _outside_secret(directory)
+    path = directory / "escape_absolute.m3u8"
+    path.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:3\n#EXTINF:3.0,\nfile://{secret}\n#EXT-X-ENDLIST\n")
+    return path
+
+
+def make_hls_relative_escape(directory: Path) -> Path:
+    """An HLS playlist inside the root listing ``../outside/secret.ts``, renamed ``.mp4``."""
+    _outside_secret(directory)
+    path = directory / "escape_relative.mp4"
+    path.write_text("#EXTM3U\n#EXT-X-TARGETDURATION:3\n#EXTINF:3.0,\n../outside/secret.ts\n#EXT-X-ENDLIST\n")
+    return path
+
+
+def make_hls_live(directory: Path) -> Path:
+    """A live HLS playlist (no ``#EXT-X-ENDLIST``): FFmpeg would wait for new segments forever."""
+    encode(directory / "_live_seg0.ts", n_frames=10)
+    path = directory / "live.m3u8"
+    path.write_text("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:1.0,\n_live_seg0.ts\n")
+    return path
+
+
+def make_concat_escape(directory: Path) -> Path:
+    """An ffconcat list naming the outside file."""
+    secret = _outside_secret(directory)
+    path = directory / "escape.ffconcat"
+    path.write_text(f"ffconcat version 1.0\nfile '{secret}'\n")
+    return path
+
+
+def make_still_png_as_mp4(directory: Path) -> Path:
+    """A 64×48 PNG still renamed ``.mp4``."""
+    path = directory / "still_png.mp4"
+    path.write_bytes(_png_bomb(64, 48))
+    return path
+
+
+def make_still_jpeg_as_mp4(directory: Path) -> Path:
+    """A JPEG still renamed ``.mp4`` (one MJPEG frame written by PyAV's ``image2pipe`` muxer)."""
+    path = directory / "still_jpeg.mp4"
+    with av.open(str(path), "w", format="image2pipe") as out:
+        stream = out.add_stream("mjpeg", rate=1)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuvj420p"
+        frame = av.VideoFrame.from_ndarray(_pattern(64, 48, 0), format="rgb24")
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def make_long_tiny(directory: Path, seconds: float = 4 * 3600 - 10, step: float = 1.0, name: str = "long_4h_16x16.mp4") -> Path:
+    """A real, decodable 16×16 H.264 video lasting ``seconds``: one frame every ``step`` seconds
+    (a frame per sampled second, so every frame becomes a crop), long GOPs. 4 h is ~0.5 MB."""
+    times = [i * step for i in range(int(seconds / step) + 1)]
+    return encode(directory / name, width=16, height=16, times=times, fps=max(1, round(1 / step)), gop=600,
+                  options={"preset": "ultrafast"})
+
+
+def make_lying_header_5h(directory: Path) -> Path:
+    """Five hours of 16×16 frames (one every 5 s) in Matroska whose Duration claims 10 seconds."""
+    tmp = encode(directory / "_five_hours.mkv", width=16, height=16, times=[i * 5.0 for i in range(3600)], fps=1, gop=600,
+                 options={"preset": "ultrafast"})
+    data = bytearray(tmp.read_bytes())
+    tmp.unlink()
+    at = data.find(b"\x44\x89\x88")
+    assert at != -1, "no Duration element"
+    data[at + 3 : at + 11] = struct.pack(">d", 10 * 1000.0)
+    path = directory / "lying_header_5h.mkv"
+    path.write_bytes(bytes(data))
+    return path
+
+
 @dataclass(frozen=True)
 class Ok:
     frames: int
@@ -358,7 +444,20 @@ CASES: tuple[Case, ...] = (
     Case("rotated", make_rotated, Ok(1)),
     Case("unsupported_codec", make_unsupported_codec, Refused("unsupported_codec")),
     Case("bomb", make_bomb, Refused("resolution_too_large"), "16000² PNG, refused before any decode"),
+    Case("hls_absolute_escape", make_hls_absolute_escape, Refused("container_not_allowed"), ".m3u8 listing file:///…/outside/secret.ts"),
+    Case("hls_relative_escape", make_hls_relative_escape, Refused("container_not_allowed"), "playlist listing ../outside/secret.ts, named .mp4"),
+    Case("hls_live", make_hls_live, Refused("container_not_allowed"), "no #EXT-X-ENDLIST: refused before FFmpeg waits"),
+    Case("concat_escape", make_concat_escape, Refused("container_not_allowed"), "ffconcat list naming an outside file"),
+    Case("still_png_as_mp4", make_still_png_as_mp4, Refused("still_image")),
+    Case("still_jpeg_as_mp4", make_still_jpeg_as_mp4, Refused("still_image")),
+    Case("lying_header_5h", make_lying_header_5h, Refused("too_long"), "claims 10 s, frames run 5 h: refused at the first frame past 4 h"),
 )
+
+LONG_CASES: tuple[Case, ...] = (
+    Case("long_4h_16x16", make_long_tiny, Ok(14391), "a real 4 h upload (one frame a second): indexed, chunk by chunk"),
+)
+"""Uploads whose sampled frames are many: decoded through ``FrameStream`` (``test_long_uploads``),
+never collected whole by ``decode_video``."""
 
 
 SLOW_CASES: tuple[Case, ...] = (

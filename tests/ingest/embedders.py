@@ -7,11 +7,11 @@ It exercises every field of ``VideoRepresentation`` in milliseconds instead of a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from dupwatch.records import DecodedVideo, VideoRepresentation
+from dupwatch.records import DecodedVideo, FrameChunk, VideoRepresentation
 from index.schema import IndexDims
 
 CLIP_FRAMES = 8
@@ -27,6 +27,7 @@ class ThumbnailEmbedder:
 
     def __init__(self) -> None:
         self.batches: list[int] = []
+        self.streamed: list[int] = []
 
     def _regions(self, frames: np.ndarray) -> np.ndarray:
         t, h, w, _ = frames.shape
@@ -36,17 +37,29 @@ class ThumbnailEmbedder:
         return _unit(np.stack(cells, axis=1) + 0.05)  # [T, 9, 3]
 
     def embed(self, decoded: DecodedVideo, tenant: str) -> VideoRepresentation:
-        regions = self._regions(decoded.frames)
+        return self._represent(decoded.video_id, self._regions(decoded.frames), decoded.timestamps, decoded.duration_s, tenant)
+
+    def embed_stream(self, stream: Iterable[FrameChunk], tenant: str) -> VideoRepresentation:
+        """Chunk by chunk, keeping only the regions (the pipeline's bounded-memory path)."""
+        parts, times = [], []
+        for chunk in stream:
+            parts.append(self._regions(chunk.frames))
+            times.append(np.array(chunk.timestamps))
+        summary = stream.summary  # type: ignore[attr-defined]
+        self.streamed.append(summary.num_frames)
+        return self._represent(summary.video_id, np.concatenate(parts), np.concatenate(times), summary.duration_s, tenant)
+
+    def _represent(self, video_id: str, regions: np.ndarray, timestamps: np.ndarray, duration_s: float, tenant: str) -> VideoRepresentation:
         flat = regions.reshape(regions.shape[0], -1)
         coarse = _unit(flat.mean(axis=0))
         n = max(1, int(np.ceil(len(flat) / CLIP_FRAMES)))
         clips = _unit(np.stack([flat[i * CLIP_FRAMES : (i + 1) * CLIP_FRAMES].mean(axis=0) for i in range(n)]))
-        ts = decoded.timestamps.astype(np.float32)
+        ts = timestamps.astype(np.float32)
         times = np.array([[ts[i * CLIP_FRAMES], ts[min(len(ts), (i + 1) * CLIP_FRAMES) - 1]] for i in range(n)], dtype=np.float32)
         unit_flat = _unit(flat)
         selfsim = float((unit_flat[1:] * unit_flat[:-1]).sum(axis=1).mean()) if len(flat) > 1 else 1.0
         return VideoRepresentation(
-            video_id=decoded.video_id,
+            video_id=video_id,
             timestamps=ts,
             regions=regions,
             coarse=coarse,
@@ -54,7 +67,7 @@ class ThumbnailEmbedder:
             clip_times=times,
             selfsim=selfsim,
             tenant=tenant,
-            meta={"duration_s": str(decoded.duration_s)},
+            meta={"duration_s": str(duration_s)},
         )
 
     def embed_batch(self, videos: Sequence[DecodedVideo], tenants: Sequence[str]) -> list[VideoRepresentation]:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import random
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +169,80 @@ def test_decoder_on_mutated_real_video(flips: list[tuple[int, int]], cut: int) -
             return
     assert isinstance(video, DecodedVideo) and video.num_frames >= 1
     assert video.frames.shape[1:] == (224, 224, 3) and np.all(np.isfinite(video.timestamps))
+
+
+# -- the decoder on mutated real files (fixed seed, generated here) --------------------------------
+FUZZ_SEED = 19
+FUZZ_CASES = int(os.environ.get("DUPWATCH_FUZZ_CASES", "500"))
+"""Raise (e.g. ``DUPWATCH_FUZZ_CASES=20000``) for a longer run; the default keeps CI in seconds."""
+FUZZ_CONFIG = DecodeConfig(short_side=32, crop=32, max_frames=8, timeout_s=5.0, chunk_frames=24)
+FUZZ_GUARD_S = FUZZ_CONFIG.timeout_s + 10.0
+
+
+def _fuzz_seeds(directory: Path) -> list[tuple[str, bytes]]:
+    """Small real files in the containers and codecs the worker sees most."""
+    from tests.ingest.corpus import encode
+
+    made = [
+        encode(directory / "seed.mp4", n_frames=20, options={"preset": "ultrafast"}),
+        encode(directory / "seed.mkv", n_frames=20, codec="mpeg4"),
+        encode(directory / "seed.ts", n_frames=20, options={"preset": "ultrafast"}),
+        encode(directory / "seed.avi", n_frames=20, codec="mpeg4"),
+        encode(directory / "seed_faststart.mp4", n_frames=20, container_options={"movflags": "faststart"}),
+    ]
+    return [(p.suffix, p.read_bytes()) for p in made]
+
+
+def _mutate(data: bytes, rng: random.Random) -> bytes:
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        kind = rng.randrange(6)
+        pos = rng.randrange(len(out)) if out else 0
+        if kind == 0:  # flip bytes
+            for _ in range(rng.randint(1, 32)):
+                out[rng.randrange(len(out))] = rng.randrange(256)
+        elif kind == 1:  # truncate
+            del out[rng.randint(1, len(out)) :]
+        elif kind == 2:  # insert random bytes
+            out[pos:pos] = rng.randbytes(rng.randint(1, 512))
+        elif kind == 3:  # duplicate a slice
+            end = min(len(out), pos + rng.randint(1, 4096))
+            out[pos:pos] = out[pos:end]
+        elif kind == 4:  # overwrite a 32-bit field with an extreme value (box sizes, counts, timestamps)
+            out[pos : pos + 4] = rng.choice([b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\x7f\xff\xff\xff", b"\x00\x00\x00\x01"])
+        else:  # delete a slice
+            del out[pos : pos + rng.randint(1, 2048)]
+        if not out:
+            out = bytearray(b"\0")
+    return bytes(out)
+
+
+def test_decoder_on_mutated_generated_files(tmp_path: Path) -> None:
+    """≥ 500 mutated real files: every one decodes or is refused with a reason, none hangs,
+    nothing else is raised (a crash would take the test process down)."""
+    seeds = _fuzz_seeds(tmp_path)
+    rng = random.Random(FUZZ_SEED)
+    outcomes: dict[str, int] = {}
+    untyped: list[str] = []
+    slow: list[str] = []
+    for case in range(FUZZ_CASES):
+        suffix, data = seeds[case % len(seeds)]
+        path = tmp_path / f"fuzz{suffix}"
+        path.write_bytes(_mutate(data, rng))
+        started = time.monotonic()
+        try:
+            video = decode_video(path, FUZZ_CONFIG, "fuzz")
+            assert video.num_frames >= 1 and video.frames.shape[1:] == (32, 32, 3) and np.all(np.isfinite(video.timestamps))
+            key = "indexed"
+        except (PermanentError, TransientError) as exc:
+            key = exc.reason
+        except Exception as exc:  # noqa: BLE001 - what the fuzz looks for
+            untyped.append(f"case {case} ({suffix}): {type(exc).__name__}: {exc}")
+            key = "untyped"
+        if time.monotonic() - started > FUZZ_GUARD_S:
+            slow.append(f"case {case} ({suffix}): {time.monotonic() - started:.1f}s")
+        outcomes[key] = outcomes.get(key, 0) + 1
+    assert not untyped, untyped[:10]
+    assert not slow, slow[:10]
+    assert sum(outcomes.values()) == FUZZ_CASES >= 500
+    assert outcomes.get("indexed", 0) > 0 and len(outcomes) > 2, outcomes  # the mutations reach both sides

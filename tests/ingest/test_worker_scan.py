@@ -171,3 +171,22 @@ def test_scan_cli_twice_json_lines(tmp_path, milvus_lite_uri):
     assert sorted(second) == ["a_original", "b_reupload", "c_bikes", "d_notes"], logs[1][-2000:]
     assert {second[v]["outcome"] for v in ("a_original", "b_reupload", "c_bikes")} == {"replay_skipped"}
     assert (second["d_notes"]["outcome"], second["d_notes"]["reason"]) == ("dead_lettered", "not_a_video")
+
+
+def test_scan_refuses_playlists_that_reach_outside_the_folder(tmp_path, milvus_lite_uri):
+    """``dupwatch scan`` on a folder holding playlists that list a real video outside it: the
+    outside video is never decoded or indexed; each playlist is dead-lettered with its reason."""
+    from tests.ingest import corpus
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    made = [corpus.make_hls_absolute_escape(folder), corpus.make_hls_relative_escape(folder), corpus.make_concat_escape(folder)]
+    assert (tmp_path / "outside" / "secret.ts").is_file()
+    env = _scan_env(milvus_lite_uri)
+    out = subprocess.run(
+        [sys.executable, "-m", "dupwatch.cli", "scan", str(folder), "--json", "--embedder", "tests.ingest.embedders:build_embedder"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    assert sorted((r["type"], r.get("reason")) for r in lines) == [("dead_letter", "container_not_allowed")] * len(made), lines
