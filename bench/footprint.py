@@ -33,7 +33,7 @@ t = time.perf_counter()
 r = e.embed(v, "default")
 e.models.compare(r.regions.astype(np.float32), r.regions.astype(np.float32))
 first = time.perf_counter() - t
-print(json.dumps({"engine": sys.argv[1], "served_by": e.models.methods.get("engine"), "start_s": round(start, 2),
+print(json.dumps({"engine": sys.argv[1], "served_by": e.models.engine_description, "start_s": round(start, 2),
                   "first_video_s": round(first, 2), "torch_imported": "torch" in sys.modules,
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
 """

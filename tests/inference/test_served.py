@@ -123,7 +123,7 @@ def test_worker_factory_serves_onnx_without_torch() -> None:
         " duration_s=3.0, source_width=224, source_height=224)\n"
         "rep = e.embed(v, 'default')\n"
         "print(json.dumps({'torch': 'torch' in sys.modules, 'type': type(e.models).__name__,"
-        " 'engine': e.models.methods['engine'], 'coarse': int(rep.coarse.shape[0])}))\n"
+        " 'engine': e.models.engine_description, 'coarse': int(rep.coarse.shape[0])}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -148,4 +148,4 @@ def test_stale_graphs_are_not_served(tmp_path) -> None:  # type: ignore[no-untyp
     assert stale_graphs(load_bundle(copy)) == ["coarse"]
     models = load_models(Settings(model=ModelConfig(bundle=copy)))
     assert type(models).__name__ == "VideoModels"
-    assert "stale ONNX graphs: coarse" in models.methods["engine"]
+    assert "stale ONNX graphs: coarse" in models.engine_description
