@@ -492,11 +492,7 @@ class Pipeline:
             self._streamed_embed_s = 0.0
             outcome = self._run(job, ctx, lambda job=job: self._decode_chunked(job))
             # an upload embedded as it decodes: its embedding time is in inference_seconds
-            decode_s = max(0.0, time.perf_counter() - t0 - self._streamed_embed_s)
-            self.metrics.decode_seconds.observe(decode_s)
-            _add_ms(job, "decode", decode_s)  # every attempt counts, as in the whole-video path
-            if self._streamed_embed_s:
-                _add_ms(job, "embed", self._streamed_embed_s)
+            self.metrics.decode_seconds.observe(max(0.0, time.perf_counter() - t0 - self._streamed_embed_s))
             if isinstance(outcome, DecodedVideo):
                 job.decoded = outcome
                 held.append(job)
@@ -517,6 +513,16 @@ class Pipeline:
 
     def _decode_chunked(self, job: Job) -> DecodedVideo | tuple[VideoRepresentation, DecodeSummary]:
         """One upload: a :class:`DecodedVideo` when it fits in one chunk, else its representation."""
+        t0, embedded_before = time.perf_counter(), self._streamed_embed_s
+        try:
+            return self._decode_chunked_attempt(job)
+        finally:  # failed attempts count too: a dead-lettered upload's line shows what they cost
+            embedded = self._streamed_embed_s - embedded_before
+            _add_ms(job, "decode", max(0.0, time.perf_counter() - t0 - embedded))
+            if embedded:
+                _add_ms(job, "embed", embedded)
+
+    def _decode_chunked_attempt(self, job: Job) -> DecodedVideo | tuple[VideoRepresentation, DecodeSummary]:
         fault_point("decode")
         with self.decoder.open_stream(job.event.video_id, job.event.uri) as stream:  # type: ignore[attr-defined]
             chunks = iter(stream)
