@@ -8,9 +8,15 @@
 - Waiting (retry backoff, dependency outage) happens *inside* ``consumer.poll`` with every
   assigned partition paused, so the group membership stays alive (``max.poll.interval.ms``),
   rebalances are served, and no new records arrive.
-- Rebalance: :class:`_Rebalance` commits the finished offsets of revoked partitions and drops
-  the tracker state; in-flight jobs of a revoked partition are aborted (not committed) at their
-  next wait and re-processed by the new owner (idempotent upserts and alert ids).
+- Rebalance: kafka-python 3 calls the rebalance listener on its IO thread, inside the
+  ``consumer.poll``/``close`` of the polling thread (which is blocked meanwhile), and a blocking
+  consumer call there raises ``Cannot block on net.run() from the IO thread``. The listener is
+  therefore an ``AsyncConsumerRebalanceListener``: on revoke it *awaits* ``commit_async`` of the
+  finished offsets of the revoked partitions (the client's documented way to commit from the
+  listener), then drops their tracker state. In-flight jobs of a revoked partition are aborted
+  (never committed) before their next step or at their next wait, and re-processed by the new
+  owner (idempotent upserts; a completed replay is skipped, so no second alert). Partitions
+  *lost* (the member was evicted) are dropped without a commit attempt.
 - Shutdown (:meth:`UploadConsumer.stop`, wired to SIGTERM): the current batch is finished (or,
   if it is stuck waiting on a dependency, released), what is done is committed, the consumer
   closes, and :meth:`run` returns.
@@ -130,15 +136,22 @@ class OffsetTracker:
 
 
 def _rebalance_listener(owner: "UploadConsumer") -> Any:
-    """A ``ConsumerRebalanceListener`` (kafka-python checks the type) delegating to ``owner``."""
-    from kafka import ConsumerRebalanceListener
+    """An ``AsyncConsumerRebalanceListener`` (kafka-python checks the type) delegating to ``owner``.
 
-    class _Rebalance(ConsumerRebalanceListener):
-        def on_partitions_revoked(self, revoked: Any) -> None:
-            owner._on_revoked(set(revoked))
+    The coordinator awaits these coroutines on its IO thread; nothing here may call a blocking
+    consumer API (``commit``, ``position``, ``committed``...).
+    """
+    from kafka import AsyncConsumerRebalanceListener
 
-        def on_partitions_assigned(self, assigned: Any) -> None:
+    class _Rebalance(AsyncConsumerRebalanceListener):
+        async def on_partitions_revoked(self, revoked: Any) -> None:
+            await owner._on_revoked(set(revoked))
+
+        async def on_partitions_assigned(self, assigned: Any) -> None:
             owner._on_assigned(set(assigned))
+
+        async def on_partitions_lost(self, lost: Any) -> None:
+            owner._on_lost(set(lost))
 
     return _Rebalance()
 
@@ -180,6 +193,11 @@ class UploadConsumer:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    @property
+    def assignment(self) -> frozenset[tuple[str, int]]:
+        """``(topic, partition)`` pairs this consumer owns now (a copy; readable from any thread)."""
+        return frozenset((tp.topic, tp.partition) for tp in list(self._assigned))
 
     def _connect(self) -> Any:
         from kafka import KafkaConsumer
@@ -225,7 +243,13 @@ class UploadConsumer:
             return
         self.health.set("kafka", True)
         self.metrics.dependency_up.labels(dependency="kafka").set(1)
-        ctx = StepContext(sleep=self._wait, should_abort=self._should_abort, on_outage=self._on_outage, on_recovered=self._on_recovered)
+        ctx = StepContext(
+            sleep=self._wait,
+            should_abort=self._should_abort,
+            revoked=self._revoked,
+            on_outage=self._on_outage,
+            on_recovered=self._on_recovered,
+        )
         try:
             while not self._stop.is_set():
                 self._run_once(ctx)
@@ -277,8 +301,11 @@ class UploadConsumer:
 
         return TopicPartition(job.topic, job.partition)
 
+    def _revoked(self, job: Job) -> bool:
+        return bool(job.topic) and self._tp(job) not in self._assigned
+
     def _should_abort(self, job: Job) -> bool:
-        return self._stop.is_set() or (bool(job.topic) and self._tp(job) not in self._assigned)
+        return self._stop.is_set() or self._revoked(job)
 
     def _wait(self, seconds: float) -> None:
         """Sleep while serving the group: pause everything, poll, resume."""
@@ -340,11 +367,29 @@ class UploadConsumer:
             except Exception:  # noqa: BLE001
                 pass
 
-    def _on_revoked(self, revoked: set[Any]) -> None:
+    async def _on_revoked(self, revoked: set[Any]) -> None:
+        """Commit what is finished on the revoked partitions, then forget them (IO thread)."""
         log.info("revoked %s", sorted((tp.topic, tp.partition) for tp in revoked))
-        self._commit(force=True, tps=revoked)
-        self._assigned -= revoked
-        for tp in revoked:
+        offsets = self._tracker.committable(revoked) if self._consumer is not None else {}
+        if offsets:
+            fault_point("pre_commit")
+            try:
+                await self._consumer.commit_async(self._payload(offsets))
+            except Exception as exc:  # noqa: BLE001 - any failure: the new owner re-processes
+                log.warning("commit of revoked partitions failed (their records will be re-processed): %s", exc)
+            else:
+                self._did_commit(offsets)
+        self._drop(revoked)
+
+    def _on_lost(self, lost: set[Any]) -> None:
+        """The member was evicted: its partitions already have new owners, nothing can be committed."""
+        log.warning("lost %s (evicted from the group); their uncommitted records will be re-processed",
+                    sorted((tp.topic, tp.partition) for tp in lost))
+        self._drop(lost)
+
+    def _drop(self, tps: set[Any]) -> None:
+        self._assigned -= tps
+        for tp in tps:
             self._tracker.forget(tp)
             try:
                 self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
@@ -353,8 +398,8 @@ class UploadConsumer:
 
     # -- commits ----------------------------------------------------------------------------
     def _commit(self, *, force: bool = False, tps: Iterable[Any] | None = None) -> None:
+        """Commit the finished offsets of ``tps`` (default: all assigned); polling thread only."""
         from kafka.errors import CommitFailedError, KafkaError
-        from kafka.structs import OffsetAndMetadata
 
         if self._consumer is None:
             return
@@ -362,10 +407,9 @@ class UploadConsumer:
         if not offsets:
             self.commit_policy.did_commit()
             return
-        payload = {tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()}
         fault_point("pre_commit")
         try:
-            self._consumer.commit(payload)
+            self._consumer.commit(self._payload(offsets))
         except CommitFailedError as exc:
             log.warning("commit failed after a rebalance (records will be re-processed): %s", exc)
             return
@@ -373,6 +417,15 @@ class UploadConsumer:
             log.warning("commit failed (will retry): %s", exc)
             self._set_kafka(False)
             return
+        self._did_commit(offsets)
+
+    @staticmethod
+    def _payload(offsets: dict[Any, int]) -> dict[Any, Any]:
+        from kafka.structs import OffsetAndMetadata
+
+        return {tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()}
+
+    def _did_commit(self, offsets: dict[Any, int]) -> None:
         fault_point("post_commit")
         self._tracker.committed(offsets)
         self.commit_policy.did_commit()
