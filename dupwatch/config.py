@@ -62,6 +62,11 @@ class KafkaConfig(_Frozen):
     session_timeout_ms: int = Field(30_000, ge=6_000)
     commit_interval_s: float = Field(1.0, ge=0.0)
     """Offsets are committed at most this often (and always on shutdown and rebalance)."""
+    connect_timeout_s: float = Field(10.0, gt=0.0, le=300.0)
+    """How long one attempt to reach the brokers may take. A worker that cannot reach Kafka
+    (at start or after losing it) stays up, reports not-ready and tries again after
+    ``connect_retry_s``, logging one line per attempt."""
+    connect_retry_s: float = Field(5.0, gt=0.0, le=300.0)
 
     @field_validator("bootstrap_servers", mode="before")
     @classmethod

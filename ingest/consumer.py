@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,6 +135,26 @@ class OffsetTracker:
             d.pop(tp, None)
 
 
+_BOOTSTRAP_LOGGERS = ("kafka.net.manager", "kafka.net.connection", "kafka.conn", "kafka.client_async")
+
+
+class _QuietBootstrap(logging.Filter):
+    """Drops kafka-python's per-connection lines (several ERRORs per refused attempt) while the
+    worker tries to reach the brokers: its own one line per attempt says it all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.CRITICAL
+
+    def __enter__(self) -> "_QuietBootstrap":
+        for name in _BOOTSTRAP_LOGGERS:
+            logging.getLogger(name).addFilter(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name in _BOOTSTRAP_LOGGERS:
+            logging.getLogger(name).removeFilter(self)
+
+
 def _rebalance_listener(owner: "UploadConsumer") -> Any:
     """An ``AsyncConsumerRebalanceListener`` (kafka-python checks the type) delegating to ``owner``.
 
@@ -169,6 +189,7 @@ class UploadConsumer:
         health: HealthState,
         commit_policy: CommitPolicy | None = None,
         consumer_factory: Callable[..., Any] | None = None,
+        connect_hooks: Sequence[Callable[[], Any]] = (),
     ) -> None:
         self.kafka = kafka
         self.limits = limits
@@ -177,6 +198,8 @@ class UploadConsumer:
         self.health = health
         self.commit_policy = CommitPolicyState(commit_policy or CommitPolicy(min_interval_s=kafka.commit_interval_s))
         self._consumer_factory = consumer_factory
+        self._connect_hooks = tuple(connect_hooks)
+        self.health.set("kafka", False)  # not ready until the first connection
         self._consumer: Any = None
         self._stop = threading.Event()
         self._tracker = OffsetTracker()
@@ -215,6 +238,7 @@ class UploadConsumer:
             heartbeat_interval_ms=max(1000, k.session_timeout_ms // 3),
             security_protocol=k.security_protocol,
             isolation_level="read_committed",
+            bootstrap_timeout_ms=int(k.connect_timeout_s * 1000),
         )
         if k.sasl_mechanism:
             conf.update(
@@ -230,17 +254,27 @@ class UploadConsumer:
     def run(self) -> None:
         from kafka.errors import KafkaError
 
+        attempt = 0
         while self._consumer is None and not self._stop.is_set():
+            self.health.beat()
             try:
-                self._consumer = self._connect()
+                with _QuietBootstrap():
+                    for hook in self._connect_hooks:  # the producer: alerts and dead letters need it
+                        hook()
+                    self._consumer = self._connect()
             except KafkaError as exc:
-                log.warning("Kafka not reachable yet (%s); retrying", exc)
-                self.health.set("kafka", False)
-                self.metrics.dependency_up.labels(dependency="kafka").set(0)
+                attempt += 1
+                self._set_kafka(False)
+                log.warning(
+                    "Kafka not reachable at %s (attempt %d, %s: %s); not ready, next attempt in %.0f s",
+                    ",".join(self.kafka.bootstrap_servers), attempt, type(exc).__name__, exc, self.kafka.connect_retry_s,
+                )
                 self.health.beat()
-                self._stop.wait(2.0)
+                self._stop.wait(self.kafka.connect_retry_s)
         if self._consumer is None:
             return
+        if attempt:
+            log.info("Kafka reachable at %s after %d failed attempt(s)", ",".join(self.kafka.bootstrap_servers), attempt)
         self.health.set("kafka", True)
         self.metrics.dependency_up.labels(dependency="kafka").set(1)
         ctx = StepContext(
