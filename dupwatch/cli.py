@@ -17,6 +17,7 @@ import typer
 
 from dupwatch import __version__
 from dupwatch.config import ConfigError, Settings, load_settings, masked_dump
+from dupwatch.redact import install_redaction
 
 COMMAND_PACKAGES = ("ingest", "inference", "export", "training", "detect", "bench", "index")
 
@@ -52,6 +53,8 @@ def configure_logging(level: str = "INFO") -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Webhook URLs may carry tokens (``?token=``), and urllib3 logs request lines at DEBUG.
+    install_redaction()
     # Milvus Lite's in-process gRPC shim logs a traceback for every call it does not implement
     # (AllocTimestamp on upsert); pymilvus falls back by itself, so the traceback is noise.
     logging.getLogger("grpc._server").setLevel(logging.CRITICAL)

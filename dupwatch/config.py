@@ -384,5 +384,18 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
 
 
 def masked_dump(settings: Settings) -> dict[str, Any]:
-    """The effective configuration as plain data, with every secret replaced by ``**********``."""
-    return settings.model_dump(mode="json", by_alias=True)
+    """The effective configuration as plain data, with every secret replaced by ``**********``
+    and every URL's userinfo and query/fragment values by ``***`` (webhook tokens)."""
+    return _redact_urls(settings.model_dump(mode="json", by_alias=True))
+
+
+def _redact_urls(value: Any) -> Any:
+    from dupwatch.redact import redact_url
+
+    if isinstance(value, dict):
+        return {k: _redact_urls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_urls(v) for v in value]
+    if isinstance(value, str) and "://" in value:
+        return redact_url(value)
+    return value
