@@ -120,8 +120,7 @@ def test_rebalance_mid_batch_commits_finished_offsets_only(kafka_broker, milvus_
     placed = _produce(kafka_broker.bootstrap_servers, topic, events)
 
     gate_a, gate_b = GatedEmbedder(allow=4), GatedEmbedder(allow=0)
-    with RunningWorker(settings, embedder=gate_a) as a:
-        a.worker.consumer.commit_policy = CommitPolicyState(NEVER)
+    with RunningWorker(settings, embedder=gate_a, commit_policy=NEVER) as a:
         # One embed call per batch here (two short clips fit in batch_frames), so a batch either
         # passed the gate whole (and was indexed before the next poll) or is the one in flight.
         wait_for(
@@ -133,8 +132,7 @@ def test_rebalance_mid_batch_commits_finished_offsets_only(kafka_broker, milvus_
         assert 1 <= len(finished) <= 4
         assert committed_offsets(kafka_broker.bootstrap_servers, settings.kafka.group_id, topic) == {}
 
-        with RunningWorker(settings, embedder=gate_b) as b:
-            b.worker.consumer.commit_policy = CommitPolicyState(NEVER)
+        with RunningWorker(settings, embedder=gate_b, commit_policy=NEVER) as b:
             wait_for(lambda: _split_between(a, b), 120, "the rebalance to complete on both workers")
             # A committed on revoke what it had finished, and nothing of the batch in flight
             # (B finished nothing yet: its gate is closed).
