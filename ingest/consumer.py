@@ -127,6 +127,11 @@ class OffsetTracker:
                 out[tp] = ready
         return out
 
+    def first_unfinished(self, tp: Any) -> int | None:
+        """The lowest polled offset of ``tp`` not finished yet (``None``: nothing in flight)."""
+        unfinished = self._pending.get(tp, set()) - self._finished.get(tp, set())
+        return min(unfinished) if unfinished else None
+
     def committed(self, offsets: dict[Any, int]) -> None:
         self._committed.update(offsets)
 
@@ -204,6 +209,7 @@ class UploadConsumer:
         self._stop = threading.Event()
         self._tracker = OffsetTracker()
         self._assigned: set[Any] = set()
+        self._resume_at: dict[Any, int] = {}  # revoked partitions' first unfinished offsets
         self._waiting = False
         self._last_lag = 0.0
         self._outage_checks: set[str] = set()
@@ -315,14 +321,19 @@ class UploadConsumer:
             self.metrics.in_flight_videos.set(self._tracker.in_flight())
             self.pipeline.process(jobs, ctx)
             finished = 0
+            rewind: dict[Any, int] = {}
             for job in jobs:
                 tp = self._tp(job)
-                if job.finished and tp in self._assigned:
+                if tp not in self._assigned:
+                    continue  # revoked: the new owner runs it
+                if job.finished:
                     self._tracker.finish(tp, job.offset)
                     finished += 1
-                elif job.status == "aborted" and tp in self._assigned:
-                    # Still ours (shutdown): rewind so a later poll (or the next owner) sees it.
-                    self._rewind(tp, job.offset)
+                elif job.status == "aborted":
+                    rewind[tp] = min(job.offset, rewind.get(tp, job.offset))
+            for tp, offset in rewind.items():
+                # Still ours (shutdown, or revoked and given back): a later poll sees it again.
+                self._rewind(tp, offset)
             self.commit_policy.finished(finished)
             self.metrics.in_flight_videos.set(self._tracker.in_flight())
         if self.commit_policy.should_commit():
@@ -363,7 +374,9 @@ class UploadConsumer:
         finally:
             self._waiting = False
             try:
-                self._consumer.resume(*self._assigned)
+                # Everything paused, not just what is assigned now: kafka-python keeps a
+                # partition's paused flag when a rebalance revokes it and gives it back.
+                self._consumer.resume(*self._consumer.paused())
             except Exception:  # noqa: BLE001
                 pass
 
@@ -393,11 +406,19 @@ class UploadConsumer:
 
     # -- rebalance --------------------------------------------------------------------------
     def _on_assigned(self, assigned: set[Any]) -> None:
+        """Own ``assigned`` (IO thread). A partition revoked with unfinished work and given back
+        in the same rebalance keeps its fetch position in kafka-python, past the records that
+        were in flight and are no longer tracked: it is sought back to its first unfinished
+        offset (completed ones come back as replays and are skipped)."""
         log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
         self._assigned |= assigned
-        if self._waiting and assigned:
-            try:
-                self._consumer.pause(*assigned)
+        for tp in assigned:
+            if tp in self._resume_at:
+                self._rewind(tp, self._resume_at[tp])
+        self._resume_at.clear()
+        if assigned:
+            try:  # paused while waiting; else resumed (a revoked partition keeps its paused flag)
+                (self._consumer.pause if self._waiting else self._consumer.resume)(*assigned)
             except Exception:  # noqa: BLE001
                 pass
 
@@ -413,12 +434,18 @@ class UploadConsumer:
                 log.warning("commit of revoked partitions failed (their records will be re-processed): %s", exc)
             else:
                 self._did_commit(offsets)
+        for tp in revoked:
+            first = self._tracker.first_unfinished(tp)
+            if first is not None:
+                self._resume_at[tp] = first
         self._drop(revoked)
 
     def _on_lost(self, lost: set[Any]) -> None:
         """The member was evicted: its partitions already have new owners, nothing can be committed."""
         log.warning("lost %s (evicted from the group); their uncommitted records will be re-processed",
                     sorted((tp.topic, tp.partition) for tp in lost))
+        for tp in lost:
+            self._resume_at.pop(tp, None)
         self._drop(lost)
 
     def _drop(self, tps: set[Any]) -> None:

@@ -159,6 +159,52 @@ def test_rebalance_mid_batch_commits_finished_offsets_only(kafka_broker, milvus_
     _assert_each_once(settings, list(events))
 
 
+def test_partition_given_back_in_a_rebalance_finishes_its_in_flight_uploads(kafka_broker, milvus_lite_uri):
+    """An eager rebalance revokes every partition and may give one straight back, with the fetch
+    position kept past the batch in flight (here: the partition's last records). The worker must
+    rewind to the first unfinished offset, or those offsets are never committed.
+
+    The rebalance is made deterministic with a second group member subscribed to another topic:
+    worker A is always given its partition back."""
+    from kafka import KafkaConsumer
+
+    topic = kafka_broker.create_topic(unique("uploads"), 1)
+    other = kafka_broker.create_topic(unique("other"), 1)
+    settings = make_settings(kafka_broker.bootstrap_servers, topic, milvus_lite_uri, max_in_flight_videos=2)
+    settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"session_timeout_ms": 15000})})
+    events = _events("back", 4)
+    _produce(kafka_broker.bootstrap_servers, topic, events)
+    group, bootstrap = settings.kafka.group_id, kafka_broker.bootstrap_servers
+
+    gate = GatedEmbedder(allow=2)
+    with RunningWorker(settings, embedder=gate, commit_policy=NEVER) as a:
+        wait_for(
+            lambda: gate.blocked >= 2 and scrape(a.port).get("dupwatch_videos_indexed_total") == len(gate.passed),
+            120,
+            "worker A holding its last batch in flight",
+        )
+        assert len(gate.passed) == 2 and committed_offsets(bootstrap, group, topic) == {}
+        member = KafkaConsumer(other, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                               session_timeout_ms=15000, heartbeat_interval_ms=1000)
+        try:
+            def rebalanced() -> bool:
+                member.poll(timeout_ms=200)
+                return bool(member.assignment()) and _partitions(a) == {0} and committed_offsets(bootstrap, group, topic) == {0: 2}
+
+            wait_for(rebalanced, 120, "the rebalance: A's finished offsets committed on revoke, its partition given back")
+            a.worker.consumer.commit_policy = CommitPolicyState(IMMEDIATE)
+            gate.open()
+
+            def drained() -> bool:
+                member.poll(timeout_ms=200)
+                return committed_offsets(bootstrap, group, topic) == {0: len(events)}
+
+            wait_for(drained, 120, "the in-flight uploads committed after the partition came back")
+        finally:
+            member.close()
+    _assert_each_once(settings, list(events))
+
+
 def test_scale_out_and_in_loses_and_duplicates_nothing(kafka_broker, milvus_lite_uri):
     topic = kafka_broker.create_topic(unique("uploads"), PARTITIONS)
     settings = make_settings(kafka_broker.bootstrap_servers, topic, milvus_lite_uri, max_in_flight_videos=2)
