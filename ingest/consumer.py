@@ -15,8 +15,14 @@
   finished offsets of the revoked partitions (the client's documented way to commit from the
   listener), then drops their tracker state. In-flight jobs of a revoked partition are aborted
   (never committed) before their next step or at their next wait, and re-processed by the new
-  owner (idempotent upserts; a completed replay is skipped, so no second alert). Partitions
-  *lost* (the member was evicted) are dropped without a commit attempt.
+  owner (idempotent upserts; a completed replay is skipped, so no second alert). An eager
+  rebalance revokes everything and may give a partition straight back: kafka-python keeps its
+  fetch position (past the jobs in flight) and paused flag, so it is sought back to its first
+  unfinished offset and resumed. Partitions *lost* (the member was evicted) are dropped without
+  a commit attempt.
+- Connecting: the brokers unreachable (at start) is not an error: :meth:`UploadConsumer.run`
+  retries every ``kafka.connect_retry_s`` (each attempt bounded by ``kafka.connect_timeout_s``),
+  reports ``kafka`` not ready, logs one line per attempt and starts consuming once they answer.
 - Shutdown (:meth:`UploadConsumer.stop`, wired to SIGTERM): the current batch is finished (or,
   if it is stuck waiting on a dependency, released), what is done is committed, the consumer
   closes, and :meth:`run` returns.
