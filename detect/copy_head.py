@@ -212,7 +212,7 @@ class CopyHead:
     def load(cls, path: Path | str) -> "CopyHead":
         try:
             data = json.loads(Path(path).read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise CopyHeadError(f"{path}: cannot read copy head (a JSON file is expected): {exc}") from exc
         if not isinstance(data, dict):
             raise CopyHeadError(f"{path}: a copy head is a JSON object")

@@ -62,6 +62,11 @@ class KafkaConfig(_Frozen):
     session_timeout_ms: int = Field(30_000, ge=6_000)
     commit_interval_s: float = Field(1.0, ge=0.0)
     """Offsets are committed at most this often (and always on shutdown and rebalance)."""
+    connect_timeout_s: float = Field(10.0, gt=0.0, le=300.0)
+    """How long one attempt to reach the brokers may take. A worker that cannot reach Kafka
+    (at start or after losing it) stays up, reports not-ready and tries again after
+    ``connect_retry_s``, logging one line per attempt."""
+    connect_retry_s: float = Field(5.0, gt=0.0, le=300.0)
 
     @field_validator("bootstrap_servers", mode="before")
     @classmethod
@@ -399,5 +404,18 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
 
 
 def masked_dump(settings: Settings) -> dict[str, Any]:
-    """The effective configuration as plain data, with every secret replaced by ``**********``."""
-    return settings.model_dump(mode="json", by_alias=True)
+    """The effective configuration as plain data, with every secret replaced by ``**********``
+    and every URL's userinfo and query/fragment values by ``***`` (webhook tokens)."""
+    return _redact_urls(settings.model_dump(mode="json", by_alias=True))
+
+
+def _redact_urls(value: Any) -> Any:
+    from dupwatch.redact import redact_url
+
+    if isinstance(value, dict):
+        return {k: _redact_urls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_urls(v) for v in value]
+    if isinstance(value, str) and "://" in value:
+        return redact_url(value)
+    return value

@@ -13,6 +13,8 @@ import sys
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from dupwatch.redact import install_redaction
+
 LogFormat = Literal["text", "json"]
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -63,6 +65,8 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    # Webhook URLs may carry tokens (``?token=``), and urllib3 logs request lines at DEBUG.
+    install_redaction()
     # Milvus Lite's in-process gRPC shim logs a traceback for every call it does not implement
     # (AllocTimestamp on upsert); pymilvus falls back by itself, so the traceback is noise.
     logging.getLogger("grpc._server").setLevel(logging.CRITICAL)

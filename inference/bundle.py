@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+"""A manifest lists files and a few numbers; anything bigger is not one (read before parsing)."""
 
 Provenance = Literal["registry-package", "dupwatch-training", "published", "fitted", "untrained"]
 
@@ -160,8 +162,13 @@ def load_bundle(root: Path | str, *, verify: bool = True) -> Bundle:
     if not manifest_path.is_file():
         raise BundleError(f"not a model bundle: {manifest_path} does not exist")
     try:
+        size = manifest_path.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise BundleError(f"{manifest_path}: {size} bytes, over the manifest limit of {MAX_MANIFEST_BYTES}")
         data = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except RecursionError:
+        raise BundleError(f"{manifest_path}: JSON nested too deeply (not a manifest)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"cannot read {manifest_path}: {exc}") from exc
     if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
         raise BundleError(

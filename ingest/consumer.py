@@ -8,9 +8,21 @@
 - Waiting (retry backoff, dependency outage) happens *inside* ``consumer.poll`` with every
   assigned partition paused, so the group membership stays alive (``max.poll.interval.ms``),
   rebalances are served, and no new records arrive.
-- Rebalance: :class:`_Rebalance` commits the finished offsets of revoked partitions and drops
-  the tracker state; in-flight jobs of a revoked partition are aborted (not committed) at their
-  next wait and re-processed by the new owner (idempotent upserts and alert ids).
+- Rebalance: kafka-python 3 calls the rebalance listener on its IO thread, inside the
+  ``consumer.poll``/``close`` of the polling thread (which is blocked meanwhile), and a blocking
+  consumer call there raises ``Cannot block on net.run() from the IO thread``. The listener is
+  therefore an ``AsyncConsumerRebalanceListener``: on revoke it *awaits* ``commit_async`` of the
+  finished offsets of the revoked partitions (the client's documented way to commit from the
+  listener), then drops their tracker state. In-flight jobs of a revoked partition are aborted
+  (never committed) before their next step or at their next wait, and re-processed by the new
+  owner (idempotent upserts; a completed replay is skipped, so no second alert). An eager
+  rebalance revokes everything and may give a partition straight back: kafka-python keeps its
+  fetch position (past the jobs in flight) and paused flag, so it is sought back to its first
+  unfinished offset and resumed. Partitions *lost* (the member was evicted) are dropped without
+  a commit attempt.
+- Connecting: the brokers unreachable (at start) is not an error: :meth:`UploadConsumer.run`
+  retries every ``kafka.connect_retry_s`` (each attempt bounded by ``kafka.connect_timeout_s``),
+  reports ``kafka`` not ready, logs one line per attempt and starts consuming once they answer.
 - Shutdown (:meth:`UploadConsumer.stop`, wired to SIGTERM): the current batch is finished (or,
   if it is stuck waiting on a dependency, released), what is done is committed, the consumer
   closes, and :meth:`run` returns.
@@ -21,7 +33,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,6 +133,11 @@ class OffsetTracker:
                 out[tp] = ready
         return out
 
+    def first_unfinished(self, tp: Any) -> int | None:
+        """The lowest polled offset of ``tp`` not finished yet (``None``: nothing in flight)."""
+        unfinished = self._pending.get(tp, set()) - self._finished.get(tp, set())
+        return min(unfinished) if unfinished else None
+
     def committed(self, offsets: dict[Any, int]) -> None:
         self._committed.update(offsets)
 
@@ -135,16 +152,43 @@ def _record_seconds(record: Any) -> float | None:
     return ts / 1000.0 if isinstance(ts, int) and ts > 0 else None
 
 
+_BOOTSTRAP_LOGGERS = ("kafka.net.manager", "kafka.net.connection", "kafka.conn", "kafka.client_async")
+
+
+class _QuietBootstrap(logging.Filter):
+    """Drops kafka-python's per-connection lines (several ERRORs per refused attempt) while the
+    worker tries to reach the brokers: its own one line per attempt says it all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.CRITICAL
+
+    def __enter__(self) -> "_QuietBootstrap":
+        for name in _BOOTSTRAP_LOGGERS:
+            logging.getLogger(name).addFilter(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name in _BOOTSTRAP_LOGGERS:
+            logging.getLogger(name).removeFilter(self)
+
+
 def _rebalance_listener(owner: "UploadConsumer") -> Any:
-    """A ``ConsumerRebalanceListener`` (kafka-python checks the type) delegating to ``owner``."""
-    from kafka import ConsumerRebalanceListener
+    """An ``AsyncConsumerRebalanceListener`` (kafka-python checks the type) delegating to ``owner``.
 
-    class _Rebalance(ConsumerRebalanceListener):
-        def on_partitions_revoked(self, revoked: Any) -> None:
-            owner._on_revoked(set(revoked))
+    The coordinator awaits these coroutines on its IO thread; nothing here may call a blocking
+    consumer API (``commit``, ``position``, ``committed``...).
+    """
+    from kafka import AsyncConsumerRebalanceListener
 
-        def on_partitions_assigned(self, assigned: Any) -> None:
+    class _Rebalance(AsyncConsumerRebalanceListener):
+        async def on_partitions_revoked(self, revoked: Any) -> None:
+            await owner._on_revoked(set(revoked))
+
+        async def on_partitions_assigned(self, assigned: Any) -> None:
             owner._on_assigned(set(assigned))
+
+        async def on_partitions_lost(self, lost: Any) -> None:
+            owner._on_lost(set(lost))
 
     return _Rebalance()
 
@@ -162,6 +206,7 @@ class UploadConsumer:
         health: HealthState,
         commit_policy: CommitPolicy | None = None,
         consumer_factory: Callable[..., Any] | None = None,
+        connect_hooks: Sequence[Callable[[], Any]] = (),
     ) -> None:
         self.kafka = kafka
         self.limits = limits
@@ -170,10 +215,13 @@ class UploadConsumer:
         self.health = health
         self.commit_policy = CommitPolicyState(commit_policy or CommitPolicy(min_interval_s=kafka.commit_interval_s))
         self._consumer_factory = consumer_factory
+        self._connect_hooks = tuple(connect_hooks)
+        self.health.set("kafka", False)  # not ready until the first connection
         self._consumer: Any = None
         self._stop = threading.Event()
         self._tracker = OffsetTracker()
         self._assigned: set[Any] = set()
+        self._resume_at: dict[Any, int] = {}  # revoked partitions' first unfinished offsets
         self._waiting = False
         self._last_lag = 0.0
         self._outage_checks: set[str] = set()
@@ -186,6 +234,11 @@ class UploadConsumer:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    @property
+    def assignment(self) -> frozenset[tuple[str, int]]:
+        """``(topic, partition)`` pairs this consumer owns now (a copy; readable from any thread)."""
+        return frozenset((tp.topic, tp.partition) for tp in list(self._assigned))
 
     def _connect(self) -> Any:
         from kafka import KafkaConsumer
@@ -203,6 +256,7 @@ class UploadConsumer:
             heartbeat_interval_ms=max(1000, k.session_timeout_ms // 3),
             security_protocol=k.security_protocol,
             isolation_level="read_committed",
+            bootstrap_timeout_ms=int(k.connect_timeout_s * 1000),
         )
         if k.sasl_mechanism:
             conf.update(
@@ -218,20 +272,36 @@ class UploadConsumer:
     def run(self) -> None:
         from kafka.errors import KafkaError
 
+        attempt = 0
         while self._consumer is None and not self._stop.is_set():
+            self.health.beat()
             try:
-                self._consumer = self._connect()
+                with _QuietBootstrap():
+                    for hook in self._connect_hooks:  # the producer: alerts and dead letters need it
+                        hook()
+                    self._consumer = self._connect()
             except KafkaError as exc:
-                log.warning("Kafka not reachable yet (%s); retrying", exc)
-                self.health.set("kafka", False)
-                self.metrics.dependency_up.labels(dependency="kafka").set(0)
+                attempt += 1
+                self._set_kafka(False)
+                log.warning(
+                    "Kafka not reachable at %s (attempt %d, %s: %s); not ready, next attempt in %.0f s",
+                    ",".join(self.kafka.bootstrap_servers), attempt, type(exc).__name__, exc, self.kafka.connect_retry_s,
+                )
                 self.health.beat()
-                self._stop.wait(2.0)
+                self._stop.wait(self.kafka.connect_retry_s)
         if self._consumer is None:
             return
+        if attempt:
+            log.info("Kafka reachable at %s after %d failed attempt(s)", ",".join(self.kafka.bootstrap_servers), attempt)
         self.health.set("kafka", True)
         self.metrics.dependency_up.labels(dependency="kafka").set(1)
-        ctx = StepContext(sleep=self._wait, should_abort=self._should_abort, on_outage=self._on_outage, on_recovered=self._on_recovered)
+        ctx = StepContext(
+            sleep=self._wait,
+            should_abort=self._should_abort,
+            revoked=self._revoked,
+            on_outage=self._on_outage,
+            on_recovered=self._on_recovered,
+        )
         try:
             while not self._stop.is_set():
                 self._run_once(ctx)
@@ -264,14 +334,19 @@ class UploadConsumer:
             self.metrics.in_flight_videos.set(self._tracker.in_flight())
             self.pipeline.process(jobs, ctx)
             finished = 0
+            rewind: dict[Any, int] = {}
             for job in jobs:
                 tp = self._tp(job)
-                if job.finished and tp in self._assigned:
+                if tp not in self._assigned:
+                    continue  # revoked: the new owner runs it
+                if job.finished:
                     self._tracker.finish(tp, job.offset)
                     finished += 1
-                elif job.status == "aborted" and tp in self._assigned:
-                    # Still ours (shutdown): rewind so a later poll (or the next owner) sees it.
-                    self._rewind(tp, job.offset)
+                elif job.status == "aborted":
+                    rewind[tp] = min(job.offset, rewind.get(tp, job.offset))
+            for tp, offset in rewind.items():
+                # Still ours (shutdown, or revoked and given back): a later poll sees it again.
+                self._rewind(tp, offset)
             self.commit_policy.finished(finished)
             self.metrics.in_flight_videos.set(self._tracker.in_flight())
         if self.commit_policy.should_commit():
@@ -284,8 +359,11 @@ class UploadConsumer:
 
         return TopicPartition(job.topic, job.partition)
 
+    def _revoked(self, job: Job) -> bool:
+        return bool(job.topic) and self._tp(job) not in self._assigned
+
     def _should_abort(self, job: Job) -> bool:
-        return self._stop.is_set() or (bool(job.topic) and self._tp(job) not in self._assigned)
+        return self._stop.is_set() or self._revoked(job)
 
     def _wait(self, seconds: float) -> None:
         """Sleep while serving the group: pause everything, poll, resume."""
@@ -309,7 +387,9 @@ class UploadConsumer:
         finally:
             self._waiting = False
             try:
-                self._consumer.resume(*self._assigned)
+                # Everything paused, not just what is assigned now: kafka-python keeps a
+                # partition's paused flag when a rebalance revokes it and gives it back.
+                self._consumer.resume(*self._consumer.paused())
             except Exception:  # noqa: BLE001
                 pass
 
@@ -339,19 +419,51 @@ class UploadConsumer:
 
     # -- rebalance --------------------------------------------------------------------------
     def _on_assigned(self, assigned: set[Any]) -> None:
+        """Own ``assigned`` (IO thread). A partition revoked with unfinished work and given back
+        in the same rebalance keeps its fetch position in kafka-python, past the records that
+        were in flight and are no longer tracked: it is sought back to its first unfinished
+        offset (completed ones come back as replays and are skipped)."""
         log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
         self._assigned |= assigned
-        if self._waiting and assigned:
-            try:
-                self._consumer.pause(*assigned)
+        for tp in assigned:
+            if tp in self._resume_at:
+                self._rewind(tp, self._resume_at[tp])
+        self._resume_at.clear()
+        if assigned:
+            try:  # paused while waiting; else resumed (a revoked partition keeps its paused flag)
+                (self._consumer.pause if self._waiting else self._consumer.resume)(*assigned)
             except Exception:  # noqa: BLE001
                 pass
 
-    def _on_revoked(self, revoked: set[Any]) -> None:
+    async def _on_revoked(self, revoked: set[Any]) -> None:
+        """Commit what is finished on the revoked partitions, then forget them (IO thread)."""
         log.info("revoked %s", sorted((tp.topic, tp.partition) for tp in revoked))
-        self._commit(force=True, tps=revoked)
-        self._assigned -= revoked
+        offsets = self._tracker.committable(revoked) if self._consumer is not None else {}
+        if offsets:
+            fault_point("pre_commit")
+            try:
+                await self._consumer.commit_async(self._payload(offsets))
+            except Exception as exc:  # noqa: BLE001 - any failure: the new owner re-processes
+                log.warning("commit of revoked partitions failed (their records will be re-processed): %s", exc)
+            else:
+                self._did_commit(offsets)
         for tp in revoked:
+            first = self._tracker.first_unfinished(tp)
+            if first is not None:
+                self._resume_at[tp] = first
+        self._drop(revoked)
+
+    def _on_lost(self, lost: set[Any]) -> None:
+        """The member was evicted: its partitions already have new owners, nothing can be committed."""
+        log.warning("lost %s (evicted from the group); their uncommitted records will be re-processed",
+                    sorted((tp.topic, tp.partition) for tp in lost))
+        for tp in lost:
+            self._resume_at.pop(tp, None)
+        self._drop(lost)
+
+    def _drop(self, tps: set[Any]) -> None:
+        self._assigned -= tps
+        for tp in tps:
             self._tracker.forget(tp)
             try:
                 self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
@@ -360,8 +472,8 @@ class UploadConsumer:
 
     # -- commits ----------------------------------------------------------------------------
     def _commit(self, *, force: bool = False, tps: Iterable[Any] | None = None) -> None:
+        """Commit the finished offsets of ``tps`` (default: all assigned); polling thread only."""
         from kafka.errors import CommitFailedError, KafkaError
-        from kafka.structs import OffsetAndMetadata
 
         if self._consumer is None:
             return
@@ -369,10 +481,9 @@ class UploadConsumer:
         if not offsets:
             self.commit_policy.did_commit()
             return
-        payload = {tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()}
         fault_point("pre_commit")
         try:
-            self._consumer.commit(payload)
+            self._consumer.commit(self._payload(offsets))
         except CommitFailedError as exc:
             log.warning("commit failed after a rebalance (records will be re-processed): %s", exc)
             return
@@ -380,6 +491,15 @@ class UploadConsumer:
             log.warning("commit failed (will retry): %s", exc)
             self._set_kafka(False)
             return
+        self._did_commit(offsets)
+
+    @staticmethod
+    def _payload(offsets: dict[Any, int]) -> dict[Any, Any]:
+        from kafka.structs import OffsetAndMetadata
+
+        return {tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()}
+
+    def _did_commit(self, offsets: dict[Any, int]) -> None:
         fault_point("post_commit")
         self._tracker.committed(offsets)
         self.commit_policy.did_commit()

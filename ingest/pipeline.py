@@ -292,6 +292,9 @@ class StepContext:
 
     sleep: Callable[[float], None] = time.sleep
     should_abort: Callable[[Job], bool] = lambda job: False
+    revoked: Callable[[Job], bool] = lambda job: False
+    """True once the job's partition was taken away by a rebalance: no further step starts
+    (the new owner runs the job; ``should_abort`` covers waits, this covers step starts)."""
     on_outage: Callable[[TransientError], None] = lambda e: None
     on_recovered: Callable[[], None] = lambda: None
 
@@ -339,6 +342,9 @@ class Pipeline:
     def _run(self, job: Job, ctx: StepContext, fn: Callable[[], Any]) -> Any:
         """Returns the result, or ``None`` after the job was dead-lettered or aborted."""
         if job.status != "pending":
+            return None
+        if ctx.revoked(job):
+            job.status = "aborted"
             return None
 
         def attempt() -> Any:
@@ -577,6 +583,9 @@ class Pipeline:
         return found is not None and found == (job.event.event_id, version)
 
     def _embed(self, jobs: Sequence[Job], ctx: StepContext) -> None:
+        for job in jobs:
+            if job.status == "pending" and ctx.revoked(job):
+                job.status = "aborted"
         ready = [j for j in jobs if j.status == "pending" and j.decoded is not None]
         batch_fn = getattr(self.embedder, "embed_batch", None)
         groups: list[list[Job]] = []

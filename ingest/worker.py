@@ -22,6 +22,7 @@ import argparse
 import importlib
 import logging
 import signal
+import threading
 import sys
 import threading
 import time
@@ -93,7 +94,43 @@ def build_embedder_checked(settings: Settings, embedder_factory: str = DEFAULT_E
         raise
 
 
-def _producer(kafka: KafkaConfig) -> Any:
+class LazyProducer:
+    """The Kafka producer, created on first use or by :meth:`connect`.
+
+    Creating a ``KafkaProducer`` blocks until a broker answers and raises after
+    ``kafka.connect_timeout_s``; the worker must not die of that before its health server and
+    connect loop run (:meth:`UploadConsumer.run` calls :meth:`connect` in its retry loop). A
+    send before a broker is reachable raises the client's ``KafkaError`` (``kafka_unavailable``).
+    """
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._producer: Any = None
+        self._lock = threading.Lock()
+
+    def connect(self) -> Any:
+        with self._lock:
+            if self._producer is None:
+                self._producer = self._factory()
+            return self._producer
+
+    def send(self, *args: Any, **kwargs: Any) -> Any:
+        return self.connect().send(*args, **kwargs)
+
+    def flush(self, timeout: float | None = None) -> None:
+        if self._producer is not None:
+            self._producer.flush(timeout=timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        if self._producer is not None:
+            self._producer.close(timeout=timeout)
+
+
+def _producer(kafka: KafkaConfig) -> LazyProducer:
+    return LazyProducer(lambda: _kafka_producer(kafka))
+
+
+def _kafka_producer(kafka: KafkaConfig) -> Any:
     from kafka import KafkaProducer
 
     conf: dict[str, Any] = dict(
@@ -103,6 +140,7 @@ def _producer(kafka: KafkaConfig) -> Any:
         retries=5,
         linger_ms=5,
         security_protocol=kafka.security_protocol,
+        bootstrap_timeout_ms=int(kafka.connect_timeout_s * 1000),
     )
     if kafka.sasl_mechanism:
         conf.update(
@@ -355,7 +393,13 @@ class Worker:
             index_busy_seconds=self.milvus_meter.busy_seconds,
         )
         self.consumer = UploadConsumer(
-            settings.kafka, settings.limits, self.pipeline, metrics=self.metrics, health=self.health, commit_policy=commit_policy
+            settings.kafka,
+            settings.limits,
+            self.pipeline,
+            metrics=self.metrics,
+            health=self.health,
+            commit_policy=commit_policy,
+            connect_hooks=(self.producer.connect,),
         )
         self.health.set("model", True)
         self.health.add_probe("milvus", self._probe_milvus)

@@ -58,6 +58,7 @@ SCENARIOS: dict[str, list[str]] = {
     "hpa": ["--set", "autoscaling.hpa.enabled=true", "--set", "autoscaling.maxReplicas=3"],
     "pvc-bundle": ["--set", "model.bundle.source=pvc", "--set", "model.bundle.pvc.claimName=bundles"],
     "image-volume-bundle": ["--set", "model.bundle.source=imageVolume", "--set", "metrics.serviceMonitor.enabled=true"],
+    "network-policy": ["--set", "networkPolicy.enabled=true", "--set", "networkPolicy.metrics.allowedPodSelectors[0].app=prom"],
 }
 
 
@@ -581,3 +582,142 @@ def test_helm_tool_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.Monke
         zf.writestr("x/__init__.py", "")
     with pytest.raises(ServiceUnavailable, match="no .jsii.tgz"):
         helm_tool._helm_from_wheel(wheel)
+
+
+# --------------------------------------------------------------------------------------------
+# disruption budget, memory sizing, init container storage, NetworkPolicy
+
+_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "": 1}
+# RAM of the node types the example values pin (nodeSelector node.kubernetes.io/instance-type).
+NODE_RAM = {"g6.2xlarge": 32 * 2**30}
+# Kubelet/system reservations and the GPU node's daemonsets: what a pod can never have.
+NODE_RESERVED = 3 * 2**30
+
+
+def quantity(value: str | int) -> int:
+    """Bytes of a Kubernetes memory quantity (``26Gi``, ``512Mi``, ``1G``, ``1024``)."""
+    text = str(value)
+    number = text.rstrip("KMGTPEikmgtpe")
+    return int(float(number) * _UNITS[text[len(number):]])
+
+
+def min_replicas(docs: list[dict[str, Any]]) -> int:
+    deployment = one(docs, "Deployment")
+    if "replicas" in deployment["spec"]:
+        return deployment["spec"]["replicas"]
+    scaled = [d for d in docs if d["kind"] in ("ScaledObject", "HorizontalPodAutoscaler")]
+    spec = scaled[0]["spec"]
+    return spec.get("minReplicaCount", spec.get("minReplicas", 1))
+
+
+def evictable(pdb: dict[str, Any], replicas: int) -> int:
+    """Pods a drain may evict at once under ``pdb`` with ``replicas`` pods (Kubernetes rounding)."""
+    spec = pdb["spec"]
+    if "maxUnavailable" in spec:
+        raw = str(spec["maxUnavailable"])
+        return -(-replicas * int(raw[:-1]) // 100) if raw.endswith("%") else int(raw)
+    raw = str(spec["minAvailable"])
+    keep = -(-replicas * int(raw[:-1]) // 100) if raw.endswith("%") else int(raw)
+    return max(0, replicas - keep)
+
+
+def test_disruption_budget_always_leaves_a_consumer(scenario: tuple[str, list[dict[str, Any]]]) -> None:
+    name, docs = scenario
+    replicas = min_replicas(docs)
+    if replicas >= 2:
+        assert evictable(one(docs, "PodDisruptionBudget"), replicas) < replicas, name
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-f", str(PRODUCTION), "--set", "podDisruptionBudget.maxUnavailable=2"],
+        ["--set", "replicaCount=3", "--set", "podDisruptionBudget.maxUnavailable=3"],
+        ["--set", "replicaCount=2", "--set", "podDisruptionBudget.maxUnavailable=100%"],
+        ["--set", "replicaCount=2", "--set", "podDisruptionBudget.minAvailable=0"],
+    ],
+    ids=["production-2-of-2", "all-of-3", "percent", "min-available-0"],
+)
+def test_disruption_budget_evicting_every_consumer_is_refused(helm: Path, args: list[str]) -> None:
+    rc, _, err = _helm("template", RELEASE, str(CHART), *args)
+    assert rc != 0
+    assert "podDisruptionBudget" in err and "drain" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], 1),  # one replica: a drain may still move it (0 would block node drains forever)
+        (["-f", str(PRODUCTION)], 1),
+        (["--set", "replicaCount=4", "--set", "podDisruptionBudget.maxUnavailable=3"], 3),
+        (["--set", "replicaCount=4", "--set", "podDisruptionBudget.maxUnavailable=50%"], 2),
+    ],
+    ids=["default", "production", "3-of-4", "half-of-4"],
+)
+def test_disruption_budgets_that_keep_a_consumer_render(helm: Path, args: list[str], expected: int) -> None:
+    docs = render(helm, args)
+    assert evictable(one(docs, "PodDisruptionBudget"), max(1, min_replicas(docs))) == expected
+
+
+def memory_problems(docs: list[dict[str, Any]], node_ram: int | None) -> list[str]:
+    """Why the worker's memory limit is unsafe: it must hold its request plus the memory-backed
+    /dev/shm (charged to the pod), and fit the node's allocatable memory."""
+    spec = pod_spec(docs)
+    worker = spec["containers"][0]["resources"]
+    limit, request = quantity(worker["limits"]["memory"]), quantity(worker["requests"]["memory"])
+    shm = sum(quantity(v["emptyDir"]["sizeLimit"]) for v in spec["volumes"] if v.get("emptyDir", {}).get("medium") == "Memory")
+    problems = []
+    if limit < request + shm:
+        problems.append(f"limit {limit} < request {request} + shm {shm}")
+    if node_ram is not None and limit > node_ram - NODE_RESERVED:
+        problems.append(f"limit {limit} > node allocatable {node_ram - NODE_RESERVED}")
+    return problems
+
+
+def test_memory_limit_includes_shm_and_fits_the_pinned_node(helm: Path) -> None:
+    assert memory_problems(render(helm, []), None) == []
+    production = render(helm, ["-f", str(PRODUCTION)])
+    node = NODE_RAM[pod_spec(production)["nodeSelector"]["node.kubernetes.io/instance-type"]]
+    assert memory_problems(production, node) == []
+    assert any(v.get("emptyDir", {}).get("medium") == "Memory" for v in pod_spec(production)["volumes"])
+    # Negative controls: the node's whole RAM, and a limit that leaves no room for the shm.
+    assert memory_problems(render(helm, ["-f", str(PRODUCTION), "--set", "resources.limits.memory=32Gi"]), node)
+    assert memory_problems(render(helm, ["-f", str(PRODUCTION), "--set", "resources.limits.memory=24Gi"]), node)
+
+
+def test_bundle_copy_init_container_has_ephemeral_storage(helm: Path) -> None:
+    for args, size in (([], "8Gi"), (["-f", str(PRODUCTION)], "6Gi")):
+        init = pod_spec(render(helm, args))["initContainers"][0]
+        assert init["name"] == "model-bundle"
+        assert init["resources"]["requests"]["ephemeral-storage"] == size
+        assert init["resources"]["limits"]["ephemeral-storage"] == size
+        assert init["resources"]["limits"]["memory"] == "256Mi"
+    custom = pod_spec(render(helm, ["--set", "model.bundle.image.copyResources.limits.ephemeral-storage=12Gi"]))
+    assert custom["initContainers"][0]["resources"]["limits"]["ephemeral-storage"] == "12Gi"
+    assert custom["initContainers"][0]["resources"]["requests"]["ephemeral-storage"] == "8Gi"
+
+
+def test_network_policy_is_optional_and_opens_only_the_metrics_port(helm: Path) -> None:
+    assert not [d for d in render(helm, []) if d["kind"] == "NetworkPolicy"]
+    port = ["--set", "server.port=9100", "--set", "service.port=9100"]
+    cases = {
+        "namespaces": (["--set", "networkPolicy.metrics.allowedNamespaces={monitoring,obs}"],
+                       [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}} for ns in ("monitoring", "obs")]),
+        "pods": (["--set", "networkPolicy.metrics.allowedPodSelectors[0].app=prom"],
+                 [{"podSelector": {"matchLabels": {"app": "prom"}}}]),
+        "both": (["--set", "networkPolicy.metrics.allowedNamespaces={monitoring}",
+                  "--set", "networkPolicy.metrics.allowedPodSelectors[0].app=prom"],
+                 [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                   "podSelector": {"matchLabels": {"app": "prom"}}}]),
+    }
+    for name, (args, peers) in cases.items():
+        docs = render(helm, ["--set", "networkPolicy.enabled=true", *port, *args])
+        policy = one(docs, "NetworkPolicy")
+        validate_manifest(policy)
+        spec = policy["spec"]
+        labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+        assert spec["podSelector"]["matchLabels"].items() <= labels.items(), name
+        assert spec["policyTypes"] == ["Ingress"]
+        assert spec["ingress"] == [{"ports": [{"port": 9100, "protocol": "TCP"}], "from": peers}], name
+    rc, _, err = _helm("template", RELEASE, str(CHART), "--set", "networkPolicy.enabled=true")
+    assert rc != 0 and "allowedNamespaces or allowedPodSelectors" in err

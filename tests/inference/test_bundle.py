@@ -54,3 +54,27 @@ def test_path_escape_refused(tmp_path: Path) -> None:
     (root / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="escapes"):
         load_bundle(root)
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"format_version": 1, "x": ' + "{\"a\": " * 50_000 + "1" + "}" * 50_000 + "}", "nested too deeply"),
+        (b"\xff\xfe{}", "cannot read"),
+    ],
+)
+def test_malformed_manifest_is_one_bundle_error(tmp_path: Path, content: str | bytes, needle: str) -> None:
+    path = tmp_path / "manifest.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(BundleError, match=needle) as info:
+        load_bundle(tmp_path)
+    assert "\n" not in str(info.value)
+
+
+def test_oversized_manifest_refused_before_parsing(tmp_path: Path) -> None:
+    from inference.bundle import MAX_MANIFEST_BYTES
+
+    (tmp_path / "manifest.json").write_text(" " * (MAX_MANIFEST_BYTES + 1) + "{}")
+    with pytest.raises(BundleError, match="over the manifest limit"):
+        load_bundle(tmp_path)

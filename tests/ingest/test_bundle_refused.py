@@ -107,3 +107,11 @@ def test_serve_refuses_pickled_code_in_one_line(bundle_copy, tmp_path):
     out = _dupwatch(["serve"], bundle_copy, tmp_path)
     _assert_one_line_refusal(out, evil.name, "refused to load", "allow-list")
     assert not marker.exists(), "the pickled payload ran"
+
+
+def test_scan_refuses_a_deeply_nested_manifest_in_one_line(videos, tmp_path):
+    bundle = tmp_path / "nested-bundle"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    out = _dupwatch(["scan", str(videos)], bundle, tmp_path)
+    _assert_one_line_refusal(out, str(bundle), "nested too deeply")

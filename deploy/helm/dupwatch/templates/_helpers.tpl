@@ -98,7 +98,58 @@ app.kubernetes.io/part-of: dupwatch
 Checks that fail rendering with a message that says what to change.
 One consumer per partition: pods beyond the partition count sit idle on a GPU.
 */}}
+{{/* Resources of the bundle-copying init container; ephemeral-storage defaults to the emptyDir's sizeLimit. */}}
+{{- define "dupwatch.bundleCopyResources" -}}
+{{- $image := .Values.model.bundle.image }}
+{{- $res := deepCopy (default dict $image.copyResources) }}
+{{- $requests := default dict $res.requests }}
+{{- $limits := default dict $res.limits }}
+{{- if not (hasKey $requests "ephemeral-storage") }}{{- $_ := set $requests "ephemeral-storage" $image.sizeLimit }}{{- end }}
+{{- if not (hasKey $limits "ephemeral-storage") }}{{- $_ := set $limits "ephemeral-storage" $image.sizeLimit }}{{- end }}
+{{- $_ := set $res "requests" $requests }}
+{{- $_ := set $res "limits" $limits }}
+{{- toYaml $res }}
+{{- end }}
+
+{{/* The smallest replica count the chart allows: replicaCount, or autoscaling.minReplicas with an autoscaler. */}}
+{{- define "dupwatch.minReplicas" -}}
+{{- if or .Values.autoscaling.keda.enabled .Values.autoscaling.hpa.enabled }}{{ int .Values.autoscaling.minReplicas }}{{ else }}{{ int .Values.replicaCount }}{{ end }}
+{{- end }}
+
+{{/* A PodDisruptionBudget that lets a drain evict every consumer is refused. */}}
+{{- define "dupwatch.validatePdb" -}}
+{{- $pdb := .Values.podDisruptionBudget }}
+{{- if $pdb.enabled }}
+{{- $min := int (include "dupwatch.minReplicas" .) }}
+{{- $allowed := max 1 (sub $min 1) }}
+{{- if hasKey $pdb "minAvailable" }}
+{{- $raw := toString $pdb.minAvailable }}
+{{- if and (ge $min 2) (or (eq $raw "0") (eq $raw "0%")) }}
+{{- fail (printf "podDisruptionBudget.minAvailable=%s lets a drain evict all %d consumers; use at least 1" $raw $min) }}
+{{- end }}
+{{- else }}
+{{- $raw := toString $pdb.maxUnavailable }}
+{{- $evicted := 0 }}
+{{- if hasSuffix "%" $raw }}
+{{- $pct := int (trimSuffix "%" $raw) }}
+{{- $evicted = div (add (mul $min $pct) 99) 100 }}
+{{- else }}
+{{- $evicted = int $raw }}
+{{- end }}
+{{- if gt $evicted $allowed }}
+{{- fail (printf "podDisruptionBudget.maxUnavailable=%s lets a drain evict %d of the %d consumers (minimum replicas); at most %d keeps one consuming" $raw $evicted $min $allowed) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{- define "dupwatch.validate" -}}
+{{- include "dupwatch.validatePdb" . }}
+{{- with .Values.networkPolicy }}
+{{- if and .enabled (not (or .metrics.allowedNamespaces .metrics.allowedPodSelectors)) }}
+{{- fail "networkPolicy.enabled needs networkPolicy.metrics.allowedNamespaces or allowedPodSelectors: otherwise nothing may scrape /metrics" }}
+{{- end }}
+{{- end }}
 {{- $parts := int .Values.kafka.partitions }}
 {{- $keda := .Values.autoscaling.keda.enabled }}
 {{- $hpa := .Values.autoscaling.hpa.enabled }}
