@@ -61,6 +61,7 @@ import numpy as np
 from dupwatch.config import DecodeConfig
 from dupwatch.errors import PermanentError
 from dupwatch.records import DecodedVideo
+from ingest.borders import BorderTracker
 from ingest.inset import DETECT_FRAMES, InsetBox, detect_inset
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,8 @@ class DecodeStats:
     seek_used: bool = False
     truncated: bool = False
     wall_s: float = 0.0
+    borders: dict[str, object] | None = None
+    """The bars cropped before the main view (:mod:`ingest.borders`), ``None`` when none."""
 
 
 def decode_video(path: Path | str, config: DecodeConfig, video_id: str, *, mode: SeekMode = "auto") -> DecodedVideo:
@@ -444,6 +447,7 @@ def _decode(path: Path, config: DecodeConfig, video_id: str, mode: SeekMode) -> 
         source_fps=rate,
         inset=inset_view,
         inset_box=inset_box,
+        borders=stats.borders,
     )
     return video, stats
 
@@ -469,6 +473,7 @@ def _sample(
     crops: list[np.ndarray] = []
     times: list[float] = []
     inset = _InsetTracker(config)
+    borders = BorderTracker(config.short_side, config.crop, enabled=config.crop_borders)
     src_size = (0, 0)
     decoded_bytes = 0
     next_k = 0
@@ -518,8 +523,9 @@ def _sample(
         if t < last_t or t < next_k / fps - 1e-6:
             continue  # before the wanted time (or out of order): skip without converting
         try:
-            crop, context = _to_crop(frame, config, keep_context=inset.wants_context)
+            crop, context = _to_crop(frame, config, keep_context=inset.wants_context or borders.wants_context)
             inset.add(context)
+            crop = borders.view(crop, context)
         except (av.error.FFmpegError, ValueError) as exc:
             raise PermanentError(f"cannot convert {frame.format.name} {frame.width}x{frame.height} frames to RGB: {exc}", reason="unsupported_codec") from None
         if not crops:
@@ -536,6 +542,8 @@ def _sample(
                 iterator = _frames(container, stream)
                 seek_from = t
 
+    crops, box = borders.finish(crops)
+    stats.borders = box.to_evidence() if box is not None else None
     return crops, times, src_size, end_t, clean, inset.finish(len(crops))
 
 
