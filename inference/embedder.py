@@ -17,6 +17,8 @@ coarse → mean of region vectors (L2), selector → coarse score order, fine �
 
 from __future__ import annotations
 
+import json
+
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -173,6 +175,8 @@ class VideoModels:
         for video, tenant in zip(videos, tenants):
             end = start + video.num_frames
             out.append(self.represent_regions(video.video_id, regions[start:end], video.timestamps, tenant=tenant, frames=video.frames))
+            if video.borders is not None:  # the bars the decoder cropped, for the alert evidence
+                out[-1].meta["borders"] = json.dumps(video.borders, sort_keys=True)
             start = end
         for i, (video, tenant) in enumerate(zip(videos, tenants)):
             if video.inset is None:

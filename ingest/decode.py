@@ -16,6 +16,11 @@ frame's inset is also cut out, resized and centre-cropped like the main view
 (``DecodedVideo.inset``). Extra memory: those few whole frames, then one crop per frame; extra
 time: one detection (tens of ms) and, for videos with an inset, one more resize per frame.
 
+Borders (``DecodeConfig.crop_borders``, on by default): the whole resized frames of the first
+:data:`ingest.borders.DETECT_FRAMES` sampled frames are kept, letterbox/pillarbox bars (constant or
+blurred fill) are looked for on them once (:mod:`ingest.borders`), and when found every main view is
+cut from the content instead of the whole frame (``DecodedVideo.borders``, ``DecodeStats.borders``).
+
 Seeking (``mode="auto"``): with a full sample index (MP4/MOV), when a keyframe lies between the
 decoder's position and the next wanted time, we seek to the wanted time (the demuxer lands on that
 keyframe) instead of decoding the frames in between. It never decodes more frames than a full
