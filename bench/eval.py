@@ -113,6 +113,7 @@ __all__ = [
     "build_methods",
     "run_method",
     "method_metrics",
+    "per_kind_metrics",
     "evaluate",
     "evaluate_folder",
 ]
@@ -583,9 +584,46 @@ def method_metrics(run: MethodRun, truth: GroundTruth, config: EvalConfig = Eval
     else:
         m.update(segment_uap=None, segment_p=None, segment_r=None, segment_f=None, segment_predictions=0,
                  segment_rule="no segment columns in the truth")
+    kinds = truth.kinds()
+    if kinds:
+        m["per_kind"] = per_kind_metrics(run, kinds, copy_pos, incident_pos)
     m["prepare_s"] = round(run.prepare_s, 2)
     m["score_s"] = round(run.score_s, 2)
     return m
+
+
+def per_kind_metrics(run: MethodRun, kinds: Mapping[tuple[str, str], str], copy_pos: set[tuple[str, str]],
+                     incident_pos: set[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+    """Metrics per edit kind of the truth's ``kind`` column, at the method's copy threshold (the
+    bundle's calibrated one, else the method's own rule; ``None`` when it has neither).
+
+    - a kind of copy pairs: ``ap`` = µAP with that kind's copies as positives against every
+      non-copy pair (copies of other kinds left out); ``recall`` = share of its copies at or above
+      the threshold;
+    - a kind of incident pairs (another moment, another camera): ``copy_vs_kind_ap`` = AP of every
+      copy pair ranked above these pairs; ``alert_rate`` = share of them at or above the copy
+      threshold (false copy alerts).
+    """
+    threshold = run.thresholds.get("copy", run.decision_threshold)
+    preds = run.predictions()
+    out: dict[str, dict[str, Any]] = {}
+    for kind in sorted(set(kinds.values())):
+        pairs = {p for p, k in kinds.items() if k == kind and p in run.scores}
+        copies, incidents = pairs & copy_pos, pairs & incident_pos
+        entry: dict[str, Any] = {"threshold": threshold}
+        if copies:
+            kept = [sp for sp in preds if (sp.query_id, sp.ref_id) not in copy_pos or (sp.query_id, sp.ref_id) in copies]
+            entry.update(level="copy", pairs=len(copies), ap=micro_average_precision(kept, copies).ap,
+                         recall=None if threshold is None else sum(run.scores[p] >= threshold for p in copies) / len(copies))
+        if incidents:
+            same = sorted(copy_pos | incidents)
+            entry.update(level="incident" if not copies else "mixed", incident_pairs=len(incidents),
+                         copy_vs_kind_ap=average_precision([run.scores[p] for p in same], [p in copy_pos for p in same]).ap
+                         if copy_pos else None,
+                         alert_rate=None if threshold is None else sum(run.scores[p] >= threshold for p in incidents) / len(incidents))
+        if copies or incidents:
+            out[kind] = entry
+    return out
 
 
 def pr_curves(run: MethodRun, truth: GroundTruth) -> dict[str, AveragePrecision]:
