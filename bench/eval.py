@@ -15,7 +15,8 @@ Inputs
 Methods (one ABC, :class:`Method`: ``prepare(videos)`` then ``score(query, reference)`` →
 ``(score, segments)``):
 
-- ``vpdq``: the vPDQ baseline of :mod:`bench.baselines.vpdq` (ThreatExchange thresholds; it hashes
+- ``vpdq``: the vPDQ baseline of :mod:`bench.baselines.vpdq` (ThreatExchange rule as it is, ranked
+  by the query match share; ``vpdq_tiebreak``: the same plus our closeness tie-breaker; it hashes
   whole frames with its own reader, as vPDQ does, not the worker's 224 px centre crop). vPDQ does
   not localize; its "segment" is the box spanned by the matched query frames and their best
   reference frames (a generous stand-in, so vPDQ's segment numbers are an upper bound).
@@ -92,7 +93,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp"})
 DEFAULT_METHODS = ("vpdq", "chamfer")
-METHOD_NAMES = ("vpdq", "chamfer", "ours")
+METHOD_NAMES = ("vpdq", "vpdq_tiebreak", "chamfer", "ours")
 DEFAULT_SEGMENT_TOP_K = 5
 """Segments are localized on each query's 5 best references (the VSC22 baseline localizes 5)."""
 
@@ -265,14 +266,18 @@ class Method(ABC):
 
 
 class VpdqMethod(Method):
-    """vPDQ (ThreatExchange defaults): bag of 1 fps PDQ hashes; decision = ≥ 80 % query frames match."""
+    """vPDQ (ThreatExchange defaults): bag of 1 fps PDQ hashes; decision = ≥ 80 % of query frames
+    match (and ≥ 0 % of the reference's); ranked by the query match share. ``tiebreak=True``
+    (``vpdq_tiebreak``) adds 10⁻³ × closeness of the best matches, our variant that orders ties."""
 
     name = "vpdq"
 
-    def __init__(self, *, fps: float = 1.0) -> None:
+    def __init__(self, *, fps: float = 1.0, tiebreak: bool = False) -> None:
         from bench.baselines import vpdq
 
         self.fps = fps
+        self.tiebreak = tiebreak
+        self.name = "vpdq_tiebreak" if tiebreak else "vpdq"
         self.decision_threshold = vpdq.QUERY_MATCH_PERCENT / 100.0
         self._hashes: dict[str, Any] = {}
 
@@ -282,7 +287,10 @@ class VpdqMethod(Method):
         return {
             "features": f"PDQ per frame at {self.fps:g} fps (whole frame, max side 512)",
             "rule": f"quality ≥ {vpdq.QUALITY_THRESHOLD}, Hamming ≤ {vpdq.DISTANCE_THRESHOLD}, "
-                    f"≥ {vpdq.QUERY_MATCH_PERCENT:g} % of query frames matched",
+                    f"≥ {vpdq.QUERY_MATCH_PERCENT:g} % of query frames and ≥ {vpdq.COMPARED_MATCH_PERCENT:g} % "
+                    "of reference frames matched (ThreatExchange)",
+            "score": "query match share" + (" + 0.001 × closeness of the best matches (tie-breaker, not vPDQ's)"
+                                            if self.tiebreak else " (ThreatExchange's quantity; ties kept)"),
             "segments": "box of matched query frames × their best reference frames (vPDQ does not localize)",
         }
 
@@ -294,10 +302,11 @@ class VpdqMethod(Method):
                 self._hashes[vid] = hash_video(path, fps=self.fps)
 
     def score(self, query: str, reference: str) -> PairResult:
-        from bench.baselines.vpdq import DISTANCE_THRESHOLD, hamming_matrix, match
+        from bench.baselines.vpdq import DISTANCE_THRESHOLD, compare, hamming_matrix
 
         q, r = self._hashes[query], self._hashes[reference]
-        _, score, _ = match(q, r)
+        m = compare(q, r)
+        score = m.tiebroken_score if self.tiebreak else m.score
         segments: tuple[Segment, ...] = ()
         if len(q.bits) and len(r.bits):
             dist = hamming_matrix(q.bits, r.bits)
@@ -685,8 +694,8 @@ def build_methods(names: Sequence[str], bundles: Sequence[Path | str], frames: F
                                    device=device, fps=fps))
     out: list[Method] = []
     for n in names:
-        if n == "vpdq":
-            out.append(VpdqMethod(fps=fps or 1.0))
+        if n in ("vpdq", "vpdq_tiebreak"):
+            out.append(VpdqMethod(fps=fps or 1.0, tiebreak=n == "vpdq_tiebreak"))
         elif n == "chamfer":
             from bench.baselines.chamfer import ChamferMethod
 
