@@ -301,7 +301,8 @@ def train_copy_head_cmd(
     bench: list[str] = typer.Option(None, "--bench", help="labelled benchmark dir(s); default: training-source benchmarks built under --work"),
     seeds: str = typer.Option("1,2,3,4,5,6", "--seeds", help="seeds of the training-source benchmarks to build"),
     work: str = typer.Option(_WORK, "--work"),
-    l2: str = typer.Option("auto", "--l2", help="L2 penalty of the logistic regression, or 'auto': chosen by leave-one-benchmark-out copy µAP"),
+    l2: str = typer.Option("auto", "--l2", help="L2 penalty of the logistic regression, or 'auto': chosen by leave-one-out copy µAP"),
+    folds: str = typer.Option("benchmark", "--folds", help="what 'auto' leaves out: benchmark, or source (each real source in turn)"),
 ) -> None:
     """Fit the copy head (P(copy) from the fine score and temporal evidence) on labelled pairs of
     training-source benchmarks and store it in the bundle; recalibrate afterwards (dupwatch calibrate)."""
@@ -319,9 +320,13 @@ def train_copy_head_cmd(
             raise typer.Exit(2)
     else:
         penalty = None
-    head = train_copy_head(bundle, benches, l2=penalty)
+    if folds not in ("benchmark", "source"):
+        typer.echo(f"dupwatch train copy-head: --folds must be benchmark or source, got {folds!r}", err=True)
+        raise typer.Exit(2)
+    head = train_copy_head(bundle, benches, l2=penalty, folds=folds)
     typer.echo(f"copy head on {head.info['pairs']} pairs ({head.info['copies']} copies, {head.info['incident_pairs']} incidents), "
                f"l2 {head.info['l2']:g}, final loss {head.info['final_loss']:.4f}; written to {bundle}")
     if "l2_selection" in head.info:
-        typer.echo(f"l2 chosen by leave-one-benchmark-out copy µAP: {head.info['l2_selection']['copy_uap_by_l2']}")
+        sel = head.info["l2_selection"]
+        typer.echo(f"l2 chosen by {sel['rule']}: {sel['copy_uap_by_l2']}")
     typer.echo("note: recalibrate the copy threshold on copy_score (dupwatch eval --report, then dupwatch calibrate --bundle)")

