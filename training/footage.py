@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal, Protocol
 
+import numpy as np
+
 from dupwatch.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -408,17 +410,25 @@ def repair(path: Path) -> Path | None:
 
     from bench.video_io import Clip, write_clip
 
-    frames, rate = [], 25.0
-    with av.open(str(path)) as c:
-        s = c.streams.video[0]
-        rate = float(s.average_rate or s.guessed_rate or 25.0)
-        for packet in c.demux(s):
-            try:
-                frames.extend(f.to_ndarray(format="rgb24") for f in packet.decode())
-            except av.error.FFmpegError:
-                continue
-    if not frames or _strict_frames(path) >= len(frames):
+    def tolerant(keep: bool) -> tuple[int, list[np.ndarray], float, int]:
+        n, out, refused = 0, [], 0
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            rate = float(s.average_rate or s.guessed_rate or 25.0)
+            for packet in c.demux(s):
+                try:
+                    for f in packet.decode():
+                        n += 1
+                        if keep:
+                            out.append(f.to_ndarray(format="rgb24"))
+                except av.error.FFmpegError:
+                    refused += 1
+        return n, out, rate, refused
+
+    count, _, _, refused = tolerant(False)  # counting first: only broken files are held in memory
+    if not refused or not count or _strict_frames(path) >= count:
         return None
+    _, frames, rate, _ = tolerant(True)
     out = path.with_suffix(".mp4")
     write_clip(out, Clip(frames, rate), crf=18)
     return out
