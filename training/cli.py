@@ -330,3 +330,36 @@ def train_copy_head_cmd(
         sel = head.info["l2_selection"]
         typer.echo(f"l2 chosen by {sel['rule']}: {sel['copy_uap_by_l2']}")
     typer.echo("note: recalibrate the copy threshold on copy_score (dupwatch eval --report, then dupwatch calibrate --bundle)")
+
+
+@train_app.command("real-benchmarks")
+def train_real_benchmarks_cmd(
+    work: str = typer.Option("var/train/real", "--work"),
+    train_seeds: str = typer.Option("1,2", "--train-seeds"),
+    copies: int = typer.Option(3, "--copies", help="copies per source"),
+    max_source_seconds: float = typer.Option(30.0, "--max-source-seconds"),
+) -> None:
+    """Build train_seed<N>, calibrate and check benchmarks from the real-footage corpus splits (disjoint sources)."""
+    from training.real_bench import RealBenchConfig, build_real_benchmarks
+
+    cfg = RealBenchConfig(train_seeds=tuple(int(s) for s in train_seeds.split(",") if s.strip()), copies_per_source=copies,
+                          max_source_seconds=max_source_seconds)
+    for name, path in build_real_benchmarks(work, cfg).items():
+        typer.echo(f"{name}: {path}")
+
+
+@train_app.command("promote")
+def train_promote_cmd(
+    candidate: str = typer.Option(..., "--candidate", help="candidate bundle folder"),
+    check: str = typer.Option(..., "--check", help="`dupwatch eval --json` output on the check set"),
+    out: str = typer.Option("models/default", "--out"),
+) -> None:
+    """Copy the candidate over --out only when it meets every target of issue #17 on the check set; else print what it misses and exit 1."""
+    from training.real_bench import promote
+
+    ok, lines = promote(candidate, check, out)
+    for line in lines:
+        typer.echo(line)
+    typer.echo(f"{'promoted to ' + out if ok else 'NOT promoted: ' + out + ' left as it was'}")
+    if not ok:
+        raise typer.Exit(1)

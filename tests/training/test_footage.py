@@ -32,7 +32,7 @@ from training.footage import (
 def _clip(tmp: Path, seed: int) -> bytes:
     """A short real clip (a pan over a real photo), encoded with PyAV."""
     photo = real_photos()["chelsea"]
-    path = write_clip(tmp / f"c{seed}.mp4", ken_burns(photo, 3.0, 5.0, np.random.default_rng(seed), size=(160, 96)))
+    path = write_clip(tmp / f"c{seed}.mp4", ken_burns(photo, 3.0, 10.0, np.random.default_rng(seed), size=(160, 96)))
     return path.read_bytes()
 
 
