@@ -336,14 +336,16 @@ def train_copy_head_cmd(
 def train_real_benchmarks_cmd(
     work: str = typer.Option("var/train/real", "--work"),
     train_seeds: str = typer.Option("1,2", "--train-seeds"),
-    copies: int = typer.Option(3, "--copies", help="copies per source"),
+    copies: int = typer.Option(4, "--copies", help="copies per source (train benchmarks)"),
+    eval_copies: int = typer.Option(8, "--eval-copies", help="copies per source (calibrate and check)"),
     max_source_seconds: float = typer.Option(30.0, "--max-source-seconds"),
 ) -> None:
-    """Build train_seed<N>, calibrate and check benchmarks from the real-footage corpus splits (disjoint sources)."""
+    """Build train_seed<N>, calibrate and check benchmarks from the real-footage corpus splits (disjoint
+    sources, the longest file of each source package)."""
     from training.real_bench import RealBenchConfig, build_real_benchmarks
 
     cfg = RealBenchConfig(train_seeds=tuple(int(s) for s in train_seeds.split(",") if s.strip()), copies_per_source=copies,
-                          max_source_seconds=max_source_seconds)
+                          eval_copies_per_source=eval_copies, max_source_seconds=max_source_seconds)
     for name, path in build_real_benchmarks(work, cfg).items():
         typer.echo(f"{name}: {path}")
 

