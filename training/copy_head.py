@@ -77,6 +77,35 @@ def pair_table(bundle_dir: Path | str, benches: Sequence[Path | str], *, progres
     return PairTable(np.asarray(rows, np.float64), np.asarray(labels), names)
 
 
+def _features_key(bundle_dir: Path | str, bench: Path) -> str:
+    """What the pair features depend on: the bundle's artifacts except the head and the
+    calibration (which do not change them), the benchmark's truth and the feature names."""
+    import hashlib
+
+    from detect.copy_head import FEATURES
+    from inference.bundle import load_bundle
+
+    bundle = load_bundle(bundle_dir)
+    parts = sorted(f"{n}:{e.sha256}" for n, e in bundle.manifest.artifacts.items() if n not in ("copy_head", "calibration"))
+    parts += [hashlib.sha256((bench / "truth.csv").read_bytes()).hexdigest(), ",".join(FEATURES)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def cached_pair_table(bundle_dir: Path | str, bench: Path | str, *, progress: bool = True) -> PairTable:
+    """:func:`pair_table` of one benchmark, kept in ``<bench>/pairs_<key>.npz`` (minutes of CPU per
+    benchmark; a refit of the head, or a rerun after a crash, reads it back)."""
+    bench = Path(bench)
+    path = bench / f"pairs_{_features_key(bundle_dir, bench)}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            return PairTable(z["features"], z["labels"], [tuple(p) for p in z["pairs"].tolist()])  # type: ignore[misc]
+    table = pair_table(bundle_dir, [bench], progress=progress)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, features=table.features, labels=table.labels.astype(str), pairs=np.array(table.pairs, dtype=str))
+    tmp.replace(path)
+    return table
+
+
 L2_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
 """Penalties :func:`select_l2` tries."""
 
@@ -156,7 +185,7 @@ def train_copy_head(bundle_dir: Path | str, benches: Sequence[Path | str], *, l2
     """Fit P(copy) on the benches' pairs (incident and unrelated pairs are the negatives) and, with
     ``write``, store it in the bundle as the ``copy_head`` artifact. ``l2=None`` chooses the
     penalty by :func:`select_l2` (leave one benchmark out)."""
-    tables = [pair_table(bundle_dir, [b], progress=progress) for b in benches]
+    tables = [cached_pair_table(bundle_dir, b, progress=progress) for b in benches]
     table = PairTable(np.concatenate([t.features for t in tables]), np.concatenate([t.labels for t in tables]),
                       [p for t in tables for p in t.pairs])
     info: dict[str, object] = {"benchmarks": [Path(b).name for b in benches],

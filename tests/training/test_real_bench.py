@@ -54,3 +54,29 @@ def test_promotion_only_when_every_target_is_met(tmp_path: Path) -> None:
     assert not promote(cand, tmp_path / "bad.json", out)[0] and (out / "manifest.json").read_text() == "old"
     (tmp_path / "good.json").write_text(json.dumps(_check(0.96, 0.8, 0.93, 0.85)))
     assert promote(cand, tmp_path / "good.json", out)[0] and (out / "manifest.json").read_text() == "new"
+
+
+def test_pair_tables_are_cached_per_bundle_features_and_truth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    import training.copy_head as ch
+    from dupwatch.paths import REPO_ROOT
+
+    calls = []
+
+    def fake(bundle_dir, benches, progress=True):  # type: ignore[no-untyped-def]
+        calls.append(benches)
+        return ch.PairTable(np.ones((2, 17)), np.array(["copy", "unrelated"]), [("b", "q", "r1"), ("b", "q", "r2")])
+
+    monkeypatch.setattr(ch, "pair_table", fake)
+    bench = tmp_path / "b"
+    bench.mkdir()
+    (bench / "truth.csv").write_text("query,reference,level\nq,r1,copy\n")
+    bundle = REPO_ROOT / "models" / "default"
+    first = ch.cached_pair_table(bundle, bench)
+    again = ch.cached_pair_table(bundle, bench)
+    assert len(calls) == 1 and again.pairs == first.pairs and list(again.labels) == ["copy", "unrelated"]
+    np.testing.assert_array_equal(again.features, first.features)
+    (bench / "truth.csv").write_text("query,reference,level\nq,r2,copy\n")  # other labels: computed again
+    ch.cached_pair_table(bundle, bench)
+    assert len(calls) == 2
