@@ -71,8 +71,9 @@ def label_pair(a: Derivation, b: Derivation, min_overlap: float = 1.0) -> TruthR
             round(a.to_video_time(end), 3),
             round(b.to_video_time(start), 3),
             round(b.to_video_time(end), 3),
+            kind=T.kind_of(a.edits),
         )
-    return TruthRow(a.video, b.video, "incident")
+    return TruthRow(a.video, b.video, "incident", kind="another_camera" if a.camera != b.camera else "another_moment")
 
 
 def truth_rows(derivations: list[Derivation], min_overlap: float = 1.0) -> list[TruthRow]:
@@ -116,6 +117,12 @@ class BenchmarkSpec:
     """Names of :data:`bench.transforms.EXTRA_SPATIAL` edits added to the spatial pool (``emoji``)."""
     use_augly: bool = True
     """Use AugLy for the edits it covers when it is importable (recorded per edit either way)."""
+    upload_edits: bool = False
+    """Each copy gets one edit of :data:`bench.transforms.UPLOAD_EDITS` (bars with a resolution change,
+    9:16 reframes, heavy combinations, grey/sepia, logo) instead of 1–2 of the classic spatial pool."""
+    footage_split: str = ""
+    """Add the real-footage corpus videos of this split (``train``, ``calibrate``, ``check``;
+    ``dupwatch train corpus fetch``) as sources, read up to ``max_source_seconds``."""
 
 
 @dataclass
@@ -148,13 +155,14 @@ def _random_window(length: float, rng: np.random.Generator, min_len: float = 3.0
 
 
 def _derive(name: str, source: str, clip: Clip, window: tuple[float, float], filler: list[Clip], rng: np.random.Generator,
-            extra_edits: tuple[str, ...] = ()) -> tuple[Clip, Derivation]:
-    """Apply 1–2 spatial edits and maybe one temporal edit to ``clip.window(window)``."""
+            extra_edits: tuple[str, ...] = (), upload_edits: bool = False) -> tuple[Clip, Derivation]:
+    """Apply 1–2 spatial edits (one upload edit with ``upload_edits``) and maybe one temporal edit to ``clip.window(window)``."""
     part = clip.window(*window)
     edits: list[str] = []
     impls: list[str] = []
-    pool = {**T.SPATIAL, **{k: T.EXTRA_SPATIAL[k] for k in extra_edits}}
-    for key in rng.choice(list(pool), size=int(rng.integers(1, 3)), replace=False):
+    pool = dict(T.UPLOAD_EDITS) if upload_edits else {**T.SPATIAL, **{k: T.EXTRA_SPATIAL[k] for k in extra_edits}}
+    count = 1 if upload_edits else int(rng.integers(1, 3))
+    for key in rng.choice(list(pool), size=count, replace=False):
         edit = pool[str(key)](part, rng)
         part, edits, impls = edit.clip, edits + [edit.name], impls + [T.implementation(edit)]
     speed, offset = 1.0, 0.0
@@ -233,6 +241,13 @@ def _build(out_dir: Path | str, spec: BenchmarkSpec, progress: bool) -> Benchmar
     for video in registry:
         sources[video.name] = read_clip(video.path, fps=spec.fps, max_side=spec.max_side)
     user, skipped = _user_sources(spec, registry) if spec.video_dirs else ([], [])
+    if spec.footage_split:
+        from training.footage import footage_videos
+
+        corpus = [v for v in footage_videos(spec.footage_split) if v.name not in spec.exclude_sources]  # type: ignore[arg-type]
+        if not corpus:
+            raise ValueError(f"no real-footage corpus videos in split {spec.footage_split!r}: run `dupwatch train corpus fetch`")
+        user = corpus + user
     source_files = [{"name": v.name, "path": str(v.path), "licence": v.licence} for v in registry]
     for video in user:
         try:
@@ -256,7 +271,7 @@ def _build(out_dir: Path | str, spec: BenchmarkSpec, progress: bool) -> Benchmar
         jobs.append((clip, Derivation(f"{spec.prefix}{source}__ref", source, (0.0, length), is_query=False), {"codec": "libx264", "crf": 20}))
         for k in range(spec.copies_per_source):
             part, derivation = _derive(f"{spec.prefix}{source}__copy{k}", source, clip, _random_window(length, rng), filler, rng,
-                                       spec.extra_edits)
+                                       spec.extra_edits, spec.upload_edits)
             jobs.append((part, derivation, _encode_options(rng)))
         if length >= 12.0:
             # two non-overlapping moments of the same footage: incident to each other, copies of the reference

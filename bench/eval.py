@@ -15,7 +15,8 @@ Inputs
 Methods (one ABC, :class:`Method`: ``prepare(videos)`` then ``score(query, reference)`` →
 ``(score, segments)``):
 
-- ``vpdq``: the vPDQ baseline of :mod:`bench.baselines.vpdq` (ThreatExchange thresholds; it hashes
+- ``vpdq``: the vPDQ baseline of :mod:`bench.baselines.vpdq` (ThreatExchange rule as it is, ranked
+  by the query match share; ``vpdq_tiebreak``: the same plus our closeness tie-breaker; it hashes
   whole frames with its own reader, as vPDQ does, not the worker's 224 px centre crop). vPDQ does
   not localize; its "segment" is the box spanned by the matched query frames and their best
   reference frames (a generous stand-in, so vPDQ's segment numbers are an upper bound).
@@ -92,7 +93,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp"})
 DEFAULT_METHODS = ("vpdq", "chamfer")
-METHOD_NAMES = ("vpdq", "chamfer", "ours")
+METHOD_NAMES = ("vpdq", "vpdq_tiebreak", "chamfer", "ours")
 DEFAULT_SEGMENT_TOP_K = 5
 """Segments are localized on each query's 5 best references (the VSC22 baseline localizes 5)."""
 
@@ -113,6 +114,7 @@ __all__ = [
     "build_methods",
     "run_method",
     "method_metrics",
+    "per_kind_metrics",
     "evaluate",
     "evaluate_folder",
 ]
@@ -264,14 +266,18 @@ class Method(ABC):
 
 
 class VpdqMethod(Method):
-    """vPDQ (ThreatExchange defaults): bag of 1 fps PDQ hashes; decision = ≥ 80 % query frames match."""
+    """vPDQ (ThreatExchange defaults): bag of 1 fps PDQ hashes; decision = ≥ 80 % of query frames
+    match (and ≥ 0 % of the reference's); ranked by the query match share. ``tiebreak=True``
+    (``vpdq_tiebreak``) adds 10⁻³ × closeness of the best matches, our variant that orders ties."""
 
     name = "vpdq"
 
-    def __init__(self, *, fps: float = 1.0) -> None:
+    def __init__(self, *, fps: float = 1.0, tiebreak: bool = False) -> None:
         from bench.baselines import vpdq
 
         self.fps = fps
+        self.tiebreak = tiebreak
+        self.name = "vpdq_tiebreak" if tiebreak else "vpdq"
         self.decision_threshold = vpdq.QUERY_MATCH_PERCENT / 100.0
         self._hashes: dict[str, Any] = {}
 
@@ -281,7 +287,10 @@ class VpdqMethod(Method):
         return {
             "features": f"PDQ per frame at {self.fps:g} fps (whole frame, max side 512)",
             "rule": f"quality ≥ {vpdq.QUALITY_THRESHOLD}, Hamming ≤ {vpdq.DISTANCE_THRESHOLD}, "
-                    f"≥ {vpdq.QUERY_MATCH_PERCENT:g} % of query frames matched",
+                    f"≥ {vpdq.QUERY_MATCH_PERCENT:g} % of query frames and ≥ {vpdq.COMPARED_MATCH_PERCENT:g} % "
+                    "of reference frames matched (ThreatExchange)",
+            "score": "query match share" + (" + 0.001 × closeness of the best matches (tie-breaker, not vPDQ's)"
+                                            if self.tiebreak else " (ThreatExchange's quantity; ties kept)"),
             "segments": "box of matched query frames × their best reference frames (vPDQ does not localize)",
         }
 
@@ -293,10 +302,11 @@ class VpdqMethod(Method):
                 self._hashes[vid] = hash_video(path, fps=self.fps)
 
     def score(self, query: str, reference: str) -> PairResult:
-        from bench.baselines.vpdq import DISTANCE_THRESHOLD, hamming_matrix, match
+        from bench.baselines.vpdq import DISTANCE_THRESHOLD, compare, hamming_matrix
 
         q, r = self._hashes[query], self._hashes[reference]
-        _, score, _ = match(q, r)
+        m = compare(q, r)
+        score = m.tiebroken_score if self.tiebreak else m.score
         segments: tuple[Segment, ...] = ()
         if len(q.bits) and len(r.bits):
             dist = hamming_matrix(q.bits, r.bits)
@@ -583,9 +593,46 @@ def method_metrics(run: MethodRun, truth: GroundTruth, config: EvalConfig = Eval
     else:
         m.update(segment_uap=None, segment_p=None, segment_r=None, segment_f=None, segment_predictions=0,
                  segment_rule="no segment columns in the truth")
+    kinds = truth.kinds()
+    if kinds:
+        m["per_kind"] = per_kind_metrics(run, kinds, copy_pos, incident_pos)
     m["prepare_s"] = round(run.prepare_s, 2)
     m["score_s"] = round(run.score_s, 2)
     return m
+
+
+def per_kind_metrics(run: MethodRun, kinds: Mapping[tuple[str, str], str], copy_pos: set[tuple[str, str]],
+                     incident_pos: set[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+    """Metrics per edit kind of the truth's ``kind`` column, at the method's copy threshold (the
+    bundle's calibrated one, else the method's own rule; ``None`` when it has neither).
+
+    - a kind of copy pairs: ``ap`` = µAP with that kind's copies as positives against every
+      non-copy pair (copies of other kinds left out); ``recall`` = share of its copies at or above
+      the threshold;
+    - a kind of incident pairs (another moment, another camera): ``copy_vs_kind_ap`` = AP of every
+      copy pair ranked above these pairs; ``alert_rate`` = share of them at or above the copy
+      threshold (false copy alerts).
+    """
+    threshold = run.thresholds.get("copy", run.decision_threshold)
+    preds = run.predictions()
+    out: dict[str, dict[str, Any]] = {}
+    for kind in sorted(set(kinds.values())):
+        pairs = {p for p, k in kinds.items() if k == kind and p in run.scores}
+        copies, incidents = pairs & copy_pos, pairs & incident_pos
+        entry: dict[str, Any] = {"threshold": threshold}
+        if copies:
+            kept = [sp for sp in preds if (sp.query_id, sp.ref_id) not in copy_pos or (sp.query_id, sp.ref_id) in copies]
+            entry.update(level="copy", pairs=len(copies), ap=micro_average_precision(kept, copies).ap,
+                         recall=None if threshold is None else sum(run.scores[p] >= threshold for p in copies) / len(copies))
+        if incidents:
+            same = sorted(copy_pos | incidents)
+            entry.update(level="incident" if not copies else "mixed", incident_pairs=len(incidents),
+                         copy_vs_kind_ap=average_precision([run.scores[p] for p in same], [p in copy_pos for p in same]).ap
+                         if copy_pos else None,
+                         alert_rate=None if threshold is None else sum(run.scores[p] >= threshold for p in incidents) / len(incidents))
+        if copies or incidents:
+            out[kind] = entry
+    return out
 
 
 def pr_curves(run: MethodRun, truth: GroundTruth) -> dict[str, AveragePrecision]:
@@ -647,8 +694,8 @@ def build_methods(names: Sequence[str], bundles: Sequence[Path | str], frames: F
                                    device=device, fps=fps))
     out: list[Method] = []
     for n in names:
-        if n == "vpdq":
-            out.append(VpdqMethod(fps=fps or 1.0))
+        if n in ("vpdq", "vpdq_tiebreak"):
+            out.append(VpdqMethod(fps=fps or 1.0, tiebreak=n == "vpdq_tiebreak"))
         elif n == "chamfer":
             from bench.baselines.chamfer import ChamferMethod
 

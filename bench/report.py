@@ -81,7 +81,27 @@ def format_table(result: dict[str, Any]) -> str:
             notes.append(f"{name}: segments = {m['segment_rule']}")
         if m.get("info", {}).get("note"):
             notes.append(f"{name}: {m['info']['note']}")
-    return "\n".join(lines + notes)
+    return "\n".join(lines + notes + per_kind_lines(result))
+
+
+def per_kind_lines(result: dict[str, Any]) -> list[str]:
+    """One line per (method, edit kind) when the truth has a ``kind`` column: copy kinds give AP and
+    recall at the copy threshold, incident kinds the copy-vs-kind AP and the false copy-alert rate."""
+    lines: list[str] = []
+    for name, m in result["methods"].items():
+        kinds = m.get("per_kind") or {}
+        if not kinds:
+            continue
+        t = next(iter(kinds.values())).get("threshold")
+        lines.append(f"{name} per kind (threshold {'n/a' if t is None else f'{t:.3g}'}):")
+        width = max(len(k) for k in kinds)
+        for kind, e in kinds.items():
+            if "pairs" in e:
+                lines.append(f"  {kind.ljust(width)}  {e['pairs']:4d} copies    AP {_fmt(e['ap'])}  recall {_fmt(e['recall'])}")
+            if "incident_pairs" in e:
+                lines.append(f"  {kind.ljust(width)}  {e['incident_pairs']:4d} incidents  AP copy>kind {_fmt(e['copy_vs_kind_ap'])}  "
+                             f"copy-alert rate {_fmt(e['alert_rate'])}")
+    return lines
 
 
 def markdown_table(result: dict[str, Any]) -> str:
@@ -165,6 +185,7 @@ def write_report(result: "EvalResult", out_dir: Path | str) -> Path:
         "## Metrics",
         "",
         markdown_table(data),
+        *(["", "## Per edit kind", "", "```", *per_kind_lines(data), "```"] if per_kind_lines(data) else []),
         "",
         "mAP: retrieval, copy positives, per query. µAP copy: detection, copy vs incident+unrelated. "
         "µAP c+i: copy+incident vs unrelated. AP c>i: copy ranked above incident among truth pairs (issue #12). "

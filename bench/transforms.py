@@ -380,6 +380,118 @@ def viewpoint_change(clip: Clip, rng: np.random.Generator) -> Edit:
     return Edit(_map_frames(clip, fn), "viewpoint", params={"keep": keep, "shear": shear})
 
 
+# --- what people upload: resolution changes with bars, vertical reframes, heavy combinations ---------
+
+
+def _canvas_fit(frame: Frame, size: tuple[int, int]) -> tuple[Frame, tuple[int, int, int, int]]:
+    """``frame`` scaled to fit inside ``size`` keeping its aspect; (scaled frame, (x, y, w, h) where it goes centred)."""
+    w, h = size
+    fh, fw = frame.shape[:2]
+    scale = min(w / fw, h / fh)
+    cw, ch = _even(fw * scale), _even(fh * scale)
+    return np.asarray(_pil(frame).resize((cw, ch), Image.BICUBIC)), ((w - cw) // 2, (h - ch) // 2, cw, ch)
+
+
+def letterbox_resize(clip: Clip, rng: np.random.Generator) -> Edit:
+    """Re-published at another resolution and aspect with bars: a wide clip as SD 4:3 (letterbox)
+    or a narrower one in HD 16:9 (pillarbox), or an HD clip in a 2.39:1 cinema frame; black or grey bars."""
+    width, height = clip.size
+    aspect = width / height
+    wide = [(640, 480), (720, 576), (480, 480)]  # SD 4:3, PAL, square: bars above and below
+    narrow = [(1280, 720), (854, 480), (1920, 1080)]  # HD 16:9: bars left and right
+    pool = [c for c in (wide if aspect >= 1.5 else narrow) if abs(c[0] / c[1] - aspect) > 0.15] or [(640, 480)]
+    size = pool[int(rng.integers(len(pool)))]
+    colour = int(rng.choice([0, 0, 16, 40]))
+
+    def fn(frame: Frame) -> Frame:
+        content, (x, y, cw, ch) = _canvas_fit(frame, size)
+        out = np.full((size[1], size[0], 3), colour, np.uint8)
+        out[y: y + ch, x: x + cw] = content
+        return out
+
+    kind = "letterbox" if size[0] / size[1] < aspect else "pillarbox"
+    return Edit(_map_frames(clip, fn), kind, params={"width": size[0], "height": size[1], "bar_grey": colour})
+
+
+def vertical_reframe(clip: Clip, rng: np.random.Generator) -> Edit:
+    """A 9:16 vertical version of landscape footage: a centre crop, an off-centre crop (following
+    the action), or the whole picture over a blurred, zoomed copy of itself (blurred fill)."""
+    width, height = clip.size
+    mode = str(rng.choice(["centre", "offcentre", "blurfill"]))
+    out_w, out_h = (360, 640) if rng.random() < 0.5 else (540, 960)
+    cw = min(width, _even(height * 9 / 16))
+    x0 = (width - cw) // 2 if mode == "centre" else int(rng.integers(0, max(1, width - cw + 1)))
+
+    def fn(frame: Frame) -> Frame:
+        if mode == "blurfill":
+            fill = _pil(frame).resize((out_w, out_h), Image.BILINEAR).filter(ImageFilter.GaussianBlur(16))
+            out = np.asarray(fill).copy()
+            content, (x, y, w, h) = _canvas_fit(frame, (out_w, out_h))
+            out[y: y + h, x: x + w] = content
+            return out
+        return np.asarray(_pil(frame[:, x0: x0 + cw]).resize((out_w, out_h), Image.BICUBIC))
+
+    return Edit(_map_frames(clip, fn), f"vertical_{mode}", params={"mode": mode, "x0": x0, "width": out_w})
+
+
+def heavy_combination(clip: Clip, rng: np.random.Generator) -> Edit:
+    """Three or four edits stacked (crop, colour, text, logo, blur, bars...), as re-uploads of screen
+    content and memes are: each one mild, together heavy."""
+    pool = ["crop", "brightness_contrast", "text", "logo", "blur", "grayscale", "sepia", "pad", "noise", "resize"]
+    names = [str(n) for n in rng.choice(pool, size=int(rng.integers(3, 5)), replace=False)]
+    if "grayscale" in names and "sepia" in names:
+        names.remove("sepia")
+    part = clip
+    for name in names:
+        part = SPATIAL[name](part, rng).clip
+    return Edit(part, "heavy", params={"edits": "+".join(names)})
+
+
+def grey_or_sepia(clip: Clip, rng: np.random.Generator) -> Edit:
+    return grayscale(clip, rng) if rng.random() < 0.5 else sepia(clip, rng)
+
+
+UPLOAD_EDITS: dict[str, Callable[[Clip, np.random.Generator], Edit]] = {
+    "letterbox": letterbox_resize,
+    "vertical": vertical_reframe,
+    "heavy": heavy_combination,
+    "grey_sepia": grey_or_sepia,
+    "logo": lambda clip, rng: logo_overlay(clip, rng),
+}
+"""Edits of the "what people upload" benchmarks (``BenchmarkSpec.upload_edits``); each copy gets one of
+these, then maybe a temporal edit (speed, embedded excerpt, picture in picture)."""
+
+KINDS: tuple[str, ...] = ("letterbox", "vertical_reframe", "picture_in_picture", "embedded_excerpt", "heavy_combination",
+                          "speed_change", "grey_sepia", "logo", "excerpt", "spatial", "another_moment", "another_camera")
+"""Edit kinds named in the truth CSV's ``kind`` column (:func:`kind_of`)."""
+
+
+def kind_of(edits: tuple[str, ...] | list[str]) -> str:
+    """The kind a pair is reported under, from the query's edit names (most telling edit wins)."""
+    e = list(edits)
+    if "viewpoint" in e:
+        return "another_camera"
+    if "pip" in e:
+        return "picture_in_picture"
+    if "insert" in e:
+        return "embedded_excerpt"
+    if any(x.startswith("vertical_") for x in e):
+        return "vertical_reframe"
+    if any(x in ("letterbox", "pillarbox") for x in e):
+        return "letterbox"
+    if "heavy" in e:
+        return "heavy_combination"
+    if any(x.startswith("speed") for x in e):
+        return "speed_change"
+    if any(x in ("grayscale", "sepia") for x in e):
+        return "grey_sepia"
+    if "logo" in e:
+        return "logo"
+    if e == ["cut"] or not e:
+        return "excerpt"
+    return "spatial"
+
+
 SPATIAL: dict[str, Callable[[Clip, np.random.Generator], Edit]] = {
     "crop": crop,
     "pad": pad,

@@ -373,6 +373,7 @@ class Detector:
                         "region_layout": round(a.layout[1], 4),
                         "thresholds": {"copy": self.thresholds.copy, "incident": self.thresholds.incident},
                         "methods": dict(self.models.methods),
+                        "query_borders": _borders(rep),
                         **self._tenant_evidence(info, vid),
                     },
                 )
@@ -446,3 +447,11 @@ def _normalizer_from(calibration: dict[str, Any], config: DetectionConfig) -> Si
     if not k or not weight:
         return None
     return SimilarityNormalizer(int(k), float(weight))
+
+
+def _borders(rep: VideoRepresentation) -> dict[str, Any] | None:
+    """The letterbox/pillarbox crop the decoder applied to the query (:mod:`ingest.borders`), or ``None``."""
+    import json
+
+    raw = rep.meta.get("borders")
+    return json.loads(raw) if raw else None

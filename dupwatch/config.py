@@ -147,6 +147,9 @@ class DecodeConfig(_Frozen):
     inset_views: bool = True
     """Look for a picture-in-picture inset (persistent rectangle, ``ingest/inset.py``) on the first
     sampled frames and, when found, also return it as a second view that is indexed and searched."""
+    crop_borders: bool = True
+    """Detect letterbox/pillarbox bars and padded fill on the first sampled frames (``ingest/borders.py``)
+    and take the main view from the content inside them (the crop is in ``DecodedVideo.borders``)."""
 
     @model_validator(mode="after")
     def _crop_fits(self) -> "DecodeConfig":

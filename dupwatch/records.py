@@ -30,6 +30,9 @@ class DecodedVideo:
     (same timestamps), resized and centre-cropped the same way; ``None`` when there is none."""
     inset_box: tuple[float, float, float, float] | None = None
     """The inset in relative display coordinates (x0, y0, x1, y1)."""
+    borders: dict[str, object] | None = None
+    """Bars cropped before the main view (:mod:`ingest.borders`): ``kind``, ``fill`` and the
+    relative ``content_box``; ``None`` when the frame had none."""
 
     def __post_init__(self) -> None:
         if self.frames.ndim != 4 or self.frames.shape[-1] != 3 or self.frames.dtype != np.uint8:
@@ -74,6 +77,8 @@ class DecodeSummary:
     source_fps: float | None = None
     inset_box: tuple[float, float, float, float] | None = None
     """Set only when every chunk carried an inset view (else the inset is dropped)."""
+    borders: dict[str, object] | None = None
+    """Bars cropped before the main view, as in :attr:`DecodedVideo.borders`."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ coarse → mean of region vectors (L2), selector → coarse score order, fine �
 
 from __future__ import annotations
 
+
 import logging
 from contextlib import contextmanager
 from dataclasses import replace
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 
 from dupwatch.records import DecodedVideo, FrameChunk, VideoRepresentation, inset_id
 from inference.bundle import Bundle, BundleError, load_bundle
-from inference.served import BundleEmbedder, IndexedVideo, PairScore, PairScorer, represent_stream
+from inference.served import BundleEmbedder, IndexedVideo, PairScore, PairScorer, represent_stream, with_borders
 
 if TYPE_CHECKING:
     from dupwatch.config import Settings
@@ -222,7 +223,8 @@ class VideoModels:
         out, start = [], 0
         for video, tenant in zip(videos, tenants):
             end = start + video.num_frames
-            out.append(self.represent_regions(video.video_id, regions[start:end], video.timestamps, tenant=tenant, frames=video.frames))
+            out.append(with_borders(self.represent_regions(video.video_id, regions[start:end], video.timestamps, tenant=tenant,
+                                                           frames=video.frames), video.borders))
             start = end
         for i, (video, tenant) in enumerate(zip(videos, tenants)):
             if video.inset is None:

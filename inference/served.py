@@ -15,6 +15,7 @@ option recorded with the graph in the manifest) are tiled here, outside the grap
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -292,7 +293,7 @@ class EngineModels:
             return []
         views = [v.frames for v in videos] + [v.inset for v in videos if v.inset is not None]
         regions = self._regions_of(views)
-        out = [self.represent_regions(v.video_id, regions[i], v.timestamps, tenant=t, frames=v.frames)
+        out = [with_borders(self.represent_regions(v.video_id, regions[i], v.timestamps, tenant=t, frames=v.frames), v.borders)
                for i, (v, t) in enumerate(zip(videos, tenants))]
         k = len(videos)
         for i, (video, tenant) in enumerate(zip(videos, tenants)):
@@ -364,6 +365,13 @@ class BundleEmbedder:
         return represent_stream(self.models, stream, tenant=tenant)
 
 
+def with_borders(rep: VideoRepresentation, borders: dict[str, object] | None) -> VideoRepresentation:
+    """``rep`` carrying the bars the decoder cropped (``meta["borders"]``, for the alert evidence)."""
+    if borders is not None:
+        rep.meta["borders"] = json.dumps(borders, sort_keys=True)
+    return rep
+
+
 def represent_stream(models: Any, stream: Iterable[FrameChunk], *, tenant: str = "default") -> VideoRepresentation:
     """A chunked decode (``ingest.decode.FrameStream``) → representation, keeping only features.
 
@@ -400,7 +408,7 @@ def represent_stream(models: Any, stream: Iterable[FrameChunk], *, tenant: str =
             return models.represent_regions(video_id, feats, timestamps, tenant=tenant)
         return models.represent_regions(video_id, feats, timestamps, tenant=tenant, drca_clips=acc.finish())
 
-    rep = index(summary.video_id, regions, clips)
+    rep = with_borders(index(summary.video_id, regions, clips), summary.borders)
     if summary.inset_box is not None and inset_parts:
         rep = replace(rep, inset=index(inset_id(summary.video_id), np.concatenate(inset_parts), inset_clips))
     return rep

@@ -16,6 +16,11 @@ frame's inset is also cut out, resized and centre-cropped like the main view
 (``DecodedVideo.inset``). Extra memory: those few whole frames, then one crop per frame; extra
 time: one detection (tens of ms) and, for videos with an inset, one more resize per frame.
 
+Borders (``DecodeConfig.crop_borders``, on by default): the whole resized frames of the first
+:data:`ingest.borders.DETECT_FRAMES` sampled frames are kept, letterbox/pillarbox bars (constant or
+blurred fill) are looked for on them once (:mod:`ingest.borders`), and when found every main view is
+cut from the content instead of the whole frame (``DecodedVideo.borders``, ``DecodeStats.borders``).
+
 Seeking (``mode="auto"``): with a full sample index (MP4/MOV), when a keyframe lies between the
 decoder's position and the next wanted time, we seek to the wanted time (the demuxer lands on that
 keyframe) instead of decoding the frames in between. It never decodes more frames than a full
@@ -83,6 +88,7 @@ import numpy as np
 from dupwatch.config import DecodeConfig
 from dupwatch.errors import PermanentError
 from dupwatch.records import DecodeSummary, DecodedVideo, FrameChunk
+from ingest.borders import BorderTracker
 from ingest.inset import DETECT_FRAMES, InsetBox, detect_inset
 
 log = logging.getLogger(__name__)
@@ -141,6 +147,8 @@ class DecodeStats:
     seek_used: bool = False
     truncated: bool = False
     wall_s: float = 0.0
+    borders: dict[str, object] | None = None
+    """The bars cropped before the main view (:mod:`ingest.borders`), ``None`` when none."""
 
 
 def decode_video(
@@ -639,6 +647,7 @@ class FrameStream:
             source_height=sampler.src_size[1],
             source_fps=rate,
             inset_box=sampler.inset.final_box(),
+            borders=self.stats.borders,
         )
 
 
@@ -667,6 +676,7 @@ def _decode(path: Path, config: DecodeConfig, video_id: str, mode: SeekMode, *, 
         source_fps=summary.source_fps,
         inset=inset,
         inset_box=summary.inset_box if inset is not None else None,
+        borders=summary.borders,
     )
     return video, stream.stats
 
@@ -686,13 +696,28 @@ class _Sampler:
         self.buffer = np.empty((chunk_frames, config.crop, config.crop, 3), np.uint8)
         self.times = np.empty(chunk_frames, np.float64)
         self.inset = _InsetTracker(config)
+        self.borders = BorderTracker(config.short_side, config.crop, enabled=config.crop_borders)
+        self.borders_settled = False
         self.src_size = (0, 0)
         self.count_sampled = 0
         self.end_t = 0.0
         self.clean = True
 
     def _chunk(self, n: int, *, last: bool) -> FrameChunk:
+        if not self.borders_settled:
+            self._settle_borders(n)
         return FrameChunk(frames=self.buffer[:n], timestamps=self.times[:n], inset=self.inset.take(n, last=last))
+
+    def _settle_borders(self, n: int) -> None:
+        """Before the first chunk leaves: the bars are decided (on the first
+        :data:`ingest.borders.DETECT_FRAMES` frames, which a chunk always holds) and the frames
+        sampled before the decision are re-cut from their content, in the buffer."""
+        self.borders_settled = True
+        crops, box = self.borders.finish(list(self.buffer[:n]))
+        if box is not None:
+            self.buffer[:n] = np.stack(crops)
+        self.borders.pending = []  # the contexts were only needed for this re-cut
+        self.stats.borders = box.to_evidence() if box is not None else None
 
     def chunks(self) -> Iterator[FrameChunk]:
         container, stream, config, stats = self.container, self.stream, self.config, self.stats
@@ -759,8 +784,9 @@ class _Sampler:
                 yield self._chunk(filled, last=False)
                 filled = 0
             try:
-                crop, context = _to_crop(frame, config, keep_context=self.inset.wants_context)
+                crop, context = _to_crop(frame, config, keep_context=self.inset.wants_context or self.borders.wants_context)
                 self.inset.add(context)
+                crop = self.borders.view(crop, context)
             except (av.error.FFmpegError, ValueError) as exc:
                 raise PermanentError(f"cannot convert {frame.format.name} {frame.width}x{frame.height} frames to RGB: {exc}", reason="unsupported_codec") from None
             if not self.count_sampled:

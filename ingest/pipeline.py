@@ -549,6 +549,7 @@ class Pipeline:
                     source_fps=summary.source_fps,
                     inset=first.inset if summary.inset_box is not None else None,
                     inset_box=summary.inset_box,
+                    borders=summary.borders,
                 )
             resumed = _ResumedStream(first, itertools.chain([second], chunks), stream)
             fault_point("embed")

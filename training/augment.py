@@ -98,11 +98,32 @@ class StrongView:
     """Source whose content fills the background (picture-in-picture), else ``None``."""
 
 
+def upload_view(frames: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """One of the edits people upload (:data:`bench.transforms.UPLOAD_EDITS`: bars with a resolution
+    change, 9:16 reframes, heavy combinations, grey/sepia, logo), seen the way the decoder serves it:
+    bars it would detect (:mod:`ingest.borders`) are cropped before the ``CROP``² view."""
+    from ingest.borders import cut_content, detect_borders
+
+    name = str(rng.choice(sorted(T.UPLOAD_EDITS)))
+    edit = T.UPLOAD_EDITS[name](Clip(list(frames), 1.0), rng)
+    out = np.stack(edit.clip.frames)
+    box = detect_borders(out[:8])
+    if box is not None:
+        return np.stack([cut_content(f, box, CROP, CROP) for f in out]), edit.name + "+borders_cropped"
+    return np.stack([resize_center_crop(f) for f in out]), edit.name
+
+
 def strong_view(frames: np.ndarray, rng: np.random.Generator, *, other: tuple[str, np.ndarray] | None = None,
-                p_overlay: float = 0.3, p_blur: float = 0.5, p_viv: float = 0.3) -> StrongView:
-    """S²VS strong augmentation with real copy edits; ``other`` = (name, frames) of a possible host video."""
-    x = _resized_crop(frames, rng, (0.5, 1.0))
-    edits = ["crop"]
+                p_overlay: float = 0.3, p_blur: float = 0.5, p_viv: float = 0.3, p_upload: float = 0.0) -> StrongView:
+    """S²VS strong augmentation with real copy edits; ``other`` = (name, frames) of a possible host video.
+    With probability ``p_upload`` the view starts from an :func:`upload_view` instead of a random crop
+    (0 draws nothing from ``rng``: views of older corpora stay the same)."""
+    if p_upload > 0 and rng.random() < p_upload:
+        x, tag = upload_view(frames, rng)
+        edits = [tag]
+    else:
+        x = _resized_crop(frames, rng, (0.5, 1.0))
+        edits = ["crop"]
     x = _rand_augment(x, rng)
     edits.append("randaugment")
     clip = Clip(list(x), 1.0)

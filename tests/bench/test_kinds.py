@@ -1,0 +1,122 @@
+"""Edit kinds: the upload transformations, the truth CSV's ``kind`` column, and ``dupwatch eval``'s
+metrics per kind (exact on hand-made scores, and end to end on a tiny generated benchmark)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bench import transforms as T
+from bench.builder import BenchmarkSpec, Derivation, build_benchmark, label_pair
+from bench.eval import MethodRun, per_kind_metrics
+from bench.sources import ken_burns, real_photos
+from bench.truth import TruthRow, read_truth_csv, write_truth_csv
+from dupwatch.cli import app
+
+
+@pytest.fixture(scope="module")
+def clip():  # type: ignore[no-untyped-def]
+    return ken_burns(real_photos()["chelsea"], 3.0, 4.0, np.random.default_rng(0), size=(320, 180))
+
+
+def test_kind_column_round_trip_and_optional(tmp_path: Path) -> None:
+    rows = [TruthRow("a", "b", "copy", 0.0, 1.0, 0.0, 1.0, kind="letterbox"), TruthRow("a", "c", "incident", kind="another_moment"),
+            TruthRow("d", "b", "copy", 0.0, 2.0, 1.0, 3.0)]
+    write_truth_csv(rows, tmp_path / "t.csv")
+    header = (tmp_path / "t.csv").read_text().splitlines()[0]
+    assert header.endswith(",kind")
+    truth = read_truth_csv(tmp_path / "t.csv")
+    assert truth.rows == tuple(rows)
+    assert truth.kinds() == {("a", "b"): "letterbox", ("a", "c"): "another_moment"}
+    assert truth.kinds("copy") == {("a", "b"): "letterbox"}
+    plain = read_truth_csv(io.StringIO("query,reference,level\na,b,copy\n"))
+    assert plain.rows[0].kind is None and plain.kinds() == {}
+    buf = io.StringIO()
+    write_truth_csv(plain, buf)
+    assert buf.getvalue().splitlines()[0] == "query,reference,level"  # no kind column when no row has one
+
+
+@pytest.mark.parametrize("name", sorted(T.UPLOAD_EDITS))
+def test_upload_edits_change_the_picture(clip, name: str) -> None:  # type: ignore[no-untyped-def]
+    edit = T.UPLOAD_EDITS[name](clip, np.random.default_rng(3))
+    assert len(edit.clip.frames) == len(clip.frames)
+    first = edit.clip.frames[0]
+    assert first.dtype == np.uint8 and first.ndim == 3
+    assert first.shape != clip.frames[0].shape or np.abs(first.astype(int) - clip.frames[0].astype(int)).mean() > 2
+
+
+def test_letterbox_and_vertical_shapes(clip) -> None:  # type: ignore[no-untyped-def]
+    box = T.letterbox_resize(clip, np.random.default_rng(0))
+    h, w = box.clip.frames[0].shape[:2]
+    assert box.name == "letterbox" and w / h < 16 / 9 - 0.1  # a 16:9 clip in a narrower frame: bars above and below
+    assert box.clip.frames[0][:4].std() < 1.0  # the top rows are a bar
+    modes = set()
+    for seed in range(12):
+        v = T.vertical_reframe(clip, np.random.default_rng(seed))
+        h, w = v.clip.frames[0].shape[:2]
+        assert abs(w / h - 9 / 16) < 0.01
+        modes.add(v.params["mode"])
+    assert modes == {"centre", "offcentre", "blurfill"}
+
+
+def test_kind_of_and_labels() -> None:
+    assert T.kind_of(("vertical_blurfill", "speed2")) == "vertical_reframe"
+    assert T.kind_of(("letterbox", "pip")) == "picture_in_picture"
+    assert T.kind_of(("pillarbox",)) == "letterbox"
+    assert T.kind_of(("heavy", "insert")) == "embedded_excerpt"
+    assert T.kind_of(("sepia",)) == "grey_sepia" and T.kind_of(("speed0.5",)) == "speed_change"
+    assert T.kind_of(("cut",)) == "excerpt" and T.kind_of(("blur",)) == "spatial"
+    ref = Derivation("s__ref", "s", (0.0, 20.0), is_query=False)
+    copy = Derivation("s__copy0", "s", (2.0, 8.0), edits=("vertical_centre",))
+    cut = Derivation("s__cutB", "s", (12.0, 16.0), edits=("cut",))
+    cam = Derivation("s__camera2", "s", (2.0, 8.0), camera=1, edits=("viewpoint",))
+    assert label_pair(copy, ref).kind == "vertical_reframe"  # type: ignore[union-attr]
+    assert label_pair(cut, copy).kind == "another_moment"  # type: ignore[union-attr]
+    assert label_pair(cam, copy).kind == "another_camera"  # type: ignore[union-attr]
+
+
+def _run(scores: dict[tuple[str, str], float], threshold: float | None) -> MethodRun:
+    return MethodRun("m", {}, scores, {}, threshold, {}, 0.0, 0.0)
+
+
+def test_per_kind_metrics_exact() -> None:
+    scores = {("q1", "r"): 0.9, ("q2", "r"): 0.4, ("q3", "r"): 0.8, ("m1", "r"): 0.85, ("m2", "r"): 0.1, ("x", "r"): 0.5}
+    kinds = {("q1", "r"): "letterbox", ("q2", "r"): "letterbox", ("q3", "r"): "pip", ("m1", "r"): "another_moment",
+             ("m2", "r"): "another_moment"}
+    copies = {("q1", "r"), ("q2", "r"), ("q3", "r")}
+    moments = {("m1", "r"), ("m2", "r")}
+    out = per_kind_metrics(_run(scores, 0.6), kinds, copies, moments)
+    # letterbox: ranking of q1 .9, m1 .85, x .5, q2 .4, m2 .1 (q3 left out) → AP = (1/1 + 2/4) / 2
+    assert out["letterbox"]["ap"] == pytest.approx(0.75) and out["letterbox"]["recall"] == pytest.approx(0.5)
+    assert out["pip"]["ap"] == pytest.approx(0.5) and out["pip"]["recall"] == 1.0  # q3 .8 below m1 .85
+    m = out["another_moment"]
+    assert m["level"] == "incident" and m["incident_pairs"] == 2 and m["alert_rate"] == pytest.approx(0.5)
+    # copies .9 .8 .4 vs moments .85 .1 → ranks: q1, m1, q3, q2, m2 → AP = (1 + 2/3 + 3/4) / 3
+    assert m["copy_vs_kind_ap"] == pytest.approx((1 + 2 / 3 + 3 / 4) / 3)
+    assert per_kind_metrics(_run(scores, None), kinds, copies, moments)["pip"]["recall"] is None
+
+
+def test_eval_reports_per_kind_on_an_upload_benchmark(tmp_path: Path) -> None:
+    spec = BenchmarkSpec(seed=5, copies_per_source=6, footage_photos=1, footage_seconds=14.0, distractors=1,
+                         include_real_videos=False, fps=4.0, max_side=160, upload_edits=True)
+    bench = build_benchmark(tmp_path / "b", spec, progress=False)
+    truth = read_truth_csv(bench.truth_path)
+    kinds = set(truth.kinds().values())
+    assert "another_moment" in kinds and kinds & {"letterbox", "vertical_reframe", "heavy_combination", "grey_sepia", "logo"}
+    meta = json.loads((bench.root / "benchmark.json").read_text())
+    assert meta["spec"]["upload_edits"] is True
+    res = CliRunner().invoke(app, ["eval", "--bench", str(bench.root), "--json", "--methods", "vpdq", "--fps", "1"])
+    assert res.exit_code == 0, res.output
+    per_kind = json.loads(res.stdout)["methods"]["vpdq"]["per_kind"]
+    assert set(per_kind) == kinds
+    for kind, e in per_kind.items():
+        assert e["threshold"] == pytest.approx(0.8)
+        if "pairs" in e:
+            assert 0 <= e["ap"] <= 1 and 0 <= e["recall"] <= 1
+    table = CliRunner().invoke(app, ["eval", "--bench", str(bench.root), "--methods", "vpdq", "--fps", "1"])
+    assert table.exit_code == 0 and "vpdq per kind" in table.stdout and "another_moment" in table.stdout

