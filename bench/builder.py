@@ -24,6 +24,7 @@ are used once.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -183,8 +184,13 @@ def _derive(name: str, source: str, clip: Clip, window: tuple[float, float], fil
     return part, Derivation(name, source, window, speed=speed, offset=offset, edits=tuple(edits), implementations=tuple(impls))
 
 
-def build_benchmark(out_dir: Path | str, spec: BenchmarkSpec | None = None, *, progress: bool = True) -> Benchmark:
-    """Write a benchmark (videos + truth.csv + benchmark.json) into ``out_dir``."""
+def build_benchmark(out_dir: Path | str, spec: BenchmarkSpec | None = None, *, progress: bool = True,
+                    footage: Sequence[SourceVideo] = ()) -> Benchmark:
+    """Write a benchmark (videos + truth.csv + benchmark.json) into ``out_dir``.
+
+    ``footage``: the real-footage corpus videos of ``spec.footage_split``
+    (:func:`training.footage.footage_videos`), passed in by the caller that reads the corpus.
+    """
     spec = spec or BenchmarkSpec()
     unknown = [e for e in spec.extra_edits if e not in T.EXTRA_SPATIAL]
     if unknown:
@@ -242,9 +248,7 @@ def _build(out_dir: Path | str, spec: BenchmarkSpec, progress: bool) -> Benchmar
         sources[video.name] = read_clip(video.path, fps=spec.fps, max_side=spec.max_side)
     user, skipped = _user_sources(spec, registry) if spec.video_dirs else ([], [])
     if spec.footage_split:
-        from training.footage import footage_videos
-
-        corpus = [v for v in footage_videos(spec.footage_split) if v.name not in spec.exclude_sources]  # type: ignore[arg-type]
+        corpus = [v for v in footage if v.name not in spec.exclude_sources]
         if not corpus:
             raise ValueError(f"no real-footage corpus videos in split {spec.footage_split!r}: run `dupwatch train corpus fetch`")
         user = corpus + user

@@ -43,6 +43,9 @@ KNOWN_BENCH_DEBT = frozenset({
     ("training.corpus", "bench.builder"),
     ("training.corpus", "bench.sources"),
     ("training.corpus", "bench.video_io"),
+    ("training.footage", "bench.sources"),
+    ("training.footage", "bench.video_io"),
+    ("training.real_bench", "bench.builder"),
 })
 
 

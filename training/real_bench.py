@@ -68,6 +68,7 @@ def real_benchmark_spec(split: str, seed: int, config: RealBenchConfig = RealBen
 def build_real_benchmarks(work: Path | str, config: RealBenchConfig = RealBenchConfig(), *, progress: bool = True) -> dict[str, Path]:
     """Build (once each) the train, calibrate and check benchmarks under ``work``."""
     from bench.builder import build_benchmark
+    from training.footage import footage_videos
 
     work = Path(work)
     plan = {f"train_seed{s}": real_benchmark_spec("train", s, config) for s in config.train_seeds}
@@ -77,7 +78,7 @@ def build_real_benchmarks(work: Path | str, config: RealBenchConfig = RealBenchC
     for name, spec in plan.items():
         path = work / name
         if not (path / "truth.csv").is_file():
-            build_benchmark(path, spec, progress=progress)
+            build_benchmark(path, spec, progress=progress, footage=footage_videos(spec.footage_split))
         out[name] = path
     return out
 
