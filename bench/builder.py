@@ -197,7 +197,7 @@ def build_benchmark(out_dir: Path | str, spec: BenchmarkSpec | None = None, *, p
         raise ValueError(f"unknown extra edit(s) {', '.join(unknown)}; known: {', '.join(sorted(T.EXTRA_SPATIAL))}")
     T.use_augly(spec.use_augly)
     try:
-        return _build(out_dir, spec, progress)
+        return _build(out_dir, spec, progress, footage)
     finally:
         T.use_augly(True)
 
@@ -226,7 +226,7 @@ def _user_sources(spec: BenchmarkSpec, registry: list[SourceVideo]) -> tuple[lis
     return kept, skipped
 
 
-def _build(out_dir: Path | str, spec: BenchmarkSpec, progress: bool) -> Benchmark:
+def _build(out_dir: Path | str, spec: BenchmarkSpec, progress: bool, footage: Sequence[SourceVideo]) -> Benchmark:
     rng = np.random.default_rng(spec.seed)
     bench = Benchmark(Path(out_dir))
     bench.videos_dir.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from training.dns import (DnSTrainConfig, SelectorTrainConfig, mine_pairs, teach
 from training.pca import fit_corpus_pca
 from training.s2vs import whiten_corpus
 
-TINY = CorpusSpec(views=2, only=("carphone_pristine", "bigbuckbunny"), heldout_videos=())
+TINY = CorpusSpec(views=2, only=("s2vs_example_video1", "bigbuckbunny"), heldout_videos=())
 
 
 def test_students_and_selector(tmp_path: Path) -> None:

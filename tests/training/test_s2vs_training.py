@@ -13,7 +13,7 @@ from training.corpus import CorpusSpec, build_feature_corpus
 from training.pca import fit_corpus_pca
 from training.s2vs import S2VSTrainConfig, sample_batch, sshn_loss, train_s2vs, whiten_corpus
 
-TINY = CorpusSpec(views=2, only=("carphone_pristine", "bigbuckbunny"), heldout_videos=())
+TINY = CorpusSpec(views=2, only=("s2vs_example_video1", "bigbuckbunny"), heldout_videos=())
 
 
 def test_batch_marks_another_moment_as_negative() -> None:
@@ -51,7 +51,7 @@ def test_short_training_lowers_loss_and_checkpoint_loads(tmp_path: Path) -> None
     assert ck.kind == "state_dict" and "attention.context_vector.weight" in ck.state_dict
     net = get_model("s2vs", checkpoint=res.weights, dims=32)
     w = whiten_corpus(corpus, pca)
-    x, y = (torch.from_numpy(w[n][0]).float() for n in ("bigbuckbunny", "carphone_pristine"))
+    x, y = (torch.from_numpy(w[n][0]).float() for n in ("bigbuckbunny", "s2vs_example_video1"))
     with torch.no_grad():
         assert float(net(x, x)) > float(net(x, y))
     res2 = train_s2vs(corpus, pca, tmp_path, S2VSTrainConfig(**{**cfg.__dict__, "steps": 32}))  # resumes at step 30
