@@ -387,8 +387,7 @@ class OursMethod(Method):
         a = assess_views(self.models, self.views(query), self.views(reference), self._times[query], self._times[reference],
                          AlignmentParams(), self.copy_head)
         if self._level_thresholds is not None:
-            # the worker times segments first-to-last frame ([T] timestamps): one sampling step shorter than ours
-            longest = max(0.0, a.longest_s - 1.0 / self.decode_config.fps) if a.segments else 0.0
+            longest = a.longest_s if a.segments else 0.0  # the worker's segments cover whole sampling intervals too
             evidence = AlignmentEvidence(aligned_length_s=float(longest), query_coverage=a.level_evidence().query_coverage,
                                          reference_coverage=a.level_evidence().reference_coverage, fine_score=a.fine)
             self._levels[(query, reference)] = decide_level(a.fine, evidence, self._level_thresholds, a.copy_score)
