@@ -71,8 +71,28 @@ def label_pair(a: Derivation, b: Derivation, min_overlap: float = 1.0) -> TruthR
             round(a.to_video_time(end), 3),
             round(b.to_video_time(start), 3),
             round(b.to_video_time(end), 3),
+            kind=edit_kind(a, b),
         )
-    return TruthRow(a.video, b.video, "incident")
+    return TruthRow(a.video, b.video, "incident", kind=edit_kind(a, b))
+
+
+TEMPORAL_KINDS = ("speed", "insert", "pip", "cut")
+
+
+def edit_kind(a: Derivation, b: Derivation) -> str:
+    """The kind of a pair for per-kind metrics: the query's temporal edit (``speed``, ``insert``,
+    ``pip``, ``cut``), else ``viewpoint`` for a second camera, else ``excerpt`` when either video
+    shows only part of the source, else ``spatial`` (spatial edits only); ``of-copy`` when the
+    reference is not a source reference (two edits of the same moment)."""
+    if b.is_query:
+        return "of-copy"
+    for edit in a.edits:
+        for kind in TEMPORAL_KINDS:
+            if edit.startswith(kind):
+                return kind
+    if a.camera != b.camera:
+        return "viewpoint"
+    return "excerpt" if a.window != b.window else "spatial"
 
 
 def truth_rows(derivations: list[Derivation], min_overlap: float = 1.0) -> list[TruthRow]:

@@ -2,12 +2,14 @@
 
 Ground truth (``pairs.csv``), UTF-8 with a header row::
 
-    query,reference,level[,query_start,query_end,reference_start,reference_end]
+    query,reference,level[,query_start,query_end,reference_start,reference_end][,kind]
 
 - ``level`` is ``copy`` or ``incident``. Pairs that are not listed are *unrelated*.
 - The four segment columns (seconds) are optional as columns and, per row, all filled or all
   empty. A pair may appear on several rows only when every one of its rows carries a segment
   (one row per matched segment), and all its rows must name the same level.
+- ``kind`` (optional) names the edit that made the pair (``speed``, ``insert``…); segment
+  metrics are reported per kind. Empty means none.
 - Extra columns are ignored. Errors raise :class:`TruthFormatError` naming the file line.
 
 Scores (``scores.csv``)::
@@ -60,6 +62,8 @@ class TruthRow:
     query_end: float | None = None
     reference_start: float | None = None
     reference_end: float | None = None
+    kind: str | None = None
+    """The edit that made the pair (segment metrics are reported per kind); ``None``: not named."""
 
     def __post_init__(self) -> None:
         if not self.query or not self.reference:
@@ -193,7 +197,7 @@ def read_truth_csv(source: str | Path | IO[str]) -> GroundTruth:
             level = rec["level"].lower()
             if level not in LEVELS:
                 raise ValueError(f"level must be copy or incident (unlisted pairs are unrelated), got {rec['level']!r}")
-            rows.append(TruthRow(rec["query"], rec["reference"], level, **seg))  # type: ignore[arg-type]
+            rows.append(TruthRow(rec["query"], rec["reference"], level, **seg, kind=rec.get("kind") or None))  # type: ignore[arg-type]
         except ValueError as exc:
             raise TruthFormatError(f"{name}, line {line}: {exc}") from None
     try:
@@ -205,7 +209,8 @@ def read_truth_csv(source: str | Path | IO[str]) -> GroundTruth:
 def write_truth_csv(truth: GroundTruth | Iterable[TruthRow], target: str | Path | IO[str]) -> None:
     rows = truth.rows if isinstance(truth, GroundTruth) else tuple(truth)
     with_segments = any(r.has_segment for r in rows)
-    columns = list(TRUTH_COLUMNS) + (list(SEGMENT_COLUMNS) if with_segments else [])
+    with_kind = any(r.kind for r in rows)
+    columns = list(TRUTH_COLUMNS) + (list(SEGMENT_COLUMNS) if with_segments else []) + (["kind"] if with_kind else [])
 
     def fmt(v: float | None) -> str:
         return "" if v is None else repr(float(v))
@@ -217,6 +222,8 @@ def write_truth_csv(truth: GroundTruth | Iterable[TruthRow], target: str | Path 
             out = [r.query, r.reference, r.level]
             if with_segments:
                 out += [fmt(r.query_start), fmt(r.query_end), fmt(r.reference_start), fmt(r.reference_end)]
+            if with_kind:
+                out.append(r.kind or "")
             w.writerow(out)
 
     if isinstance(target, (str, Path)):
