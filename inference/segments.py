@@ -145,42 +145,32 @@ def _candidates(sim: np.ndarray, live: np.ndarray, k: int, min_sim: float) -> tu
     """(query, reference) indices of the row-wise and column-wise top-k live cells with ``sim >= min_sim``."""
     masked = np.where(live, sim, -np.inf)
     tq, tr = sim.shape
-    cells = set()
-    kr = min(k, tr)
-    rows = np.argpartition(-masked, kr - 1, axis=1)[:, :kr]
-    for i in range(tq):
-        for j in rows[i]:
-            if masked[i, j] >= min_sim:
-                cells.add((i, int(j)))
-    kc = min(k, tq)
-    cols = np.argpartition(-masked, kc - 1, axis=0)[:kc, :]
-    for j in range(tr):
-        for i in cols[:, j]:
-            if masked[i, j] >= min_sim:
-                cells.add((int(i), j))
-    if not cells:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    arr = np.array(sorted(cells), np.int64)
-    return arr[:, 0], arr[:, 1]
+    keep = np.zeros_like(live)
+    kr, kc = min(k, tr), min(k, tq)
+    keep[np.arange(tq)[:, None], np.argpartition(-masked, kr - 1, axis=1)[:, :kr]] = True
+    keep[np.argpartition(-masked, kc - 1, axis=0)[:kc, :], np.arange(tr)[None, :]] = True
+    keep &= masked >= min_sim
+    qi, rj = np.nonzero(keep)
+    return qi, rj
 
 
 def _best_line(qc: np.ndarray, rc: np.ndarray, w: np.ndarray, speeds: np.ndarray, bin_w: float) -> tuple[float, float, float]:
     """(speed, offset, votes) of the strongest Hough cell; offsets binned by ``bin_w`` and summed over 3 bins."""
-    best = (1.0, 0.0, -1.0)
-    for s in speeds:
-        b = rc - s * qc
-        lo = b.min()
-        idx = np.floor((b - lo) / bin_w).astype(np.int64)
-        hist = np.bincount(idx, weights=w)
-        smooth = hist.copy()
-        smooth[1:] += hist[:-1]
-        smooth[:-1] += hist[1:]
-        k = int(smooth.argmax())
-        if smooth[k] > best[2]:
-            sel = (idx >= k - 1) & (idx <= k + 1)
-            off = float(np.average(b[sel], weights=w[sel]))
-            best = (float(s), off, float(smooth[k]))
-    return best
+    b_all = rc[None, :] - speeds[:, None] * qc[None, :]  # [S, N]
+    lo = b_all.min()
+    idx = np.floor((b_all - lo) / bin_w).astype(np.int64)
+    nbins = int(idx.max()) + 1
+    flat = idx + (np.arange(len(speeds)) * nbins)[:, None]
+    hist = np.bincount(flat.ravel(), weights=np.broadcast_to(w, b_all.shape).ravel(), minlength=len(speeds) * nbins)
+    hist = hist.reshape(len(speeds), nbins)
+    smooth = hist.copy()
+    smooth[:, 1:] += hist[:, :-1]
+    smooth[:, :-1] += hist[:, 1:]
+    si, k = np.unravel_index(int(smooth.argmax()), smooth.shape)
+    sel = (idx[si] >= k - 1) & (idx[si] <= k + 1)
+    ws = w[sel]
+    off = float((b_all[si, sel] * ws).sum() / ws.sum())
+    return float(speeds[si]), off, float(smooth[si, k])
 
 
 def _along(sim: np.ndarray, live: np.ndarray, qc: np.ndarray, rc: np.ndarray, speed: float, offset: float, tol: float,
@@ -190,14 +180,19 @@ def _along(sim: np.ndarray, live: np.ndarray, qc: np.ndarray, rc: np.ndarray, sp
     target = speed * qc + offset
     lo = np.searchsorted(rc, target - tol, side="left")
     hi = np.searchsorted(rc, target + tol, side="right")
+    width = int((hi - lo).max(initial=0))
     out = np.full(tq, -1, np.int64)
-    for i in range(tq):
-        if hi[i] <= lo[i]:
-            continue
-        row = np.where(live[i, lo[i]:hi[i]], sim[i, lo[i]:hi[i]], -np.inf)
-        j = int(row.argmax())
-        if row[j] >= min_sim:
-            out[i] = lo[i] + j
+    if width <= 0:
+        return out
+    cols = lo[:, None] + np.arange(width)[None, :]
+    ok = cols < hi[:, None]
+    cols = np.minimum(cols, tr - 1)
+    rows = np.arange(tq)[:, None]
+    vals = np.where(ok & live[rows, cols], sim[rows, cols], -np.inf)
+    j = vals.argmax(axis=1)
+    best = vals[np.arange(tq), j]
+    hit = best >= min_sim
+    out[hit] = cols[np.arange(tq), j][hit]
     return out
 
 
@@ -256,19 +251,28 @@ def _contrast(sim: np.ndarray, qi: np.ndarray, rj: np.ndarray, near: int = 2, fa
     """Mean over the matches of ``sim`` minus the highest of its four side means (cells ``near..far``
     frames before / after on the reference axis, above / below on the query axis). A ridge stands
     out on all four sides; a plateau (static footage) or a column (a freeze) does not on at least one."""
+    if len(qi) == 0:
+        return 0.0
     tq, tr = sim.shape
     offs = np.arange(near, far + 1)
-    vals = []
-    for i, j in zip(qi, rj):
-        sides = []
-        for idx, n, take in ((j - offs, tr, lambda x: sim[i, x]), (j + offs, tr, lambda x: sim[i, x]),
-                             (i - offs, tq, lambda x: sim[x, j]), (i + offs, tq, lambda x: sim[x, j])):
-            ok = idx[(idx >= 0) & (idx < n)]
-            if len(ok):
-                sides.append(float(take(ok).mean()))
-        if sides:
-            vals.append(sim[i, j] - max(sides))
-    return float(np.mean(vals)) if vals else 0.0
+    sides = []
+    for sign, axis in ((-1, 1), (1, 1), (-1, 0), (1, 0)):
+        if axis == 1:
+            idx = rj[:, None] + sign * offs[None, :]
+            ok = (idx >= 0) & (idx < tr)
+            vals = sim[qi[:, None], np.clip(idx, 0, tr - 1)]
+        else:
+            idx = qi[:, None] + sign * offs[None, :]
+            ok = (idx >= 0) & (idx < tq)
+            vals = sim[np.clip(idx, 0, tq - 1), rj[:, None]]
+        count = ok.sum(axis=1)
+        mean = np.where(count > 0, (vals * ok).sum(axis=1) / np.maximum(count, 1), -np.inf)
+        sides.append(mean)
+    top = np.max(np.stack(sides), axis=0)
+    has = np.isfinite(top)
+    if not has.any():
+        return 0.0
+    return float((sim[qi, rj] - top)[has].mean())
 
 
 def _overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -310,7 +314,7 @@ def find_segments(sim: np.ndarray, query_times: np.ndarray | None = None, ref_ti
     speeds = np.geomspace(p.min_speed, p.max_speed, p.speed_steps) if p.speed_steps > 1 else np.array([1.0])
     live = np.ones_like(sim, dtype=bool)
     kept: list[FoundSegment] = []
-    for _ in range(4 * p.max_segments):
+    for _ in range(p.max_segments + 6):
         if len(kept) >= p.max_segments:
             break
         ci, cj = _candidates(sim, live, p.top_k, p.min_sim)
