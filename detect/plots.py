@@ -78,9 +78,14 @@ def plot_pair(
     return out
 
 
-def plot_video_pair(models: Any, query: Any, ref: Any, out: Path | str, *, params: Any = None) -> tuple[Path, float]:
-    """Plot two :class:`~dupwatch.records.VideoRepresentation`; returns the PNG path and the fine score."""
+def plot_video_pair(models: Any, query: Any, ref: Any, out: Path | str, *, params: Any = None) -> tuple[Path, float, list[Any]]:
+    """Plot two :class:`~dupwatch.records.VideoRepresentation`; returns the PNG path, the fine score
+    and the segments drawn (:class:`~dupwatch.records.Segment`, the detector's for this pair)."""
+    from detect.detector import AlignmentParams
+    from inference.alignment import align_segments
+
     pair = models.compare(query.regions, ref.regions)
     path = plot_pair(pair.frame_similarity, out, query_times=query.timestamps, ref_times=ref.timestamps, params=params,
                      title=f"{query.video_id} vs {ref.video_id}: fine {pair.score:.3f}")
-    return path, float(pair.score)
+    segments = align_segments(pair.frame_similarity, query.timestamps, ref.timestamps, params or AlignmentParams())
+    return path, float(pair.score), segments
