@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dupwatch.records import Segment
-from inference.segments import FoundSegment, SegmentParams, degenerate_fraction, find_segments, frame_intervals
+from inference.segments import FoundSegment, SegmentParams, degenerate_fraction, find_segments, frame_intervals, search_segments
 
 __all__ = [
     "AlignmentEvidence",
@@ -370,7 +370,8 @@ def align_segments(
 
 @dataclass(frozen=True)
 class AlignmentEvidence:
-    """Features of one (query, reference) pair computed from its copy segments.
+    """Features of one (query, reference) pair computed from its copy segments and flat lines
+    (:func:`align_pair`).
 
     - ``aligned_seconds``: summed query-side length of the segments (s).
     - ``query_coverage`` / ``ref_coverage``: fraction of the query / reference time span covered
@@ -478,7 +479,12 @@ def align_pair(
     ref_times: np.ndarray | None = None,
     params: SegmentParams = SegmentParams(),
 ) -> tuple[list[Segment], AlignmentEvidence]:
-    """:func:`align_segments` and :func:`alignment_evidence` from one segment search."""
+    """:func:`align_segments` and :func:`alignment_evidence` from one segment search.
+
+    The evidence covers the reported segments *and* the flat lines the search turned down for lack
+    of contrast (:func:`inference.segments.search_segments`): a copy of slowly changing footage
+    cannot be placed at 1 fps, but its flat line (low ``temporal_contrast``, high
+    ``degenerate_fraction`` when static) still tells the copy head something."""
     sim = _check_sim(sim)
-    found = find_segments(sim, query_times, ref_times, params)
-    return [f.segment for f in found], alignment_evidence(sim, found, query_times, ref_times, params.min_sim)
+    found, flat = search_segments(sim, query_times, ref_times, params)
+    return [f.segment for f in found], alignment_evidence(sim, found + flat, query_times, ref_times, params.min_sim)

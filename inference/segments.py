@@ -43,7 +43,7 @@ import numpy as np
 
 from dupwatch.records import Segment
 
-__all__ = ["FoundSegment", "SegmentParams", "degenerate_fraction", "find_segments", "frame_intervals"]
+__all__ = ["FoundSegment", "SegmentParams", "degenerate_fraction", "find_segments", "frame_intervals", "search_segments"]
 
 
 @dataclass(frozen=True)
@@ -300,6 +300,14 @@ def find_segments(sim: np.ndarray, query_times: np.ndarray | None = None, ref_ti
     Segments are monotone, of positive length on both axes, at a speed within
     ``[params.min_speed, params.max_speed]``, and never overlap each other.
     """
+    return search_segments(sim, query_times, ref_times, params)[0]
+
+
+def search_segments(sim: np.ndarray, query_times: np.ndarray | None = None, ref_times: np.ndarray | None = None,
+                    params: SegmentParams = SegmentParams()) -> tuple[list[FoundSegment], list[FoundSegment]]:
+    """(segments, flat lines): :func:`find_segments`'s segments and the lines it turned down for
+    lack of contrast (a plateau: static footage, or footage that changes too slowly to place at this
+    sampling rate), which are never reported but are evidence for the copy head."""
     sim = np.asarray(sim, np.float64)
     if sim.ndim != 2 or 0 in sim.shape:
         raise ValueError(f"similarity matrix must be [Tq, Tr] with Tq, Tr >= 1, got {sim.shape}")
@@ -314,8 +322,9 @@ def find_segments(sim: np.ndarray, query_times: np.ndarray | None = None, ref_ti
     speeds = np.geomspace(p.min_speed, p.max_speed, p.speed_steps) if p.speed_steps > 1 else np.array([1.0])
     live = np.ones_like(sim, dtype=bool)
     kept: list[FoundSegment] = []
+    flat: list[FoundSegment] = []
     for _ in range(p.max_segments + 6):
-        if len(kept) >= p.max_segments:
+        if len(kept) + len(flat) >= p.max_segments:
             break
         ci, cj = _candidates(sim, live, p.top_k, p.min_sim)
         if len(ci) < p.min_length:
@@ -330,10 +339,12 @@ def find_segments(sim: np.ndarray, query_times: np.ndarray | None = None, ref_ti
         seg_box = found.path
         (q0, r0), (q1, r1) = seg_box.min(0), seg_box.max(0)
         live[q0 : q1 + 1, r0 : r1 + 1] = False
-        if found.contrast >= p.min_contrast and not _conflicts(found.segment, kept):
-            kept.append(found)
+        if _conflicts(found.segment, kept + flat):
+            continue
+        (kept if found.contrast >= p.min_contrast else flat).append(found)
     kept.sort(key=lambda f: -f.total)
-    return kept
+    flat.sort(key=lambda f: -f.total)
+    return kept, flat
 
 
 def _extract(sim: np.ndarray, live: np.ndarray, qt: np.ndarray, rt: np.ndarray, qc: np.ndarray, rc: np.ndarray,
