@@ -206,10 +206,12 @@ class BorderTracker:
         self.box = detect_borders(np.stack(self.pending)) if self.pending else None
 
     def finish(self, crops: list[np.ndarray]) -> tuple[list[np.ndarray], BorderCrop | None]:
-        """Re-cut the frames seen before the decision; return the crops and the box (``None``: no bars)."""
-        pending = self.pending
+        """Re-cut the frames seen before the decision; return the crops and the box (``None``: no bars).
+
+        The whole frames kept for the decision are released: later frames are cut as they come."""
         if self.active and not self.decided:
             self._decide()
+        pending, self.pending = self.pending, []
         if not self.active or self.box is None:
             return crops, None
         n = len(pending)

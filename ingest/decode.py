@@ -716,7 +716,6 @@ class _Sampler:
         crops, box = self.borders.finish(list(self.buffer[:n]))
         if box is not None:
             self.buffer[:n] = np.stack(crops)
-        self.borders.pending = []  # the contexts were only needed for this re-cut
         self.stats.borders = box.to_evidence() if box is not None else None
 
     def chunks(self) -> Iterator[FrameChunk]:
