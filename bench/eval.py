@@ -115,6 +115,8 @@ __all__ = [
     "run_method",
     "method_metrics",
     "per_kind_metrics",
+    "segment_metrics_by_kind",
+    "write_segments_csv",
     "evaluate",
     "evaluate_folder",
 ]
@@ -397,8 +399,7 @@ class OursMethod(Method):
         a = assess_views(self.models, self.views(query), self.views(reference), self._times[query], self._times[reference],
                          AlignmentParams(), self.copy_head)
         if self._level_thresholds is not None:
-            # the worker times segments first-to-last frame ([T] timestamps): one sampling step shorter than ours
-            longest = max(0.0, a.longest_s - 1.0 / self.decode_config.fps) if a.segments else 0.0
+            longest = a.longest_s if a.segments else 0.0  # the worker's segments cover whole sampling intervals too
             evidence = AlignmentEvidence(aligned_length_s=float(longest), query_coverage=a.level_evidence().query_coverage,
                                          reference_coverage=a.level_evidence().reference_coverage, fine_score=a.fine)
             self._levels[(query, reference)] = decide_level(a.fine, evidence, self._level_thresholds, a.copy_score)
@@ -539,6 +540,45 @@ def _segment_predictions(run: MethodRun, truth: GroundTruth, top_k: int) -> list
     return out
 
 
+def segment_metrics_by_kind(truth: GroundTruth, gts: Sequence[Match], predictions: Sequence[Match]) -> dict[str, Any]:
+    """Segment P/R/F per truth ``kind``: the copy segments of that kind against the predictions on
+    the same pairs (false segments on unrelated pairs count only in the overall numbers)."""
+    kind_of = {r.pair: r.kind for r in truth.rows if r.kind and r.level == "copy" and r.has_segment}
+    out: dict[str, Any] = {}
+    for kind in sorted(set(kind_of.values())):
+        pairs = {p for p, k in kind_of.items() if k == kind}
+        g = [x for x in gts if x.pair in pairs]
+        if not g:
+            continue
+        preds = [x for x in predictions if x.pair in pairs]
+        prf = segment_precision_recall(g, preds)
+        out[kind] = {"segment_p": prf.precision, "segment_r": prf.recall, "segment_f": prf.f1, "pairs": len({x.pair for x in g}),
+                     "truth_segments": len(g), "predictions": len(preds)}
+    return out
+
+
+def segment_rows(run: MethodRun) -> list[tuple[str, str, Segment, float]]:
+    """Every segment a method predicted: (query, reference, segment, pair score), sorted by pair then time."""
+    return [(q, r, seg, run.scores[(q, r)]) for (q, r), segs in sorted(run.segments.items())
+            for seg in sorted(segs, key=lambda x: (x.query_start, x.ref_start))]
+
+
+def write_segments_csv(run: MethodRun, target: Path | str) -> Path:
+    """``query,reference,query_start,query_end,ref_start,ref_end,score,segment_similarity``: every
+    predicted segment of every scored pair (``score``: the pair's score, which ranks it in the
+    segment metrics; ``segment_similarity``: mean frame similarity along the segment)."""
+    import csv
+
+    path = Path(target)
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        w = csv.writer(handle, lineterminator="\n")
+        w.writerow(["query", "reference", "query_start", "query_end", "ref_start", "ref_end", "score", "segment_similarity"])
+        for q, r, seg, score in segment_rows(run):
+            w.writerow([q, r, f"{seg.query_start:.3f}", f"{seg.query_end:.3f}", f"{seg.ref_start:.3f}", f"{seg.ref_end:.3f}",
+                        repr(float(score)), f"{seg.score:.5f}"])
+    return path
+
+
 def method_metrics(run: MethodRun, truth: GroundTruth, config: EvalConfig = EvalConfig()) -> dict[str, Any]:
     """All metrics of one method as a JSON-ready dict (``None`` where undefined)."""
     copy_pos = {p for p in truth.pairs("copy") if p in run.scores}
@@ -589,10 +629,10 @@ def method_metrics(run: MethodRun, truth: GroundTruth, config: EvalConfig = Eval
             rule += f", pair score ≥ {run.decision_threshold:.4g}"
         prf = segment_precision_recall(gts, seg_preds)
         m.update(segment_p=prf.precision, segment_r=prf.recall, segment_f=prf.f1, segment_predictions=len(seg_preds),
-                 segment_rule=rule)
+                 segment_rule=rule, segment_by_kind=segment_metrics_by_kind(truth, gts, seg_preds))
     else:
         m.update(segment_uap=None, segment_p=None, segment_r=None, segment_f=None, segment_predictions=0,
-                 segment_rule="no segment columns in the truth")
+                 segment_rule="no segment columns in the truth", segment_by_kind={})
     kinds = truth.kinds()
     if kinds:
         m["per_kind"] = per_kind_metrics(run, kinds, copy_pos, incident_pos)

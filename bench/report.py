@@ -79,6 +79,10 @@ def format_table(result: dict[str, Any]) -> str:
     for name, m in result["methods"].items():
         if m.get("segment_rule"):
             notes.append(f"{name}: segments = {m['segment_rule']}")
+        if m.get("segment_by_kind"):
+            notes.append(f"{name}: segment P/R/F per kind: " + "; ".join(
+                f"{k} {v['segment_p']:.3f}/{v['segment_r']:.3f}/{v['segment_f']:.3f} ({v['pairs']} pairs)"
+                for k, v in m["segment_by_kind"].items()))
         if m.get("info", {}).get("note"):
             notes.append(f"{name}: {m['info']['note']}")
     return "\n".join(lines + notes + per_kind_lines(result))
@@ -117,7 +121,8 @@ def _slug(name: str) -> str:
 
 def write_report(result: "EvalResult", out_dir: Path | str) -> Path:
     """``report.md``, ``metrics.json``, ``pr_curves.png``, ``scores_<method>.png`` (histogram per truth level) and
-    ``scores_<method>.csv`` (every scored pair, :mod:`bench.truth` format); returns the report path."""
+    ``scores_<method>.csv`` (every scored pair, :mod:`bench.truth` format), ``segments_<method>.csv`` (every
+    predicted segment); returns the report path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -132,7 +137,10 @@ def write_report(result: "EvalResult", out_dir: Path | str) -> Path:
 
     from bench.truth import ScoreRow, write_scores_csv
 
+    from bench.eval import write_segments_csv
+
     for run in result.runs:
+        write_segments_csv(run, out / f"segments_{_slug(run.name)}.csv")
         write_scores_csv((ScoreRow(q, r, s, run.fine_scores.get((q, r)), None, run.copy_scores.get((q, r)))
                           for (q, r), s in sorted(run.scores.items())), out / f"scores_{_slug(run.name)}.csv")
 
@@ -198,6 +206,9 @@ def write_report(result: "EvalResult", out_dir: Path | str) -> Path:
     for name, m in data["methods"].items():
         lines.append(f"- **{name}**: " + "; ".join(f"{k}: {v}" for k, v in m.get("info", {}).items()))
         lines.append(f"  - segments: {m.get('segment_rule')}; prepare {m.get('prepare_s')} s, scoring {m.get('score_s')} s")
+        for kind, v in (m.get("segment_by_kind") or {}).items():
+            lines.append(f"  - segments of kind {kind} ({v['pairs']} pairs): P {v['segment_p']:.3f} R {v['segment_r']:.3f} "
+                         f"F {v['segment_f']:.3f}")
     lines += ["", "## Plots", "", "![PR curves](pr_curves.png)", ""]
     lines += [f"![{n} scores]({f})" for n, f in hist_files]
     report = out / "report.md"

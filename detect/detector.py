@@ -43,6 +43,7 @@ from dupwatch.config import DetectionConfig
 from dupwatch.records import Segment, VideoRepresentation, inset_id, parent_id
 from inference.alignment import AlignmentEvidence as PathEvidence
 from inference.alignment import align_pair
+from inference.segments import SegmentParams
 
 if TYPE_CHECKING:
     from inference.embedder import VideoModels
@@ -117,15 +118,8 @@ def select_for_rerank(coarse: np.ndarray, selector: np.ndarray, config: Detectio
     return list(dict.fromkeys([*top_coarse, *chosen]))[:cap]
 
 
-@dataclass(frozen=True)
-class AlignmentParams:
-    """Temporal-network parameters for localization on the fine frame-similarity matrix."""
-
-    min_sim: float = 0.35
-    min_length: int = 2
-    max_step: int = 3
-    top_k: int = 5
-    max_paths: int = 5
+AlignmentParams = SegmentParams
+"""Parameters of the copy-segment search on the fine frame-similarity matrix (:mod:`inference.segments`)."""
 
 
 @dataclass(frozen=True)
@@ -167,9 +161,7 @@ def assess_pair(models: VideoModels, query_regions: np.ndarray, ref_regions: np.
 
 def _assess_scored(pair: Any, query_regions: np.ndarray, ref_regions: np.ndarray, query_times: np.ndarray,
                    ref_times: np.ndarray, params: AlignmentParams, head: CopyHead | None) -> PairAssessment:
-    segments, evidence = align_pair(pair.frame_similarity, query_times, ref_times, min_sim=params.min_sim,
-                                    min_length=params.min_length, max_step=params.max_step, top_k=params.top_k,
-                                    max_paths=params.max_paths)
+    segments, evidence = align_pair(pair.frame_similarity, query_times, ref_times, params)
     longest = max((s.query_end - s.query_start for s in segments), default=0.0)
     layout = region_layout(query_regions, ref_regions, pair.frame_similarity)
     copy_score = head.score(pair_features(pair.score, pair.frame_similarity, evidence, layout)) if head is not None else None
@@ -327,7 +319,8 @@ class Detector:
         query_views = {"main": rep.regions.astype(np.float32)}
         if rep.inset is not None:
             query_views["inset"] = rep.inset.regions.astype(np.float32)
-        query_times = np.asarray(rep.timestamps, np.float32)
+        query_times = np.asarray(rep.timestamps, np.float64)
+        step = _sampling_step(query_times)
         out: list[Detection] = []
         candidates: dict[str, dict[str, np.ndarray]] = {}
         for vid in rerank:
@@ -342,7 +335,7 @@ class Detector:
         for vid, ref_views in candidates.items():
             ref = ref_views["main"]
             a = assess_scored_views(scored[vid], query_views, ref_views, query_times,
-                                    _ref_times(info.get(vid, {}), ref.shape[0]), self.alignment, self.copy_head)
+                                    _ref_times(info.get(vid, {}), ref.shape[0], step), self.alignment, self.copy_head)
             evidence = a.path_evidence
             normalized = a.fine - bias
             level = decide_level(normalized, a.level_evidence(), self.thresholds, a.copy_score)
@@ -368,6 +361,7 @@ class Detector:
                         "diagonality": round(float(evidence.diagonality), 4),
                         "temporal_contrast": round(float(evidence.temporal_contrast), 4),
                         "speed_ratio": round(float(evidence.speed_ratio), 4),
+                        "degenerate_fraction": round(float(evidence.degenerate_fraction), 4),
                         "views": {"query": a.views[0], "reference": a.views[1]},
                         "region_spread": round(a.layout[0], 4),
                         "region_layout": round(a.layout[1], 4),
@@ -424,14 +418,22 @@ class Detector:
         return alerts
 
 
-def _ref_times(info: dict[str, Any], frames: int) -> np.ndarray:
-    """Reference frame timestamps: 1 sample per second unless the stored duration says otherwise."""
+def _ref_times(info: dict[str, Any], frames: int, step: float = 1.0) -> np.ndarray:
+    """Reference frame intervals ``[T, 2]``: the worker samples every video at the same rate, so
+    frame k starts at ``k · step`` (``step``: the query's sampling step) and lasts one step, the
+    last one capped at the stored duration when that is known and beyond its start."""
+    starts = np.arange(frames, dtype=np.float64) * step
+    ends = starts + step
     duration = float(info.get("duration_s") or 0.0)
-    if frames > 1 and duration > 0:
-        step = duration / max(1, frames - 1)
-        if 0.2 <= step <= 5.0:
-            return np.arange(frames, dtype=np.float32) * step
-    return np.arange(frames, dtype=np.float32)
+    if duration > 0:
+        ends = np.where(duration > starts, np.minimum(ends, duration), ends)
+    return np.stack([starts, ends], axis=1)
+
+
+def _sampling_step(timestamps: np.ndarray) -> float:
+    steps = np.diff(np.asarray(timestamps, np.float64))
+    step = float(np.median(steps)) if len(steps) else 1.0
+    return step if step > 0 else 1.0
 
 
 def _thresholds_from(fitted: dict[str, float], config: DetectionConfig) -> LevelThresholds:
