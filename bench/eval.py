@@ -326,8 +326,9 @@ class OursMethod(Method):
     """A model bundle: fine score of :meth:`VideoModels.compare`, segments of ``align_pair``."""
 
     def __init__(self, bundle_dir: Path | str, frames: FrameCache, features: FeatureCache, *, name: str | None = None,
-                 device: str = "auto", fps: float | None = None, use_copy_head: bool = True) -> None:
-        from dupwatch.config import DecodeConfig
+                 device: str = "auto", fps: float | None = None, use_copy_head: bool = True,
+                 max_degenerate: float | None | str = "default") -> None:
+        from dupwatch.config import DEFAULT_MAX_DEGENERATE, DecodeConfig
         from inference.embedder import VideoModels
 
         self.bundle_dir = Path(bundle_dir)
@@ -345,6 +346,9 @@ class OursMethod(Method):
         self.normalized_calibration = bool(calib.get("normalization")) or self.score_field == "normalized_score"
         self.decision_threshold = self.thresholds.get("copy")
         self._levels: dict[tuple[str, str], str] = {}
+        self.max_degenerate = DEFAULT_MAX_DEGENERATE if max_degenerate == "default" else max_degenerate
+        self.pair_evidence: dict[tuple[str, str], dict[str, float]] = {}
+        """Per scored pair: fine, copy score, degenerate share, longest segment, coverage (for tuning the gates)."""
         from detect.copy_head import copy_head_for, copy_threshold_fits_head
 
         # use_copy_head=False: the fine stage alone (the copy-head trainer featurizes pairs this way)
@@ -355,7 +359,8 @@ class OursMethod(Method):
         elif self.thresholds:
             from detect.levels import LevelThresholds
 
-            self._level_thresholds = LevelThresholds(copy=self.thresholds.get("copy"), incident=self.thresholds.get("incident"))
+            self._level_thresholds = LevelThresholds(copy=self.thresholds.get("copy"), incident=self.thresholds.get("incident"),
+                                                     max_degenerate=self.max_degenerate)  # type: ignore[arg-type]
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -369,6 +374,7 @@ class OursMethod(Method):
             "version": self.models.version,
             "methods": dict(self.models.methods),
             "thresholds": self.thresholds,
+            "degenerate_gate": self.max_degenerate,
             "score": "copy head P(copy)" if self.copy_head is not None else "fine similarity",
         }
         if self.normalized_calibration:
@@ -394,14 +400,16 @@ class OursMethod(Method):
 
     def score(self, query: str, reference: str) -> PairResult:
         from detect.detector import AlignmentParams, assess_views
-        from detect.levels import AlignmentEvidence, decide_level
+        from detect.levels import decide_level
 
         a = assess_views(self.models, self.views(query), self.views(reference), self._times[query], self._times[reference],
                          AlignmentParams(), self.copy_head)
+        evidence = a.level_evidence()  # the worker's segments cover whole sampling intervals too
+        self.pair_evidence[(query, reference)] = {
+            "fine": a.fine, "copy_score": a.copy_score if a.copy_score is not None else float("nan"),
+            "degenerate_fraction": evidence.degenerate_fraction, "longest_s": evidence.aligned_length_s,
+            "coverage": max(evidence.query_coverage, evidence.reference_coverage)}
         if self._level_thresholds is not None:
-            longest = a.longest_s if a.segments else 0.0  # the worker's segments cover whole sampling intervals too
-            evidence = AlignmentEvidence(aligned_length_s=float(longest), query_coverage=a.level_evidence().query_coverage,
-                                         reference_coverage=a.level_evidence().reference_coverage, fine_score=a.fine)
             self._levels[(query, reference)] = decide_level(a.fine, evidence, self._level_thresholds, a.copy_score)
         if a.copy_score is None:
             return PairResult(a.fine, a.segments)

@@ -20,9 +20,11 @@ most query regions pile onto the few reference regions that show the same part o
 (:func:`region_layout`); their products with the fine score let a pair the fine network is sure
 of (a tight crop of the same shot) lean less on the grid than a doubtful one (a second view).
 
-Many query frames piled onto one reference frame (speed ≈ 0: static footage, a freeze) is
-evidence *against* a copy; such matches are never reported as segments, and
-``degenerate_fraction`` (:func:`inference.segments.degenerate_fraction`) hands their share to the head.
+The alignment features come from the Temporal Network's paths
+(:func:`inference.alignment.tn_evidence`), which the head was fitted on; the copy segments alerts
+carry come from :mod:`inference.segments`. Many query frames piled onto one reference frame
+(speed ≈ 0: static footage, a freeze) is evidence *against* a copy: it is not a head feature but a
+gate on the copy level (:func:`detect.levels.decide_level`, ``max_degenerate``).
 
 The features (:data:`FEATURES`) come from :func:`pair_features`; the same function serves the
 worker's detector, the eval harness and the trainer, so training and serving cannot drift.
@@ -64,7 +66,6 @@ FEATURES: tuple[str, ...] = (
     "region_layout",
     "fine_x_spread",
     "fine_x_layout",
-    "degenerate_fraction",
 )
 
 
@@ -141,7 +142,6 @@ def pair_features(fine_score: float, frame_similarity: np.ndarray, evidence: Ali
             float(layout[1]),
             fine * float(layout[0]),
             fine * float(layout[1]),
-            float(evidence.degenerate_fraction),
         ],
         np.float64,
     )

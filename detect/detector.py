@@ -42,7 +42,7 @@ from detect.normalization import SimilarityNormalizer
 from dupwatch.config import DetectionConfig
 from dupwatch.records import Segment, VideoRepresentation, inset_id, parent_id
 from inference.alignment import AlignmentEvidence as PathEvidence
-from inference.alignment import align_pair
+from inference.alignment import align_pair, tn_evidence
 from inference.segments import SegmentParams
 
 if TYPE_CHECKING:
@@ -139,6 +139,13 @@ class PairAssessment:
     """:func:`detect.copy_head.region_layout` of the pair (region spread, region layout)."""
     views: tuple[str, str] = ("main", "main")
     """Which view of the query and of the reference matched (``main`` or ``inset``)."""
+    head_evidence: PathEvidence | None = None
+    """The evidence the copy head reads (:func:`inference.alignment.tn_evidence`); ``None``: ``path_evidence``."""
+
+    @property
+    def degenerate_fraction(self) -> float:
+        """Share of the matched query frames piled onto one reference instant (speed ≈ 0)."""
+        return float(self.path_evidence.degenerate_fraction)
 
     def level_evidence(self) -> AlignmentEvidence:
         return AlignmentEvidence(
@@ -146,10 +153,12 @@ class PairAssessment:
             query_coverage=float(np.clip(self.path_evidence.query_coverage, 0, 1)),
             reference_coverage=float(np.clip(self.path_evidence.ref_coverage, 0, 1)),
             fine_score=self.fine,
+            degenerate_fraction=float(np.clip(self.degenerate_fraction, 0, 1)),
         )
 
     def features(self) -> np.ndarray:
-        return pair_features(self.fine, self.frame_similarity, self.path_evidence, self.layout)
+        evidence = self.head_evidence if self.head_evidence is not None else self.path_evidence
+        return pair_features(self.fine, self.frame_similarity, evidence, self.layout)
 
 
 def assess_pair(models: VideoModels, query_regions: np.ndarray, ref_regions: np.ndarray, query_times: np.ndarray,
@@ -160,13 +169,18 @@ def assess_pair(models: VideoModels, query_regions: np.ndarray, ref_regions: np.
 
 
 def _assess_scored(pair: Any, query_regions: np.ndarray, ref_regions: np.ndarray, query_times: np.ndarray,
-                   ref_times: np.ndarray, params: AlignmentParams, head: CopyHead | None) -> PairAssessment:
+                   ref_times: np.ndarray, params: AlignmentParams, head: CopyHead | None,
+                   head_times: tuple[np.ndarray, np.ndarray] | None = None) -> PairAssessment:
     segments, evidence = align_pair(pair.frame_similarity, query_times, ref_times, params)
     longest = max((s.query_end - s.query_start for s in segments), default=0.0)
     layout = region_layout(query_regions, ref_regions, pair.frame_similarity)
-    copy_score = head.score(pair_features(pair.score, pair.frame_similarity, evidence, layout)) if head is not None else None
+    # the copy head reads the Temporal-Network evidence it is fitted on, not the segment search's
+    # (training calls features() on the same assessment, so training and serving agree)
+    hq, hr = head_times if head_times is not None else (query_times, ref_times)
+    head_evidence = tn_evidence(pair.frame_similarity, hq, hr)
+    copy_score = head.score(pair_features(pair.score, pair.frame_similarity, head_evidence, layout)) if head is not None else None
     return PairAssessment(float(pair.score), pair.frame_similarity, tuple(segments), evidence, float(longest), copy_score,
-                          layout)
+                          layout, head_evidence=head_evidence)
 
 
 def assess_views(models: VideoModels, query_views: Mapping[str, np.ndarray], ref_views: Mapping[str, np.ndarray],
@@ -191,11 +205,14 @@ def view_combos(query_views: Mapping[str, Any], ref_views: Mapping[str, Any]) ->
 
 def assess_scored_views(scored: Mapping[tuple[str, str], Any], query_views: Mapping[str, np.ndarray],
                         ref_views: Mapping[str, np.ndarray], query_times: np.ndarray, ref_times: np.ndarray,
-                        params: AlignmentParams, head: CopyHead | None = None) -> PairAssessment:
-    """:func:`assess_views` from the fine scores of the view pairs (``scored[(query view, ref view)]``)."""
+                        params: AlignmentParams, head: CopyHead | None = None,
+                        head_times: tuple[np.ndarray, np.ndarray] | None = None) -> PairAssessment:
+    """:func:`assess_views` from the fine scores of the view pairs (``scored[(query view, ref view)]``);
+    ``head_times``: the (query, reference) times of the copy head's evidence when they differ."""
     combos = list(scored)
     best = max(combos, key=lambda c: scored[c].score)  # ties keep the first: main before inset
-    a = _assess_scored(scored[best], query_views[best[0]], ref_views[best[1]], query_times, ref_times, params, head)
+    a = _assess_scored(scored[best], query_views[best[0]], ref_views[best[1]], query_times, ref_times, params, head,
+                       head_times)
     return replace(a, views=best)
 
 
@@ -334,8 +351,10 @@ class Detector:
         scored = score_candidates(self.models, query_views, candidates)
         for vid, ref_views in candidates.items():
             ref = ref_views["main"]
+            head_times = (query_times.astype(np.float32), _head_ref_times(info.get(vid, {}), ref.shape[0]))
             a = assess_scored_views(scored[vid], query_views, ref_views, query_times,
-                                    _ref_times(info.get(vid, {}), ref.shape[0], step), self.alignment, self.copy_head)
+                                    _ref_times(info.get(vid, {}), ref.shape[0], step), self.alignment, self.copy_head,
+                                    head_times)
             evidence = a.path_evidence
             normalized = a.fine - bias
             level = decide_level(normalized, a.level_evidence(), self.thresholds, a.copy_score)
@@ -430,6 +449,17 @@ def _ref_times(info: dict[str, Any], frames: int, step: float = 1.0) -> np.ndarr
     return np.stack([starts, ends], axis=1)
 
 
+def _head_ref_times(info: dict[str, Any], frames: int) -> np.ndarray:
+    """Reference frame times ``[T]`` as the copy head's evidence was computed when it was fitted
+    (1 sample per second unless the stored duration says otherwise)."""
+    duration = float(info.get("duration_s") or 0.0)
+    if frames > 1 and duration > 0:
+        step = duration / max(1, frames - 1)
+        if 0.2 <= step <= 5.0:
+            return np.arange(frames, dtype=np.float32) * step
+    return np.arange(frames, dtype=np.float32)
+
+
 def _sampling_step(timestamps: np.ndarray) -> float:
     steps = np.diff(np.asarray(timestamps, np.float64))
     step = float(np.median(steps)) if len(steps) else 1.0
@@ -439,7 +469,8 @@ def _sampling_step(timestamps: np.ndarray) -> float:
 def _thresholds_from(fitted: dict[str, float], config: DetectionConfig) -> LevelThresholds:
     copy = config.thresholds.copy_level if config.thresholds.copy_level is not None else fitted.get("copy")
     incident = config.thresholds.incident if config.thresholds.incident is not None else fitted.get("incident")
-    return LevelThresholds(copy=copy, incident=incident, min_aligned_s=config.min_segment_s)
+    return LevelThresholds(copy=copy, incident=incident, min_aligned_s=config.min_segment_s,
+                           max_degenerate=config.max_degenerate)
 
 
 def _normalizer_from(calibration: dict[str, Any], config: DetectionConfig) -> SimilarityNormalizer | None:

@@ -488,3 +488,53 @@ def align_pair(
     sim = _check_sim(sim)
     found, flat = search_segments(sim, query_times, ref_times, params)
     return [f.segment for f in found], alignment_evidence(sim, found + flat, query_times, ref_times, params.min_sim)
+
+
+HEAD_TN_PARAMS = {"min_sim": 0.35, "min_length": 2, "max_step": 3, "top_k": 5, "max_paths": 5}
+"""The Temporal Network's parameters behind the copy head's evidence (:func:`tn_evidence`)."""
+
+
+def tn_evidence(
+    sim: np.ndarray,
+    query_times: np.ndarray | None = None,
+    ref_times: np.ndarray | None = None,
+) -> AlignmentEvidence:
+    """The pair evidence the default copy head was fitted on: the Temporal Network's paths
+    (:data:`HEAD_TN_PARAMS`), timed first-to-last frame on ``[T]`` times.
+
+    The copy-segment search (:func:`align_pair`) decides what alerts *carry*; the copy head keeps
+    reading the evidence it was trained on, so a change of the segment search cannot shift its
+    calibrated threshold. ``degenerate_fraction`` is that of the whole matrix, as in :func:`align_pair`.
+    """
+    sim = _check_sim(sim)
+    qt = _check_times(query_times, sim.shape[0], "query_times")
+    rt = _check_times(ref_times, sim.shape[1], "ref_times")
+    p = HEAD_TN_PARAMS
+    paths = temporal_network(sim, min_sim=p["min_sim"], min_length=p["min_length"], max_step=p["max_step"],
+                             top_k=p["top_k"], max_paths=p["max_paths"])
+    degenerate = degenerate_fraction(sim, SegmentParams().min_sim)
+    if not paths:
+        return AlignmentEvidence(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, degenerate)
+    segs = [_segment(p_, qt, rt) for p_ in paths]
+    q_iv = [(s.query_start, s.query_end) for s in segs]
+    r_iv = [(s.ref_start, s.ref_end) for s in segs]
+    q_span, r_span = _span(qt), _span(rt)
+    q_cov = _union_length(q_iv) / q_span if q_span > 0 else 1.0
+    r_cov = _union_length(r_iv) / r_span if r_span > 0 else 1.0
+    all_sims = np.concatenate([p_.sims for p_ in paths])
+    weights = np.array([len(p_.path) for p_ in paths], dtype=np.float64)
+    r2 = np.array([_r2(p_.path[:, 0].astype(float), p_.path[:, 1].astype(float)) for p_ in paths])
+    strongest = segs[int(np.argmax([p_.total for p_ in paths]))]
+    q_len = strongest.query_end - strongest.query_start
+    speed = (strongest.ref_end - strongest.ref_start) / q_len if q_len > 0 else 0.0
+    return AlignmentEvidence(
+        aligned_seconds=float(sum(e - s for s, e in q_iv)),
+        query_coverage=float(min(q_cov, 1.0)),
+        ref_coverage=float(min(r_cov, 1.0)),
+        mean_similarity=float(all_sims.mean()),
+        diagonality=float((r2 * weights).sum() / weights.sum()),
+        speed_ratio=float(speed),
+        num_segments=len(paths),
+        temporal_contrast=_contrast(sim, paths),
+        degenerate_fraction=degenerate,
+    )

@@ -5,6 +5,7 @@ scikit-image photos (:mod:`tests.inference.real_clips`), written with PyAV and d
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -120,13 +121,19 @@ def test_excerpt_embedded_in_unrelated_footage(clips: dict[str, tuple[np.ndarray
 
 def test_static_scene_is_degenerate_not_a_segment(clips: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
     """Two moments of a fixed camera on a still scene match every frame with every frame: no segment,
-    and the degenerate share reaches the copy head as evidence against a copy."""
-    from detect.copy_head import FEATURES
+    and the degenerate share gates the copy decision (at most an incident, whatever the copy score)."""
+    from dupwatch.config import DetectionConfig
+    from detect.levels import LevelThresholds, decide_level
 
+    gate = LevelThresholds(copy=0.5, incident=0.3, max_degenerate=DetectionConfig().max_degenerate)
     for q, r in (("static_a", "static_b"), ("static_b", "static_a")):
         a = _assess(clips, q, r)
         assert a.segments == ()
         assert a.path_evidence.degenerate_fraction > 0.8
-        assert a.features()[FEATURES.index("degenerate_fraction")] == a.path_evidence.degenerate_fraction
+        assert a.level_evidence().degenerate_fraction == a.degenerate_fraction == a.path_evidence.degenerate_fraction
+        # even a sure copy score with a long alignment is no copy alert on static footage
+        ev = replace(a.level_evidence(), aligned_length_s=10.0, query_coverage=1.0)
+        assert decide_level(0.9, ev, gate, copy_score=0.99) == "incident"
     copy = _assess(clips, "excerpt", "original")
     assert copy.path_evidence.degenerate_fraction < 0.2
+    assert decide_level(0.9, copy.level_evidence(), gate, copy_score=0.99) == "copy"
