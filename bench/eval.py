@@ -116,6 +116,7 @@ __all__ = [
     "method_metrics",
     "per_kind_metrics",
     "segment_metrics_by_kind",
+    "segment_localization",
     "write_segments_csv",
     "evaluate",
     "evaluate_folder",
@@ -565,6 +566,27 @@ def segment_metrics_by_kind(truth: GroundTruth, gts: Sequence[Match], prediction
     return out
 
 
+def segment_localization(run: MethodRun, truth: GroundTruth, gts: Sequence[Match]) -> dict[str, Any]:
+    """Localization alone (VCSL's protocol: the copy pairs are given): segment P/R/F of every segment
+    the method predicted on the truth copy pairs that carry segments, whatever the pair's score or
+    rank, overall (``all``) and per truth ``kind``. What the detector's copy decision adds or loses
+    is in the ranked metrics (``segment_f``, ``segment_by_kind``)."""
+    pairs = {g.pair for g in gts}
+    preds = [Match(q, r, seg.query_start, seg.query_end, seg.ref_start, seg.ref_end, score=run.scores[(q, r)])
+             for (q, r) in sorted(pairs) for seg in run.segments.get((q, r), ())]
+    kind_of = {r.pair: r.kind for r in truth.rows if r.kind and r.level == "copy" and r.has_segment}
+    out: dict[str, Any] = {}
+    groups = [("all", pairs)] + [(k, {p for p in pairs if kind_of.get(p) == k}) for k in sorted(set(kind_of.values()))]
+    for kind, group in groups:
+        g = [x for x in gts if x.pair in group]
+        if not g:
+            continue
+        prf = segment_precision_recall(g, [x for x in preds if x.pair in group])
+        out[kind] = {"segment_p": prf.precision, "segment_r": prf.recall, "segment_f": prf.f1, "pairs": len(group),
+                     "truth_segments": len(g), "predictions": sum(1 for x in preds if x.pair in group)}
+    return out
+
+
 def segment_rows(run: MethodRun) -> list[tuple[str, str, Segment, float]]:
     """Every segment a method predicted: (query, reference, segment, pair score), sorted by pair then time."""
     return [(q, r, seg, run.scores[(q, r)]) for (q, r), segs in sorted(run.segments.items())
@@ -637,10 +659,11 @@ def method_metrics(run: MethodRun, truth: GroundTruth, config: EvalConfig = Eval
             rule += f", pair score ≥ {run.decision_threshold:.4g}"
         prf = segment_precision_recall(gts, seg_preds)
         m.update(segment_p=prf.precision, segment_r=prf.recall, segment_f=prf.f1, segment_predictions=len(seg_preds),
-                 segment_rule=rule, segment_by_kind=segment_metrics_by_kind(truth, gts, seg_preds))
+                 segment_rule=rule, segment_by_kind=segment_metrics_by_kind(truth, gts, seg_preds),
+                 segment_localization=segment_localization(run, truth, gts))
     else:
         m.update(segment_uap=None, segment_p=None, segment_r=None, segment_f=None, segment_predictions=0,
-                 segment_rule="no segment columns in the truth", segment_by_kind={})
+                 segment_rule="no segment columns in the truth", segment_by_kind={}, segment_localization={})
     kinds = truth.kinds()
     if kinds:
         m["per_kind"] = per_kind_metrics(run, kinds, copy_pos, incident_pos)

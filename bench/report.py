@@ -119,6 +119,29 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
+def segment_kind_table(data: dict[str, Any]) -> list[str]:
+    """Markdown table: per truth kind (and all copies) each method's segment P/R/F given the pair and ranked."""
+    methods = {n: m for n, m in data["methods"].items() if m.get("segment_localization")}
+    if not methods:
+        return []
+    kinds = list(dict.fromkeys(k for m in methods.values() for k in m["segment_localization"]))
+
+    def cell(v: dict[str, Any] | None) -> str:
+        return "-" if not v else f"{v['segment_p']:.3f} / {v['segment_r']:.3f} / **{v['segment_f']:.3f}**"
+
+    header = "| kind (pairs) | " + " | ".join(f"{n} given pair | {n} ranked" for n in methods) + " |"
+    rows = [header, "|" + "---|" * (1 + 2 * len(methods))]
+    for k in kinds:
+        pairs = next((m["segment_localization"][k]["pairs"] for m in methods.values() if k in m["segment_localization"]), 0)
+        cells = []
+        for m in methods.values():
+            ranked = {"segment_p": m["segment_p"], "segment_r": m["segment_r"], "segment_f": m["segment_f"]} if k == "all" \
+                else (m.get("segment_by_kind") or {}).get(k)
+            cells += [cell(m["segment_localization"].get(k)), cell(ranked)]
+        rows.append(f"| {'all copies' if k == 'all' else k} ({pairs}) | " + " | ".join(cells) + " |")
+    return rows
+
+
 def write_report(result: "EvalResult", out_dir: Path | str) -> Path:
     """``report.md``, ``metrics.json``, ``pr_curves.png``, ``scores_<method>.png`` (histogram per truth level) and
     ``scores_<method>.csv`` (every scored pair, :mod:`bench.truth` format), ``segments_<method>.csv`` (every
@@ -209,6 +232,12 @@ def write_report(result: "EvalResult", out_dir: Path | str) -> Path:
         for kind, v in (m.get("segment_by_kind") or {}).items():
             lines.append(f"  - segments of kind {kind} ({v['pairs']} pairs): P {v['segment_p']:.3f} R {v['segment_r']:.3f} "
                          f"F {v['segment_f']:.3f}")
+    table = segment_kind_table(data)
+    if table:
+        lines += ["", "## Segments per edit kind", "",
+                  "Segment P / R / F (VCSL overall metric). *given pair*: every segment the method predicted on the "
+                  "truth copy pairs (localization alone, VCSL's protocol); *ranked*: the segments of each query's top-k "
+                  "references that clear the method's copy threshold (what a moderator would see).", "", *table]
     lines += ["", "## Plots", "", "![PR curves](pr_curves.png)", ""]
     lines += [f"![{n} scores]({f})" for n, f in hist_files]
     report = out / "report.md"

@@ -338,6 +338,7 @@ class Detector:
             query_views["inset"] = rep.inset.regions.astype(np.float32)
         query_times = np.asarray(rep.timestamps, np.float64)
         step = _sampling_step(query_times)
+        query_intervals = _query_intervals(query_times, step, rep.meta.get("duration_s"))
         out: list[Detection] = []
         candidates: dict[str, dict[str, np.ndarray]] = {}
         for vid in rerank:
@@ -352,7 +353,7 @@ class Detector:
         for vid, ref_views in candidates.items():
             ref = ref_views["main"]
             head_times = (query_times.astype(np.float32), _head_ref_times(info.get(vid, {}), ref.shape[0]))
-            a = assess_scored_views(scored[vid], query_views, ref_views, query_times,
+            a = assess_scored_views(scored[vid], query_views, ref_views, query_intervals,
                                     _ref_times(info.get(vid, {}), ref.shape[0], step), self.alignment, self.copy_head,
                                     head_times)
             evidence = a.path_evidence
@@ -447,6 +448,22 @@ def _ref_times(info: dict[str, Any], frames: int, step: float = 1.0) -> np.ndarr
     if duration > 0:
         ends = np.where(duration > starts, np.minimum(ends, duration), ends)
     return np.stack([starts, ends], axis=1)
+
+
+def _query_intervals(timestamps: np.ndarray, step: float, duration: Any) -> np.ndarray:
+    """Query sample intervals ``[T, 2]``: each sample lasts up to the next one, the last one a
+    sampling step, capped at the decoded duration when that is known and beyond its start (as the
+    references are, :func:`_ref_times`)."""
+    t = np.asarray(timestamps, np.float64)
+    ends = np.append(t[1:], t[-1] + step) if len(t) else t
+    ends = np.maximum(ends, t)
+    try:
+        d = float(duration) if duration is not None else 0.0
+    except ValueError:
+        d = 0.0
+    if d > 0:
+        ends = np.where(d > t, np.minimum(ends, d), ends)
+    return np.stack([t, ends], axis=1)
 
 
 def _head_ref_times(info: dict[str, Any], frames: int) -> np.ndarray:

@@ -37,7 +37,7 @@ from pydantic_settings import (
 
 ENV_PREFIX = "DUPWATCH_"
 CONFIG_ENV = "DUPWATCH_CONFIG"
-DEFAULT_MAX_DEGENERATE = 0.5
+DEFAULT_MAX_DEGENERATE = 0.9
 """Default degenerate-alignment gate (``detection.max_degenerate``), chosen on training benchmarks (README, Segments)."""
 
 

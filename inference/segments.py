@@ -29,7 +29,7 @@ under the fitted line on the reference side, so a 10-second copy sampled at 1 fp
 speed is exactly ``(ref_end − ref_start) / (query_end − query_start)``, always within the range.
 A speed of about 0 (many query frames on one reference frame: a freeze, or static footage) is
 not a copy: it is never reported as a segment; :func:`degenerate_fraction` measures it as
-evidence against a copy (a feature of the copy head).
+evidence against a copy (a gate on the copy level, :mod:`detect.levels`).
 
 Timestamps are ``[T, 2]`` (start, end per sample) or ``[T]`` (sample times: each sample stands
 for the interval up to the next one, the last for the median step).
@@ -109,32 +109,29 @@ def frame_intervals(times: np.ndarray | None, n: int, name: str = "times") -> np
     return np.stack([t, end], axis=1)
 
 
-def degenerate_fraction(sim: np.ndarray, min_sim: float, *, eps: float = 0.02, run: int = 3) -> float:
-    """Share of the matched query frames (best similarity ≥ ``min_sim``) that sit in a run of at
-    least ``run`` consecutive query frames on one reference frame (that frame stays within ``eps``
-    of each query frame's best): speed ≈ 0, as in static footage or a freeze. 0 when nothing matches.
+def degenerate_fraction(sim: np.ndarray, min_sim: float, *, eps: float = 0.001, run: int = 3) -> float:
+    """Share of the matched query frames (best similarity ≥ ``min_sim``) that collapse onto one
+    reference instant: the reference frame that is the best (within ``eps``) of the most query
+    frames, counted when it is that for at least ``run`` of them (speed below 0.5: a slowed-down
+    copy at 0.5× puts two query frames on a reference frame, not three). 0 when fewer than ``run``
+    frames match.
 
-    A slowed-down copy (0.5×) puts two query frames on one reference frame, not three; a copy of
-    changing content moves to the next reference frame as the query moves on.
+    Another moment of static footage, or a freeze, piles (almost) every query frame onto one
+    reference frame; a copy, even of slowly changing real footage, moves along the reference as the
+    query moves on, each frame most like its own original. ``eps`` absorbs the sensor-noise ties of
+    a still shot (about 0.0001 apart). Evidence *against* a copy: it gates the copy level
+    (:mod:`detect.levels`, ``detection.max_degenerate``) and is never a segment.
     """
     sim = np.asarray(sim, np.float64)
-    best, top = sim.argmax(axis=1), sim.max(axis=1)
+    top = sim.max(axis=1)
     matched = top >= min_sim
-    if not matched.any():
+    n = int(matched.sum())
+    if n < run:
         return 0.0
-    degenerate = 0
-    anchor, length = -1, 0
-    for i in range(sim.shape[0]):
-        if not matched[i]:
-            degenerate += length if length >= run else 0
-            anchor, length = -1, 0
-        elif anchor >= 0 and sim[i, anchor] >= top[i] - eps:
-            length += 1
-        else:
-            degenerate += length if length >= run else 0
-            anchor, length = int(best[i]), 1
-    degenerate += length if length >= run else 0
-    return float(degenerate / matched.sum())
+    s = sim[matched]
+    near = s >= s.max(axis=1, keepdims=True) - eps
+    count = int(near.sum(axis=0).max())
+    return float(count / n) if count >= run else 0.0
 
 
 # --------------------------------------------------------------------------------------------
