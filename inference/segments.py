@@ -61,6 +61,13 @@ class SegmentParams:
     max_speed: float = 2.0
     speed_steps: int = 17
     min_contrast: float = 0.03
+    snap_same_speed: float | None = 0.5
+    """The fitted speed becomes 1× when the matches lie within this many reference steps (RMS) of a
+    1× line (short runs fit speed poorly); ``None``: never."""
+    rescue_degenerate: float | None = 0.9
+    """A line below ``min_contrast`` is still a segment when the best reference frames of its query
+    frames do not collapse onto one instant (their :func:`degenerate_fraction` is below this): real
+    footage that changes slowly has a broad ridge at 1 fps, a still shot a plateau. ``None``: contrast alone."""
 
     def __post_init__(self) -> None:
         if self.min_length < 1 or self.top_k < 1 or self.max_segments < 1 or self.max_gap < 0 or self.speed_steps < 1:
@@ -338,10 +345,20 @@ def search_segments(sim: np.ndarray, query_times: np.ndarray | None = None, ref_
         live[q0 : q1 + 1, r0 : r1 + 1] = False
         if _conflicts(found.segment, kept + flat):
             continue
-        (kept if found.contrast >= p.min_contrast else flat).append(found)
+        (kept if _is_segment(sim, found, p) else flat).append(found)
     kept.sort(key=lambda f: -f.total)
     flat.sort(key=lambda f: -f.total)
     return kept, flat
+
+
+def _is_segment(sim: np.ndarray, found: FoundSegment, p: SegmentParams) -> bool:
+    """A ridge (contrast), or a broad ridge whose query frames' best matches do not collapse onto one reference instant."""
+    if found.contrast >= p.min_contrast:
+        return True
+    if p.rescue_degenerate is None:
+        return False
+    rows = sim[np.unique(found.path[:, 0])]
+    return degenerate_fraction(rows, p.min_sim) < p.rescue_degenerate
 
 
 def _extract(sim: np.ndarray, live: np.ndarray, qt: np.ndarray, rt: np.ndarray, qc: np.ndarray, rc: np.ndarray,
@@ -372,6 +389,11 @@ def _extract(sim: np.ndarray, live: np.ndarray, qt: np.ndarray, rt: np.ndarray, 
         return None
     sims = sim[qi, rj]
     s, b = _fit(qc[qi], rc[rj], sims, p.min_speed, p.max_speed, s)
+    if p.snap_same_speed is not None and s != 1.0:
+        # a few frames cannot tell 0.8× from 1×: keep the same speed when it fits the matches as well
+        b1 = float(np.average(rc[rj] - qc[qi], weights=sims))
+        if np.sqrt(np.average((rc[rj] - qc[qi] - b1) ** 2, weights=sims)) <= p.snap_same_speed * r_step:
+            s, b = 1.0, b1
     q_start, q_end = float(qt[qi[0], 0]), float(qt[qi[-1], 1])
     r_lo, r_hi = float(rt[0, 0]), float(rt[-1, 1])
     r_start = float(np.clip(s * q_start + b, r_lo, r_hi))
