@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.eval import FeatureCache, FrameCache, Method, PairResult, feature_key, frame_intervals
+from scoring.methods import FeatureCache, FrameCache, Method, PairResult, feature_key, frame_intervals
 
 BACKBONE = "efficientnet_lite0_regions"
 
