@@ -23,7 +23,7 @@ def eval_cmd(
     truth: Path = typer.Option(None, "--truth", help="Ground-truth CSV: query,reference,level[,query_start,...]."),
     bench: Path = typer.Option(None, "--bench", help="A generated benchmark folder (DIR/videos, DIR/truth.csv)."),
     bundle: list[Path] = typer.Option([], "--bundle", help="Model bundle for 'ours' (repeat to compare bundles)."),
-    methods: str = typer.Option("", "--methods", help="Comma list of vpdq, vpdq_tiebreak, chamfer, ours (default: vpdq,chamfer + ours with --bundle)."),
+    methods: str = typer.Option("", "--methods", help="Comma list of vpdq, vpdq_tiebreak, chamfer, sscd, sscd_distilled, ours (default: vpdq,chamfer + ours with --bundle; sscd needs dupwatch[sscd])."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the metrics per method."),
     report: Path = typer.Option(None, "--report", help="Write report.md, metrics.json and PNG plots into this folder."),
     segment_top_k: int = typer.Option(5, "--segment-top-k", help="Localize segments on each query's k best references."),

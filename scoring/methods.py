@@ -26,6 +26,8 @@ Methods (one ABC, :class:`Method`: ``prepare(videos)`` then ``score(query, refer
 - ``ours``: one per bundle, :meth:`VideoModels.compare` (fine network, or chamfer when the bundle
   has no fine head: :attr:`VideoModels.methods` is reported) + ``align_pair`` on its frame
   similarity with the detector's :class:`detect.detector.AlignmentParams`.
+- ``sscd`` / ``sscd_distilled``: :mod:`scoring.sscd`, frame chamfer on SSCD copy-detection
+  descriptors (optional extra ``dupwatch[sscd]``, Python ≥ 3.12, or ``DUPWATCH_SSCD_MODEL``).
 
 Frames come from the worker's decoder (:func:`ingest.decode.decode_video`, 1 fps, short side 256,
 centre crop 224, or the bundle backbone's sampling), decoded once per video and sampling; region
@@ -93,7 +95,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp"})
 DEFAULT_METHODS = ("vpdq", "chamfer")
-METHOD_NAMES = ("vpdq", "vpdq_tiebreak", "chamfer", "ours")
+METHOD_NAMES = ("vpdq", "vpdq_tiebreak", "chamfer", "sscd", "sscd_distilled", "ours")
 DEFAULT_SEGMENT_TOP_K = 5
 """Segments are localized on each query's 5 best references (the VSC22 baseline localizes 5)."""
 
@@ -704,6 +706,10 @@ def build_methods(names: Sequence[str], bundles: Sequence[Path | str], frames: F
             if pca_bundle is None:
                 pca_bundle = _first_effnet_bundle(bundles)
             out.append(ChamferMethod(frames, features, pca_bundle=pca_bundle, device=device, fps=fps))
+        elif n in ("sscd", "sscd_distilled"):
+            from scoring.sscd import SscdMethod
+
+            out.append(SscdMethod(frames, features, variant=n))
         elif n == "ours":
             out.extend(ours)
     return out
