@@ -23,7 +23,7 @@ def eval_cmd(
     truth: Path = typer.Option(None, "--truth", help="Ground-truth CSV: query,reference,level[,query_start,...]."),
     bench: Path = typer.Option(None, "--bench", help="A generated benchmark folder (DIR/videos, DIR/truth.csv)."),
     bundle: list[Path] = typer.Option([], "--bundle", help="Model bundle for 'ours' (repeat to compare bundles)."),
-    methods: str = typer.Option("", "--methods", help="Comma list of vpdq, vpdq_tiebreak, chamfer, ours (default: vpdq,chamfer + ours with --bundle)."),
+    methods: str = typer.Option("", "--methods", help="Comma list of vpdq, vpdq_tiebreak, chamfer, sscd, sscd_distilled, ours (default: vpdq,chamfer + ours with --bundle; sscd needs dupwatch[sscd])."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the metrics per method."),
     report: Path = typer.Option(None, "--report", help="Write report.md, metrics.json and PNG plots into this folder."),
     segment_top_k: int = typer.Option(5, "--segment-top-k", help="Localize segments on each query's k best references."),
@@ -32,7 +32,7 @@ def eval_cmd(
     threads: int = typer.Option(0, "--threads", help="PyTorch CPU threads (0 = library default; 1 is fastest on a busy machine)."),
 ) -> None:
     """Score every truth query against every other video and report mAP, µAP, segment and incident metrics."""
-    from bench.eval import EvalConfig, EvalInputError, evaluate, evaluate_folder
+    from scoring.methods import EvalConfig, EvalInputError, evaluate, evaluate_folder
     from bench.report import format_table, write_report
     from dupwatch.paths import REPO_ROOT
     from inference.bundle import BundleError
@@ -269,8 +269,8 @@ def query_latency_cmd(
     consistency: str = typer.Option("", "--search-consistency", help="Search consistency (default: MilvusConfig's; Bounded on --server)."),
     stored_frames: int = typer.Option(0, "--stored-frames", help="Frames kept per synthetic video that no query can re-score (0 = all)."),
     frames: str = typer.Option("10,30", "--frames", help="Min,max frames (seconds at 1 fps) per synthetic video."),
-    references: str = typer.Option("", "--references", help="Comma list of real video names (default: all of bench.sources.real_videos)."),
-    transforms: str = typer.Option("text,blur,crop", "--transforms", help="Comma list of bench.transforms.SPATIAL names per reference."),
+    references: str = typer.Option("", "--references", help="Comma list of real video names (default: all of evaluation.sources.real_videos)."),
+    transforms: str = typer.Option("text,blur,crop", "--transforms", help="Comma list of evaluation.transforms.SPATIAL names per reference."),
     repeats: int = typer.Option(3, "--repeats", help="Timed passes over the queries."),
     bundle: Path = typer.Option(None, "--bundle", help="Model bundle (default: models/default)."),
     threads: int = typer.Option(1, "--threads", help="PyTorch CPU threads (0 = library default)."),
@@ -318,7 +318,7 @@ def build_cmd(
     """Generate a real-video copy benchmark with ground truth, deterministic from the seed."""
     from dataclasses import replace
 
-    from bench.builder import BenchmarkSpec, build_benchmark
+    from evaluation.builder import BenchmarkSpec, build_benchmark
     from training.corpus import heldout_benchmark_spec, training_benchmark_spec
 
     def fail(message: str) -> None:

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.sources import FIXTURE_VIDEOS
+from evaluation.sources import FIXTURE_VIDEOS
 from dupwatch.config import DecodeConfig
 from ingest.decode import SeekMode, decode_video_with_stats
 

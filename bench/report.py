@@ -1,6 +1,6 @@
 """Output of ``dupwatch eval``: the text table, and the Markdown report with PNG plots.
 
-:func:`format_table` reads only the JSON-ready dict of :meth:`bench.eval.EvalResult.to_json`, so a
+:func:`format_table` reads only the JSON-ready dict of :meth:`scoring.methods.EvalResult.to_json`, so a
 saved ``--json`` output can be re-printed. :func:`write_report` also needs the scored pairs (PR
 curves per method, score histograms per truth level) and imports matplotlib (Agg) late.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bench.eval import EvalResult
+    from scoring.methods import EvalResult
 
 __all__ = ["COLUMNS", "format_table", "markdown_table", "write_report"]
 
@@ -144,23 +144,23 @@ def segment_kind_table(data: dict[str, Any]) -> list[str]:
 
 def write_report(result: "EvalResult", out_dir: Path | str) -> Path:
     """``report.md``, ``metrics.json``, ``pr_curves.png``, ``scores_<method>.png`` (histogram per truth level) and
-    ``scores_<method>.csv`` (every scored pair, :mod:`bench.truth` format), ``segments_<method>.csv`` (every
+    ``scores_<method>.csv`` (every scored pair, :mod:`evaluation.truth` format), ``segments_<method>.csv`` (every
     predicted segment); returns the report path."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bench.eval import pr_curves
+    from scoring.methods import pr_curves
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = result.to_json()
     (out / "metrics.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
-    from bench.truth import ScoreRow, write_scores_csv
+    from evaluation.truth import ScoreRow, write_scores_csv
 
-    from bench.eval import write_segments_csv
+    from scoring.methods import write_segments_csv
 
     for run in result.runs:
         write_segments_csv(run, out / f"segments_{_slug(run.name)}.csv")

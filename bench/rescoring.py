@@ -10,7 +10,7 @@ network's own batched forward pass on the same pairs, per engine, side by side.
 - ``per_pair``: ``models.compare`` once per candidate (the path before batching), for reference;
 - ``similarity_only``: the batched pair graph on videos indexed beforehand (an upper bound).
 
-Inputs are region features of real sample clips (``bench.sources.real_videos``) embedded by the
+Inputs are region features of real sample clips (``evaluation.sources.real_videos``) embedded by the
 bundle, cut into windows of ``length`` frames; one window is the query, ``pairs`` others the references.
 """
 
@@ -26,7 +26,7 @@ __all__ = ["bench_rescoring"]
 
 
 def _windows(models: Any, length: int, count: int) -> list[np.ndarray]:
-    from bench.sources import real_videos
+    from evaluation.sources import real_videos
     from dupwatch.config import DecodeConfig
     from ingest.decode import decode_video
 

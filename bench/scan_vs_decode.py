@@ -22,14 +22,14 @@ __all__ = ["bench_scan"]
 
 
 def bench_scan(bundle: Path | str = "models/default", *, engine: str = "auto", repeats: int = 2) -> dict[str, Any]:
-    from bench.sources import real_videos
+    from evaluation.sources import real_videos
     from dupwatch.config import DecodeConfig, MilvusConfig, ModelConfig, Settings
     from ingest.decode import decode_video
     from ingest.worker import build_embedder_checked, scan_directory
 
     videos = real_videos()
     if not videos:
-        raise RuntimeError("no real sample clips found (bench.sources.real_videos)")
+        raise RuntimeError("no real sample clips found (evaluation.sources.real_videos)")
     decode = DecodeConfig()
     decode_s: dict[str, float] = {}
     frames: dict[str, int] = {}

@@ -88,7 +88,7 @@ def measure_storage(videos: Sequence[Path | str] = (), bundle: Path | str | None
 
     Returns the rows, the indexed minutes and the bundle's methods as text.
     """
-    from bench.sources import real_videos
+    from evaluation.sources import real_videos
     from dupwatch.config import DecodeConfig
     from inference.embedder import VideoModels
     from ingest.decode import decode_video

@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bench.metrics import AveragePrecision, average_precision
+from evaluation.metrics import AveragePrecision, average_precision
 from detect.normalization import BackgroundSource, NormalizationParams, query_bias
 
 logger = logging.getLogger(__name__)
@@ -229,7 +229,7 @@ class Calibration:
 
 
 def labelled_pairs(truth: Any, scores: Iterable[Any], *, only_scored_queries: bool = True) -> list[LabelledPair]:
-    """Join a :class:`bench.truth.GroundTruth` with score rows (:class:`bench.truth.ScoreRow`).
+    """Join a :class:`evaluation.truth.GroundTruth` with score rows (:class:`evaluation.truth.ScoreRow`).
 
     Unlisted pairs are unrelated. Listed pairs without a score become ``score=None`` positives
     (missed by the system; they lower recall) — by default only for queries that appear in

@@ -49,7 +49,7 @@ def calibrate_command(
     level_field: Annotated[Optional[list[str]], typer.Option("--level-field", help="LEVEL=FIELD: fit LEVEL on another score column (copy_score, fine_score, ...). Default: copy=copy_score,incident=fine_score when the scores have a copy_score column.")] = None,
 ) -> None:
     """Fit per-level alert thresholds on labelled scores, report them, plot them, store them."""
-    from bench.truth import TruthFormatError, read_scores_csv, read_truth_csv
+    from evaluation.truth import TruthFormatError, read_scores_csv, read_truth_csv
     from detect.calibration import CalibrationError, calibrate, labelled_pairs, plot_calibration
 
     if score_field not in ("auto", "score", "fine_score", "normalized_score"):

@@ -91,8 +91,8 @@ class DemoResult:
 
 
 def _recipes() -> list[tuple[str, str, tuple[float, float] | None, Callable[..., object]]]:
-    """(source, what, source seconds used or None for all, make(clip, filler, rng) -> bench.transforms.Edit)."""
-    from bench import transforms as T
+    """(source, what, source seconds used or None for all, make(clip, filler, rng) -> evaluation.transforms.Edit)."""
+    from evaluation import transforms as T
 
     return [
         ("s2vs_example_video1", "crop + text", None, lambda c, f, rng: T.text_overlay(T.crop(c, rng).clip, rng)),
@@ -119,8 +119,8 @@ def _load(listing: Path) -> list[DemoVideo] | None:
 
 def prepare_demo_folder(out: Path | str, *, seed: int = 0) -> list[DemoVideo]:
     """Fill ``out`` with the demo videos (kept when already there) and ``.sources.json`` (a dotfile: scans skip it)."""
-    from bench.sources import ken_burns, real_photos, real_videos
-    from bench.video_io import read_clip, write_clip
+    from evaluation.sources import ken_burns, real_photos, real_videos
+    from evaluation.video_io import read_clip, write_clip
 
     out = Path(out)
     listing = out / LISTING

@@ -1,7 +1,7 @@
 """Import layering, read from the source with ``ast`` (nothing is imported).
 
 Units: each top-level package (``dupwatch``, ``ingest``, ``detect``, ``index``, ``inference``,
-``export``, ``training``, ``bench``), except that the command-line layer (``dupwatch.cli`` and
+``export``, ``training``, ``evaluation``, ``scoring``, ``bench``), except that the command-line layer (``dupwatch.cli`` and
 every package's ``cli`` module) is one unit of its own, above everything, and ``dupwatch.demo`` and
 ``dupwatch.testing`` are their own units (the demo and test services ship inside the base package).
 
@@ -9,8 +9,8 @@ Rules:
 
 - no import cycle between units;
 - no library module (anything but ``bench``, the CLI layer and ``dupwatch.testing``) imports
-  ``bench``, ``tests`` or the CLI layer; the imports in :data:`KNOWN_BENCH_DEBT` are the only
-  exceptions, and no new one may be added.
+  ``bench``, ``tests`` or the CLI layer (benchmark data, metrics and the eval methods that training
+  and calibration use live in ``evaluation`` and ``scoring``).
 """
 
 from __future__ import annotations
@@ -20,33 +20,9 @@ from pathlib import Path
 
 from dupwatch.paths import REPO_ROOT
 
-PACKAGES = ("dupwatch", "ingest", "detect", "index", "inference", "export", "training", "bench")
-
-KNOWN_BENCH_DEBT = frozenset({
-    # Known debt, left for later: library code that still imports the benchmark package's library
-    # parts (metrics, truth, transforms, sources, video I/O), which are to move to a package that
-    # bench, training, detect and the demo all use. Do not add to this list.
-    ("detect.calibration", "bench.metrics"),
-    ("dupwatch.demo", "bench"),
-    ("dupwatch.demo", "bench.sources"),
-    ("dupwatch.demo", "bench.video_io"),
-    ("training.augment", "bench"),
-    ("training.augment", "bench.video_io"),
-    ("training.bundle", "bench.eval"),
-    ("training.bundle", "bench.metrics"),
-    ("training.bundle", "bench.truth"),
-    ("training.bundle", "bench.video_io"),
-    ("training.copy_head", "bench.builder"),
-    ("training.copy_head", "bench.eval"),
-    ("training.copy_head", "bench.metrics"),
-    ("training.copy_head", "bench.truth"),
-    ("training.corpus", "bench.builder"),
-    ("training.corpus", "bench.sources"),
-    ("training.corpus", "bench.video_io"),
-    ("training.footage", "bench.sources"),
-    ("training.footage", "bench.video_io"),
-    ("training.real_bench", "bench.builder"),
-})
+PACKAGES = (
+    "dupwatch", "ingest", "detect", "index", "inference", "export", "training", "evaluation", "scoring", "bench",
+)
 
 
 def unit(module: str) -> str:
@@ -88,8 +64,6 @@ def unit_edges(imports: dict[str, set[str]]) -> dict[tuple[str, str], list[str]]
     edges: dict[tuple[str, str], list[str]] = {}
     for module, names in imports.items():
         for name in names:
-            if (module, name) in KNOWN_BENCH_DEBT:
-                continue
             a, b = unit(module), unit(name)
             if a != b:
                 edges.setdefault((a, b), []).append(f"{module} -> {name}")
@@ -131,10 +105,7 @@ def test_no_import_cycle_between_packages() -> None:
 def test_no_library_import_of_bench_tests_or_the_cli() -> None:
     bad = sorted((m, n) for m, names in module_imports().items() if is_library(m)
                  for n in names if unit(n) in ("bench", "cli") or n.split(".")[0] == "tests")
-    new = [f"{m} -> {n}" for m, n in bad if (m, n) not in KNOWN_BENCH_DEBT]
-    assert not new, "library modules import bench, tests or the CLI: " + "; ".join(new)
-    gone = sorted(KNOWN_BENCH_DEBT - set(bad))
-    assert not gone, f"known debt paid off, drop it from KNOWN_BENCH_DEBT: {gone}"
+    assert not bad, "library modules import bench, tests or the CLI: " + "; ".join(f"{m} -> {n}" for m, n in bad)
 
 
 def test_the_checks_see_a_cycle_and_a_forbidden_import() -> None:

@@ -5,7 +5,7 @@ Frame-level views are made once per video and their backbone features cached
 
 - :func:`weak_view`: resized crop (scale 0.8–1) + horizontal flip, one set of parameters per clip;
 - :func:`strong_view`: resized crop (0.5–1) + flip + RandAugment(2, 9) (global, same for every frame),
-  then real copy edits from :mod:`bench.transforms`: text and logo overlays (p = 0.3 each), blur
+  then real copy edits from :mod:`evaluation.transforms`: text and logo overlays (p = 0.3 each), blur
   (p = 0.5) and picture-in-picture inside another video (video-in-video, p = 0.3).
 
 Temporal edits act on feature sequences ``[T, R, D]`` and always return ``length`` frames:
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from bench import transforms as T
-from bench.video_io import Clip
+from evaluation import transforms as T
+from evaluation.video_io import Clip
 
 __all__ = [
     "CROP", "SHORT_SIDE", "resize_center_crop", "weak_view", "strong_view", "StrongView",
@@ -99,7 +99,7 @@ class StrongView:
 
 
 def upload_view(frames: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
-    """One of the edits people upload (:data:`bench.transforms.UPLOAD_EDITS`: bars with a resolution
+    """One of the edits people upload (:data:`evaluation.transforms.UPLOAD_EDITS`: bars with a resolution
     change, 9:16 reframes, heavy combinations, grey/sepia, logo), seen the way the decoder serves it:
     bars it would detect (:mod:`ingest.borders`) are cropped before the ``CROP``² view."""
     from ingest.borders import cut_content, detect_borders

@@ -164,7 +164,7 @@ def _write_json(path: Path, data: dict[str, object]) -> None:
 
 def video_regions(path: Path, cache: Path | None = None) -> np.ndarray:
     """A video file → raw EfficientNet-Lite0 regions ``[T, 9, 1752]`` at 1 fps (short side 256, centre crop 224)."""
-    from bench.video_io import read_clip
+    from evaluation.video_io import read_clip
     from training.augment import resize_center_crop
 
     if cache is not None:
@@ -188,7 +188,7 @@ def _chamfer(q: torch.Tensor, t: torch.Tensor) -> float:
 
 
 def _metrics(scores: dict[tuple[str, str], float], copies: set[tuple[str, str]], incidents: set[tuple[str, str]]) -> dict[str, float]:
-    from bench.metrics import ScoredPair, micro_average_precision, retrieval_map
+    from evaluation.metrics import ScoredPair, micro_average_precision, retrieval_map
 
     preds = [ScoredPair(q, r, s) for (q, r), s in scores.items()]
     no_inc = [p for p in preds if (p.query_id, p.ref_id) not in incidents]
@@ -206,7 +206,7 @@ def evaluate_fine_similarity(bundle_dir: str | Path, bench_dir: str | Path, *, p
     """
     from tqdm import tqdm
 
-    from bench.truth import read_truth_csv
+    from evaluation.truth import read_truth_csv
     from inference.bundle import load_bundle
     from inference.checkpoints import load_checkpoint, load_into
     from inference.s2vs import S2VSSimilarityNetwork
@@ -245,7 +245,7 @@ def evaluate_fine_similarity(bundle_dir: str | Path, bench_dir: str | Path, *, p
             scores["chamfer_pca"][(q, r)] = _chamfer(white[q], white[r])
     # the worker's views (the video, and a picture-in-picture inset when the decoder finds one):
     # the fine network and chamfer get the same views as the bundle, best view pair per pair
-    from bench.eval import FeatureCache, FrameCache, OursMethod, run_method
+    from scoring.methods import FeatureCache, FrameCache, OursMethod, run_method
 
     method = OursMethod(bundle_dir, FrameCache(), FeatureCache(), device="cpu")
     videos = {n: bench / "videos" / f"{n}.mp4" for n in names}

@@ -281,7 +281,7 @@ def train_evaluate_cmd(bundle: str = typer.Option("models/default", "--bundle"),
     from training.bundle import evaluate_fine_similarity
 
     if not (Path(bench) / "truth.csv").is_file():
-        from bench.builder import build_benchmark
+        from evaluation.builder import build_benchmark
         from training.corpus import CorpusSpec, heldout_benchmark_spec
 
         build_benchmark(bench, heldout_benchmark_spec(CorpusSpec()))

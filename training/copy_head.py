@@ -36,7 +36,7 @@ class PairTable:
 
 def ensure_training_benchmarks(root: Path | str, seeds: Sequence[int], *, progress: bool = True) -> list[Path]:
     """Build (once) one training-source benchmark per seed under ``root``."""
-    from bench.builder import build_benchmark
+    from evaluation.builder import build_benchmark
     from training.corpus import training_benchmark_spec
 
     out = []
@@ -52,8 +52,8 @@ def pair_table(bundle_dir: Path | str, benches: Sequence[Path | str], *, progres
     """Featurize every scored pair of ``benches`` with the bundle's models (no head applied)."""
     from tqdm import tqdm
 
-    from bench.eval import FeatureCache, FrameCache, OursMethod
-    from bench.truth import read_truth_csv
+    from scoring.methods import FeatureCache, FrameCache, OursMethod
+    from evaluation.truth import read_truth_csv
     from detect.detector import AlignmentParams, assess_views
 
     rows, labels, names = [], [], []
@@ -112,7 +112,7 @@ L2_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
 
 def _copy_uap(table: PairTable, scores: np.ndarray) -> float:
     """Copy µAP with incident and unrelated pairs as negatives (the worker's ranking)."""
-    from bench.metrics import ScoredPair, micro_average_precision
+    from evaluation.metrics import ScoredPair, micro_average_precision
 
     preds = [ScoredPair(q, r, float(x)) for (_, q, r), x in zip(table.pairs, scores)]
     copies = {(q, r) for (_, q, r), lab in zip(table.pairs, table.labels) if lab == "copy"}

@@ -1,6 +1,6 @@
 """Training corpus: real videos + Ken Burns clips of real photos → frame cache → cached region features.
 
-Sources come from registry packages only (:func:`bench.sources.real_videos`, :func:`bench.sources.real_photos`).
+Sources come from registry packages only (:func:`evaluation.sources.real_videos`, :func:`evaluation.sources.real_photos`).
 The split is chosen so that an evaluation benchmark built with the same seed
 (:func:`heldout_benchmark_spec`) shares no source with training: the real videos in
 ``CorpusSpec.heldout_videos`` and the photos the benchmark turns into footage and distractors
@@ -65,7 +65,7 @@ class CorpusSpec:
 
 def benchmark_photo_split(photo_names: list[str], bench_seed: int = 0, footage: int = BENCH_FOOTAGE_PHOTOS,
                           distractors: int = BENCH_DISTRACTORS) -> tuple[list[str], list[str]]:
-    """(held-out, trainable) photos: mirrors the photo draw of :func:`bench.builder.build_benchmark`."""
+    """(held-out, trainable) photos: mirrors the photo draw of :func:`evaluation.builder.build_benchmark`."""
     names = sorted(photo_names)
     np.random.default_rng(bench_seed).shuffle(names)
     return names[: footage + distractors], sorted(names[footage + distractors:])
@@ -73,7 +73,7 @@ def benchmark_photo_split(photo_names: list[str], bench_seed: int = 0, footage: 
 
 def training_sources(spec: CorpusSpec) -> dict[str, np.ndarray]:
     """Source name → uint8 frames ``[T, H, W, 3]`` at ``spec.fps`` (short side 256), cached on disk."""
-    from bench.sources import ken_burns, real_photos, real_videos
+    from evaluation.sources import ken_burns, real_photos, real_videos
 
     from training.footage import ReservedSourceError, check_file_allowed
 
@@ -110,7 +110,7 @@ def training_sources(spec: CorpusSpec) -> dict[str, np.ndarray]:
 
 
 def _decode(path: Path, fps: float) -> np.ndarray:
-    from bench.video_io import read_clip
+    from evaluation.video_io import read_clip
 
     clip = read_clip(path, fps=fps, max_side=None)
     return np.stack([resize_short(f) for f in clip.frames])
@@ -228,9 +228,9 @@ def build_feature_corpus(spec: CorpusSpec = CorpusSpec(), *, path: Path | None =
 
 
 def heldout_benchmark_spec(corpus_spec: CorpusSpec = CorpusSpec(), **overrides: object):  # type: ignore[no-untyped-def]
-    """A :class:`bench.builder.BenchmarkSpec` that excludes every training source."""
-    from bench.builder import BenchmarkSpec
-    from bench.sources import real_photos, real_videos
+    """A :class:`evaluation.builder.BenchmarkSpec` that excludes every training source."""
+    from evaluation.builder import BenchmarkSpec
+    from evaluation.sources import real_photos, real_videos
 
     train = [v.name for v in real_videos() if v.name not in corpus_spec.heldout_videos]
     held, photos = benchmark_photo_split(list(real_photos()), corpus_spec.bench_seed)
@@ -245,10 +245,10 @@ def heldout_benchmark_spec(corpus_spec: CorpusSpec = CorpusSpec(), **overrides: 
 
 
 def training_benchmark_spec(corpus_spec: CorpusSpec = CorpusSpec(), seed: int = 1, **overrides: object):  # type: ignore[no-untyped-def]
-    """A :class:`bench.builder.BenchmarkSpec` over the training sources only (the mirror image of
+    """A :class:`evaluation.builder.BenchmarkSpec` over the training sources only (the mirror image of
     :func:`heldout_benchmark_spec`): labelled pairs to fit heads on without touching held-out media."""
-    from bench.builder import BenchmarkSpec
-    from bench.sources import real_photos, real_videos
+    from evaluation.builder import BenchmarkSpec
+    from evaluation.sources import real_photos, real_videos
 
     _, trainable = benchmark_photo_split(list(real_photos()), corpus_spec.bench_seed)
     held = [v.name for v in real_videos() if v.name in corpus_spec.heldout_videos]

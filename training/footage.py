@@ -408,7 +408,7 @@ def repair(path: Path) -> Path | None:
     next to it; returns the new file, or ``None`` when the strict reader already gets every frame."""
     import av
 
-    from bench.video_io import Clip, write_clip
+    from evaluation.video_io import Clip, write_clip
 
     def tolerant(keep: bool) -> tuple[int, list[np.ndarray], float, int]:
         n, out, refused = 0, [], 0
@@ -528,8 +528,8 @@ def fetch_corpus(sources: Sequence[FootageSource] = SOURCES, *, root: Path | Non
 
 
 def footage_videos(split: Split | None = None, root: Path | None = None):  # type: ignore[no-untyped-def]
-    """The corpus files of a split as :class:`bench.sources.SourceVideo` (named ``fg_<source>__<file>``)."""
-    from bench.sources import SourceVideo
+    """The corpus files of a split as :class:`evaluation.sources.SourceVideo` (named ``fg_<source>__<file>``)."""
+    from evaluation.sources import SourceVideo
 
     root = root or footage_dir()
     out = []

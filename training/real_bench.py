@@ -7,7 +7,7 @@
   bound) is measured on it.
 
 The three share no source (the split is per package), every copy gets one upload edit
-(:data:`bench.transforms.UPLOAD_EDITS`) and maybe a temporal one, and every source of 12 s or more
+(:data:`evaluation.transforms.UPLOAD_EDITS`) and maybe a temporal one, and every source of 12 s or more
 gives two non-overlapping cuts ("another moment" incident pairs: static cameras and screen
 recordings above all). No Ken Burns footage or distractors; photos only fill picture-in-picture
 backgrounds and embedded-excerpt surroundings.
@@ -53,7 +53,7 @@ def one_file_per_source(split: str, min_seconds: float = 4.0) -> list[str]:
 
 
 def real_benchmark_spec(split: str, seed: int, config: RealBenchConfig = RealBenchConfig()):  # type: ignore[no-untyped-def]
-    from bench.builder import BenchmarkSpec
+    from evaluation.builder import BenchmarkSpec
     from training.footage import footage_videos
 
     keep = set(one_file_per_source(split, config.min_seconds))
@@ -67,7 +67,7 @@ def real_benchmark_spec(split: str, seed: int, config: RealBenchConfig = RealBen
 
 def build_real_benchmarks(work: Path | str, config: RealBenchConfig = RealBenchConfig(), *, progress: bool = True) -> dict[str, Path]:
     """Build (once each) the train, calibrate and check benchmarks under ``work``."""
-    from bench.builder import build_benchmark
+    from evaluation.builder import build_benchmark
     from training.footage import footage_videos
 
     work = Path(work)

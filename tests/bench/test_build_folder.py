@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bench import transforms as T
-from bench.sources import folder_videos, real_videos
-from bench.truth import read_truth_csv
-from bench.video_io import Clip
+from evaluation import transforms as T
+from evaluation.sources import folder_videos, real_videos
+from evaluation.truth import read_truth_csv
+from evaluation.video_io import Clip
 from dupwatch.cli import app
 
 

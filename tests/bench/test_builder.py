@@ -9,9 +9,9 @@ import av
 import numpy as np
 import pytest
 
-from bench import transforms as T
-from bench.builder import BenchmarkSpec, Derivation, build_benchmark, label_pair
-from bench.video_io import Clip
+from evaluation import transforms as T
+from evaluation.builder import BenchmarkSpec, Derivation, build_benchmark, label_pair
+from evaluation.video_io import Clip
 
 
 def test_overlap_rule_and_times() -> None:

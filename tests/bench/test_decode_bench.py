@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.decode import format_table, run
-from bench.sources import real_videos
+from evaluation.sources import real_videos
 
 
 def test_decode_bench_rows_side_by_side() -> None:

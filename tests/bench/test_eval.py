@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bench import transforms as T
-from bench.eval import (
+from evaluation import transforms as T
+from scoring.methods import (
     EvalConfig,
     EvalInputError,
     FeatureCache,
@@ -22,8 +22,8 @@ from bench.eval import (
     run_method,
 )
 from bench.storage import storage_per_minute
-from bench.truth import read_truth_csv
-from bench.video_io import read_clip, write_clip
+from evaluation.truth import read_truth_csv
+from evaluation.video_io import read_clip, write_clip
 from dupwatch.cli import app
 from dupwatch.records import VideoRepresentation
 
@@ -50,7 +50,7 @@ def _write(path: Path, text: str) -> Path:
 @pytest.fixture(scope="module")
 def real_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``orig`` (6 s of a real video), ``edit`` (a copy: brightness/contrast + blur), ``other`` (another real video)."""
-    from bench.sources import real_videos
+    from evaluation.sources import real_videos
 
     sources = {v.name: v.path for v in real_videos()}
     picks = [n for n in ("bikes", "carphone_pristine", "bigbuckbunny", "s2vs_example_video1") if n in sources][:2]
@@ -87,7 +87,7 @@ def real_runs(real_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> di
 
 
 def test_cli_json_on_tiny_generated_benchmark(tmp_path: Path) -> None:
-    from bench.builder import BenchmarkSpec, build_benchmark
+    from evaluation.builder import BenchmarkSpec, build_benchmark
 
     bench = build_benchmark(tmp_path / "bench", BenchmarkSpec(seed=11, **TINY), progress=False)  # type: ignore[arg-type]
     res = CliRunner().invoke(app, ["eval", "--bench", str(bench.root), "--json", "--methods", "vpdq,chamfer", "--fps", "0.5",
@@ -109,7 +109,7 @@ def test_cli_json_on_tiny_generated_benchmark(tmp_path: Path) -> None:
     report = tmp_path / "report"
     assert (report / "report.md").read_text().count("| vpdq |") == 1
     assert {p.name for p in report.glob("*.png")} == {"pr_curves.png", "scores_vpdq.png", "scores_chamfer.png"}
-    from bench.truth import read_scores_csv
+    from evaluation.truth import read_scores_csv
 
     assert len(read_scores_csv(report / "scores_chamfer.csv")) == data["methods"]["chamfer"]["pairs"]
 

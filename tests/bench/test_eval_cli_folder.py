@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bench import transforms as T
-from bench.sources import real_videos
-from bench.video_io import read_clip, write_clip
+from evaluation import transforms as T
+from evaluation.sources import real_videos
+from evaluation.video_io import read_clip, write_clip
 from dupwatch.cli import app
 from dupwatch.paths import REPO_ROOT
 

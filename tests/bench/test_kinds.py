@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bench import transforms as T
-from bench.builder import BenchmarkSpec, Derivation, build_benchmark, label_pair
-from bench.eval import MethodRun, per_kind_metrics
-from bench.sources import ken_burns, real_photos
-from bench.truth import TruthRow, read_truth_csv, write_truth_csv
+from evaluation import transforms as T
+from evaluation.builder import BenchmarkSpec, Derivation, build_benchmark, label_pair
+from scoring.methods import MethodRun, per_kind_metrics
+from evaluation.sources import ken_burns, real_photos
+from evaluation.truth import TruthRow, read_truth_csv, write_truth_csv
 from dupwatch.cli import app
 
 

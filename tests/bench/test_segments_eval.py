@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.builder import Derivation, label_pair
-from bench.eval import EvalConfig, MethodRun, method_metrics, write_segments_csv
-from bench.truth import TruthRow, read_truth_csv, write_truth_csv
+from evaluation.builder import Derivation, label_pair
+from scoring.methods import EvalConfig, MethodRun, method_metrics, write_segments_csv
+from evaluation.truth import TruthRow, read_truth_csv, write_truth_csv
 from dupwatch.records import Segment
 
 TRUTH = """query,reference,level,query_start,query_end,reference_start,reference_end,kind

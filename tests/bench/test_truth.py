@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from bench.truth import GroundTruth, ScoreRow, TruthFormatError, TruthRow, read_scores_csv, read_truth_csv, write_scores_csv, write_truth_csv
+from evaluation.truth import GroundTruth, ScoreRow, TruthFormatError, TruthRow, read_scores_csv, read_truth_csv, write_scores_csv, write_truth_csv
 
 
 def test_round_trip_with_segments(tmp_path):

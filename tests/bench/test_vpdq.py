@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.baselines.vpdq import VpdqHash, compare, match
-from bench.eval import METHOD_NAMES, VpdqMethod
+from scoring.vpdq import VpdqHash, compare, match
+from scoring.methods import METHOD_NAMES, VpdqMethod
 
 
 def _hash(rows: list[int], flips: int = 0) -> VpdqHash:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bench.sources import real_videos
+from evaluation.sources import real_videos
 from detect.background import background_files, background_row_id
 from detect.detector import Detector
 from detect.levels import LevelThresholds

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.sources import ken_burns, real_photos, real_videos
-from bench.video_io import Clip, read_clip, write_clip
+from evaluation.sources import ken_burns, real_photos, real_videos
+from evaluation.video_io import Clip, read_clip, write_clip
 from detect.detector import Detector
 from detect.levels import LevelThresholds
 from dupwatch.config import DecodeConfig, DetectionConfig, MilvusConfig

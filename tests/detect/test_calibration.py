@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from bench.metrics import average_precision
+from evaluation.metrics import average_precision
 from detect.calibration import (
     Calibration,
     CalibrationError,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bench.truth import GroundTruth, ScoreRow, TruthRow, read_scores_csv, write_scores_csv, write_truth_csv
+from evaluation.truth import GroundTruth, ScoreRow, TruthRow, read_scores_csv, write_scores_csv, write_truth_csv
 from detect.calibration import Calibration, CalibrationError, LabelledPair, calibrate, evaluate
 from tests.detect.test_cli import app
 from dupwatch.paths import REPO_ROOT

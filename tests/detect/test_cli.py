@@ -7,7 +7,7 @@ import numpy as np
 import typer
 from typer.testing import CliRunner
 
-from bench.truth import GroundTruth, ScoreRow, TruthRow, write_scores_csv, write_truth_csv
+from evaluation.truth import GroundTruth, ScoreRow, TruthRow, write_scores_csv, write_truth_csv
 from detect.calibration import Calibration
 from detect.cli import register
 from detect.signing import sign

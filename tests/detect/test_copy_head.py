@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.metrics import average_precision
+from evaluation.metrics import average_precision
 from detect.copy_head import (
     FEATURES,
     FORMAT,

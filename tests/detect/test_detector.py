@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import transforms as T
-from bench.sources import real_videos
-from bench.video_io import read_clip, write_clip
+from evaluation import transforms as T
+from evaluation.sources import real_videos
+from evaluation.video_io import read_clip, write_clip
 from detect.detector import Detector
 from detect.levels import LevelThresholds
 from dupwatch.config import DecodeConfig, DetectionConfig, MilvusConfig

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.sources import real_videos
+from evaluation.sources import real_videos
 from detect.detector import Detector
 from detect.levels import LevelThresholds
 from dupwatch.config import DecodeConfig, DetectionConfig, MilvusConfig

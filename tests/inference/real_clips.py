@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.sources import ken_burns, real_photos
-from bench.video_io import Clip, read_clip, write_clip
+from evaluation.sources import ken_burns, real_photos
+from evaluation.video_io import Clip, read_clip, write_clip
 
 FPS = 10.0
 

@@ -50,9 +50,9 @@ def test_stream_and_whole_video_give_the_same_representation(models: VideoModels
 
 
 def test_stream_keeps_the_inset_representation(models: VideoModels, tmp_path_factory: pytest.TempPathFactory) -> None:
-    from bench import transforms
-    from bench.sources import ken_burns, real_photos, real_videos
-    from bench.video_io import read_clip, write_clip
+    from evaluation import transforms
+    from evaluation.sources import ken_burns, real_photos, real_videos
+    from evaluation.video_io import read_clip, write_clip
 
     bikes = {v.name: v.path for v in real_videos()}["bikes"]
     copy = read_clip(bikes, fps=4.0, max_seconds=8.0, max_side=480)

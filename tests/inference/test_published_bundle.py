@@ -137,7 +137,7 @@ def _pins(shas: dict[str, str], names: list[str] = UNPINNED) -> list[str]:
 
 def test_bundle_from_mirror_loads_and_runs(mirror: tuple[str, Path], shas: dict[str, str], pinned_backbone: None,
                                            tmp_path: Path) -> None:
-    from bench.sources import real_videos
+    from evaluation.sources import real_videos
     from dupwatch.config import DecodeConfig
     from inference.bundle import load_bundle
     from inference.embedder import VideoModels

@@ -23,7 +23,7 @@ def models():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def real_regions(models) -> np.ndarray:  # type: ignore[no-untyped-def]
-    from bench.sources import real_videos
+    from evaluation.sources import real_videos
     from dupwatch.config import DecodeConfig
     from ingest.decode import decode_video
 

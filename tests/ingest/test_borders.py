@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from bench.sources import ken_burns, real_photos, real_videos
-from bench.video_io import Clip, read_clip, write_clip
+from evaluation.sources import ken_burns, real_photos, real_videos
+from evaluation.video_io import Clip, read_clip, write_clip
 from dupwatch.config import DecodeConfig
 from ingest.borders import BorderTracker, detect_borders
 from ingest.decode import decode_video, decode_video_with_stats

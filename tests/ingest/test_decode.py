@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import skvideo
 
-from bench.sources import FIXTURE_VIDEOS
+from evaluation.sources import FIXTURE_VIDEOS
 from dupwatch.config import DecodeConfig
 from dupwatch.errors import PermanentError
 from ingest.decode import PyAVDecoder, VideoDecoder, decode_video, decode_video_with_stats

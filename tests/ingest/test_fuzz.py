@@ -14,7 +14,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.sources import FIXTURE_VIDEOS
+from evaluation.sources import FIXTURE_VIDEOS
 from dupwatch.config import DecodeConfig, SourceConfig
 from dupwatch.errors import PermanentError, TransientError
 from dupwatch.records import DecodedVideo

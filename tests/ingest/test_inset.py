@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import transforms
-from bench.sources import ken_burns, real_photos, real_videos
-from bench.video_io import Clip, read_clip, write_clip
+from evaluation import transforms
+from evaluation.sources import ken_burns, real_photos, real_videos
+from evaluation.video_io import Clip, read_clip, write_clip
 from dupwatch.config import DecodeConfig
 from dupwatch.records import INSET_SUFFIX, inset_id, parent_id
 from ingest.decode import decode_video

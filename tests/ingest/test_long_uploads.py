@@ -188,9 +188,9 @@ def test_batch_embeds_what_it_decoded_once_the_budget_is_reached(uploads: Path) 
 def test_chunking_keeps_the_picture_in_picture_view(tmp_path: Path) -> None:
     """An inset found on the first 24 sampled frames is cut from every chunk: chunks of 24 give
     the same inset view and box as one chunk for the whole video."""
-    from bench import transforms
-    from bench.sources import ken_burns, real_photos, real_videos
-    from bench.video_io import read_clip, write_clip
+    from evaluation import transforms
+    from evaluation.sources import ken_burns, real_photos, real_videos
+    from evaluation.video_io import read_clip, write_clip
 
     bikes = {v.name: v.path for v in real_videos()}["bikes"]
     copy = read_clip(bikes, fps=8.0, max_seconds=8.0, max_side=480)

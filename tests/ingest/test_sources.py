@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.sources import FIXTURE_VIDEOS
+from evaluation.sources import FIXTURE_VIDEOS
 from dupwatch.config import SourceConfig
 from dupwatch.errors import PermanentError, TransientError
 from ingest.netguard import address_problem, host_allowed, vet_url

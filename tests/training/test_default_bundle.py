@@ -33,9 +33,9 @@ def test_manifest_and_size(bundle) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_fine_network_scores_a_real_copy_above_unrelated_footage(bundle) -> None:  # type: ignore[no-untyped-def]
-    from bench import transforms as T
-    from bench.sources import ken_burns, real_photos, real_videos
-    from bench.video_io import read_clip
+    from evaluation import transforms as T
+    from evaluation.sources import ken_burns, real_photos, real_videos
+    from evaluation.video_io import read_clip
     from inference.registry import get_model
     from training.augment import resize_center_crop
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.sources import ken_burns, real_photos
-from bench.video_io import write_clip
+from evaluation.sources import ken_burns, real_photos
+from evaluation.video_io import write_clip
 from training.footage import (
     SOURCES,
     FolderDownloader,

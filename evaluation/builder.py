@@ -15,7 +15,7 @@ The output folder holds ``videos/*.mp4``, ``truth.csv`` (the eval harness's form
 made each edit: ``dupwatch`` or ``augly-<version>``). Deterministic from the seed (and, for the
 ``text`` and ``emoji`` edits, from whether AugLy is installed: ``use_augly=False`` pins ours).
 
-Sources are the registry media of :mod:`bench.sources` and, with ``video_dirs`` (``dupwatch bench
+Sources are the registry media of :mod:`evaluation.sources` and, with ``video_dirs`` (``dupwatch bench
 build --videos DIR``), every video under user folders (recursively, :data:`VIDEO_EXTENSIONS`, in
 sorted relative-path order, named ``user_<relative path>`` sanitized; ``user1_``, ``user2_``… with several folders); byte-identical files
 are used once.
@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bench import transforms as T
-from bench.sources import SourceVideo, folder_videos, ken_burns, real_photos, real_videos
-from bench.truth import TruthRow, write_truth_csv
-from bench.video_io import Clip, read_clip, write_clip
+from evaluation import transforms as T
+from evaluation.sources import SourceVideo, folder_videos, ken_burns, real_photos, real_videos
+from evaluation.truth import TruthRow, write_truth_csv
+from evaluation.video_io import Clip, read_clip, write_clip
 
 
 
@@ -115,11 +115,11 @@ class BenchmarkSpec:
     max_source_seconds: float = 60.0
     """Videos from ``video_dirs`` are read up to this many seconds (registry sources in full)."""
     extra_edits: tuple[str, ...] = ()
-    """Names of :data:`bench.transforms.EXTRA_SPATIAL` edits added to the spatial pool (``emoji``)."""
+    """Names of :data:`evaluation.transforms.EXTRA_SPATIAL` edits added to the spatial pool (``emoji``)."""
     use_augly: bool = True
     """Use AugLy for the edits it covers when it is importable (recorded per edit either way)."""
     upload_edits: bool = False
-    """Each copy gets one edit of :data:`bench.transforms.UPLOAD_EDITS` (bars with a resolution change,
+    """Each copy gets one edit of :data:`evaluation.transforms.UPLOAD_EDITS` (bars with a resolution change,
     9:16 reframes, heavy combinations, grey/sepia, logo) instead of 1–2 of the classic spatial pool."""
     footage_split: str = ""
     """Add the real-footage corpus videos of this split (``train``, ``calibrate``, ``check``;

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.video_io import read_clip
+from evaluation.video_io import read_clip
 
 QUALITY_THRESHOLD = 50
 DISTANCE_THRESHOLD = 31

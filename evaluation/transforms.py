@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
-from bench.video_io import Clip
+from evaluation.video_io import Clip
 
 Frame = np.ndarray
 

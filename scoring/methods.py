@@ -1,13 +1,13 @@
 """Evaluation harness (issue #9, incident metrics of issue #12): score every query of a folder of
 videos against every other video with several methods and report retrieval, detection, segment
-and incident metrics from :mod:`bench.metrics`.
+and incident metrics from :mod:`evaluation.metrics`.
 
 Inputs
 ------
 - ``videos_dir``: any folder of videos (``*.mp4``, ``*.mov``, ``*.mkv``, ``*.webm``, ``*.avi``,
   ...; not recursive). A video's id is its file stem, or its file name when the truth CSV names
   files with their extension.
-- ``truth``: the CSV of :mod:`bench.truth` (``query,reference,level`` + optional segment seconds).
+- ``truth``: the CSV of :mod:`evaluation.truth` (``query,reference,level`` + optional segment seconds).
   Queries are the ids in the ``query`` column; every query is scored against every other video of
   the folder; pairs not in the CSV are unrelated. Ids the CSV names but the folder lacks raise
   :class:`EvalInputError` (the CLI prints it and exits 2).
@@ -15,17 +15,19 @@ Inputs
 Methods (one ABC, :class:`Method`: ``prepare(videos)`` then ``score(query, reference)`` →
 ``(score, segments)``):
 
-- ``vpdq``: the vPDQ baseline of :mod:`bench.baselines.vpdq` (ThreatExchange rule as it is, ranked
+- ``vpdq``: the vPDQ baseline of :mod:`scoring.vpdq` (ThreatExchange rule as it is, ranked
   by the query match share; ``vpdq_tiebreak``: the same plus our closeness tie-breaker; it hashes
   whole frames with its own reader, as vPDQ does, not the worker's 224 px centre crop). vPDQ does
   not localize; its "segment" is the box spanned by the matched query frames and their best
   reference frames (a generous stand-in, so vPDQ's segment numbers are an upper bound).
-- ``chamfer``: :mod:`bench.baselines.chamfer`, ViSiL_f-style region chamfer then frame chamfer on
+- ``chamfer``: :mod:`scoring.chamfer`, ViSiL_f-style region chamfer then frame chamfer on
   EfficientNet-Lite0 region features (with the PCA of the first ``--bundle`` whose backbone is
   EfficientNet-Lite0, else raw 1752-d features); segments from ``align_pair``.
 - ``ours``: one per bundle, :meth:`VideoModels.compare` (fine network, or chamfer when the bundle
   has no fine head: :attr:`VideoModels.methods` is reported) + ``align_pair`` on its frame
   similarity with the detector's :class:`detect.detector.AlignmentParams`.
+- ``sscd`` / ``sscd_distilled``: :mod:`scoring.sscd`, frame chamfer on SSCD copy-detection
+  descriptors (optional extra ``dupwatch[sscd]``, Python ≥ 3.12, or ``DUPWATCH_SSCD_MODEL``).
 
 Frames come from the worker's decoder (:func:`ingest.decode.decode_video`, 1 fps, short side 256,
 centre crop 224, or the bundle backbone's sampling), decoded once per video and sampling; region
@@ -34,7 +36,7 @@ them. Everything is cached in memory (≈150 KB per sampled frame plus the featu
 folders of up to a few thousand minutes. Pairs are scored directly (no Milvus, no coarse stage,
 no score normalization): these are the fine-stage numbers.
 
-Metrics per method (definitions in :mod:`bench.metrics`; seeds-digest §3.7, anchors §2.5/§2.6):
+Metrics per method (definitions in :mod:`evaluation.metrics`; seeds-digest §3.7, anchors §2.5/§2.6):
 
 - ``retrieval_map``: mean over queries of the AP of its ranked references, copy pairs as positives
   (queries without a copy positive are left out and counted in ``map_skipped_queries``).
@@ -71,7 +73,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from bench.metrics import (
+from evaluation.metrics import (
     AveragePrecision,
     Match,
     ScoredPair,
@@ -82,7 +84,7 @@ from bench.metrics import (
     segment_micro_average_precision,
     segment_precision_recall,
 )
-from bench.truth import GroundTruth, read_truth_csv
+from evaluation.truth import GroundTruth, read_truth_csv
 from dupwatch.records import Segment
 
 if TYPE_CHECKING:
@@ -93,7 +95,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp"})
 DEFAULT_METHODS = ("vpdq", "chamfer")
-METHOD_NAMES = ("vpdq", "vpdq_tiebreak", "chamfer", "ours")
+METHOD_NAMES = ("vpdq", "vpdq_tiebreak", "chamfer", "sscd", "sscd_distilled", "ours")
 DEFAULT_SEGMENT_TOP_K = 5
 """Segments are localized on each query's 5 best references (the VSC22 baseline localizes 5)."""
 
@@ -276,7 +278,7 @@ class VpdqMethod(Method):
     name = "vpdq"
 
     def __init__(self, *, fps: float = 1.0, tiebreak: bool = False) -> None:
-        from bench.baselines import vpdq
+        from scoring import vpdq
 
         self.fps = fps
         self.tiebreak = tiebreak
@@ -285,7 +287,7 @@ class VpdqMethod(Method):
         self._hashes: dict[str, Any] = {}
 
     def describe(self) -> dict[str, Any]:
-        from bench.baselines import vpdq
+        from scoring import vpdq
 
         return {
             "features": f"PDQ per frame at {self.fps:g} fps (whole frame, max side 512)",
@@ -298,14 +300,14 @@ class VpdqMethod(Method):
         }
 
     def prepare(self, videos: Mapping[str, Path]) -> None:
-        from bench.baselines.vpdq import hash_video
+        from scoring.vpdq import hash_video
 
         for vid, path in videos.items():
             if vid not in self._hashes:
                 self._hashes[vid] = hash_video(path, fps=self.fps)
 
     def score(self, query: str, reference: str) -> PairResult:
-        from bench.baselines.vpdq import DISTANCE_THRESHOLD, compare, hamming_matrix
+        from scoring.vpdq import DISTANCE_THRESHOLD, compare, hamming_matrix
 
         q, r = self._hashes[query], self._hashes[reference]
         m = compare(q, r)
@@ -768,13 +770,17 @@ def build_methods(names: Sequence[str], bundles: Sequence[Path | str], frames: F
         if n in ("vpdq", "vpdq_tiebreak"):
             out.append(VpdqMethod(fps=fps or 1.0, tiebreak=n == "vpdq_tiebreak"))
         elif n == "chamfer":
-            from bench.baselines.chamfer import ChamferMethod
+            from scoring.chamfer import ChamferMethod
 
             pca_bundle = next((m.models.bundle for m in ours if isinstance(m, OursMethod)
                                and m.models.bundle.manifest.backbone.name == "efficientnet_lite0_regions"), None)
             if pca_bundle is None:
                 pca_bundle = _first_effnet_bundle(bundles)
             out.append(ChamferMethod(frames, features, pca_bundle=pca_bundle, device=device, fps=fps))
+        elif n in ("sscd", "sscd_distilled"):
+            from scoring.sscd import SscdMethod
+
+            out.append(SscdMethod(frames, features, variant=n))
         elif n == "ours":
             out.extend(ours)
     return out
@@ -793,7 +799,7 @@ def _first_effnet_bundle(bundles: Sequence[Path | str]) -> Any | None:
 def evaluate(videos_dir: Path | str, truth_path: Path | str, *, methods: Sequence[str] = DEFAULT_METHODS,
              bundles: Sequence[Path | str] = (), config: EvalConfig = EvalConfig()) -> EvalResult:
     """Score the folder with every method and compute the metrics (the library behind ``dupwatch eval``)."""
-    from bench.truth import TruthFormatError
+    from evaluation.truth import TruthFormatError
 
     try:
         truth = read_truth_csv(truth_path)

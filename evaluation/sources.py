@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.video_io import Clip
+from evaluation.video_io import Clip
 from dupwatch.paths import REPO_ROOT
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.eval import FeatureCache, FrameCache, Method, PairResult, feature_key, frame_intervals
+from scoring.methods import FeatureCache, FrameCache, Method, PairResult, feature_key, frame_intervals
 
 BACKBONE = "efficientnet_lite0_regions"
 TN_PARAMS = {"min_sim": 0.35, "min_length": 2, "max_step": 3, "top_k": 5, "max_paths": 5}

@@ -1,4 +1,4 @@
-"""Ground-truth and score CSV files (thin I/O around :mod:`bench.metrics` records).
+"""Ground-truth and score CSV files (thin I/O around :mod:`evaluation.metrics` records).
 
 Ground truth (``pairs.csv``), UTF-8 with a header row::
 
@@ -9,7 +9,7 @@ Ground truth (``pairs.csv``), UTF-8 with a header row::
   empty. A pair may appear on several rows only when every one of its rows carries a segment
   (one row per matched segment), and all its rows must name the same level.
 - ``kind`` (optional column, empty = none): the edit kind the pair is reported under (letterbox,
-  vertical_reframe, picture_in_picture, ...; :data:`bench.transforms.KINDS` for generated
+  vertical_reframe, picture_in_picture, ...; :data:`evaluation.transforms.KINDS` for generated
   benchmarks; any short name for your own). ``dupwatch eval`` reports metrics per kind.
 - Extra columns are ignored. Errors raise :class:`TruthFormatError` naming the file line.
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
-from bench.metrics import Match, ScoredPair
+from evaluation.metrics import Match, ScoredPair
 
 Level = Literal["copy", "incident"]
 LEVELS: tuple[Level, ...] = ("copy", "incident")

@@ -1,1 +1,0 @@
-"""Baselines run through the same evaluation harness as our pipeline."""
