@@ -79,6 +79,10 @@ def format_table(result: dict[str, Any]) -> str:
     for name, m in result["methods"].items():
         if m.get("segment_rule"):
             notes.append(f"{name}: segments = {m['segment_rule']}")
+        if m.get("segment_by_kind"):
+            notes.append(f"{name}: segment P/R/F per kind: " + "; ".join(
+                f"{k} {v['segment_p']:.3f}/{v['segment_r']:.3f}/{v['segment_f']:.3f} ({v['pairs']} pairs)"
+                for k, v in m["segment_by_kind"].items()))
         if m.get("info", {}).get("note"):
             notes.append(f"{name}: {m['info']['note']}")
     return "\n".join(lines + notes + per_kind_lines(result))
@@ -115,9 +119,33 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
+def segment_kind_table(data: dict[str, Any]) -> list[str]:
+    """Markdown table: per truth kind (and all copies) each method's segment P/R/F given the pair and ranked."""
+    methods = {n: m for n, m in data["methods"].items() if m.get("segment_localization")}
+    if not methods:
+        return []
+    kinds = list(dict.fromkeys(k for m in methods.values() for k in m["segment_localization"]))
+
+    def cell(v: dict[str, Any] | None) -> str:
+        return "-" if not v else f"{v['segment_p']:.3f} / {v['segment_r']:.3f} / **{v['segment_f']:.3f}**"
+
+    header = "| kind (pairs) | " + " | ".join(f"{n} given pair | {n} ranked" for n in methods) + " |"
+    rows = [header, "|" + "---|" * (1 + 2 * len(methods))]
+    for k in kinds:
+        pairs = next((m["segment_localization"][k]["pairs"] for m in methods.values() if k in m["segment_localization"]), 0)
+        cells = []
+        for m in methods.values():
+            ranked = {"segment_p": m["segment_p"], "segment_r": m["segment_r"], "segment_f": m["segment_f"]} if k == "all" \
+                else (m.get("segment_by_kind") or {}).get(k)
+            cells += [cell(m["segment_localization"].get(k)), cell(ranked)]
+        rows.append(f"| {'all copies' if k == 'all' else k} ({pairs}) | " + " | ".join(cells) + " |")
+    return rows
+
+
 def write_report(result: "EvalResult", out_dir: Path | str) -> Path:
     """``report.md``, ``metrics.json``, ``pr_curves.png``, ``scores_<method>.png`` (histogram per truth level) and
-    ``scores_<method>.csv`` (every scored pair, :mod:`evaluation.truth` format); returns the report path."""
+    ``scores_<method>.csv`` (every scored pair, :mod:`evaluation.truth` format), ``segments_<method>.csv`` (every
+    predicted segment); returns the report path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -132,7 +160,10 @@ def write_report(result: "EvalResult", out_dir: Path | str) -> Path:
 
     from evaluation.truth import ScoreRow, write_scores_csv
 
+    from scoring.methods import write_segments_csv
+
     for run in result.runs:
+        write_segments_csv(run, out / f"segments_{_slug(run.name)}.csv")
         write_scores_csv((ScoreRow(q, r, s, run.fine_scores.get((q, r)), None, run.copy_scores.get((q, r)))
                           for (q, r), s in sorted(run.scores.items())), out / f"scores_{_slug(run.name)}.csv")
 
@@ -198,6 +229,15 @@ def write_report(result: "EvalResult", out_dir: Path | str) -> Path:
     for name, m in data["methods"].items():
         lines.append(f"- **{name}**: " + "; ".join(f"{k}: {v}" for k, v in m.get("info", {}).items()))
         lines.append(f"  - segments: {m.get('segment_rule')}; prepare {m.get('prepare_s')} s, scoring {m.get('score_s')} s")
+        for kind, v in (m.get("segment_by_kind") or {}).items():
+            lines.append(f"  - segments of kind {kind} ({v['pairs']} pairs): P {v['segment_p']:.3f} R {v['segment_r']:.3f} "
+                         f"F {v['segment_f']:.3f}")
+    table = segment_kind_table(data)
+    if table:
+        lines += ["", "## Segments per edit kind", "",
+                  "Segment P / R / F (VCSL overall metric). *given pair*: every segment the method predicted on the "
+                  "truth copy pairs (localization alone, VCSL's protocol); *ranked*: the segments of each query's top-k "
+                  "references that clear the method's copy threshold (what a moderator would see).", "", *table]
     lines += ["", "## Plots", "", "![PR curves](pr_curves.png)", ""]
     lines += [f"![{n} scores]({f})" for n, f in hist_files]
     report = out / "report.md"

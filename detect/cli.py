@@ -284,5 +284,9 @@ def detect_plot(
     if models is None:
         typer.echo("dupwatch detect plot: the embedder has no pair model", err=True)
         raise typer.Exit(EXIT_USAGE)
-    path, score = plot_video_pair(models, reps[0], reps[1], out)
+    path, score, segments = plot_video_pair(models, reps[0], reps[1], out)
     typer.echo(f"plot: {path} (fine score {score:.4f})")
+    for s in segments:
+        speed = (s.ref_end - s.ref_start) / (s.query_end - s.query_start)
+        typer.echo(f"segment: query {s.query_start:.2f}-{s.query_end:.2f} s <-> reference {s.ref_start:.2f}-{s.ref_end:.2f} s "
+                   f"(speed {speed:.2f}x, similarity {s.score:.3f})")

@@ -20,6 +20,12 @@ most query regions pile onto the few reference regions that show the same part o
 (:func:`region_layout`); their products with the fine score let a pair the fine network is sure
 of (a tight crop of the same shot) lean less on the grid than a doubtful one (a second view).
 
+The alignment features come from the Temporal Network's paths
+(:func:`inference.alignment.tn_evidence`), which the head was fitted on; the copy segments alerts
+carry come from :mod:`inference.segments`. Many query frames piled onto one reference frame
+(speed ≈ 0: static footage, a freeze) is evidence *against* a copy: it is not a head feature but a
+gate on the copy level (:func:`detect.levels.decide_level`, ``max_degenerate``).
+
 The features (:data:`FEATURES`) come from :func:`pair_features`; the same function serves the
 worker's detector, the eval harness and the trainer, so training and serving cannot drift.
 """

@@ -42,7 +42,8 @@ from detect.normalization import SimilarityNormalizer
 from dupwatch.config import DetectionConfig
 from dupwatch.records import Segment, VideoRepresentation, inset_id, parent_id
 from inference.alignment import AlignmentEvidence as PathEvidence
-from inference.alignment import align_pair
+from inference.alignment import align_pair, tn_evidence
+from inference.segments import SegmentParams
 
 if TYPE_CHECKING:
     from inference.embedder import VideoModels
@@ -117,15 +118,8 @@ def select_for_rerank(coarse: np.ndarray, selector: np.ndarray, config: Detectio
     return list(dict.fromkeys([*top_coarse, *chosen]))[:cap]
 
 
-@dataclass(frozen=True)
-class AlignmentParams:
-    """Temporal-network parameters for localization on the fine frame-similarity matrix."""
-
-    min_sim: float = 0.35
-    min_length: int = 2
-    max_step: int = 3
-    top_k: int = 5
-    max_paths: int = 5
+AlignmentParams = SegmentParams
+"""Parameters of the copy-segment search on the fine frame-similarity matrix (:mod:`inference.segments`)."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +139,13 @@ class PairAssessment:
     """:func:`detect.copy_head.region_layout` of the pair (region spread, region layout)."""
     views: tuple[str, str] = ("main", "main")
     """Which view of the query and of the reference matched (``main`` or ``inset``)."""
+    head_evidence: PathEvidence | None = None
+    """The evidence the copy head reads (:func:`inference.alignment.tn_evidence`); ``None``: ``path_evidence``."""
+
+    @property
+    def degenerate_fraction(self) -> float:
+        """Share of the matched query frames piled onto one reference instant (speed ≈ 0)."""
+        return float(self.path_evidence.degenerate_fraction)
 
     def level_evidence(self) -> AlignmentEvidence:
         return AlignmentEvidence(
@@ -152,10 +153,12 @@ class PairAssessment:
             query_coverage=float(np.clip(self.path_evidence.query_coverage, 0, 1)),
             reference_coverage=float(np.clip(self.path_evidence.ref_coverage, 0, 1)),
             fine_score=self.fine,
+            degenerate_fraction=float(np.clip(self.degenerate_fraction, 0, 1)),
         )
 
     def features(self) -> np.ndarray:
-        return pair_features(self.fine, self.frame_similarity, self.path_evidence, self.layout)
+        evidence = self.head_evidence if self.head_evidence is not None else self.path_evidence
+        return pair_features(self.fine, self.frame_similarity, evidence, self.layout)
 
 
 def assess_pair(models: VideoModels, query_regions: np.ndarray, ref_regions: np.ndarray, query_times: np.ndarray,
@@ -166,15 +169,18 @@ def assess_pair(models: VideoModels, query_regions: np.ndarray, ref_regions: np.
 
 
 def _assess_scored(pair: Any, query_regions: np.ndarray, ref_regions: np.ndarray, query_times: np.ndarray,
-                   ref_times: np.ndarray, params: AlignmentParams, head: CopyHead | None) -> PairAssessment:
-    segments, evidence = align_pair(pair.frame_similarity, query_times, ref_times, min_sim=params.min_sim,
-                                    min_length=params.min_length, max_step=params.max_step, top_k=params.top_k,
-                                    max_paths=params.max_paths)
+                   ref_times: np.ndarray, params: AlignmentParams, head: CopyHead | None,
+                   head_times: tuple[np.ndarray, np.ndarray] | None = None) -> PairAssessment:
+    segments, evidence = align_pair(pair.frame_similarity, query_times, ref_times, params)
     longest = max((s.query_end - s.query_start for s in segments), default=0.0)
     layout = region_layout(query_regions, ref_regions, pair.frame_similarity)
-    copy_score = head.score(pair_features(pair.score, pair.frame_similarity, evidence, layout)) if head is not None else None
+    # the copy head reads the Temporal-Network evidence it is fitted on, not the segment search's
+    # (training calls features() on the same assessment, so training and serving agree)
+    hq, hr = head_times if head_times is not None else (query_times, ref_times)
+    head_evidence = tn_evidence(pair.frame_similarity, hq, hr)
+    copy_score = head.score(pair_features(pair.score, pair.frame_similarity, head_evidence, layout)) if head is not None else None
     return PairAssessment(float(pair.score), pair.frame_similarity, tuple(segments), evidence, float(longest), copy_score,
-                          layout)
+                          layout, head_evidence=head_evidence)
 
 
 def assess_views(models: VideoModels, query_views: Mapping[str, np.ndarray], ref_views: Mapping[str, np.ndarray],
@@ -199,11 +205,14 @@ def view_combos(query_views: Mapping[str, Any], ref_views: Mapping[str, Any]) ->
 
 def assess_scored_views(scored: Mapping[tuple[str, str], Any], query_views: Mapping[str, np.ndarray],
                         ref_views: Mapping[str, np.ndarray], query_times: np.ndarray, ref_times: np.ndarray,
-                        params: AlignmentParams, head: CopyHead | None = None) -> PairAssessment:
-    """:func:`assess_views` from the fine scores of the view pairs (``scored[(query view, ref view)]``)."""
+                        params: AlignmentParams, head: CopyHead | None = None,
+                        head_times: tuple[np.ndarray, np.ndarray] | None = None) -> PairAssessment:
+    """:func:`assess_views` from the fine scores of the view pairs (``scored[(query view, ref view)]``);
+    ``head_times``: the (query, reference) times of the copy head's evidence when they differ."""
     combos = list(scored)
     best = max(combos, key=lambda c: scored[c].score)  # ties keep the first: main before inset
-    a = _assess_scored(scored[best], query_views[best[0]], ref_views[best[1]], query_times, ref_times, params, head)
+    a = _assess_scored(scored[best], query_views[best[0]], ref_views[best[1]], query_times, ref_times, params, head,
+                       head_times)
     return replace(a, views=best)
 
 
@@ -327,7 +336,9 @@ class Detector:
         query_views = {"main": rep.regions.astype(np.float32)}
         if rep.inset is not None:
             query_views["inset"] = rep.inset.regions.astype(np.float32)
-        query_times = np.asarray(rep.timestamps, np.float32)
+        query_times = np.asarray(rep.timestamps, np.float64)
+        step = _sampling_step(query_times)
+        query_intervals = _query_intervals(query_times, step, rep.meta.get("duration_s"))
         out: list[Detection] = []
         candidates: dict[str, dict[str, np.ndarray]] = {}
         for vid in rerank:
@@ -341,8 +352,10 @@ class Detector:
         scored = score_candidates(self.models, query_views, candidates)
         for vid, ref_views in candidates.items():
             ref = ref_views["main"]
-            a = assess_scored_views(scored[vid], query_views, ref_views, query_times,
-                                    _ref_times(info.get(vid, {}), ref.shape[0]), self.alignment, self.copy_head)
+            head_times = (query_times.astype(np.float32), _head_ref_times(info.get(vid, {}), ref.shape[0]))
+            a = assess_scored_views(scored[vid], query_views, ref_views, query_intervals,
+                                    _ref_times(info.get(vid, {}), ref.shape[0], step), self.alignment, self.copy_head,
+                                    head_times)
             evidence = a.path_evidence
             normalized = a.fine - bias
             level = decide_level(normalized, a.level_evidence(), self.thresholds, a.copy_score)
@@ -368,6 +381,7 @@ class Detector:
                         "diagonality": round(float(evidence.diagonality), 4),
                         "temporal_contrast": round(float(evidence.temporal_contrast), 4),
                         "speed_ratio": round(float(evidence.speed_ratio), 4),
+                        "degenerate_fraction": round(float(evidence.degenerate_fraction), 4),
                         "views": {"query": a.views[0], "reference": a.views[1]},
                         "region_spread": round(a.layout[0], 4),
                         "region_layout": round(a.layout[1], 4),
@@ -424,8 +438,37 @@ class Detector:
         return alerts
 
 
-def _ref_times(info: dict[str, Any], frames: int) -> np.ndarray:
-    """Reference frame timestamps: 1 sample per second unless the stored duration says otherwise."""
+def _ref_times(info: dict[str, Any], frames: int, step: float = 1.0) -> np.ndarray:
+    """Reference frame intervals ``[T, 2]``: the worker samples every video at the same rate, so
+    frame k starts at ``k · step`` (``step``: the query's sampling step) and lasts one step, the
+    last one capped at the stored duration when that is known and beyond its start."""
+    starts = np.arange(frames, dtype=np.float64) * step
+    ends = starts + step
+    duration = float(info.get("duration_s") or 0.0)
+    if duration > 0:
+        ends = np.where(duration > starts, np.minimum(ends, duration), ends)
+    return np.stack([starts, ends], axis=1)
+
+
+def _query_intervals(timestamps: np.ndarray, step: float, duration: Any) -> np.ndarray:
+    """Query sample intervals ``[T, 2]``: each sample lasts up to the next one, the last one a
+    sampling step, capped at the decoded duration when that is known and beyond its start (as the
+    references are, :func:`_ref_times`)."""
+    t = np.asarray(timestamps, np.float64)
+    ends = np.append(t[1:], t[-1] + step) if len(t) else t
+    ends = np.maximum(ends, t)
+    try:
+        d = float(duration) if duration is not None else 0.0
+    except ValueError:
+        d = 0.0
+    if d > 0:
+        ends = np.where(d > t, np.minimum(ends, d), ends)
+    return np.stack([t, ends], axis=1)
+
+
+def _head_ref_times(info: dict[str, Any], frames: int) -> np.ndarray:
+    """Reference frame times ``[T]`` as the copy head's evidence was computed when it was fitted
+    (1 sample per second unless the stored duration says otherwise)."""
     duration = float(info.get("duration_s") or 0.0)
     if frames > 1 and duration > 0:
         step = duration / max(1, frames - 1)
@@ -434,10 +477,17 @@ def _ref_times(info: dict[str, Any], frames: int) -> np.ndarray:
     return np.arange(frames, dtype=np.float32)
 
 
+def _sampling_step(timestamps: np.ndarray) -> float:
+    steps = np.diff(np.asarray(timestamps, np.float64))
+    step = float(np.median(steps)) if len(steps) else 1.0
+    return step if step > 0 else 1.0
+
+
 def _thresholds_from(fitted: dict[str, float], config: DetectionConfig) -> LevelThresholds:
     copy = config.thresholds.copy_level if config.thresholds.copy_level is not None else fitted.get("copy")
     incident = config.thresholds.incident if config.thresholds.incident is not None else fitted.get("incident")
-    return LevelThresholds(copy=copy, incident=incident, min_aligned_s=config.min_segment_s)
+    return LevelThresholds(copy=copy, incident=incident, min_aligned_s=config.min_segment_s,
+                           max_degenerate=config.max_degenerate)
 
 
 def _normalizer_from(calibration: dict[str, Any], config: DetectionConfig) -> SimilarityNormalizer | None:

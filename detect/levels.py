@@ -5,7 +5,10 @@ Rule (thresholds are inclusive, on the same score the calibration was fitted on)
 1. ``copy`` when ``score ≥ thresholds.copy`` **and** the temporal alignment backs it: an aligned
    segment of at least ``min_aligned_s`` seconds, a coverage of at least ``min_coverage`` on the
    query or on the reference (the larger of the two: a short clip fully inside a long video is a
-   copy), and, when ``min_fine_score`` is set, a fine-network score at least that high.
+   copy), when ``min_fine_score`` is set, a fine-network score at least that high, and, when
+   ``max_degenerate`` is set, a degenerate share of the alignment (matched query frames piled
+   onto one reference instant: speed ≈ 0, typical of static footage; evidence *against* a copy)
+   no higher than that.
 2. otherwise ``incident`` when ``score ≥ thresholds.incident`` (a copy-level score without
    temporal evidence is reported as an incident, never dropped, if it clears that threshold);
 3. otherwise ``none``: no alert.
@@ -34,11 +37,13 @@ class AlignmentEvidence:
     """Share of the query's duration inside aligned segments, 0..1."""
     reference_coverage: float
     fine_score: float | None = None
+    degenerate_fraction: float = 0.0
+    """Share of the matched query frames piled onto one reference instant (:func:`inference.segments.degenerate_fraction`)."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.aligned_length_s) and self.aligned_length_s >= 0):
             raise ValueError(f"aligned_length_s must be finite and ≥ 0, got {self.aligned_length_s}")
-        for name in ("query_coverage", "reference_coverage"):
+        for name in ("query_coverage", "reference_coverage", "degenerate_fraction"):
             v = getattr(self, name)
             if not (math.isfinite(v) and 0.0 <= v <= 1.0):
                 raise ValueError(f"{name} must be within [0, 1], got {v}")
@@ -53,9 +58,11 @@ class LevelThresholds:
     min_aligned_s: float = 2.0
     min_coverage: float = 0.0
     min_fine_score: float | None = None
+    max_degenerate: float | None = None
+    """A pair whose degenerate share exceeds this is no copy (at most an incident); ``None``: no gate."""
 
     def __post_init__(self) -> None:
-        for name in ("copy", "incident", "min_fine_score"):
+        for name in ("copy", "incident", "min_fine_score", "max_degenerate"):
             v = getattr(self, name)
             if v is not None and not math.isfinite(v):
                 raise ValueError(f"non-finite {name} threshold")
@@ -75,6 +82,7 @@ class LevelThresholds:
             if detection.thresholds.incident is not None:
                 incident = detection.thresholds.incident
             kwargs["min_aligned_s"] = detection.min_segment_s
+            kwargs["max_degenerate"] = detection.max_degenerate
         kwargs.update(extra)
         return cls(copy=copy, incident=incident, **kwargs)
 
@@ -87,6 +95,8 @@ def has_temporal_evidence(evidence: AlignmentEvidence | None, thresholds: LevelT
     if max(evidence.query_coverage, evidence.reference_coverage) < thresholds.min_coverage:
         return False
     if thresholds.min_fine_score is not None and (evidence.fine_score is None or evidence.fine_score < thresholds.min_fine_score):
+        return False
+    if thresholds.max_degenerate is not None and evidence.degenerate_fraction > thresholds.max_degenerate:
         return False
     return True
 

@@ -2,9 +2,10 @@
 (``dupwatch detect plot QUERY REF``).
 
 The matrix is the one the detector aligns (``VideoModels.compare(...).frame_similarity``, query
-frames as rows); the paths are the Temporal Network's (:func:`inference.alignment.temporal_network`
-with the detector's :class:`~detect.detector.AlignmentParams`), each drawn as a line with its
-bounding box, i.e. the segment reported in alerts, labelled in seconds. Matplotlib with the Agg
+frames as rows); the segments are the detector's (:func:`inference.segments.find_segments` with its
+:class:`~detect.detector.AlignmentParams`): each segment's matched frames as dots, the segment
+itself as a line over the frames' whole intervals with its box, labelled in seconds and speed, as
+alerts report it. Matplotlib with the Agg
 backend (no display), imported only here.
 """
 
@@ -38,32 +39,38 @@ def plot_pair(
     from matplotlib.patches import Rectangle
 
     from detect.detector import AlignmentParams
-    from inference.alignment import temporal_network
+    from inference.segments import find_segments, frame_intervals
 
     sim = np.asarray(frame_similarity, np.float32)
     if sim.ndim != 2 or 0 in sim.shape:
         raise ValueError(f"frame similarity must be a non-empty 2-d matrix, got {sim.shape}")
     p = params or AlignmentParams()
-    qt = np.arange(sim.shape[0], dtype=np.float32) if query_times is None else np.asarray(query_times, np.float32)
-    rt = np.arange(sim.shape[1], dtype=np.float32) if ref_times is None else np.asarray(ref_times, np.float32)
-    paths = temporal_network(sim, min_sim=p.min_sim, min_length=p.min_length, max_step=p.max_step, top_k=p.top_k,
-                             max_paths=p.max_paths)
+    qt = frame_intervals(query_times, sim.shape[0], "query_times")
+    rt = frame_intervals(ref_times, sim.shape[1], "ref_times")
+    found = find_segments(sim, qt, rt, p)
+
+    def pixel(t: float, iv: np.ndarray) -> float:
+        """Seconds → image coordinate (pixel k spans k − 0.5 … k + 0.5, i.e. frame k's interval)."""
+        return float(np.interp(t, np.r_[iv[:, 0], iv[-1, 1]], np.arange(len(iv) + 1))) - 0.5
+
     fig = Figure(figsize=(6.4, 5.6))
     ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(sim, origin="upper", aspect="auto", cmap="viridis", interpolation="nearest")
     fig.colorbar(image, ax=ax, label="frame similarity")
-    for n, path in enumerate(paths):
-        q, r = path.path[:, 0], path.path[:, 1]
-        ax.plot(r, q, "-o", color="red", markersize=2.5, linewidth=1.2, label="aligned path" if n == 0 else None)
-        (q0, r0), (q1, r1) = path.path.min(0), path.path.max(0)
-        ax.add_patch(Rectangle((r0 - 0.5, q0 - 0.5), r1 - r0 + 1, q1 - q0 + 1, fill=False, edgecolor="white",
-                               linestyle="--", linewidth=1.0))
-        ax.annotate(f"q {qt[q0]:.1f}-{qt[q1]:.1f}s / r {rt[r0]:.1f}-{rt[r1]:.1f}s", (r0, q0), color="white",
-                    fontsize=7, xytext=(2, -3), textcoords="offset points", va="bottom")
+    for n, f in enumerate(found):
+        seg = f.segment
+        ax.plot(f.path[:, 1], f.path[:, 0], "o", color="red", markersize=2.5, label="matched frames" if n == 0 else None)
+        x0, x1 = pixel(seg.ref_start, rt), pixel(seg.ref_end, rt)
+        y0, y1 = pixel(seg.query_start, qt), pixel(seg.query_end, qt)
+        ax.plot([x0, x1], [y0, y1], "-", color="red", linewidth=1.2, label="segment" if n == 0 else None)
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="white", linestyle="--", linewidth=1.0))
+        ax.annotate(f"q {seg.query_start:.1f}-{seg.query_end:.1f}s / r {seg.ref_start:.1f}-{seg.ref_end:.1f}s "
+                    f"({f.speed:.2g}x)", (x0, y0), color="white", fontsize=7, xytext=(2, -3), textcoords="offset points",
+                    va="bottom")
     ax.set_xlabel("reference frame")
     ax.set_ylabel("query frame")
-    ax.set_title(title or f"{len(paths)} aligned segment(s)", fontsize=9)
-    if paths:
+    ax.set_title(title or f"{len(found)} copy segment(s)", fontsize=9)
+    if found:
         ax.legend(loc="lower right", fontsize=7)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -71,9 +78,14 @@ def plot_pair(
     return out
 
 
-def plot_video_pair(models: Any, query: Any, ref: Any, out: Path | str, *, params: Any = None) -> tuple[Path, float]:
-    """Plot two :class:`~dupwatch.records.VideoRepresentation`; returns the PNG path and the fine score."""
+def plot_video_pair(models: Any, query: Any, ref: Any, out: Path | str, *, params: Any = None) -> tuple[Path, float, list[Any]]:
+    """Plot two :class:`~dupwatch.records.VideoRepresentation`; returns the PNG path, the fine score
+    and the segments drawn (:class:`~dupwatch.records.Segment`, the detector's for this pair)."""
+    from detect.detector import AlignmentParams
+    from inference.alignment import align_segments
+
     pair = models.compare(query.regions, ref.regions)
     path = plot_pair(pair.frame_similarity, out, query_times=query.timestamps, ref_times=ref.timestamps, params=params,
                      title=f"{query.video_id} vs {ref.video_id}: fine {pair.score:.3f}")
-    return path, float(pair.score)
+    segments = align_segments(pair.frame_similarity, query.timestamps, ref.timestamps, params or AlignmentParams())
+    return path, float(pair.score), segments

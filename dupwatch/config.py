@@ -37,6 +37,8 @@ from pydantic_settings import (
 
 ENV_PREFIX = "DUPWATCH_"
 CONFIG_ENV = "DUPWATCH_CONFIG"
+DEFAULT_MAX_DEGENERATE = 0.9
+"""Default degenerate-alignment gate (``detection.max_degenerate``), chosen on training benchmarks (README, Segments)."""
 
 
 class _Frozen(BaseModel):
@@ -210,6 +212,10 @@ class DetectionConfig(_Frozen):
     (``dupwatch background build``)."""
     thresholds: ThresholdsConfig = Field(default_factory=ThresholdsConfig)
     min_segment_s: float = Field(2.0, ge=0.0)
+    max_degenerate: float | None = Field(DEFAULT_MAX_DEGENERATE, ge=0.0, le=1.0)
+    """Degenerate-alignment gate: a pair whose share of matched query frames piled onto one
+    reference instant (speed ≈ 0, as in static footage) exceeds this is at most an incident, never
+    a copy (:mod:`detect.levels`); ``null`` turns the gate off. Chosen on the training benchmarks."""
     tenant_isolation: bool = True
     """Only compare uploads with videos of the same tenant; ``false`` searches every tenant."""
 

@@ -1,20 +1,25 @@
-"""Temporal alignment of two videos: DTW, the bi-directional DTW of seed 004, and a
-Temporal-Network (TN) style segment localizer with per-pair evidence.
+"""Temporal alignment of two videos: copy segments with per-pair evidence, DTW, the
+bi-directional DTW of seed 004, and the Temporal-Network (TN) localizer.
 
 Used by the detection stage to say *where* a copy is (``list[Segment]`` in seconds) and to
-give the calibrator features that separate a copy from "another moment of the same footage".
+give the copy head features that separate a copy from "another moment of the same footage".
 
 Conventions
 -----------
 - ``sim`` is a frame-to-frame (or clip-to-clip) similarity matrix ``[Tq, Tr]``; higher = more
   similar (cosine / dot product of unit vectors, roughly in [-1, 1]).
 - Timestamps are ``[T]`` (one time per frame, seconds) or ``[T, 2]`` (start, end per clip, e.g.
-  ``VideoRepresentation.clip_times``). With ``[T]`` a segment runs from the timestamp of its first
-  matched frame to the timestamp of its last matched frame (a one-frame match has length 0).
-  With ``[T, 2]`` it runs from the start of its first clip to the end of its last clip.
+  ``VideoRepresentation.clip_times``). :func:`align_segments` / :func:`align_pair` treat ``[T]``
+  as intervals up to the next sample (:func:`inference.segments.frame_intervals`), so a segment
+  covers its frames' whole intervals; the legacy :func:`tn_segments` runs from the first matched
+  frame's time to the last's.
 
 Algorithms (own implementation; see anchors §1.7 for the VCSL/TCA originals)
 ----------------------------------------------------------------------------
+- :func:`align_segments` / :func:`align_pair`: straight-line copy segments at a plausible speed
+  (Hough voting over speed and offset, runs along the best line, greedy non-overlapping choice;
+  :mod:`inference.segments`) and the pair's :class:`AlignmentEvidence`, including the share of
+  degenerate (speed ≈ 0) matches. This is what alerts carry.
 - :func:`dtw`: full-alignment DTW that *maximizes* the summed similarity along a monotone path
   from (0, 0) to (Tq-1, Tr-1) with steps (1,0), (0,1), (1,1).
 - :func:`dtw_distance` / :func:`bi_dtw`: seed 004 Eq. (6) on squared Euclidean distances between
@@ -23,17 +28,15 @@ Algorithms (own implementation; see anchors §1.7 for the VCSL/TCA originals)
   reversing *both* sequences maps every warping path onto a path with the same cost, so Bi-DTW as
   written equals plain DTW. We keep it for fidelity; :func:`bi_dtw` with
   ``reverse="one"`` is the variant that can differ (it matches a time-reversed copy).
-- :func:`temporal_network`: the TN idea (Tan et al., as in VCSL/TCA): keep the top-k reference
-  frames per query frame with ``sim >= min_sim``; link node (i, j) to (i', j') when
-  ``1 <= i'-i <= max_step`` and ``0 <= j'-j <= max_step`` (ref may stand still: slow motion /
-  frozen frames; ref may jump up to ``max_step``: speed-up up to ``max_step``×; query may skip
-  up to ``max_step - 1`` frames: dropped/inserted frames); the longest path (sum of node
-  similarities) is found by dynamic programming over the DAG. The found segment's box is then
-  removed and the search repeats, which yields multiple segments (copies of several parts,
-  or the same part copied twice).
+- :func:`temporal_network` / :func:`tn_segments`: the TN idea (Tan et al., as in VCSL/TCA): keep
+  the top-k reference frames per query frame with ``sim >= min_sim``; link node (i, j) to
+  (i', j') when ``1 <= i'-i <= max_step`` and ``0 <= j'-j <= max_step``; the longest path (sum
+  of node similarities) is found by dynamic programming over the DAG, its box removed, and the
+  search repeated. Its paths may stand still on the reference (speed 0) and its boxes overlap:
+  it is kept as the chamfer baseline's localizer, not used for alerts.
 
-Cost: TN is O(Tq · max_step · top_k²) per path (≈0.1 s for 1800×1800 at 1 fps on one core);
-DTW is O(Tq · Tr) with row-vectorized numpy.
+Cost: the segment search is O((Tq + Tr) · top_k · speeds) per segment; TN is
+O(Tq · max_step · top_k²) per path; DTW is O(Tq · Tr) with row-vectorized numpy.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dupwatch.records import Segment
+from inference.segments import FoundSegment, SegmentParams, degenerate_fraction, find_segments, frame_intervals, search_segments
 
 __all__ = [
     "AlignmentEvidence",
@@ -52,6 +56,7 @@ __all__ = [
     "align_segments",
     "alignment_evidence",
     "bi_dtw",
+    "tn_segments",
     "dtw",
     "dtw_distance",
     "temporal_network",
@@ -320,7 +325,7 @@ def _segment(p: AlignedPath, q_times: np.ndarray, r_times: np.ndarray) -> Segmen
     )
 
 
-def align_segments(
+def tn_segments(
     sim: np.ndarray,
     query_times: np.ndarray | None = None,
     ref_times: np.ndarray | None = None,
@@ -331,10 +336,11 @@ def align_segments(
     top_k: int = 5,
     max_paths: int = 10,
 ) -> list[Segment]:
-    """Matched segments in seconds, sorted by score (mean similarity along the path) descending.
+    """The Temporal Network's segments (bounding boxes of its paths), sorted by mean similarity.
 
-    ``sim`` ``[Tq, Tr]``; ``query_times`` ``[Tq]`` or ``[Tq, 2]``; ``ref_times`` ``[Tr]`` or
-    ``[Tr, 2]`` (``None``: frame indices). See :func:`temporal_network` for the parameters.
+    The VCSL/TCA-style localizer, kept as the chamfer baseline's alignment; its paths may stand
+    still on the reference (speed 0) and its boxes may overlap. ``[T]`` times give a one-frame
+    match zero length. Alerts use :func:`align_segments`.
     """
     sim = _check_sim(sim)
     qt = _check_times(query_times, sim.shape[0], "query_times")
@@ -347,27 +353,42 @@ def align_segments(
     return segs
 
 
+def align_segments(
+    sim: np.ndarray,
+    query_times: np.ndarray | None = None,
+    ref_times: np.ndarray | None = None,
+    params: SegmentParams = SegmentParams(),
+) -> list[Segment]:
+    """Copy segments in seconds (:func:`inference.segments.find_segments`), strongest first."""
+    sim = _check_sim(sim)
+    return [f.segment for f in find_segments(sim, query_times, ref_times, params)]
+
+
 # --------------------------------------------------------------------------------------------
 # Per-pair evidence
 
 
 @dataclass(frozen=True)
 class AlignmentEvidence:
-    """Features of one (query, reference) pair computed from its aligned paths.
+    """Features of one (query, reference) pair computed from its copy segments and flat lines
+    (:func:`align_pair`).
 
     - ``aligned_seconds``: summed query-side length of the segments (s).
     - ``query_coverage`` / ``ref_coverage``: fraction of the query / reference time span covered
       by the union of the segments, in [0, 1].
     - ``mean_similarity``: mean similarity over all matched frame pairs (0 when nothing matched).
-    - ``diagonality``: matched-pair-weighted R² of a straight-line fit ref ≈ a·query + b per path
-      (1 = a clean copy at constant speed; low = scattered matches such as a static scene
-      matching everywhere); 0 when nothing matched.
-    - ``speed_ratio``: reference seconds per query second on the strongest path (1 = same speed).
+    - ``diagonality``: matched-pair-weighted R² of a straight-line fit ref ≈ a·query + b per
+      segment (1 = a clean copy at constant speed); 0 when nothing matched.
+    - ``speed_ratio``: reference seconds per query second on the strongest segment (1 = same
+      speed; within the supported range, 0 without a segment).
     - ``num_segments``: how many segments were found.
     - ``temporal_contrast``: mean over matched pairs of ``sim[i, j]`` minus the mean of
       ``sim[i, j']`` for ``2 <= |j' - j| <= 7`` (same query frame, nearby reference frames).
       A copy of changing content is a sharp ridge (high contrast); another moment of the same
       static footage is a flat plateau (contrast near 0). 0 when nothing matched.
+    - ``degenerate_fraction``: :func:`inference.segments.degenerate_fraction` of the whole matrix,
+      the share of matched query frames that pile onto one reference frame (speed ≈ 0): evidence
+      *against* a copy, never a segment.
     """
 
     aligned_seconds: float
@@ -378,6 +399,7 @@ class AlignmentEvidence:
     speed_ratio: float
     num_segments: int
     temporal_contrast: float
+    degenerate_fraction: float = 0.0
 
 
 def _union_length(intervals: list[tuple[float, float]]) -> float:
@@ -395,7 +417,7 @@ def _union_length(intervals: list[tuple[float, float]]) -> float:
     return total + (cur_e - cur_s)
 
 
-def _contrast(sim: np.ndarray, paths: list[AlignedPath], near: int = 2, far: int = 7) -> float:
+def _contrast(sim: np.ndarray, paths: list[FoundSegment], near: int = 2, far: int = 7) -> float:
     tr = sim.shape[1]
     vals = []
     for p in paths:
@@ -416,26 +438,93 @@ def _r2(x: np.ndarray, y: np.ndarray) -> float:
 
 def alignment_evidence(
     sim: np.ndarray,
-    paths: list[AlignedPath],
+    found: list[FoundSegment],
     query_times: np.ndarray | None = None,
     ref_times: np.ndarray | None = None,
+    min_sim: float = SegmentParams().min_sim,
 ) -> AlignmentEvidence:
-    """Evidence for one pair from the paths of :func:`temporal_network` on the same ``sim``."""
+    """Evidence for one pair from the segments of :func:`inference.segments.find_segments` on the same ``sim``."""
     sim = _check_sim(sim)
-    qt = _check_times(query_times, sim.shape[0], "query_times")
-    rt = _check_times(ref_times, sim.shape[1], "ref_times")
-    if not paths:
-        return AlignmentEvidence(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0.0)
-    segs = [_segment(p, qt, rt) for p in paths]
+    qt = frame_intervals(query_times, sim.shape[0], "query_times")
+    rt = frame_intervals(ref_times, sim.shape[1], "ref_times")
+    degenerate = degenerate_fraction(sim, min_sim)
+    if not found:
+        return AlignmentEvidence(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, degenerate)
+    segs = [f.segment for f in found]
     q_iv = [(s.query_start, s.query_end) for s in segs]
     r_iv = [(s.ref_start, s.ref_end) for s in segs]
     q_span, r_span = _span(qt), _span(rt)
     q_cov = _union_length(q_iv) / q_span if q_span > 0 else 1.0
     r_cov = _union_length(r_iv) / r_span if r_span > 0 else 1.0
-    all_sims = np.concatenate([p.sims for p in paths])
-    weights = np.array([len(p.path) for p in paths], dtype=np.float64)
-    r2 = np.array([_r2(p.path[:, 0].astype(float), p.path[:, 1].astype(float)) for p in paths])
-    strongest = segs[int(np.argmax([p.total for p in paths]))]
+    all_sims = np.concatenate([f.sims for f in found])
+    weights = np.array([len(f.path) for f in found], dtype=np.float64)
+    r2 = np.array([_r2(f.path[:, 0].astype(float), f.path[:, 1].astype(float)) for f in found])
+    strongest = max(found, key=lambda f: f.total)
+    return AlignmentEvidence(
+        aligned_seconds=float(sum(e - s for s, e in q_iv)),
+        query_coverage=float(min(q_cov, 1.0)),
+        ref_coverage=float(min(r_cov, 1.0)),
+        mean_similarity=float(all_sims.mean()),
+        diagonality=float((r2 * weights).sum() / weights.sum()),
+        speed_ratio=float(strongest.speed),
+        num_segments=len(found),
+        temporal_contrast=_contrast(sim, found),
+        degenerate_fraction=degenerate,
+    )
+
+
+def align_pair(
+    sim: np.ndarray,
+    query_times: np.ndarray | None = None,
+    ref_times: np.ndarray | None = None,
+    params: SegmentParams = SegmentParams(),
+) -> tuple[list[Segment], AlignmentEvidence]:
+    """:func:`align_segments` and :func:`alignment_evidence` from one segment search.
+
+    The evidence covers the reported segments *and* the flat lines the search turned down for lack
+    of contrast (:func:`inference.segments.search_segments`): a copy of slowly changing footage
+    cannot be placed at 1 fps, but its flat line (low ``temporal_contrast``, high
+    ``degenerate_fraction`` when static) still tells the copy head something."""
+    sim = _check_sim(sim)
+    found, flat = search_segments(sim, query_times, ref_times, params)
+    return [f.segment for f in found], alignment_evidence(sim, found + flat, query_times, ref_times, params.min_sim)
+
+
+HEAD_TN_PARAMS = {"min_sim": 0.35, "min_length": 2, "max_step": 3, "top_k": 5, "max_paths": 5}
+"""The Temporal Network's parameters behind the copy head's evidence (:func:`tn_evidence`)."""
+
+
+def tn_evidence(
+    sim: np.ndarray,
+    query_times: np.ndarray | None = None,
+    ref_times: np.ndarray | None = None,
+) -> AlignmentEvidence:
+    """The pair evidence the default copy head was fitted on: the Temporal Network's paths
+    (:data:`HEAD_TN_PARAMS`), timed first-to-last frame on ``[T]`` times.
+
+    The copy-segment search (:func:`align_pair`) decides what alerts *carry*; the copy head keeps
+    reading the evidence it was trained on, so a change of the segment search cannot shift its
+    calibrated threshold. ``degenerate_fraction`` is that of the whole matrix, as in :func:`align_pair`.
+    """
+    sim = _check_sim(sim)
+    qt = _check_times(query_times, sim.shape[0], "query_times")
+    rt = _check_times(ref_times, sim.shape[1], "ref_times")
+    p = HEAD_TN_PARAMS
+    paths = temporal_network(sim, min_sim=p["min_sim"], min_length=p["min_length"], max_step=p["max_step"],
+                             top_k=p["top_k"], max_paths=p["max_paths"])
+    degenerate = degenerate_fraction(sim, SegmentParams().min_sim)
+    if not paths:
+        return AlignmentEvidence(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, degenerate)
+    segs = [_segment(p_, qt, rt) for p_ in paths]
+    q_iv = [(s.query_start, s.query_end) for s in segs]
+    r_iv = [(s.ref_start, s.ref_end) for s in segs]
+    q_span, r_span = _span(qt), _span(rt)
+    q_cov = _union_length(q_iv) / q_span if q_span > 0 else 1.0
+    r_cov = _union_length(r_iv) / r_span if r_span > 0 else 1.0
+    all_sims = np.concatenate([p_.sims for p_ in paths])
+    weights = np.array([len(p_.path) for p_ in paths], dtype=np.float64)
+    r2 = np.array([_r2(p_.path[:, 0].astype(float), p_.path[:, 1].astype(float)) for p_ in paths])
+    strongest = segs[int(np.argmax([p_.total for p_ in paths]))]
     q_len = strongest.query_end - strongest.query_start
     speed = (strongest.ref_end - strongest.ref_start) / q_len if q_len > 0 else 0.0
     return AlignmentEvidence(
@@ -447,26 +536,5 @@ def alignment_evidence(
         speed_ratio=float(speed),
         num_segments=len(paths),
         temporal_contrast=_contrast(sim, paths),
+        degenerate_fraction=degenerate,
     )
-
-
-def align_pair(
-    sim: np.ndarray,
-    query_times: np.ndarray | None = None,
-    ref_times: np.ndarray | None = None,
-    *,
-    min_sim: float = 0.5,
-    min_length: int = 3,
-    max_step: int = 4,
-    top_k: int = 5,
-    max_paths: int = 10,
-) -> tuple[list[Segment], AlignmentEvidence]:
-    """:func:`align_segments` and :func:`alignment_evidence` from one Temporal-Network run."""
-    sim = _check_sim(sim)
-    qt = _check_times(query_times, sim.shape[0], "query_times")
-    rt = _check_times(ref_times, sim.shape[1], "ref_times")
-    paths = temporal_network(
-        sim, min_sim=min_sim, min_length=min_length, max_step=max_step, top_k=top_k, max_paths=max_paths
-    )
-    segs = sorted((_segment(p, qt, rt) for p in paths), key=lambda s: -s.score)
-    return segs, alignment_evidence(sim, paths, qt, rt)

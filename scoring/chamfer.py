@@ -9,7 +9,8 @@ For a query ``[Tq, R, D]`` and a reference ``[Tr, R, D]`` of L2-normalized regio
 This is what :meth:`inference.embedder.VideoModels.compare` falls back to for a bundle without a
 fine head; here the reference frames of all candidates go through one matrix product per query.
 Features: EfficientNet-Lite0 regions (1752-d), whitened by the PCA of ``pca_bundle`` when given.
-Segments: :func:`inference.alignment.align_pair` on ``S`` with the detector's parameters.
+Segments: the Temporal Network (:func:`inference.alignment.tn_segments`, VCSL/TCA style) on ``S``,
+the baseline localizer that the detector's copy-segment search is measured against.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import numpy as np
 from scoring.methods import FeatureCache, FrameCache, Method, PairResult, feature_key, frame_intervals
 
 BACKBONE = "efficientnet_lite0_regions"
+TN_PARAMS = {"min_sim": 0.35, "min_length": 2, "max_step": 3, "top_k": 5, "max_paths": 5}
+"""The Temporal Network's parameters for the baseline's segments (the detector's before the copy-segment search)."""
 
 __all__ = ["ChamferMethod", "frame_similarity", "chamfer_score"]
 
@@ -63,7 +66,7 @@ class ChamferMethod(Method):
     def describe(self) -> dict[str, Any]:
         pca = f"PCA of {self.pca_bundle.root}" if self.pca_bundle is not None and self.pca_bundle.has("pca") else "no PCA"
         return {"features": f"{BACKBONE} ({pca})", "similarity": "region chamfer → frame chamfer (ViSiL_f, no head)",
-                "segments": "align_pair on the frame chamfer matrix (detector parameters)"}
+                "segments": "Temporal Network (tn_segments) on the frame chamfer matrix"}
 
     def _extract(self, frames: np.ndarray) -> np.ndarray:
         import torch
@@ -108,10 +111,7 @@ class ChamferMethod(Method):
         return out
 
     def _result(self, query: str, reference: str, sim: np.ndarray) -> PairResult:
-        from detect.detector import AlignmentParams
-        from inference.alignment import align_pair
+        from inference.alignment import tn_segments
 
-        p = AlignmentParams()
-        segments, _ = align_pair(sim, self._times[query], self._times[reference], min_sim=p.min_sim, min_length=p.min_length,
-                                 max_step=p.max_step, top_k=p.top_k, max_paths=p.max_paths)
+        segments = tn_segments(sim, self._times[query], self._times[reference], **TN_PARAMS)
         return PairResult(chamfer_score(sim), tuple(segments))

@@ -117,6 +117,9 @@ __all__ = [
     "run_method",
     "method_metrics",
     "per_kind_metrics",
+    "segment_metrics_by_kind",
+    "segment_localization",
+    "write_segments_csv",
     "evaluate",
     "evaluate_folder",
 ]
@@ -326,8 +329,9 @@ class OursMethod(Method):
     """A model bundle: fine score of :meth:`VideoModels.compare`, segments of ``align_pair``."""
 
     def __init__(self, bundle_dir: Path | str, frames: FrameCache, features: FeatureCache, *, name: str | None = None,
-                 device: str = "auto", fps: float | None = None, use_copy_head: bool = True) -> None:
-        from dupwatch.config import DecodeConfig
+                 device: str = "auto", fps: float | None = None, use_copy_head: bool = True,
+                 max_degenerate: float | None | str = "default") -> None:
+        from dupwatch.config import DEFAULT_MAX_DEGENERATE, DecodeConfig
         from inference.embedder import VideoModels
 
         self.bundle_dir = Path(bundle_dir)
@@ -345,6 +349,9 @@ class OursMethod(Method):
         self.normalized_calibration = bool(calib.get("normalization")) or self.score_field == "normalized_score"
         self.decision_threshold = self.thresholds.get("copy")
         self._levels: dict[tuple[str, str], str] = {}
+        self.max_degenerate = DEFAULT_MAX_DEGENERATE if max_degenerate == "default" else max_degenerate
+        self.pair_evidence: dict[tuple[str, str], dict[str, float]] = {}
+        """Per scored pair: fine, copy score, degenerate share, longest segment, coverage (for tuning the gates)."""
         from detect.copy_head import copy_head_for, copy_threshold_fits_head
 
         # use_copy_head=False: the fine stage alone (the copy-head trainer featurizes pairs this way)
@@ -355,7 +362,8 @@ class OursMethod(Method):
         elif self.thresholds:
             from detect.levels import LevelThresholds
 
-            self._level_thresholds = LevelThresholds(copy=self.thresholds.get("copy"), incident=self.thresholds.get("incident"))
+            self._level_thresholds = LevelThresholds(copy=self.thresholds.get("copy"), incident=self.thresholds.get("incident"),
+                                                     max_degenerate=self.max_degenerate)  # type: ignore[arg-type]
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -369,6 +377,7 @@ class OursMethod(Method):
             "version": self.models.version,
             "methods": dict(self.models.methods),
             "thresholds": self.thresholds,
+            "degenerate_gate": self.max_degenerate,
             "score": "copy head P(copy)" if self.copy_head is not None else "fine similarity",
         }
         if self.normalized_calibration:
@@ -394,15 +403,16 @@ class OursMethod(Method):
 
     def score(self, query: str, reference: str) -> PairResult:
         from detect.detector import AlignmentParams, assess_views
-        from detect.levels import AlignmentEvidence, decide_level
+        from detect.levels import decide_level
 
         a = assess_views(self.models, self.views(query), self.views(reference), self._times[query], self._times[reference],
                          AlignmentParams(), self.copy_head)
+        evidence = a.level_evidence()  # the worker's segments cover whole sampling intervals too
+        self.pair_evidence[(query, reference)] = {
+            "fine": a.fine, "copy_score": a.copy_score if a.copy_score is not None else float("nan"),
+            "degenerate_fraction": evidence.degenerate_fraction, "longest_s": evidence.aligned_length_s,
+            "coverage": max(evidence.query_coverage, evidence.reference_coverage)}
         if self._level_thresholds is not None:
-            # the worker times segments first-to-last frame ([T] timestamps): one sampling step shorter than ours
-            longest = max(0.0, a.longest_s - 1.0 / self.decode_config.fps) if a.segments else 0.0
-            evidence = AlignmentEvidence(aligned_length_s=float(longest), query_coverage=a.level_evidence().query_coverage,
-                                         reference_coverage=a.level_evidence().reference_coverage, fine_score=a.fine)
             self._levels[(query, reference)] = decide_level(a.fine, evidence, self._level_thresholds, a.copy_score)
         if a.copy_score is None:
             return PairResult(a.fine, a.segments)
@@ -541,6 +551,66 @@ def _segment_predictions(run: MethodRun, truth: GroundTruth, top_k: int) -> list
     return out
 
 
+def segment_metrics_by_kind(truth: GroundTruth, gts: Sequence[Match], predictions: Sequence[Match]) -> dict[str, Any]:
+    """Segment P/R/F per truth ``kind``: the copy segments of that kind against the predictions on
+    the same pairs (false segments on unrelated pairs count only in the overall numbers)."""
+    kind_of = {r.pair: r.kind for r in truth.rows if r.kind and r.level == "copy" and r.has_segment}
+    out: dict[str, Any] = {}
+    for kind in sorted(set(kind_of.values())):
+        pairs = {p for p, k in kind_of.items() if k == kind}
+        g = [x for x in gts if x.pair in pairs]
+        if not g:
+            continue
+        preds = [x for x in predictions if x.pair in pairs]
+        prf = segment_precision_recall(g, preds)
+        out[kind] = {"segment_p": prf.precision, "segment_r": prf.recall, "segment_f": prf.f1, "pairs": len({x.pair for x in g}),
+                     "truth_segments": len(g), "predictions": len(preds)}
+    return out
+
+
+def segment_localization(run: MethodRun, truth: GroundTruth, gts: Sequence[Match]) -> dict[str, Any]:
+    """Localization alone (VCSL's protocol: the copy pairs are given): segment P/R/F of every segment
+    the method predicted on the truth copy pairs that carry segments, whatever the pair's score or
+    rank, overall (``all``) and per truth ``kind``. What the detector's copy decision adds or loses
+    is in the ranked metrics (``segment_f``, ``segment_by_kind``)."""
+    pairs = {g.pair for g in gts}
+    preds = [Match(q, r, seg.query_start, seg.query_end, seg.ref_start, seg.ref_end, score=run.scores[(q, r)])
+             for (q, r) in sorted(pairs) for seg in run.segments.get((q, r), ())]
+    kind_of = {r.pair: r.kind for r in truth.rows if r.kind and r.level == "copy" and r.has_segment}
+    out: dict[str, Any] = {}
+    groups = [("all", pairs)] + [(k, {p for p in pairs if kind_of.get(p) == k}) for k in sorted(set(kind_of.values()))]
+    for kind, group in groups:
+        g = [x for x in gts if x.pair in group]
+        if not g:
+            continue
+        prf = segment_precision_recall(g, [x for x in preds if x.pair in group])
+        out[kind] = {"segment_p": prf.precision, "segment_r": prf.recall, "segment_f": prf.f1, "pairs": len(group),
+                     "truth_segments": len(g), "predictions": sum(1 for x in preds if x.pair in group)}
+    return out
+
+
+def segment_rows(run: MethodRun) -> list[tuple[str, str, Segment, float]]:
+    """Every segment a method predicted: (query, reference, segment, pair score), sorted by pair then time."""
+    return [(q, r, seg, run.scores[(q, r)]) for (q, r), segs in sorted(run.segments.items())
+            for seg in sorted(segs, key=lambda x: (x.query_start, x.ref_start))]
+
+
+def write_segments_csv(run: MethodRun, target: Path | str) -> Path:
+    """``query,reference,query_start,query_end,ref_start,ref_end,score,segment_similarity``: every
+    predicted segment of every scored pair (``score``: the pair's score, which ranks it in the
+    segment metrics; ``segment_similarity``: mean frame similarity along the segment)."""
+    import csv
+
+    path = Path(target)
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        w = csv.writer(handle, lineterminator="\n")
+        w.writerow(["query", "reference", "query_start", "query_end", "ref_start", "ref_end", "score", "segment_similarity"])
+        for q, r, seg, score in segment_rows(run):
+            w.writerow([q, r, f"{seg.query_start:.3f}", f"{seg.query_end:.3f}", f"{seg.ref_start:.3f}", f"{seg.ref_end:.3f}",
+                        repr(float(score)), f"{seg.score:.5f}"])
+    return path
+
+
 def method_metrics(run: MethodRun, truth: GroundTruth, config: EvalConfig = EvalConfig()) -> dict[str, Any]:
     """All metrics of one method as a JSON-ready dict (``None`` where undefined)."""
     copy_pos = {p for p in truth.pairs("copy") if p in run.scores}
@@ -591,10 +661,11 @@ def method_metrics(run: MethodRun, truth: GroundTruth, config: EvalConfig = Eval
             rule += f", pair score ≥ {run.decision_threshold:.4g}"
         prf = segment_precision_recall(gts, seg_preds)
         m.update(segment_p=prf.precision, segment_r=prf.recall, segment_f=prf.f1, segment_predictions=len(seg_preds),
-                 segment_rule=rule)
+                 segment_rule=rule, segment_by_kind=segment_metrics_by_kind(truth, gts, seg_preds),
+                 segment_localization=segment_localization(run, truth, gts))
     else:
         m.update(segment_uap=None, segment_p=None, segment_r=None, segment_f=None, segment_predictions=0,
-                 segment_rule="no segment columns in the truth")
+                 segment_rule="no segment columns in the truth", segment_by_kind={}, segment_localization={})
     kinds = truth.kinds()
     if kinds:
         m["per_kind"] = per_kind_metrics(run, kinds, copy_pos, incident_pos)

