@@ -216,16 +216,17 @@ class _StageTimer:
         detector.detect = self._in_stage("search", detector.detect)
 
     def wrap_index(self, index: Any) -> None:
-        call = index._call
+        """Times every Milvus call of ``index`` (a call wrapper) and marks its upserts as writes."""
 
-        def timed_call(what: str, fn: Any) -> Any:
+        def timed_call(what: str, proceed: Any) -> Any:
             t0 = time.perf_counter()
             try:
-                return call(what, fn)
+                return proceed()
             finally:
                 self.milvus[self.stage] += time.perf_counter() - t0
 
-        index._call, index.upsert = timed_call, self._in_stage("write", index.upsert)
+        index.add_call_wrapper(timed_call)
+        index.upsert = self._in_stage("write", index.upsert)
 
     def wrap_alerts(self, sink: Any) -> None:
         send = sink.send
@@ -261,21 +262,30 @@ class _CountingAlerts:
             self._rec.alerts[alert.alert_id] += 1
 
 
-def _wrap_process(pipeline: Any, rec: _Recorder) -> None:
-    original = pipeline.process
+class _RecordPolled:
+    """A wrapper step in front of the chain: when each upload was handed to it (its poll)."""
 
-    def process(jobs: Any, ctx: Any = None) -> None:
-        now = time.time()
-        with rec.lock:
-            for job in jobs:
-                try:
-                    vid = json.loads(job.value).get("video_id")
-                except (ValueError, AttributeError):
-                    vid = None
-                rec.polled.setdefault(str(vid or f"offset-{job.partition}-{job.offset}"), now)
-        original(jobs, ctx)
+    def __init__(self, inner: Any, rec: _Recorder) -> None:
+        self.inner, self.rec = inner, rec
 
-    pipeline.process = process
+    def submit(self, envelope: Any) -> None:
+        job = envelope.job
+        try:
+            vid = json.loads(job.value).get("video_id")
+        except (ValueError, AttributeError):
+            vid = None
+        with self.rec.lock:
+            self.rec.polled.setdefault(str(vid or f"offset-{job.partition}-{job.offset}"), time.time())
+        self.inner.submit(envelope)
+
+    def poll(self) -> None:
+        self.inner.poll()
+
+    def join(self, timeout: float | None = None) -> None:
+        self.inner.join(timeout)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def _settings(bootstrap: str, topic: str, milvus_uri: str, videos: list[Path], max_in_flight: int, bundle: Path | None) -> Any:
@@ -412,14 +422,14 @@ def run_load(
             notes.append(f"bundle {bundle} version {getattr(inner, 'version', '?')}")
         rec = _Recorder()
         worker = Worker(settings, embedder=inner, detector_factory=make_detector, alert_sinks=[_CountingAlerts(rec)],
-                        metrics=WorkerMetrics(), serve_http=False)
+                        metrics=WorkerMetrics(), serve_http=False,
+                        wrap=lambda name, step: _RecordPolled(step, rec) if name == "parse" else step)
         timer = _StageTimer()
         timer.wrap_index(worker.index)
         timer.wrap_detector(worker.pipeline.detector)
         timer.wrap_alerts(worker.pipeline.alert_sink)
         worker.pipeline.index = _TimedIndex(worker.pipeline.index, rec)
         worker.pipeline.dead_letters = _TimedDeadLetters(worker.pipeline.dead_letters, rec)
-        _wrap_process(worker.pipeline, rec)
         error: list[BaseException] = []
 
         def run() -> None:

@@ -3,6 +3,8 @@
 Steps are pluggable objects behind small protocols (:class:`Decoder`, :class:`Embedder`,
 :class:`Detector`, :class:`AlertSink`, :class:`DeadLetterSink`); the same :class:`Pipeline` runs
 under the Kafka loop (``ingest.consumer``) and under ``dupwatch scan`` (a folder).
+:meth:`Pipeline.process` drives a batch through the chain of :mod:`ingest.steps` (Parse →
+SkipReplay → Decode → Embed → Decide → Done); this module holds the work each step calls.
 
 Every upload travels in a :class:`Job` envelope that keeps its Kafka coordinates (topic,
 partition, offset), so the loop can commit exactly what is finished (arroyo's ``Message`` +

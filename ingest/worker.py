@@ -405,7 +405,9 @@ class Worker:
         commit_policy: CommitPolicy | None = None,
         serve_http: bool = True,
         mode: str = "pipelined",
+        wrap: Any = None,
     ) -> None:
+        """``mode`` and ``wrap``: see :func:`make_pipeline`."""
         from index.store import VideoIndex
 
         self.settings = settings
@@ -437,6 +439,7 @@ class Worker:
             metrics=self.metrics,
             index_busy_seconds=self.milvus_meter.busy_seconds,
             mode=mode,
+            wrap=wrap,
         )
         self.consumer = UploadConsumer(
             settings.kafka,

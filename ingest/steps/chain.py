@@ -47,6 +47,11 @@ class Chain:
     def drain(self) -> list[Envelope]:
         return self.done.drain()
 
+    def idle(self) -> None:
+        """The driver has nothing to submit now: poll, letting the embed step use the time."""
+        self.embed.idle = True
+        self.poll()
+
     def run(self, jobs: Sequence["Job"]) -> list[Envelope]:
         """Every job through the chain, waiting where a step is full; returns them decided."""
         for job in jobs:
@@ -56,9 +61,8 @@ class Chain:
                     self.submit(envelope)
                     break
                 except MessageRejected:
-                    before = self.done.count
-                    self.poll()
-                    if self.done.count == before:
+                    self.idle()
+                    if not self.decode.ready():
                         time.sleep(REJECTED_BACKOFF_S)
             self.poll()
         self.join()
@@ -85,6 +89,7 @@ def build_chain(
     decide = Decide(done, rt)
     embed = Embed(w("decide", decide), rt, budget, batch_frames=rt.limits.batch_frames, max_wait_s=embed_max_wait_s)
     decode = Decode(w("embed", embed), rt, budget, threads=decode_threads)
+    decode.on_idle = lambda: setattr(embed, "idle", True)
     skip = SkipReplay(w("decode", decode), rt)
     head = w("parse", Parse(w("skip_replay", skip), rt))
     return Chain(head, decode, embed, done, budget)

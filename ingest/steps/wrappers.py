@@ -7,7 +7,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
-from ingest.steps.base import Envelope, ProcessingStep
+from ingest.steps.base import Envelope, MessageRejected, ProcessingStep
 
 
 class StageClock:
@@ -72,11 +72,18 @@ class FaultInjection:
 
     def __init__(self, inner: ProcessingStep, phase: str, hook: Callable[[str], None]) -> None:
         self.inner, self.phase, self.hook = inner, phase, hook
+        self._rejected: Envelope | None = None
 
     def submit(self, envelope: Envelope) -> None:
-        if envelope.job.status == "pending":
+        # an envelope submitted again after MessageRejected enters once
+        if envelope.job.status == "pending" and envelope is not self._rejected:
             self.hook(self.phase)
-        self.inner.submit(envelope)
+        try:
+            self.inner.submit(envelope)
+        except MessageRejected:
+            self._rejected = envelope
+            raise
+        self._rejected = None
 
     def poll(self) -> None:
         self.inner.poll()

@@ -127,13 +127,29 @@ def jobs_for(levels: list[int]) -> list[Job]:
 
 
 def test_frames_of_several_uploads_share_one_embed_call() -> None:
-    pipeline, embedder, index, _, _ = make(threads=2)
+    pipeline, embedder, index, _, _ = make(threads=0)
     jobs = jobs_for([10, 20, 10, 30])
     pipeline.process(jobs)
-    pipeline.close()
     assert [j.status for j in jobs] == ["indexed"] * 4
     assert embedder.calls == [["v0", "v1", "v2", "v3"]]  # 16 frames < batch_frames: one call
-    assert index.order == ["v0", "v1", "v2", "v3"]  # decided in event order
+    assert index.order == ["v0", "v1", "v2", "v3"]
+
+
+class SlowDetector(SameColourDetector):
+    def detect(self, rep: Any) -> list[Any]:
+        time.sleep(0.3)
+        return super().detect(rep)
+
+
+def test_uploads_decoded_while_one_is_decided_share_an_embed_call() -> None:
+    pipeline, embedder, index, _, _ = make(threads=2)
+    pipeline.detector = SlowDetector(index)
+    jobs = jobs_for([10, 20, 10, 30, 40, 50])
+    pipeline.process(jobs)
+    pipeline.close()
+    assert [j.status for j in jobs] == ["indexed"] * 6
+    assert max(len(call) for call in embedder.calls) >= 2, embedder.calls
+    assert index.order == [f"v{i}" for i in range(6)]  # decided in event order
 
 
 def test_embed_batches_up_to_the_frame_budget() -> None:
