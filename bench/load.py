@@ -61,8 +61,9 @@ def default_videos() -> list[Path]:
 class TimeSplit:
     """Seconds of the worker thread per stage over the run (``share`` divides by the wall time).
 
-    ``decode`` and ``inference`` are the sums of ``dupwatch_decode_seconds`` and
-    ``dupwatch_inference_seconds``; ``milvus_write`` is the time inside Milvus client calls made by
+    ``decode`` and ``inference`` are the worker thread's seconds in the chain's decode and embed
+    steps (:class:`ingest.steps.Timed`): with decodes on a pool, ``decode`` is what the worker
+    thread waited for them and finished them, not their own time; ``milvus_write`` is the time inside Milvus client calls made by
     the upsert, ``milvus_read`` the time inside those made by the detector (candidate searches,
     fetching rows to re-score) and the replay lookup; ``detect`` is ``dupwatch_detect_seconds``
     minus its Milvus reads plus the time handing alerts to the sinks (Kafka alerts topic);
@@ -240,11 +241,11 @@ class _StageTimer:
 
         sink.send = timed_send
 
-    def split(self, metrics: Any, wall_s: float) -> TimeSplit:
+    def split(self, metrics: Any, wall_s: float, steps: dict[str, float]) -> TimeSplit:
         def total(name: str) -> float:
             return float(metrics.registry.get_sample_value(f"{name}_sum") or 0.0)
 
-        decode, inference = total("dupwatch_decode_seconds"), total("dupwatch_inference_seconds")
+        decode, inference = steps.get("decode", 0.0), steps.get("embed", 0.0)
         detect_total = total("dupwatch_detect_seconds")
         search, write = self.milvus["search"], self.milvus["write"]
         read = search + self.milvus["lookup"]
@@ -371,6 +372,7 @@ def run_load(
 
     from index.store import VideoIndex
     from ingest.metrics import WorkerMetrics
+    from ingest.steps import StageClock, Timed
     from ingest.worker import Worker, detector_factory_for, index_dims_of
 
     notes: list[str] = []
@@ -421,9 +423,10 @@ def run_load(
             make_detector = detector_factory_for(settings, inner)
             notes.append(f"bundle {bundle} version {getattr(inner, 'version', '?')}")
         rec = _Recorder()
+        clock = StageClock()
         worker = Worker(settings, embedder=inner, detector_factory=make_detector, alert_sinks=[_CountingAlerts(rec)],
                         metrics=WorkerMetrics(), serve_http=False,
-                        wrap=lambda name, step: _RecordPolled(step, rec) if name == "parse" else step)
+                        wrap=lambda name, step: _RecordPolled(Timed(step, name, clock), rec) if name == "parse" else Timed(step, name, clock))
         timer = _StageTimer()
         timer.wrap_index(worker.index)
         timer.wrap_detector(worker.pipeline.detector)
@@ -515,7 +518,7 @@ def run_load(
             processing_p99_s=_percentile(proc, 0.99),
             peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
             uncommitted=uncommitted,
-            time_split=timer.split(worker.metrics, wall),
+            time_split=timer.split(worker.metrics, wall, dict(clock.seconds)),
             notes=notes,
         )
     finally:

@@ -438,7 +438,11 @@ class Pipeline:
         """Runs ``jobs`` through the chain; on return each is decided (``indexed``/``dead``) or
         ``aborted``."""
         self.ctx = ctx or StepContext()
-        self.chain.run(jobs)
+        try:
+            self.chain.run(jobs)
+        except BaseException:
+            self.close()  # a crash (dead-letter storm, bug) leaves no half-run batch in the chain
+            raise
 
     def close(self) -> None:
         if self._chain is not None:
