@@ -131,6 +131,7 @@ def run_mode(mode: str, settings: Any, inner: Any, events: list[bytes], workdir:
         CollectingDeadLetterSink,
         MilvusCallMeter,
         VersionedEmbedder,
+        decode_config,
         detector_factory_for,
         index_dims_of,
         make_pipeline,
@@ -147,7 +148,7 @@ def run_mode(mode: str, settings: Any, inner: Any, events: list[bytes], workdir:
     alerts, dead, clock = _CountingAlerts(), CollectingDeadLetterSink(), StageClock()
     pipeline = make_pipeline(
         settings,
-        decoder=FileDecoder(settings.sources, settings.decode),
+        decoder=FileDecoder(settings.sources, decode_config(settings, mode)),
         embedder=VersionedEmbedder(inner),
         detector=detector,
         alert_sink=alerts,

@@ -328,6 +328,15 @@ class MilvusCallMeter:
             return self._busy
 
 
+def decode_config(settings: Settings, mode: str = "pipelined") -> Any:
+    """The decode settings of ``mode``: pipelined, several uploads decode at once on the pool, so
+    each gets one FFmpeg thread unless ``decode.threads`` says otherwise (FFmpeg's own frame
+    threads would compete with the pool and the embedder for the same cores)."""
+    if mode == "pipelined" and settings.limits.decode_threads > 0 and settings.decode.threads == 0:
+        return settings.decode.model_copy(update={"threads": 1})
+    return settings.decode
+
+
 def make_pipeline(
     settings: Settings,
     *,
@@ -430,7 +439,7 @@ class Worker:
         sinks: list[AlertSink] = [KafkaAlertSink(self.producer, settings.kafka.alerts_topic), *alert_sinks]
         self.pipeline = make_pipeline(
             settings,
-            decoder=decoder or FileDecoder(settings.sources, settings.decode),
+            decoder=decoder or FileDecoder(settings.sources, decode_config(settings, mode)),
             embedder=self.embedder,
             detector=detector or NoDetector(),
             alert_sink=CompositeAlertSink(sinks),
@@ -647,7 +656,7 @@ def scan_directory(
     dead = CollectingDeadLetterSink()
     pipeline = make_pipeline(
         settings,
-        decoder=FileDecoder(settings.sources.model_copy(update={"local_roots": [directory]}), settings.decode),
+        decoder=FileDecoder(settings.sources.model_copy(update={"local_roots": [directory]}), decode_config(settings)),
         embedder=embedder,
         detector=detector,
         alert_sink=alerts,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -20,6 +22,15 @@ Wrap = Callable[[str, ProcessingStep], ProcessingStep]
 :class:`ingest.steps.FaultInjection` around chosen steps."""
 
 REJECTED_BACKOFF_S = 0.002
+GIL_SWITCH_INTERVAL_S = float(os.environ.get("DUPWATCH_GIL_SWITCH_S", "0.0005"))
+"""With decodes on a pool: PyAV hands every decoded frame back to Python (hundreds per upload), and
+each hand-back waits for the GIL; behind the calling thread's Python work (detection) the default
+5 ms switch interval starves the decoders. A shorter interval lets them in sooner."""
+
+
+def _shorten_gil_switch_interval() -> None:
+    if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
 
 class Chain:
@@ -84,6 +95,8 @@ def build_chain(
     (``None``: until the batch is full, the budget is, or the chain is joined).
     """
     w: Wrap = wrap or (lambda name, step: step)
+    if decode_threads > 0:
+        _shorten_gil_switch_interval()
     budget = DecodedBytes(rt.limits.batch_decoded_bytes)
     done = Done()
     decide = Decide(done, rt)
