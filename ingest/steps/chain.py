@@ -58,10 +58,6 @@ class Chain:
     def drain(self) -> list[Envelope]:
         return self.done.drain()
 
-    def idle(self) -> None:
-        """The driver has nothing to submit now: poll, letting the embed step use the time."""
-        self.embed.idle = True
-        self.poll()
 
     def run(self, jobs: Sequence["Job"]) -> list[Envelope]:
         """Every job through the chain, waiting where a step is full; returns them decided."""
@@ -72,7 +68,7 @@ class Chain:
                     self.submit(envelope)
                     break
                 except MessageRejected:
-                    self.idle()
+                    self.poll()
                     if not self.decode.ready():
                         time.sleep(REJECTED_BACKOFF_S)
             self.poll()
@@ -102,7 +98,6 @@ def build_chain(
     decide = Decide(done, rt)
     embed = Embed(w("decide", decide), rt, budget, batch_frames=rt.limits.batch_frames, max_wait_s=embed_max_wait_s)
     decode = Decode(w("embed", embed), rt, budget, threads=decode_threads)
-    decode.on_idle = lambda: setattr(embed, "idle", True)
     skip = SkipReplay(w("decode", decode), rt)
     head = w("parse", Parse(w("skip_replay", skip), rt))
     return Chain(head, decode, embed, done, budget)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -84,8 +83,6 @@ class Decode(Forwarding):
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="decode") if threads > 0 else None
         self._queue: deque[tuple[Envelope, Future[_Attempt] | None]] = deque()
         self._running = 0
-        self.on_idle: Callable[[], None] = lambda: None
-        """Called before the calling thread blocks on a decode (the chain flushes the embed batch)."""
 
     def submit(self, envelope: Envelope) -> None:
         job = envelope.job
@@ -138,8 +135,7 @@ class Decode(Forwarding):
             if future is not None and not future.done():
                 if not wait:
                     return
-                self.on_idle()
-                self.next.poll()  # the calling thread would wait: what is held downstream goes on
+                self.next.poll()  # a batch held downstream past its wait goes on meanwhile
                 future.result()
             self._queue.popleft()
             if future is not None:
@@ -172,8 +168,7 @@ class Embed(Forwarding):
     """Batches decoded frames across uploads (and across polls) for the feature extractor.
 
     Holds envelopes until their frames reach ``batch_frames``, the decoded-bytes budget is full,
-    the oldest held one waited ``max_wait_s`` or the calling thread would otherwise wait for a
-    decode (both checked on ``poll``), or ``join``; then embeds what
+    the oldest held one waited ``max_wait_s`` (checked on ``poll``), or ``join``; then embeds what
     it holds in as few calls as ``limits.batch_frames`` allows (a failing batch is retried one
     upload at a time to isolate a poison video) and hands the envelopes on in order. Uploads
     already embedded while they decoded (longer than one chunk) and decided ones wait in line.
@@ -189,9 +184,6 @@ class Embed(Forwarding):
         self._held: list[Envelope] = []
         self._frames = 0
         self._since = 0.0
-        self.idle = False
-        """Set by the chain when the calling thread has nothing else to do: the next ``poll``
-        embeds what is held rather than leave the thread waiting for more uploads."""
 
     def submit(self, envelope: Envelope) -> None:
         if not self._held:
@@ -217,9 +209,8 @@ class Embed(Forwarding):
             self.next.submit(envelope)
 
     def poll(self) -> None:
-        idle, self.idle = self.idle, False
         waited = self.max_wait_s is not None and time.monotonic() - self._since >= self.max_wait_s
-        if self._held and (idle or waited or self.budget.full()):
+        if self._held and (waited or self.budget.full()):
             self.flush()
         self.next.poll()
 
