@@ -9,9 +9,9 @@ class DecodedBytes:
     """Bytes of decoded frames not embedded yet, against ``limit`` (``limits.batch_decoded_bytes``).
 
     The decode step starts no new upload while the budget is full; the embed step flushes its
-    batch when it is. Bound by construction: ``limit`` plus, per decode thread, the upload that
-    crossed it (an upload longer than one chunk never counts: it is embedded chunk by chunk and
-    holds one chunk at a time).
+    batch when it is. Bound by construction: ``limit`` plus one chunk per upload in flight in the
+    decode step (each decoding or decoded upload was admitted below the limit and holds at most one
+    chunk; one longer than a chunk never counts: it is embedded chunk by chunk as it decodes).
     """
 
     def __init__(self, limit: int) -> None:

@@ -71,15 +71,20 @@ class Decode(Forwarding):
     the first attempt runs on a pool thread and hands back its result or error; the calling thread
     then finishes the job (a failed first attempt enters the retry policy there, as if it had
     failed on that thread). Envelopes leave in the order they came. ``submit`` raises
-    :class:`MessageRejected` while ``threads`` uploads are decoding or the decoded-bytes budget
-    is full.
+    :class:`MessageRejected` while ``threads`` uploads are decoding and as many wait for a
+    thread, or while the decoded-bytes budget is full; so the frames held are at most the budget
+    plus one chunk (``decode.chunk_frames`` crops) per upload in flight here.
     """
 
-    def __init__(self, next_step: ProcessingStep, rt: "Pipeline", budget: DecodedBytes, threads: int = 0) -> None:
+    def __init__(self, next_step: ProcessingStep, rt: "Pipeline", budget: DecodedBytes, threads: int = 0,
+                 queued: int | None = None) -> None:
         super().__init__(next_step)
         self.rt = rt
         self.budget = budget
         self.threads = threads
+        self.max_in_flight = threads + (threads if queued is None else queued)
+        """Uploads submitted and not handed on: the running ones plus a queue, so the pool keeps
+        decoding while the calling thread embeds and decides."""
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="decode") if threads > 0 else None
         self._queue: deque[tuple[Envelope, Future[_Attempt] | None]] = deque()
         self._running = 0
@@ -95,7 +100,7 @@ class Decode(Forwarding):
             self._queue.append((envelope, None))
             self._forward_done()
             return
-        if self._running >= self.threads or self.budget.full():
+        if self._running >= self.max_in_flight or self.budget.full():
             raise MessageRejected()
         self._running += 1
         self._queue.append((envelope, self._pool.submit(self._attempt, job)))

@@ -164,8 +164,9 @@ def test_a_full_decode_step_rejects_until_a_decode_finishes() -> None:
     gate = threading.Event()
     pipeline, _, _, _, _ = make(decoder=FakeDecoder(gate=gate), threads=1)
     chain = pipeline.chain
-    first, second = jobs_for([1, 2])
-    chain.submit(Envelope.of(first))
+    running, queued, second = jobs_for([1, 2, 3])
+    chain.submit(Envelope.of(running))
+    chain.submit(Envelope.of(queued))  # one thread: one decoding, one waiting for it
     with pytest.raises(MessageRejected):
         chain.submit(Envelope.of(second))
     assert second.event is not None and second.status == "pending"  # parsed once, kept by the caller
@@ -180,7 +181,7 @@ def test_a_full_decode_step_rejects_until_a_decode_finishes() -> None:
             chain.poll()
             time.sleep(0.01)
     chain.join()
-    assert [e.job.status for e in chain.drain()] == ["indexed", "indexed"]
+    assert [e.job.status for e in chain.drain()] == ["indexed"] * 3
     pipeline.close()
 
 
