@@ -261,6 +261,25 @@ def load_cmd(
         raise typer.Exit(1)
 
 
+@bench_app.command("pipeline")
+def pipeline_cmd(
+    events: int = typer.Option(24, "--events", help="Upload events (real clips reused under distinct ids)."),
+    embedder: str = typer.Option("default", "--embedder", help="default (models/default) or bundle:PATH."),
+    max_in_flight: int = typer.Option(0, "--max-in-flight", help="limits.max_in_flight_videos of the pipelined run (0 = setting)."),
+    decode_threads: int = typer.Option(-1, "--decode-threads", help="limits.decode_threads of the pipelined run (-1 = setting)."),
+) -> None:
+    """The same events through the chain serially (one upload in flight) and pipelined: JSON with both and their ratio."""
+    import json
+
+    from bench.pipeline import run_pipeline_bench
+
+    report = run_pipeline_bench(events, embedder=embedder, max_in_flight=max_in_flight or None,
+                                decode_threads=decode_threads if decode_threads >= 0 else None)
+    typer.echo(json.dumps(report, indent=2))
+    if report["lost"] or report["duplicates"] or not report["identical_alerts"]:
+        raise typer.Exit(1)
+
+
 @bench_app.command("query-latency")
 def query_latency_cmd(
     sizes: str = typer.Option("10000,100000", "--sizes", help="Comma-separated numbers of indexed (synthetic) videos."),

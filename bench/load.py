@@ -61,8 +61,9 @@ def default_videos() -> list[Path]:
 class TimeSplit:
     """Seconds of the worker thread per stage over the run (``share`` divides by the wall time).
 
-    ``decode`` and ``inference`` are the sums of ``dupwatch_decode_seconds`` and
-    ``dupwatch_inference_seconds``; ``milvus_write`` is the time inside Milvus client calls made by
+    ``decode`` and ``inference`` are the worker thread's seconds in the chain's decode and embed
+    steps (:class:`ingest.steps.Timed`): with decodes on a pool, ``decode`` is what the worker
+    thread waited for them and finished them, not their own time; ``milvus_write`` is the time inside Milvus client calls made by
     the upsert, ``milvus_read`` the time inside those made by the detector (candidate searches,
     fetching rows to re-score) and the replay lookup; ``detect`` is ``dupwatch_detect_seconds``
     minus its Milvus reads plus the time handing alerts to the sinks (Kafka alerts topic);
@@ -216,16 +217,17 @@ class _StageTimer:
         detector.detect = self._in_stage("search", detector.detect)
 
     def wrap_index(self, index: Any) -> None:
-        call = index._call
+        """Times every Milvus call of ``index`` (a call wrapper) and marks its upserts as writes."""
 
-        def timed_call(what: str, fn: Any) -> Any:
+        def timed_call(what: str, proceed: Any) -> Any:
             t0 = time.perf_counter()
             try:
-                return call(what, fn)
+                return proceed()
             finally:
                 self.milvus[self.stage] += time.perf_counter() - t0
 
-        index._call, index.upsert = timed_call, self._in_stage("write", index.upsert)
+        index.add_call_wrapper(timed_call)
+        index.upsert = self._in_stage("write", index.upsert)
 
     def wrap_alerts(self, sink: Any) -> None:
         send = sink.send
@@ -239,11 +241,11 @@ class _StageTimer:
 
         sink.send = timed_send
 
-    def split(self, metrics: Any, wall_s: float) -> TimeSplit:
+    def split(self, metrics: Any, wall_s: float, steps: dict[str, float]) -> TimeSplit:
         def total(name: str) -> float:
             return float(metrics.registry.get_sample_value(f"{name}_sum") or 0.0)
 
-        decode, inference = total("dupwatch_decode_seconds"), total("dupwatch_inference_seconds")
+        decode, inference = steps.get("decode", 0.0), steps.get("embed", 0.0)
         detect_total = total("dupwatch_detect_seconds")
         search, write = self.milvus["search"], self.milvus["write"]
         read = search + self.milvus["lookup"]
@@ -261,21 +263,30 @@ class _CountingAlerts:
             self._rec.alerts[alert.alert_id] += 1
 
 
-def _wrap_process(pipeline: Any, rec: _Recorder) -> None:
-    original = pipeline.process
+class _RecordPolled:
+    """A wrapper step in front of the chain: when each upload was handed to it (its poll)."""
 
-    def process(jobs: Any, ctx: Any = None) -> None:
-        now = time.time()
-        with rec.lock:
-            for job in jobs:
-                try:
-                    vid = json.loads(job.value).get("video_id")
-                except (ValueError, AttributeError):
-                    vid = None
-                rec.polled.setdefault(str(vid or f"offset-{job.partition}-{job.offset}"), now)
-        original(jobs, ctx)
+    def __init__(self, inner: Any, rec: _Recorder) -> None:
+        self.inner, self.rec = inner, rec
 
-    pipeline.process = process
+    def submit(self, envelope: Any) -> None:
+        job = envelope.job
+        try:
+            vid = json.loads(job.value).get("video_id")
+        except (ValueError, AttributeError):
+            vid = None
+        with self.rec.lock:
+            self.rec.polled.setdefault(str(vid or f"offset-{job.partition}-{job.offset}"), time.time())
+        self.inner.submit(envelope)
+
+    def poll(self) -> None:
+        self.inner.poll()
+
+    def join(self, timeout: float | None = None) -> None:
+        self.inner.join(timeout)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def _settings(bootstrap: str, topic: str, milvus_uri: str, videos: list[Path], max_in_flight: int, bundle: Path | None) -> Any:
@@ -361,6 +372,7 @@ def run_load(
 
     from index.store import VideoIndex
     from ingest.metrics import WorkerMetrics
+    from ingest.steps import StageClock, Timed
     from ingest.worker import Worker, detector_factory_for, index_dims_of
 
     notes: list[str] = []
@@ -411,15 +423,16 @@ def run_load(
             make_detector = detector_factory_for(settings, inner)
             notes.append(f"bundle {bundle} version {getattr(inner, 'version', '?')}")
         rec = _Recorder()
+        clock = StageClock()
         worker = Worker(settings, embedder=inner, detector_factory=make_detector, alert_sinks=[_CountingAlerts(rec)],
-                        metrics=WorkerMetrics(), serve_http=False)
+                        metrics=WorkerMetrics(), serve_http=False,
+                        wrap=lambda name, step: _RecordPolled(Timed(step, name, clock), rec) if name == "parse" else Timed(step, name, clock))
         timer = _StageTimer()
         timer.wrap_index(worker.index)
         timer.wrap_detector(worker.pipeline.detector)
         timer.wrap_alerts(worker.pipeline.alert_sink)
         worker.pipeline.index = _TimedIndex(worker.pipeline.index, rec)
         worker.pipeline.dead_letters = _TimedDeadLetters(worker.pipeline.dead_letters, rec)
-        _wrap_process(worker.pipeline, rec)
         error: list[BaseException] = []
 
         def run() -> None:
@@ -505,7 +518,7 @@ def run_load(
             processing_p99_s=_percentile(proc, 0.99),
             peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
             uncommitted=uncommitted,
-            time_split=timer.split(worker.metrics, wall),
+            time_split=timer.split(worker.metrics, wall, dict(clock.seconds)),
             notes=notes,
         )
     finally:

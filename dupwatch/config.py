@@ -289,6 +289,11 @@ class LimitsConfig(_Frozen):
     """Decoded frame bytes (crops and inset views) one batch holds before it embeds them and
     decodes the next upload. Uploads longer than one ``decode.chunk_frames`` chunk never count:
     they are embedded chunk by chunk as they decode."""
+    decode_threads: int = Field(2, ge=0, le=64)
+    """Uploads decoded at once on a pool while the polling thread embeds and decides (PyAV
+    releases the GIL); 0 decodes on the polling thread, one upload after the other."""
+    embed_max_wait_s: float = Field(0.25, ge=0)
+    """The longest a decoded upload waits for others to share its feature-extractor batch."""
     max_event_bytes: int = Field(64 * 1024, ge=256)
     max_attempts: int = Field(5, ge=1, le=100)
     """Transient failures of one event before it is dead-lettered."""

@@ -166,6 +166,7 @@ class VideoIndex:
         self._lock = threading.RLock()
         self._ready = False
         self._background_ready: set[str] = set()
+        self._call_wrappers: list[Callable[[str, Callable[[], Any]], Any]] = []
         self.server_version: str | None = None
         self.upsert_mode: str = "upsert"
         p = config.collection_prefix
@@ -190,7 +191,18 @@ class VideoIndex:
                 return MilvusClient(**kwargs)
         return MilvusClient(**kwargs)
 
+    def add_call_wrapper(self, wrapper: Callable[[str, Callable[[], Any]], Any]) -> None:
+        """Run every Milvus call through ``wrapper(what, proceed)`` (it calls ``proceed()`` and
+        returns its result): metering, timing, fault injection. The last one added runs first."""
+        self._call_wrappers.append(wrapper)
+
     def _call(self, what: str, fn: Callable[[Any], T]) -> T:
+        proceed: Callable[[], Any] = lambda: self._call_client(what, fn)
+        for wrapper in self._call_wrappers:
+            proceed = (lambda w, inner: lambda: w(what, inner))(wrapper, proceed)
+        return proceed()
+
+    def _call_client(self, what: str, fn: Callable[[Any], T]) -> T:
         with self._lock:
             try:
                 if self._client is None:

@@ -3,6 +3,8 @@
 Steps are pluggable objects behind small protocols (:class:`Decoder`, :class:`Embedder`,
 :class:`Detector`, :class:`AlertSink`, :class:`DeadLetterSink`); the same :class:`Pipeline` runs
 under the Kafka loop (``ingest.consumer``) and under ``dupwatch scan`` (a folder).
+:meth:`Pipeline.process` drives a batch through the chain of :mod:`ingest.steps` (Parse →
+SkipReplay → Decode → Embed → Decide → Done); this module holds the work each step calls.
 
 Every upload travels in a :class:`Job` envelope that keeps its Kafka coordinates (topic,
 partition, offset), so the loop can commit exactly what is finished (arroyo's ``Message`` +
@@ -26,6 +28,7 @@ import itertools
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -70,12 +73,15 @@ FAULT_PHASES = ("decode", "embed", "index_write", "alert_send", "pre_commit", "p
 class _KillAt:
     def __init__(self, phase: str, n: int) -> None:
         self.phase, self.n, self.seen = phase, n, 0
+        self._lock = threading.Lock()  # decodes run on a pool: count each entry once
 
     def __call__(self, phase: str) -> None:
         if phase != self.phase:
             return
-        self.seen += 1
-        if self.seen == self.n:
+        with self._lock:
+            self.seen += 1
+            seen = self.seen
+        if seen == self.n:
             log.warning("fault hook %s=%s:%d: SIGKILL now", FAULT_KILL_ENV, phase, self.n)
             for handler in logging.getLogger().handlers:
                 try:
@@ -211,10 +217,6 @@ def _copy_chunk(chunk: FrameChunk) -> FrameChunk:
     return FrameChunk(chunk.frames.copy(), chunk.timestamps.copy(), None if chunk.inset is None else chunk.inset.copy())
 
 
-def _held_bytes(video: DecodedVideo) -> int:
-    return int(video.frames.nbytes + (video.inset.nbytes if video.inset is not None else 0))
-
-
 class NoDetector:
     """Indexes only (no alerts)."""
 
@@ -268,6 +270,10 @@ class Job:
     """Milliseconds spent per step (``decode``, ``embed``, ``search``, ``detect``, ``index``)."""
     outcome: str | None = None
     """How the job was decided: ``indexed``, ``alerted``, ``dead_lettered`` or ``replay_skipped``."""
+    replay_checked: bool = False
+    """The replay check ran (a resubmit after backpressure does not look again)."""
+    decided_at: float | None = None
+    """``time.monotonic()`` when the job was decided (``None`` until then, and when aborted)."""
 
     @property
     def tp(self) -> tuple[str, int]:
@@ -316,9 +322,15 @@ class Pipeline:
         retry: RetryPolicy | None = None,
         parse: Callable[[bytes], Any] | None = None,
         index_busy_seconds: Callable[[], float] | None = None,
+        decode_threads: int = 0,
+        embed_max_wait_s: float | None = None,
+        wrap: Any = None,
     ) -> None:
         """``index_busy_seconds()``: cumulative seconds spent in calls to the index (Milvus), read
-        around detection to tell its search time apart (``ingest.worker.MilvusCallMeter``)."""
+        around detection to tell its search time apart (``ingest.worker.MilvusCallMeter``).
+
+        ``decode_threads``, ``embed_max_wait_s`` and ``wrap`` shape the chain
+        (:func:`ingest.steps.build_chain`); the defaults run it serially on the calling thread."""
         self.decoder = decoder
         self.embedder = embedder
         self.detector = detector
@@ -331,7 +343,9 @@ class Pipeline:
         self._parse = parse or self._default_parse
         self._index_busy = index_busy_seconds
         self.consecutive_dead = 0
-        self._streamed_embed_s = 0.0
+        self.ctx = StepContext()
+        self._chain_options = {"decode_threads": decode_threads, "embed_max_wait_s": embed_max_wait_s, "wrap": wrap}
+        self._chain: Any = None
 
     def _default_parse(self, raw: bytes) -> Any:
         from ingest.events import parse_upload_event
@@ -411,54 +425,120 @@ class Pipeline:
             raise DlqLimitExceeded(f"{self.consecutive_dead} consecutive dead letters (limits.dlq_max_consecutive)")
 
     # -- the chain -------------------------------------------------------------------------
+    @property
+    def chain(self) -> Any:
+        """The chain of steps (:mod:`ingest.steps`), built on first use."""
+        if self._chain is None:
+            from ingest.steps import build_chain
+
+            self._chain = build_chain(self, **self._chain_options)
+        return self._chain
+
     def process(self, jobs: Sequence[Job], ctx: StepContext | None = None) -> None:
-        ctx = ctx or StepContext()
-        for job in jobs:
-            job.event = self._run(job, ctx, lambda job=job: self._parse(job.value))
-            if job.status == "pending" and self._already_done(job, ctx):
-                job.status = "indexed"  # a replay of a completed event: alerts were sent before the index write
-                self.metrics.replays_skipped.inc()
-                self.consecutive_dead = 0
-                self._decided(job, "replay_skipped")
-        if hasattr(self.decoder, "open_stream") and hasattr(self.embedder, "embed_stream"):
-            self._decode_and_embed_chunked(jobs, ctx)
+        """Runs ``jobs`` through the chain; on return each is decided (``indexed``/``dead``) or
+        ``aborted``."""
+        self.ctx = ctx or StepContext()
+        try:
+            self.chain.run(jobs)
+        except BaseException:
+            self.close()  # a crash (dead-letter storm, bug) leaves no half-run batch in the chain
+            raise
+
+    def close(self) -> None:
+        if self._chain is not None:
+            self._chain.close()
+            self._chain = None
+
+    # -- the work of each step (called by ingest.steps) -------------------------------------
+    def parse_job(self, job: Job) -> None:
+        job.event = self._run(job, self.ctx, lambda: self._parse(job.value))
+
+    def skip_replay(self, job: Job) -> None:
+        if self._already_done(job, self.ctx):
+            job.status = "indexed"  # a replay of a completed event: alerts were sent before the index write
+            self.metrics.replays_skipped.inc()
+            self.consecutive_dead = 0
+            self._decided(job, "replay_skipped")
+
+    @property
+    def streams(self) -> bool:
+        """Chunked decode (long uploads embedded as they decode) when both sides support it."""
+        return hasattr(self.decoder, "open_stream") and hasattr(self.embedder, "embed_stream")
+
+    def decode_attempt(self, job: Job) -> DecodedVideo | tuple[VideoRepresentation, DecodeSummary]:
+        """One attempt (any thread): the decoded upload, or its representation when it was longer
+        than one chunk and embedded as it decoded."""
+        if self.streams:
+            return self._decode_chunked(job)
+        return self._decode(job)
+
+    def decode_job(self, job: Job) -> DecodedVideo | None:
+        """The decode with its retries on the calling thread; the frames it holds, if any."""
+        return self.finish_decode(job, None, None, 0.0, first_attempt_done=False)
+
+    def finish_decode(self, job: Job, result: Any, error: BaseException | None, seconds: float,
+                      *, first_attempt_done: bool = True) -> DecodedVideo | None:
+        """Completes a decode whose first attempt ran elsewhere (``result`` or ``error``, in
+        ``seconds``): a failed one goes through the retry policy here, as its first failure."""
+        t0 = time.perf_counter()
+        if first_attempt_done and error is None:
+            outcome: Any = result
+            job.attempts = 0
         else:
-            for job in jobs:
-                if job.status == "pending":
-                    t0 = time.perf_counter()
-                    job.decoded = self._run(job, ctx, lambda job=job: self._decode(job))
-                    self.metrics.decode_seconds.observe(time.perf_counter() - t0)
-            self._embed(jobs, ctx)
-        for job in jobs:
-            if job.status != "pending":
-                continue
-            assert job.rep is not None
-            t0 = time.perf_counter()
-            job.alerts = self._run(job, ctx, lambda job=job: self._detect(job)) or []
-            self.metrics.detect_seconds.observe(time.perf_counter() - t0)
-            if "search" in job.timings:
-                self.metrics.search_seconds.observe(job.timings["search"] / 1000.0)
-            for alert in job.alerts:
-                self._run(job, ctx, lambda alert=alert: self._send_alert(alert))
-                if job.status == "pending":
-                    self.metrics.alerts_sent.labels(level=str(getattr(alert, "level", "unknown"))).inc()
-            if job.status != "pending":
-                continue
-            t0 = time.perf_counter()
-            self._run(job, ctx, lambda job=job: self.index.upsert(job.rep))
+            pending_error = [error] if error is not None else []
+
+            def attempt() -> Any:
+                if pending_error:
+                    raise pending_error.pop()
+                return self.decode_attempt(job)
+
+            outcome = self._run(job, self.ctx, attempt)
+        streamed = job.timings.get("embed", 0.0) / 1000.0 if not isinstance(outcome, DecodedVideo) else 0.0
+        self.metrics.decode_seconds.observe(max(0.0, seconds + time.perf_counter() - t0 - streamed))
+        if isinstance(outcome, DecodedVideo):
+            job.decoded = outcome
+            return outcome
+        if isinstance(outcome, tuple):
+            rep, summary = outcome
+            job.rep = self._stamp(job, rep, summary.duration_s)
+        return None
+
+    def embed_jobs(self, jobs: Sequence[Job]) -> None:
+        self._embed(jobs, self.ctx)
+
+    def decide(self, job: Job) -> None:
+        """Detect → alerts → index for one upload (its status stays ``pending`` until indexed)."""
+        ctx = self.ctx
+        if job.status != "pending":
+            return
+        assert job.rep is not None
+        t0 = time.perf_counter()
+        job.alerts = self._run(job, ctx, lambda: self._detect(job)) or []
+        self.metrics.detect_seconds.observe(time.perf_counter() - t0)
+        if "search" in job.timings:
+            self.metrics.search_seconds.observe(job.timings["search"] / 1000.0)
+        for alert in job.alerts:
+            self._run(job, ctx, lambda alert=alert: self._send_alert(alert))
             if job.status == "pending":
-                elapsed = time.perf_counter() - t0
-                self.metrics.index_seconds.observe(elapsed)
-                _add_ms(job, "index", elapsed)
-                self.metrics.videos_indexed.inc()
-                job.status = "indexed"
-                job.decoded = None  # free the frames early
-                self.consecutive_dead = 0
-                self._decided(job, "alerted" if job.alerts else "indexed")
+                self.metrics.alerts_sent.labels(level=str(getattr(alert, "level", "unknown"))).inc()
+        if job.status != "pending":
+            return
+        t0 = time.perf_counter()
+        self._run(job, ctx, lambda: self.index.upsert(job.rep))
+        if job.status == "pending":
+            elapsed = time.perf_counter() - t0
+            self.metrics.index_seconds.observe(elapsed)
+            _add_ms(job, "index", elapsed)
+            self.metrics.videos_indexed.inc()
+            job.status = "indexed"
+            job.decoded = None  # free the frames early
+            self.consecutive_dead = 0
+            self._decided(job, "alerted" if job.alerts else "indexed")
 
     def _decided(self, job: Job, outcome: str) -> None:
         """The end of a job: its end-to-end latencies and its one log line."""
         job.outcome = outcome
+        job.decided_at = time.monotonic()
         self.metrics.end_to_end_seconds.labels(since="polled").observe(max(0.0, time.monotonic() - job.polled_at))
         if job.produced_at is not None:
             self.metrics.end_to_end_seconds.labels(since="produced").observe(max(0.0, time.time() - job.produced_at))
@@ -484,51 +564,21 @@ class Pipeline:
                 _add_ms(job, "search", max(0.0, self._index_busy() - busy0))
 
     # -- decode and embed with bounded memory ------------------------------------------------
-    def _decode_and_embed_chunked(self, jobs: Sequence[Job], ctx: StepContext) -> None:
-        """Memory bound by construction: an upload that fits in one decode chunk is held (for
-        cross-video batching) until the held frames reach ``limits.batch_decoded_bytes``, then the
-        held uploads are embedded before the next one is decoded; a longer upload is embedded chunk
-        by chunk as it decodes (``embed_stream``), keeping only its features."""
-        held: list[Job] = []
-        held_bytes = 0
-        for job in jobs:
-            if job.status != "pending":
-                continue
-            t0 = time.perf_counter()
-            self._streamed_embed_s = 0.0
-            outcome = self._run(job, ctx, lambda job=job: self._decode_chunked(job))
-            # an upload embedded as it decodes: its embedding time is in inference_seconds
-            self.metrics.decode_seconds.observe(max(0.0, time.perf_counter() - t0 - self._streamed_embed_s))
-            if isinstance(outcome, DecodedVideo):
-                job.decoded = outcome
-                held.append(job)
-                held_bytes += _held_bytes(outcome)
-                if held_bytes >= self.limits.batch_decoded_bytes:
-                    self._embed_held(held, ctx)
-                    held, held_bytes = [], 0
-            elif isinstance(outcome, tuple):
-                rep, summary = outcome
-                job.rep = self._stamp(job, rep, summary.duration_s)
-        self._embed_held(held, ctx)
-
-    def _embed_held(self, held: list[Job], ctx: StepContext) -> None:
-        self._embed(held, ctx)
-        for job in held:
-            if job.rep is not None:
-                job.decoded = None  # keep only features from here on
-
+    # An upload that fits in one decode chunk comes back decoded, and the embed step holds it
+    # (for cross-video batching) until the held frames reach ``limits.batch_decoded_bytes``; a
+    # longer upload is embedded chunk by chunk as it decodes (``embed_stream``), keeping only
+    # its features.
     def _decode_chunked(self, job: Job) -> DecodedVideo | tuple[VideoRepresentation, DecodeSummary]:
         """One upload: a :class:`DecodedVideo` when it fits in one chunk, else its representation."""
-        t0, embedded_before = time.perf_counter(), self._streamed_embed_s
+        t0, embedded = time.perf_counter(), [0.0]
         try:
-            return self._decode_chunked_attempt(job)
+            return self._decode_chunked_attempt(job, embedded)
         finally:  # failed attempts count too: a dead-lettered upload's line shows what they cost
-            embedded = self._streamed_embed_s - embedded_before
-            _add_ms(job, "decode", max(0.0, time.perf_counter() - t0 - embedded))
-            if embedded:
-                _add_ms(job, "embed", embedded)
+            _add_ms(job, "decode", max(0.0, time.perf_counter() - t0 - embedded[0]))
+            if embedded[0]:
+                _add_ms(job, "embed", embedded[0])
 
-    def _decode_chunked_attempt(self, job: Job) -> DecodedVideo | tuple[VideoRepresentation, DecodeSummary]:
+    def _decode_chunked_attempt(self, job: Job, embedded: list[float]) -> DecodedVideo | tuple[VideoRepresentation, DecodeSummary]:
         fault_point("decode")
         with self.decoder.open_stream(job.event.video_id, job.event.uri) as stream:  # type: ignore[attr-defined]
             chunks = iter(stream)
@@ -559,7 +609,7 @@ class Pipeline:
             finally:
                 # the chunks decode inside embed_stream: their time is decode, the rest inference
                 inference = max(0.0, time.perf_counter() - t0 - resumed.decode_s)
-                self._streamed_embed_s += inference
+                embedded[0] += inference
             self.metrics.inference_seconds.observe(inference)
             if stream.summary is None:
                 raise RuntimeError("embed_stream returned before the decode stream ended")

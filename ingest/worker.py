@@ -22,7 +22,6 @@ import argparse
 import importlib
 import logging
 import signal
-import threading
 import sys
 import threading
 import time
@@ -276,21 +275,27 @@ class WebhookAlertSink:
             raise TransientError(f"webhook delivery failed: {names}", reason="webhook_unavailable")
 
 
-def kill_on_index_writes(index: Any) -> None:
-    """Route the ``index_write`` fault point through every Milvus row write (``upsert``/``insert``
-    calls) of ``index``; installed only when the hook is armed for that phase."""
-    call = index._call
+class IndexWriteFault:
+    """Milvus call wrapper (:meth:`index.store.VideoIndex.add_call_wrapper`) entering the
+    ``index_write`` fault point before every row write (``upsert``/``insert`` calls); added only
+    when the hook is armed for that phase."""
 
-    def call_with_fault_point(what: str, fn: Callable[[Any], Any]) -> Any:
+    def __init__(self, hook: Callable[[str], None] = fault_point) -> None:
+        self.hook = hook
+
+    def __call__(self, what: str, proceed: Callable[[], Any]) -> Any:
         if what.startswith(("upsert ", "insert ")):
-            fault_point("index_write")
-        return call(what, fn)
+            self.hook("index_write")
+        return proceed()
 
-    index._call = call_with_fault_point
+
+def kill_on_index_writes(index: Any) -> None:
+    """Route the ``index_write`` fault point through every Milvus row write of ``index``."""
+    index.add_call_wrapper(IndexWriteFault())
 
 
 class MilvusCallMeter:
-    """Wraps every Milvus call of a :class:`index.store.VideoIndex` (its ``_call``):
+    """A Milvus call wrapper for a :class:`index.store.VideoIndex`:
     ``dupwatch_dependency_up{dependency="milvus"}`` follows each call's outcome (1 on an answer, 0
     on ``TransientError``: Milvus unreachable), and :meth:`busy_seconds` sums the time spent in
     calls, which the pipeline reads around detection to report its search time."""
@@ -302,27 +307,75 @@ class MilvusCallMeter:
         self._lock = threading.Lock()
 
     def install(self, index: Any) -> Any:
-        call = index._call
-
-        def metered(what: str, fn: Callable[[Any], Any]) -> Any:
-            t0 = time.perf_counter()
-            try:
-                result = call(what, fn)
-            except TransientError:
-                self.metrics.set_dependency(self.dependency, False)
-                raise
-            finally:
-                with self._lock:
-                    self._busy += time.perf_counter() - t0
-            self.metrics.set_dependency(self.dependency, True)
-            return result
-
-        index._call = metered
+        index.add_call_wrapper(self)
         return index
+
+    def __call__(self, what: str, proceed: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        try:
+            result = proceed()
+        except TransientError:
+            self.metrics.set_dependency(self.dependency, False)
+            raise
+        finally:
+            with self._lock:
+                self._busy += time.perf_counter() - t0
+        self.metrics.set_dependency(self.dependency, True)
+        return result
 
     def busy_seconds(self) -> float:
         with self._lock:
             return self._busy
+
+
+def decode_config(settings: Settings, mode: str = "pipelined") -> Any:
+    """The decode settings of ``mode``: pipelined, several uploads decode at once on the pool, so
+    each gets one FFmpeg thread unless ``decode.threads`` says otherwise (FFmpeg's own frame
+    threads would compete with the pool and the embedder for the same cores)."""
+    if mode == "pipelined" and settings.limits.decode_threads > 0 and settings.decode.threads == 0:
+        return settings.decode.model_copy(update={"threads": 1})
+    return settings.decode
+
+
+def make_pipeline(
+    settings: Settings,
+    *,
+    decoder: Any,
+    embedder: Any,
+    detector: Detector,
+    alert_sink: AlertSink,
+    index: Any,
+    dead_letters: Any,
+    metrics: WorkerMetrics,
+    index_busy_seconds: Callable[[], float] | None = None,
+    mode: str = "pipelined",
+    wrap: Any = None,
+) -> Pipeline:
+    """The one factory of the processing chain (``serve``, ``scan`` and the benchmarks).
+
+    ``mode`` ``pipelined``: ``limits.decode_threads`` uploads decode on a pool while the calling
+    thread embeds (batches across uploads, waiting at most ``limits.embed_max_wait_s``) and
+    decides; ``serial``: every step on the calling thread. ``wrap(step name, step)`` puts wrapper
+    steps (:class:`ingest.steps.Timed`, :class:`ingest.steps.FaultInjection`) around steps.
+    """
+    if mode not in ("pipelined", "serial"):
+        raise ValueError(f"mode must be pipelined or serial, not {mode!r}")
+    limits = settings.limits
+    pipelined = mode == "pipelined"
+    return Pipeline(
+        decoder=decoder,
+        embedder=embedder,
+        detector=detector,
+        alert_sink=alert_sink,
+        index=index,
+        dead_letters=dead_letters,
+        limits=limits,
+        metrics=metrics,
+        index_busy_seconds=index_busy_seconds,
+        decode_threads=limits.decode_threads if pipelined else 0,
+        embed_max_wait_s=limits.embed_max_wait_s if pipelined else None,
+        wrap=wrap,
+    )
 
 
 def _wire_webhook_metrics(alert_sinks: Sequence[Any], metrics: WorkerMetrics) -> None:
@@ -360,7 +413,10 @@ class Worker:
         metrics: WorkerMetrics | None = None,
         commit_policy: CommitPolicy | None = None,
         serve_http: bool = True,
+        mode: str = "pipelined",
+        wrap: Any = None,
     ) -> None:
+        """``mode`` and ``wrap``: see :func:`make_pipeline`."""
         from index.store import VideoIndex
 
         self.settings = settings
@@ -381,16 +437,18 @@ class Worker:
         _wire_webhook_dead_letters(alert_sinks, self.producer, settings.kafka.dead_letter_topic)
         _wire_webhook_metrics(alert_sinks, self.metrics)
         sinks: list[AlertSink] = [KafkaAlertSink(self.producer, settings.kafka.alerts_topic), *alert_sinks]
-        self.pipeline = Pipeline(
-            decoder=decoder or FileDecoder(settings.sources, settings.decode),
+        self.pipeline = make_pipeline(
+            settings,
+            decoder=decoder or FileDecoder(settings.sources, decode_config(settings, mode)),
             embedder=self.embedder,
             detector=detector or NoDetector(),
             alert_sink=CompositeAlertSink(sinks),
             index=self.index,
             dead_letters=KafkaDeadLetterSink(self.producer, settings.kafka.dead_letter_topic),
-            limits=settings.limits,
             metrics=self.metrics,
             index_busy_seconds=self.milvus_meter.busy_seconds,
+            mode=mode,
+            wrap=wrap,
         )
         self.consumer = UploadConsumer(
             settings.kafka,
@@ -427,6 +485,7 @@ class Worker:
                 log.warning("Milvus not reachable at start (%s); the loop will wait for it", exc)
             self.consumer.run()
         finally:
+            self.pipeline.close()
             self.health.stop()
             try:
                 self.producer.flush(timeout=10)
@@ -595,14 +654,14 @@ def scan_directory(
         detector = factory(index) if factory is not None else NoDetector()
     alerts = CollectingAlertSink()
     dead = CollectingDeadLetterSink()
-    pipeline = Pipeline(
-        decoder=FileDecoder(settings.sources.model_copy(update={"local_roots": [directory]}), settings.decode),
+    pipeline = make_pipeline(
+        settings,
+        decoder=FileDecoder(settings.sources.model_copy(update={"local_roots": [directory]}), decode_config(settings)),
         embedder=embedder,
         detector=detector,
         alert_sink=alerts,
         index=index,
         dead_letters=dead,
-        limits=settings.limits,
         metrics=metrics,
         index_busy_seconds=meter.busy_seconds,
     )
@@ -649,4 +708,5 @@ def scan_directory(
         for alert in alerts.alerts.values():
             yield {"type": "alert", **json.loads(alert.model_dump_json())}
     finally:
+        pipeline.close()
         index.close()

@@ -1,0 +1,103 @@
+"""Puts the steps together (:func:`build_chain`) and drives a batch through them (:meth:`Chain.run`)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from ingest.steps.base import Envelope, MessageRejected, ProcessingStep
+from ingest.steps.budget import DecodedBytes
+from ingest.steps.stages import Decide, Decode, Done, Embed, Parse, SkipReplay
+
+if TYPE_CHECKING:
+    from ingest.pipeline import Job, Pipeline
+
+STEP_NAMES = ("parse", "skip_replay", "decode", "embed", "decide")
+
+Wrap = Callable[[str, ProcessingStep], ProcessingStep]
+"""``wrap(step name, step) -> step``: how a caller puts :class:`ingest.steps.Timed` or
+:class:`ingest.steps.FaultInjection` around chosen steps."""
+
+REJECTED_BACKOFF_S = 0.002
+GIL_SWITCH_INTERVAL_S = float(os.environ.get("DUPWATCH_GIL_SWITCH_S", "0.0005"))
+"""With decodes on a pool: PyAV hands every decoded frame back to Python (hundreds per upload), and
+each hand-back waits for the GIL; behind the calling thread's Python work (detection) the default
+5 ms switch interval starves the decoders. A shorter interval lets them in sooner."""
+
+
+def _shorten_gil_switch_interval() -> None:
+    if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+
+
+class Chain:
+    """The built chain: ``head`` takes envelopes, ``done`` gives back the decided ones."""
+
+    def __init__(self, head: ProcessingStep, decode: Decode, embed: Embed, done: Done, budget: DecodedBytes) -> None:
+        self.head = head
+        self.decode = decode
+        self.embed = embed
+        self.done = done
+        self.budget = budget
+
+    def submit(self, envelope: Envelope) -> None:
+        self.head.submit(envelope)
+
+    def poll(self) -> None:
+        self.head.poll()
+
+    def join(self, timeout: float | None = None) -> None:
+        self.head.join(timeout)
+
+    def close(self) -> None:
+        self.head.close()
+
+    def drain(self) -> list[Envelope]:
+        return self.done.drain()
+
+
+    def run(self, jobs: Sequence["Job"]) -> list[Envelope]:
+        """Every job through the chain, waiting where a step is full; returns them decided."""
+        for job in jobs:
+            envelope = Envelope.of(job)
+            while True:
+                try:
+                    self.submit(envelope)
+                    break
+                except MessageRejected:
+                    self.poll()
+                    if not self.decode.ready():
+                        time.sleep(REJECTED_BACKOFF_S)
+            self.poll()
+        self.join()
+        return self.drain()
+
+
+def build_chain(
+    rt: "Pipeline",
+    *,
+    decode_threads: int = 0,
+    embed_max_wait_s: float | None = None,
+    wrap: Wrap | None = None,
+) -> Chain:
+    """Parse → SkipReplay → Decode → Embed → Decide → Done over the work of ``rt``.
+
+    ``decode_threads`` 0: serial, everything on the calling thread (what one upload in flight
+    costs); ≥ 1: that many uploads decode at once on a pool while the calling thread embeds and
+    decides. ``embed_max_wait_s``: the longest a decoded upload waits for others to batch with
+    (``None``: until the batch is full, the budget is, or the chain is joined).
+    """
+    w: Wrap = wrap or (lambda name, step: step)
+    if decode_threads > 0:
+        _shorten_gil_switch_interval()
+    budget = DecodedBytes(rt.limits.batch_decoded_bytes)
+    done = Done()
+    decide = Decide(done, rt)
+    embed = Embed(w("decide", decide), rt, budget, batch_frames=rt.limits.batch_frames, max_wait_s=embed_max_wait_s)
+    decode = Decode(w("embed", embed), rt, budget, threads=decode_threads)
+    skip = SkipReplay(w("decode", decode), rt)
+    head = w("parse", Parse(w("skip_replay", skip), rt))
+    return Chain(head, decode, embed, done, budget)
