@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from dupwatch.paths import REPO_ROOT
+from ingest.steps.base import Forwarding
 
 COUNT_BATCH = 256
 """Video ids per Milvus read while counting (``get`` by ids, ``video_id in [...]`` queries)."""
@@ -263,11 +264,12 @@ class _CountingAlerts:
             self._rec.alerts[alert.alert_id] += 1
 
 
-class _RecordPolled:
+class _RecordPolled(Forwarding):
     """A wrapper step in front of the chain: when each upload was handed to it (its poll)."""
 
     def __init__(self, inner: Any, rec: _Recorder) -> None:
-        self.inner, self.rec = inner, rec
+        super().__init__(inner)
+        self.rec = rec
 
     def submit(self, envelope: Any) -> None:
         job = envelope.job
@@ -277,16 +279,7 @@ class _RecordPolled:
             vid = None
         with self.rec.lock:
             self.rec.polled.setdefault(str(vid or f"offset-{job.partition}-{job.offset}"), time.time())
-        self.inner.submit(envelope)
-
-    def poll(self) -> None:
-        self.inner.poll()
-
-    def join(self, timeout: float | None = None) -> None:
-        self.inner.join(timeout)
-
-    def close(self) -> None:
-        self.inner.close()
+        self.next.submit(envelope)
 
 
 def _settings(bootstrap: str, topic: str, milvus_uri: str, videos: list[Path], max_in_flight: int, bundle: Path | None) -> Any:

