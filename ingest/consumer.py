@@ -7,7 +7,9 @@
   :class:`CommitPolicy` says so, always on shutdown and on partition revoke.
 - Waiting (retry backoff, dependency outage) happens *inside* ``consumer.poll`` with every
   assigned partition paused, so the group membership stays alive (``max.poll.interval.ms``),
-  rebalances are served, and no new records arrive.
+  rebalances are served, and no new records arrive. So does backpressure: while the chain
+  rejects an upload (:class:`ingest.steps.MessageRejected`: decodes or decoded frames at their
+  bound), the loop pauses its partitions and polls until the chain accepts, then resumes them.
 - Rebalance: kafka-python 3 calls the rebalance listener on its IO thread, inside the
   ``consumer.poll``/``close`` of the polling thread (which is blocked meanwhile), and a blocking
   consumer call there raises ``Cannot block on net.run() from the IO thread``. The listener is
@@ -46,6 +48,8 @@ from ingest.pipeline import Job, Pipeline, StepContext, fault_point
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_MS = 500
+REJECTED_POLL_MS = 5
+"""How long one poll of the paused consumer waits while the chain rejects uploads."""
 LAG_INTERVAL_S = 5.0
 
 
@@ -193,6 +197,47 @@ def _rebalance_listener(owner: "UploadConsumer") -> Any:
     return _Rebalance()
 
 
+class _PauseWhileRejected:
+    """Backpressure from the chain (:class:`ingest.steps.MessageRejected`): while it rejects, every
+    assigned partition is paused and the consumer keeps polling (the group stays served, nothing
+    new arrives); once it accepts again, they are resumed."""
+
+    def __init__(self, owner: "UploadConsumer") -> None:
+        self.owner = owner
+        self.paused = False
+        self.polls = 0
+        """Polls made while rejected (what the tests check)."""
+
+    def rejected(self) -> None:
+        owner, consumer = self.owner, self.owner._consumer
+        owner.health.beat()
+        try:
+            if not self.paused:
+                self.paused = True
+                owner._waiting = True  # partitions assigned meanwhile start paused
+            consumer.pause(*owner._assigned)
+            self.polls += 1
+            got = consumer.poll(timeout_ms=REJECTED_POLL_MS)
+            for tp, records in got.items():  # assigned during this poll, before it was paused
+                if records:
+                    owner._rewind(tp, min(r.offset for r in records))
+            consumer.pause(*owner._assigned)
+        except Exception as exc:  # noqa: BLE001 - Kafka trouble while waiting: just sleep
+            log.debug("poll while the chain rejects failed: %s", exc)
+            time.sleep(REJECTED_POLL_MS / 1000.0)
+
+    def accepted(self) -> None:
+        if not self.paused:
+            return
+        self.paused = False
+        self.owner._waiting = False
+        try:
+            # everything paused, as in UploadConsumer._wait: a revoked partition keeps its flag
+            self.owner._consumer.resume(*self.owner._consumer.paused())
+        except Exception:  # noqa: BLE001
+            pass
+
+
 class UploadConsumer:
     """Consumes the uploads topic and drives the pipeline. ``run()`` returns after ``stop()``."""
 
@@ -225,6 +270,7 @@ class UploadConsumer:
         self._waiting = False
         self._last_lag = 0.0
         self._outage_checks: set[str] = set()
+        self._backpressure = _PauseWhileRejected(self)
 
     # -- lifecycle --------------------------------------------------------------------------
     def stop(self) -> None:
@@ -332,7 +378,7 @@ class UploadConsumer:
         if jobs:
             self.metrics.events_consumed.inc(len(jobs))
             self.metrics.in_flight_videos.set(self._tracker.in_flight())
-            self.pipeline.process(jobs, ctx)
+            self.pipeline.process(jobs, ctx, self._backpressure)
             finished = 0
             rewind: dict[Any, int] = {}
             for job in jobs:

@@ -288,6 +288,15 @@ class Job:
         return self.status in ("indexed", "dead")
 
 
+@dataclass
+class EmbedAttempt:
+    """What one embedder call gave (:meth:`Pipeline.embed_attempt`): representations, or the error."""
+
+    reps: list[Any] = field(default_factory=list)
+    error: BaseException | None = None
+    seconds: float = 0.0
+
+
 class DlqLimitExceeded(RuntimeError):
     """Too many dead letters in a row: stop consuming rather than dead-letter everything."""
 
@@ -434,12 +443,13 @@ class Pipeline:
             self._chain = build_chain(self, **self._chain_options)
         return self._chain
 
-    def process(self, jobs: Sequence[Job], ctx: StepContext | None = None) -> None:
+    def process(self, jobs: Sequence[Job], ctx: StepContext | None = None, backpressure: Any = None) -> None:
         """Runs ``jobs`` through the chain; on return each is decided (``indexed``/``dead``) or
-        ``aborted``."""
+        ``aborted``. ``backpressure`` (:class:`ingest.steps.chain.Backpressure`): how to wait while
+        the chain rejects uploads (default: a short sleep)."""
         self.ctx = ctx or StepContext()
         try:
-            self.chain.run(jobs)
+            self.chain.run(jobs, backpressure)
         except BaseException:
             self.close()  # a crash (dead-letter storm, bug) leaves no half-run batch in the chain
             raise
@@ -634,6 +644,13 @@ class Pipeline:
         return found is not None and found == (job.event.event_id, version)
 
     def _embed(self, jobs: Sequence[Job], ctx: StepContext) -> None:
+        self.finish_embed(self.embed_groups(jobs), None)
+
+    def embed_groups(self, jobs: Sequence[Job]) -> list[list[Job]]:
+        """The embedder calls ``jobs`` need (calling thread): the decoded pending ones in groups of
+        at most ``limits.batch_frames`` frames (one job per group without a batch path). A job
+        whose partition was revoked is aborted here."""
+        ctx = self.ctx
         for job in jobs:
             if job.status == "pending" and ctx.revoked(job):
                 job.status = "aborted"
@@ -649,11 +666,41 @@ class Pipeline:
             else:
                 groups.append([job])
                 frames = n
-        for group in groups:
-            t0 = time.perf_counter()
+        return groups
+
+    def embed_attempt(self, group: Sequence[Job]) -> EmbedAttempt:
+        """One embedder call for ``group`` (any thread): its representations or the error it
+        raised; no retry, no dead letter (:meth:`finish_embed` does those on the calling thread)."""
+        batch_fn = getattr(self.embedder, "embed_batch", None)
+        out = EmbedAttempt()
+        t0 = time.perf_counter()
+        try:
+            fault_point("embed")
+            if batch_fn is not None and len(group) > 1:
+                out.reps = list(batch_fn([j.decoded for j in group], [j.event.tenant for j in group]))
+            else:
+                job = group[0]
+                out.reps = [self.embedder.embed(job.decoded, job.event.tenant)]
+        except BaseException as exc:  # noqa: BLE001 - judged on the calling thread
+            out.error = exc
+        out.seconds = time.perf_counter() - t0
+        return out
+
+    def finish_embed(self, groups: Sequence[Sequence[Job]], attempts: Sequence[EmbedAttempt] | None) -> None:
+        """Embeds ``groups`` (calling thread). ``attempts[i]``: group i's first call, already made
+        elsewhere (:meth:`embed_attempt`); a failed one enters the retry policy here as its first
+        failure. ``None``: every call is made here."""
+        ctx = self.ctx
+        batch_fn = getattr(self.embedder, "embed_batch", None)
+        for i, group in enumerate(groups):
+            first = attempts[i] if attempts is not None else None
+            t0 = time.perf_counter() - (first.seconds if first is not None else 0.0)
             self.metrics.batch_frames.observe(sum(j.decoded.num_frames for j in group if j.decoded is not None))
             if batch_fn is not None and len(group) > 1:
-                reps = self._try_batch(batch_fn, group, ctx)
+                if first is not None and first.error is None:
+                    reps: list[VideoRepresentation] | None = first.reps
+                else:
+                    reps = self._try_batch(batch_fn, list(group), ctx, first.error if first is not None else None)
                 if reps is not None:
                     for job, rep in zip(group, reps, strict=True):
                         job.rep = self._stamp(job, rep)
@@ -662,10 +709,25 @@ class Pipeline:
                     for job in group:  # the batch's wall time: each of its uploads waited for all of it
                         _add_ms(job, "embed", elapsed)
                     continue
+                first = None  # the batch failed: one by one from here
             for job in group:  # one by one: no batch path, or isolating a poison video
-                if job.status == "pending":
-                    rep = self._run(job, ctx, lambda job=job: self._embed_one(job))
-                    job.rep = self._stamp(job, rep) if rep is not None else None
+                if job.status != "pending":
+                    continue
+                if first is not None and first.error is None:
+                    rep = first.reps[0]
+                    _add_ms(job, "embed", first.seconds)
+                else:
+                    pending = [first.error] if first is not None and first.error is not None else []
+                    if pending:
+                        _add_ms(job, "embed", first.seconds)  # type: ignore[union-attr]
+
+                    def attempt(job: Job = job) -> VideoRepresentation:
+                        if pending:
+                            raise pending.pop()
+                        return self._embed_one(job)
+
+                    rep = self._run(job, ctx, attempt)
+                job.rep = self._stamp(job, rep) if rep is not None else None
             self.metrics.inference_seconds.observe(time.perf_counter() - t0)
 
     def _embed_one(self, job: Job) -> VideoRepresentation:
@@ -684,11 +746,15 @@ class Pipeline:
         rep.meta.setdefault("duration_s", str(duration_s))
         return rep
 
-    def _try_batch(self, batch_fn: Callable[..., Any], group: list[Job], ctx: StepContext) -> list[VideoRepresentation] | None:
+    def _try_batch(self, batch_fn: Callable[..., Any], group: list[Job], ctx: StepContext,
+                   first_error: BaseException | None = None) -> list[VideoRepresentation] | None:
         videos = [j.decoded for j in group]
         tenants = [j.event.tenant for j in group]
+        pending = [first_error] if first_error is not None else []
         try:
             def run_batch() -> list[VideoRepresentation]:
+                if pending:  # the first attempt, made on the embed thread
+                    raise pending.pop()
                 fault_point("embed")
                 return list(batch_fn(videos, tenants))
 

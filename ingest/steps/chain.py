@@ -6,7 +6,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ingest.steps.base import Envelope, MessageRejected, ProcessingStep
 from ingest.steps.budget import DecodedBytes
@@ -31,6 +31,15 @@ each hand-back waits for the GIL; behind the calling thread's Python work (detec
 def _shorten_gil_switch_interval() -> None:
     if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+
+
+class Backpressure(Protocol):
+    """What the driver of :meth:`Chain.run` does while the chain rejects (``rejected``, called
+    repeatedly: wait a little) and once it accepts again (``accepted``)."""
+
+    def rejected(self) -> None: ...
+
+    def accepted(self) -> None: ...
 
 
 class Chain:
@@ -59,18 +68,32 @@ class Chain:
         return self.done.drain()
 
 
-    def run(self, jobs: Sequence["Job"]) -> list[Envelope]:
-        """Every job through the chain, waiting where a step is full; returns them decided."""
+    def run(self, jobs: Sequence["Job"], backpressure: Backpressure | None = None) -> list[Envelope]:
+        """Every job through the chain, waiting where a step is full; returns them decided.
+
+        While a submit is rejected the chain is polled; when no step has anything to hand on,
+        ``backpressure.rejected()`` is the wait (the Kafka loop pauses its partitions and polls
+        the broker there), else a short sleep. ``backpressure.accepted()`` follows the submit that
+        went through after a rejection.
+        """
         for job in jobs:
             envelope = Envelope.of(job)
+            rejected = False
             while True:
                 try:
                     self.submit(envelope)
                     break
                 except MessageRejected:
+                    rejected = True
                     self.poll()
-                    if not self.decode.ready():
+                    if self.decode.ready() or self.embed.ready():
+                        continue
+                    if backpressure is not None:
+                        backpressure.rejected()
+                    else:
                         time.sleep(REJECTED_BACKOFF_S)
+            if rejected and backpressure is not None:
+                backpressure.accepted()
             self.poll()
         self.join()
         return self.drain()
@@ -86,8 +109,8 @@ def build_chain(
     """Parse → SkipReplay → Decode → Embed → Decide → Done over the work of ``rt``.
 
     ``decode_threads`` 0: serial, everything on the calling thread (what one upload in flight
-    costs); ≥ 1: that many uploads decode at once on a pool while the calling thread embeds and
-    decides. ``embed_max_wait_s``: the longest a decoded upload waits for others to batch with
+    costs); ≥ 1: that many uploads decode at once on a pool while one embed thread runs the
+    feature extractor on batches of them and the calling thread decides, in event order. ``embed_max_wait_s``: the longest a decoded upload waits for others to batch with
     (``None``: until the batch is full, the budget is, or the chain is joined).
     """
     w: Wrap = wrap or (lambda name, step: step)
@@ -96,7 +119,8 @@ def build_chain(
     budget = DecodedBytes(rt.limits.batch_decoded_bytes)
     done = Done()
     decide = Decide(done, rt)
-    embed = Embed(w("decide", decide), rt, budget, batch_frames=rt.limits.batch_frames, max_wait_s=embed_max_wait_s)
+    embed = Embed(w("decide", decide), rt, budget, batch_frames=rt.limits.batch_frames, max_wait_s=embed_max_wait_s,
+                  threaded=decode_threads > 0)
     decode = Decode(w("embed", embed), rt, budget, threads=decode_threads)
     skip = SkipReplay(w("decode", decode), rt)
     head = w("parse", Parse(w("skip_replay", skip), rt))

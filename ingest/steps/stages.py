@@ -2,7 +2,8 @@
 
 Each step does one thing and calls into the :class:`ingest.pipeline.Pipeline` for the work itself
 (retry policy, dead letters, metrics, the per-upload log line), so a step is only about *when* and
-*where* the work runs. Only Decode runs off the calling thread; every retry wait, dead letter and
+*where* the work runs. Decode (on a pool) and the first embedder call of each batch (on one
+embed thread) run off the calling thread; every retry wait, dead letter and
 Milvus write happens on the calling thread (the Kafka loop's, which must serve the group while it
 waits). Decide runs uploads strictly in the order they were submitted, so detection of an upload
 sees every earlier upload of the stream indexed.
@@ -10,9 +11,11 @@ sees every earlier upload of the stream indexed.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +25,13 @@ from ingest.steps.budget import DecodedBytes
 
 if TYPE_CHECKING:
     from ingest.pipeline import Job, Pipeline
+
+IDLE_BATCH_FRAMES = 16
+"""Frames an idle embed thread takes without waiting for more (at least; a quarter batch if that
+is more): fewer make feature-extractor calls that cost more per frame."""
+
+JOIN_POLL_S = 0.002
+"""While a join waits for a decode, how often it polls the steps after it."""
 
 
 class Parse(Forwarding):
@@ -140,8 +150,9 @@ class Decode(Forwarding):
             if future is not None and not future.done():
                 if not wait:
                     return
-                self.next.poll()  # a batch held downstream past its wait goes on meanwhile
-                future.result()
+                while not future.done():  # embedded batches are decided, and held ones go on, meanwhile
+                    self.next.poll()
+                    wait_futures([future], timeout=JOIN_POLL_S)
             self._queue.popleft()
             if future is not None:
                 self._finish(envelope, future)
@@ -177,10 +188,19 @@ class Embed(Forwarding):
     it holds in as few calls as ``limits.batch_frames`` allows (a failing batch is retried one
     upload at a time to isolate a poison video) and hands the envelopes on in order. Uploads
     already embedded while they decoded (longer than one chunk) and decided ones wait in line.
+
+    ``threaded``: the first embedder call of each batch runs on one embed thread (ONNX Runtime
+    releases the GIL), so the calling thread decides earlier uploads meanwhile; ``poll`` hands on
+    the batches that finished, in order. With ``max_wait_s`` set, held frames go to the embed
+    thread as soon as it is idle once they reach ``IDLE_BATCH_FRAMES`` (or the whole batch size,
+    if smaller) or a quarter batch, whichever is more, without waiting for the timer. A failed call
+    is retried (or the batch split) on the calling thread, as if it had failed there. The frames of a batch stay counted in the
+    decoded-bytes budget until it is handed on, so the decode step stops admitting uploads while
+    embedding lags behind.
     """
 
     def __init__(self, next_step: ProcessingStep, rt: "Pipeline", budget: DecodedBytes, *, batch_frames: int,
-                 max_wait_s: float | None) -> None:
+                 max_wait_s: float | None, threaded: bool = False) -> None:
         super().__init__(next_step)
         self.rt = rt
         self.budget = budget
@@ -189,6 +209,10 @@ class Embed(Forwarding):
         self._held: list[Envelope] = []
         self._frames = 0
         self._since = 0.0
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="embed") if threaded else None
+        self._batches: deque[tuple[list[Envelope], list[list["Job"]], Future[list[Any]] | None]] = deque()
+        self.thread_ids: set[int] = set()
+        """Threads the embedder calls ran on (what the tests check)."""
 
     def submit(self, envelope: Envelope) -> None:
         if not self._held:
@@ -197,15 +221,38 @@ class Embed(Forwarding):
         decoded = envelope.job.decoded
         if decoded is not None and envelope.job.status == "pending":
             self._frames += decoded.num_frames
-        if self._frames >= self.batch_frames or self.budget.full():
+        if self._frames >= self.batch_frames or self.budget.full() or self._idle_thread():
             self.flush()
+
+    def _idle_thread(self) -> bool:
+        """Threaded with a wait bound: the embed thread has nothing to do and enough frames are
+        held, so they go now (while the thread is busy, uploads decoded meanwhile gather into
+        the next batch; fewer frames wait for more, up to ``max_wait_s``)."""
+        enough = min(self.batch_frames, max(IDLE_BATCH_FRAMES, self.batch_frames // 4))
+        return self._pool is not None and self.max_wait_s is not None and self._frames >= enough and not self.busy
 
     def flush(self) -> None:
         held, self._held, self._frames = self._held, [], 0
+        if not held:
+            return
         jobs = [e.job for e in held]
-        if any(j.decoded is not None for j in jobs):
-            self.rt.embed_jobs(jobs)
-        for job in jobs:
+        if self._pool is None:
+            if any(j.decoded is not None for j in jobs):
+                self.rt.embed_jobs(jobs)
+            self._hand_on(held)
+            return
+        groups = self.rt.embed_groups(jobs) if any(j.decoded is not None for j in jobs) else []
+        future = self._pool.submit(self._attempts, groups) if groups else None
+        self._batches.append((held, groups, future))
+        self._forward_done()
+
+    def _attempts(self, groups: list[list["Job"]]) -> list[Any]:  # on the embed thread
+        self.thread_ids.add(threading.get_ident())
+        return [self.rt.embed_attempt(group) for group in groups]
+
+    def _hand_on(self, held: list[Envelope]) -> None:
+        for envelope in held:
+            job = envelope.job
             if job.decoded is not None:
                 self.budget.release(_held_bytes(job.decoded))
                 if job.rep is not None or job.status != "pending":
@@ -213,15 +260,43 @@ class Embed(Forwarding):
         for envelope in held:
             self.next.submit(envelope)
 
+    def _forward_done(self, wait: bool = False) -> None:
+        while self._batches:
+            held, groups, future = self._batches[0]
+            if future is not None and not future.done():
+                if not wait:
+                    return
+                future.result()
+            self._batches.popleft()
+            if future is not None:
+                self.rt.finish_embed(groups, future.result())
+            self._hand_on(held)
+
+    def ready(self) -> bool:
+        """The oldest batch is embedded (a ``poll`` would hand it on)."""
+        return bool(self._batches) and (self._batches[0][2] is None or self._batches[0][2].done())
+
+    @property
+    def busy(self) -> bool:
+        """A batch is on the embed thread."""
+        return any(f is not None and not f.done() for _, _, f in self._batches)
+
     def poll(self) -> None:
+        self._forward_done()
         waited = self.max_wait_s is not None and time.monotonic() - self._since >= self.max_wait_s
-        if self._held and (waited or self.budget.full()):
+        if self._held and (waited or self.budget.full() or self._idle_thread()):
             self.flush()
         self.next.poll()
 
     def join(self, timeout: float | None = None) -> None:
         self.flush()
+        self._forward_done(wait=True)
         self.next.join(timeout)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self.next.close()
 
 
 class Decide(Forwarding):

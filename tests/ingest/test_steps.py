@@ -264,3 +264,87 @@ def test_the_index_write_fault_is_a_milvus_call_wrapper() -> None:
     assert index._call("insert clips", lambda c: None) == "insert clips"
     assert hits == ["index_write", "index_write"]
     assert "_call" not in vars(index)  # the method itself is never replaced
+
+
+class TimedEmbedder(RecordingEmbedder):
+    """Records on which thread and when each embedder call ran; the first ``fail`` calls raise."""
+
+    def __init__(self, seconds: float = 0.0, fail: int = 0) -> None:
+        super().__init__()
+        self.seconds, self.fail = seconds, fail
+        self.spans: list[tuple[int, float, float]] = []
+
+    def _call(self, fn: Any) -> Any:
+        t0 = time.monotonic()
+        try:
+            if self.fail:
+                self.fail -= 1
+                raise TransientError("model server hiccup", reason="inference_failed")
+            time.sleep(self.seconds)
+            return fn()
+        finally:
+            self.spans.append((threading.get_ident(), t0, time.monotonic()))
+
+    def embed(self, decoded, tenant):  # type: ignore[override]
+        return self._call(lambda: super(TimedEmbedder, self).embed(decoded, tenant))
+
+    def embed_batch(self, videos, tenants):  # type: ignore[override]
+        return self._call(lambda: super(TimedEmbedder, self).embed_batch(videos, tenants))
+
+
+class SpanDetector(SameColourDetector):
+    def __init__(self, index: MemoryIndex, seconds: float) -> None:
+        super().__init__(index)
+        self.seconds = seconds
+        self.spans: list[tuple[int, float, float]] = []
+
+    def detect(self, rep: Any) -> list[Any]:
+        t0 = time.monotonic()
+        time.sleep(self.seconds)
+        out = super().detect(rep)
+        self.spans.append((threading.get_ident(), t0, time.monotonic()))
+        return out
+
+
+def test_embed_runs_on_its_own_thread_while_the_calling_thread_decides() -> None:
+    pipeline, _, index, alerts, _ = make(threads=2, wait=0.0)
+    embedder = TimedEmbedder(seconds=0.15)
+    pipeline.embedder = embedder
+    detector = SpanDetector(index, seconds=0.15)
+    pipeline.detector = detector
+    jobs = jobs_for([1, 2, 1, 3, 1, 4, 2, 5])
+    pipeline.process(jobs)
+    pipeline.close()
+    assert [j.status for j in jobs] == ["indexed"] * 8
+    assert index.order == [f"v{i}" for i in range(8)]  # decided in event order
+    assert len(alerts.alerts) == 1 + 2 + 1  # level 1: 1+2 earlier copies; level 2: 1
+    me = threading.get_ident()
+    assert {t for t, _, _ in detector.spans} == {me}
+    assert all(t != me for t, _, _ in embedder.spans), "every embedder call ran off the calling thread"
+    overlapped = any(e0 < d1 and d0 < e1 for _, e0, e1 in embedder.spans for _, d0, d1 in detector.spans)
+    assert overlapped, "an embed batch ran while an earlier upload was being decided"
+
+
+def test_a_failed_embed_on_the_embed_thread_is_retried_on_the_calling_thread() -> None:
+    pipeline, _, index, _, dead = make(threads=2, wait=0.0)
+    embedder = TimedEmbedder(fail=1)
+    pipeline.embedder = embedder
+    jobs = jobs_for([1, 2, 3])
+    pipeline.process(jobs)
+    pipeline.close()
+    assert [j.status for j in jobs] == ["indexed"] * 3 and not dead.reasons
+    me = threading.get_ident()
+    assert embedder.spans[0][0] != me  # the first call, on the embed thread, failed
+    assert any(t == me for t, _, _ in embedder.spans[1:])  # its retry ran on the calling thread
+    assert index.order == ["v0", "v1", "v2"]
+
+
+def test_an_idle_embed_thread_takes_held_frames_without_waiting_for_the_timer() -> None:
+    pipeline, embedder, index, _, _ = make(threads=2, wait=10.0, limits=LimitsConfig(batch_frames=4 * FRAMES))
+    t0 = time.monotonic()
+    pipeline.process(jobs_for([1, 2, 3, 4, 5, 6]))
+    pipeline.close()
+    assert time.monotonic() - t0 < 5  # nothing waited for the 10 s timer
+    assert len(embedder.calls) >= 2, embedder.calls  # not one call at the join
+    assert len(embedder.calls[0]) >= 2, embedder.calls  # 16 frames (IDLE_BATCH_FRAMES) are 4 uploads
+    assert index.order == [f"v{i}" for i in range(6)]
