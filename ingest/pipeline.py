@@ -514,7 +514,7 @@ class Pipeline:
         return None
 
     def embed_jobs(self, jobs: Sequence[Job]) -> None:
-        self._embed(jobs, self.ctx)
+        self.finish_embed(self.embed_groups(jobs), None)
 
     def decide(self, job: Job) -> None:
         """Detect → alerts → index for one upload (its status stays ``pending`` until indexed)."""
@@ -642,9 +642,6 @@ class Pipeline:
             return False
         found = self._run(job, ctx, lambda: lookup(job.event.video_id))
         return found is not None and found == (job.event.event_id, version)
-
-    def _embed(self, jobs: Sequence[Job], ctx: StepContext) -> None:
-        self.finish_embed(self.embed_groups(jobs), None)
 
     def embed_groups(self, jobs: Sequence[Job]) -> list[list[Job]]:
         """The embedder calls ``jobs`` need (calling thread): the decoded pending ones in groups of

@@ -34,12 +34,16 @@ JOIN_POLL_S = 0.002
 """While a join waits for a decode, how often it polls the steps after it."""
 
 
-class Parse(Forwarding):
-    """Raw record → upload event (a malformed one is dead-lettered)."""
+class _PipelineStep(Forwarding):
+    """A step whose work is a method of the :class:`~ingest.pipeline.Pipeline` it serves (``rt``)."""
 
     def __init__(self, next_step: ProcessingStep, rt: "Pipeline") -> None:
         super().__init__(next_step)
         self.rt = rt
+
+
+class Parse(_PipelineStep):
+    """Raw record → upload event (a malformed one is dead-lettered)."""
 
     def submit(self, envelope: Envelope) -> None:
         job = envelope.job
@@ -48,12 +52,8 @@ class Parse(Forwarding):
         self.next.submit(envelope)
 
 
-class SkipReplay(Forwarding):
+class SkipReplay(_PipelineStep):
     """An event the index already holds, embedded by this very model version, is decided here."""
-
-    def __init__(self, next_step: ProcessingStep, rt: "Pipeline") -> None:
-        super().__init__(next_step)
-        self.rt = rt
 
     def submit(self, envelope: Envelope) -> None:
         job = envelope.job
@@ -74,7 +74,7 @@ class _Attempt:
     revoked: bool = False
 
 
-class Decode(Forwarding):
+class Decode(_PipelineStep):
     """Fetch and decode uploads; with ``threads`` > 0 several run at once on a pool.
 
     Inline (``threads`` = 0) the whole decode, retries included, runs in ``submit``. On the pool,
@@ -88,8 +88,7 @@ class Decode(Forwarding):
 
     def __init__(self, next_step: ProcessingStep, rt: "Pipeline", budget: DecodedBytes, threads: int = 0,
                  queued: int | None = None) -> None:
-        super().__init__(next_step)
-        self.rt = rt
+        super().__init__(next_step, rt)
         self.budget = budget
         self.threads = threads
         self.max_in_flight = threads + (threads if queued is None else queued)
@@ -180,7 +179,7 @@ class Decode(Forwarding):
         return bool(self._queue) and (self._queue[0][1] is None or self._queue[0][1].done())
 
 
-class Embed(Forwarding):
+class Embed(_PipelineStep):
     """Batches decoded frames across uploads (and across polls) for the feature extractor.
 
     Holds envelopes until their frames reach ``batch_frames``, the decoded-bytes budget is full,
@@ -201,8 +200,7 @@ class Embed(Forwarding):
 
     def __init__(self, next_step: ProcessingStep, rt: "Pipeline", budget: DecodedBytes, *, batch_frames: int,
                  max_wait_s: float | None, threaded: bool = False) -> None:
-        super().__init__(next_step)
-        self.rt = rt
+        super().__init__(next_step, rt)
         self.budget = budget
         self.batch_frames = batch_frames
         self.max_wait_s = max_wait_s
@@ -299,12 +297,8 @@ class Embed(Forwarding):
         self.next.close()
 
 
-class Decide(Forwarding):
+class Decide(_PipelineStep):
     """Detect → alert → index, one upload at a time in submission order."""
-
-    def __init__(self, next_step: ProcessingStep, rt: "Pipeline") -> None:
-        super().__init__(next_step)
-        self.rt = rt
 
     def submit(self, envelope: Envelope) -> None:
         if envelope.job.status == "pending":
