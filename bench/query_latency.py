@@ -487,7 +487,7 @@ def run_query_latency(
     dims = IndexDims(coarse=int(any_rep.coarse.shape[0]), clip=int(any_rep.clips.shape[1]),
                      regions=int(any_rep.regions.shape[1]), region_dim=int(any_rep.regions.shape[2]))
     config = MilvusConfig(uri=uri, collection_prefix=f"qlat_{uuid.uuid4().hex[:8]}", search_consistency_level=search_consistency,
-                          timeout_s=600.0)
+                          timeout_s=600.0, fine_cache_mib=0)  # fetch_fine reads Milvus: references another worker indexed
     index = VideoIndex(config, dims)
     index.ensure_collections()
 

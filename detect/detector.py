@@ -328,7 +328,7 @@ class Detector:
         selector_of = {v: float(selector[i]) for i, v in enumerate(ids)}
         with_insets = [*rerank, *(inset_id(v) for v in rerank if inset_id(v) in info)]
         num_frames = {v: int(info.get(v, {}).get("num_frames") or 0) for v in with_insets}
-        fine_feats = self.index.fetch_fine(list(num_frames), num_frames) if rerank else {}
+        fine_feats = self.index.fetch_fine(list(num_frames), num_frames, rows=info) if rerank else {}
         bias, background_hits = self._query_bias(rep) if rerank else (0.0, 0)
         normalization = None if self.normalizer is None else {
             "k": self.normalizer.k, "weight": self.normalizer.weight,

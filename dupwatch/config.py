@@ -100,6 +100,10 @@ class MilvusConfig(_Frozen):
     adds ~200 ms per search (waits for the time tick); Bounded avoids it but may miss a video
     indexed within the last few seconds. Writes and exactly-once checks always use ``consistency_level``."""
     timeout_s: float = Field(30.0, gt=0)
+    fine_cache_mib: int = Field(256, ge=0, le=65536)
+    """Fine tensors of indexed videos kept in the worker's memory for re-scoring (0: read every
+    candidate's from Milvus each time). Entries are keyed by the video's coarse row, so a
+    re-indexed video is read again; count this much into the pod's memory limit."""
 
     @property
     def is_lite(self) -> bool:

@@ -28,6 +28,7 @@ import numpy as np
 from dupwatch.config import MilvusConfig
 from dupwatch.errors import TransientError
 from dupwatch.records import VideoRepresentation, inset_id
+from index.fine_cache import FineFeatureCache, cache_key
 from index.schema import (
     BACKGROUND,
     CLIPS,
@@ -169,6 +170,8 @@ class VideoIndex:
         self._call_wrappers: list[Callable[[str, Callable[[], Any]], Any]] = []
         self.server_version: str | None = None
         self.upsert_mode: str = "upsert"
+        self.fine_cache = FineFeatureCache(config.fine_cache_mib * 2**20)
+        """Fine tensors this process wrote or read, for :meth:`fetch_fine` with ``rows``."""
         p = config.collection_prefix
         self.names = {kind: collection_name(p, kind) for kind in (COARSE, CLIPS, FRAMES, BACKGROUND)}
 
@@ -288,6 +291,7 @@ class VideoIndex:
             self._ready = False
 
         self._call("drop", run)
+        self.fine_cache.clear()
 
     # -- writes ---------------------------------------------------------------------------
     def upsert(self, rep: VideoRepresentation) -> RowCounts:
@@ -357,6 +361,7 @@ class VideoIndex:
             self._delete_ids(FRAMES, [row_id(vid, f"f{i}") for i in range(t_count, int(previous.get("num_frames") or 0))])
             self._delete_ids(CLIPS, [row_id(vid, f"c{i}") for i in range(clips.shape[0], int(previous.get("num_clips") or 0))])
         self._upsert_rows(COARSE, [coarse_row], self.dims.coarse)
+        self.fine_cache.put(cache_key(vid, coarse_row), flat.reshape(t_count, r, d))  # what fetch_fine would read back
         return RowCounts(1, len(clip_rows), len(frame_rows))
 
     def _upsert_rows(self, kind: str, rows: list[dict[str, Any]], dim: int) -> None:
@@ -399,6 +404,8 @@ class VideoIndex:
         it stops being a candidate at once)."""
         self.ensure_collections()
         expr = f"video_id in [{escape(video_id)}, {escape(inset_id(video_id))}]"  # and its inset view's rows
+        self.fine_cache.discard(video_id)
+        self.fine_cache.discard(inset_id(video_id))
         return sum(self._delete_where(kind, expr) for kind in (COARSE, CLIPS, FRAMES))
 
     # -- reads ----------------------------------------------------------------------------
@@ -458,19 +465,35 @@ class VideoIndex:
         got = self._call("get", lambda c: c.get(name, ids=ids, output_fields=["video_id", "vector"], timeout=self.config.timeout_s))
         return {str(row["video_id"]): np.asarray(row["vector"], dtype=np.float32) for row in got}
 
-    def fetch_fine(self, video_ids: Iterable[str], num_frames: Mapping[str, int] | None = None) -> dict[str, np.ndarray]:
+    def fetch_fine(self, video_ids: Iterable[str], num_frames: Mapping[str, int] | None = None, *,
+                   rows: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, np.ndarray]:
         """``{video_id: [T, R, D] float32}`` exactly as stored (videos without rows are absent).
 
         With ``num_frames`` (from :meth:`video_info`) the rows are read by primary key
         (``{video}#f{i}``), batched across videos: a filter query scans the collection (on Milvus
         Lite it copies every vector, ~2.6 s at 200k frame rows; ``dupwatch bench query-latency``),
         a primary-key get does not. A video whose keyed read comes back incomplete is read again
-        by filter query."""
+        by filter query.
+
+        With ``rows`` (the videos' :meth:`video_info` rows) tensors are served from and kept in
+        :attr:`fine_cache` under the coarse row they belong to; those are read-only arrays."""
+        wanted = list(dict.fromkeys(video_ids))
+        keys = {v: cache_key(v, rows[v]) for v in wanted if rows and v in rows}
+        cached = {v: t for v, k in keys.items() if (t := self.fine_cache.get(k)) is not None}
+        missing = [v for v in wanted if v not in cached]
+        if not missing:
+            return cached
+        read = self._read_fine(missing, num_frames)
+        for vid, tensor in read.items():
+            if vid in keys:
+                self.fine_cache.put(keys[vid], tensor)
+        return {v: cached.get(v, read.get(v)) for v in wanted if v in cached or v in read}
+
+    def _read_fine(self, wanted: list[str], num_frames: Mapping[str, int] | None) -> dict[str, np.ndarray]:
         self.ensure_collections()
         name = self.names[FRAMES]
         per_page = max(1, min(MAX_QUERY_ROWS, MAX_WRITE_BYTES // (self.dims.fine_dim * 4)))
         out: dict[str, np.ndarray] = {}
-        wanted = list(dict.fromkeys(video_ids))
         keyed = [v for v in wanted if num_frames and int(num_frames.get(v) or 0) > 0]
         if keyed:
             assert num_frames is not None

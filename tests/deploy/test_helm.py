@@ -418,6 +418,7 @@ def test_rendered_config_parses_with_worker_settings(
         assert settings.milvus.token is not None
         assert settings.milvus.token.get_secret_value() == from_secrets["DUPWATCH_MILVUS__TOKEN"]
     assert not settings.milvus.is_lite, "the chart points at a Milvus server"
+    assert settings.milvus.fine_cache_mib == 256, "values.yaml's milvus.fineCacheMiB reaches the worker"
     assert settings.log_format == "json", "pods log one JSON object per line (log collectors)"
     if name == "production":
         assert settings.kafka.max_poll_records == 8
