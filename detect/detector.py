@@ -240,6 +240,18 @@ def score_candidates(models: Any, query_views: Mapping[str, np.ndarray],
     return {vid: {c: pairs[c] for c in view_combos(query_views, candidates[vid])} for vid, pairs in out.items()}
 
 
+@dataclass(frozen=True)
+class RerankPlan:
+    """An upload's candidates (id → coarse similarity), the ids chosen for fine re-scoring (in
+    re-scoring order, at most ``rerank_top_n``), every candidate's selector score and the index's
+    rows about them (``video_info``)."""
+
+    coarse: dict[str, float]
+    rerank: list[str]
+    selector: dict[str, float]
+    info: dict[str, Any]
+
+
 class Detector:
     """Decides copy / incident for an upload against the index (see module docstring)."""
 
@@ -312,20 +324,27 @@ class Detector:
             return 0.0, 0
         return float(self.normalizer.bias(np.asarray(sims, np.float32))), int(len(sims))
 
-    def detect(self, rep: VideoRepresentation) -> list[Detection]:
-        """All candidates: the re-scored ones first, best normalized score first (level ``none``
-        included), then those not re-scored, best coarse score first (level ``none``)."""
+    def plan_rerank(self, rep: VideoRepresentation) -> RerankPlan:
+        """Steps 1 and 2 of the module docstring: the candidates and those chosen for re-scoring."""
         coarse = self.candidates(rep)
-        if not coarse:
-            return []
         ids = list(coarse)
+        if not ids:
+            return RerankPlan(coarse, [], {}, {})
         info = self.index.video_info([*ids, *(inset_id(v) for v in ids)])  # one read: videos and their inset views
         selfsims = np.array([float(info.get(v, {}).get("selfsim", 0.0)) for v in ids], np.float32)
         coarse_arr = np.array([coarse[v] for v in ids], np.float32)
         selector = np.asarray(self.models.selector_scores(rep.selfsim, selfsims, coarse_arr), np.float32).reshape(-1)
         chosen = select_for_rerank(coarse_arr, selector, self.config)
-        rerank = [ids[i] for i in chosen]
-        selector_of = {v: float(selector[i]) for i, v in enumerate(ids)}
+        return RerankPlan(coarse, [ids[i] for i in chosen], {v: float(selector[i]) for i, v in enumerate(ids)}, info)
+
+    def detect(self, rep: VideoRepresentation) -> list[Detection]:
+        """All candidates: the re-scored ones first, best normalized score first (level ``none``
+        included), then those not re-scored, best coarse score first (level ``none``)."""
+        plan = self.plan_rerank(rep)
+        coarse, rerank, selector_of, info = plan.coarse, plan.rerank, plan.selector, plan.info
+        if not coarse:
+            return []
+        ids = list(coarse)
         with_insets = [*rerank, *(inset_id(v) for v in rerank if inset_id(v) in info)]
         num_frames = {v: int(info.get(v, {}).get("num_frames") or 0) for v in with_insets}
         fine_feats = self.index.fetch_fine(list(num_frames), num_frames) if rerank else {}
