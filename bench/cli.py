@@ -79,6 +79,7 @@ def clip_recall_cmd(
     bundle: list[Path] = typer.Option([], "--bundle", help="Model bundle (repeat to compare; default models/default)."),
     ks: str = typer.Option("1,5,10,20", "--ks", help="Comma list of k for recall@k of the clip and coarse searches alone."),
     rerank_top_n: int = typer.Option(-1, "--rerank-top-n", help="detection.rerank_top_n (-1 = the setting's default)."),
+    top_clips: str = typer.Option("", "--top-clips", help="Comma list of detection.rerank_always_top_clips values also measured."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (per kind, overall and per pair)."),
     out: Path = typer.Option(None, "--out", help="Also write the JSON here."),
     threads: int = typer.Option(0, "--threads", help="PyTorch CPU threads (0 = library default)."),
@@ -100,6 +101,7 @@ def clip_recall_cmd(
     try:
         data = run_clip_recall(bench, list(bundle) or [REPO_ROOT / "models" / "default"],
                                ks=[int(k) for k in ks.split(",") if k.strip()], detection=detection,
+                               top_clips=[int(v) for v in top_clips.split(",") if v.strip()],
                                progress=not as_json)
     except (EvalInputError, BundleError, ValueError) as exc:
         typer.echo(f"dupwatch bench clip-recall: error: {exc}", err=True)

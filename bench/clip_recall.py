@@ -13,7 +13,10 @@ truth it records:
 
 - ``candidate``: the reference is among the candidates (coarse top-k ∪ videos behind the clip hits);
 - ``rescored``: it is among those chosen for fine re-scoring (at most ``rerank_top_n``): the
-  pairs the fine network and the copy head can still alert on;
+  pairs the fine network and the copy head can still alert on; with ``top_clips`` also with
+  ``rerank_always_top_clips`` set to each value (the best clip hits re-scored whatever the
+  selector says; with few videos indexed every video is a coarse candidate, so clip vectors change
+  nothing unless they take part in the selection);
 - its rank in the clip search alone (videos ordered by their best clip similarity to any of the
   query's clips, both views) and in the coarse search alone, reported as recall@k.
 
@@ -50,9 +53,11 @@ def _ranks(hits: Sequence[tuple[str, float]], exclude: str) -> dict[str, int]:
 
 
 def run_clip_recall(bench_dir: Path | str, bundles: Sequence[Path | str], *, ks: Sequence[int] = DEFAULT_KS,
-                    detection: Any = None, device: str = "cpu", progress: bool = False,
+                    detection: Any = None, top_clips: Sequence[int] = (), device: str = "cpu", progress: bool = False,
                     workdir: Path | str | None = None) -> dict[str, Any]:
-    """The measurement of the module docstring for each bundle; a JSON-ready dict."""
+    """The measurement of the module docstring for each bundle; a JSON-ready dict. Each value of
+    ``top_clips`` also records whether the reference is re-scored with ``rerank_always_top_clips``
+    set to it (``rescored_top_clips``)."""
     from tqdm import tqdm
 
     from detect.detector import Detector
@@ -81,7 +86,9 @@ def run_clip_recall(bench_dir: Path | str, bundles: Sequence[Path | str], *, ks:
         "detection": {"coarse_top_k": detection.coarse_top_k, "clip_top_k": detection.clip_top_k,
                       "rerank_top_n": detection.rerank_top_n,
                       "rerank_always_top_coarse": detection.rerank_always_top_coarse,
+                      "rerank_always_top_clips": detection.rerank_always_top_clips,
                       "selector_threshold": detection.selector_threshold, "rerank_fraction": detection.rerank_fraction},
+        "top_clips": [int(v) for v in top_clips],
         "bundles": {},
     }
     try:
@@ -98,7 +105,10 @@ def run_clip_recall(bench_dir: Path | str, bundles: Sequence[Path | str], *, ks:
             try:
                 for rep in reps.values():
                     index.upsert(rep)
-                detector = Detector(models, index, detection, thresholds=LevelThresholds(copy=None, incident=None))
+                no_levels = LevelThresholds(copy=None, incident=None)
+                detector = Detector(models, index, detection, thresholds=no_levels)
+                variants = {int(v): Detector(models, index, detection.model_copy(update={"rerank_always_top_clips": int(v)}),
+                                             thresholds=no_levels) for v in top_clips}
                 rows = []
                 by_query: dict[str, list[str]] = {}
                 for q, r in copy_pairs:
@@ -106,6 +116,7 @@ def run_clip_recall(bench_dir: Path | str, bundles: Sequence[Path | str], *, ks:
                 for q, refs in tqdm(by_query.items(), desc=f"queries {Path(bundle).name}", disable=not progress):
                     rep = reps[q]
                     plan = detector.plan_rerank(rep)
+                    with_clips = {v: set(d.plan_rerank(rep).rerank) for v, d in variants.items()}
                     views = [rep] + ([rep.inset] if rep.inset is not None else [])
                     clip_hits = [(c.video_id, c.score) for v in views
                                  for c in index.search_clips(v.clips, TENANT, detection.clip_top_k, exclude_video_id=q)]
@@ -116,7 +127,8 @@ def run_clip_recall(bench_dir: Path | str, bundles: Sequence[Path | str], *, ks:
                         rows.append({"query": q, "reference": r, "kind": kinds.get((q, r), NO_KIND),
                                      "candidate": r in plan.coarse, "rescored": r in plan.rerank,
                                      "candidates": len(plan.coarse), "clip_rank": clip_rank.get(r),
-                                     "coarse_rank": coarse_rank.get(r)})
+                                     "coarse_rank": coarse_rank.get(r),
+                                     "rescored_top_clips": {str(v): r in got for v, got in with_clips.items()}})
             finally:
                 index.close()
             out["bundles"][str(bundle)] = {
@@ -142,6 +154,8 @@ def summarize(rows: Sequence[dict[str, Any]], ks: Sequence[int]) -> dict[str, An
         "pairs": n,
         "candidate_recall": share(lambda x: x["candidate"]),
         "rescored_recall": share(lambda x: x["rescored"]),
+        "rescored_recall_top_clips": {v: share(lambda x, v=v: x["rescored_top_clips"][v])
+                                      for v in (rows[0].get("rescored_top_clips", {}) if rows else {})},
         "clip_recall_at": {str(k): share(lambda x, k=k: x["clip_rank"] is not None and x["clip_rank"] <= k) for k in ks},
         "coarse_recall_at": {str(k): share(lambda x, k=k: x["coarse_rank"] is not None and x["coarse_rank"] <= k)
                              for k in ks},
@@ -151,10 +165,12 @@ def summarize(rows: Sequence[dict[str, Any]], ks: Sequence[int]) -> dict[str, An
 def format_table(data: dict[str, Any]) -> str:
     """One row per (kind, bundle): pairs, re-scored / candidate recall, clip and coarse recall@k."""
     ks = [str(k) for k in data["ks"]]
+    tops = [str(v) for v in data.get("top_clips", [])]
     names = {b: f"{Path(b).name} ({d['clips']})" for b, d in data["bundles"].items()}
     width = max([len(n) for n in names.values()] + [6])
     kinds = sorted({k for d in data["bundles"].values() for k in d["per_kind"]})
-    head = (f"{'kind':<20} {'bundle':<{width}} {'pairs':>5} {'rescored':>8} {'cand':>5} "
+    head = (f"{'kind':<20} {'bundle':<{width}} {'pairs':>5} {'rescored':>8} "
+            + "".join(f"{'+clips' + v:>9} " for v in tops) + f"{'cand':>5} "
             + " ".join(f"{'clip@' + k:>7}" for k in ks) + " " + " ".join(f"{'coarse@' + k:>9}" for k in ks))
     lines = [f"{data['bench']}: {data['videos']} videos indexed, {data['copy_pairs']} copy pairs, "
              f"rerank_top_n {data['detection']['rerank_top_n']}", head, "-" * len(head)]
@@ -168,6 +184,7 @@ def format_table(data: dict[str, Any]) -> str:
             if s is None:
                 continue
             lines.append(f"{kind:<20} {names[b]:<{width}} {s['pairs']:>5} {cell(s['rescored_recall'], 8)} "
-                         f"{cell(s['candidate_recall'], 5)} " + " ".join(cell(s['clip_recall_at'][k], 7) for k in ks)
+                         + "".join(cell(s["rescored_recall_top_clips"].get(v), 9) + " " for v in tops)
+                         + f"{cell(s['candidate_recall'], 5)} " + " ".join(cell(s['clip_recall_at'][k], 7) for k in ks)
                          + " " + " ".join(cell(s['coarse_recall_at'][k], 9) for k in ks))
     return "\n".join(lines)

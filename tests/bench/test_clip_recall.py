@@ -29,14 +29,15 @@ edit,orig,copy,0,8,2,10,excerpt
 
 
 def test_summarize_counts_each_pair_once() -> None:
-    rows = [{"candidate": True, "rescored": True, "clip_rank": 1, "coarse_rank": 3},
-            {"candidate": True, "rescored": False, "clip_rank": 7, "coarse_rank": None},
-            {"candidate": False, "rescored": False, "clip_rank": None, "coarse_rank": 30}]
+    rows = [{"candidate": True, "rescored": True, "clip_rank": 1, "coarse_rank": 3, "rescored_top_clips": {"2": True}},
+            {"candidate": True, "rescored": False, "clip_rank": 7, "coarse_rank": None, "rescored_top_clips": {"2": True}},
+            {"candidate": False, "rescored": False, "clip_rank": None, "coarse_rank": 30, "rescored_top_clips": {"2": False}}]
     s = summarize(rows, (1, 5, 10))
     assert s["pairs"] == 3
     assert s["candidate_recall"] == pytest.approx(2 / 3, abs=1e-4) and s["rescored_recall"] == pytest.approx(1 / 3, abs=1e-4)
     assert s["clip_recall_at"] == {"1": pytest.approx(1 / 3, abs=1e-4), "5": pytest.approx(1 / 3, abs=1e-4),
                                    "10": pytest.approx(2 / 3, abs=1e-4)}
+    assert s["rescored_recall_top_clips"] == {"2": pytest.approx(2 / 3, abs=1e-4)}
     assert s["coarse_recall_at"]["1"] == 0.0 and s["coarse_recall_at"]["5"] == pytest.approx(1 / 3, abs=1e-4)
     assert summarize([], (1,))["candidate_recall"] is None
 
@@ -71,7 +72,7 @@ def test_clip_recall_cli_side_by_side(tmp_path: Path) -> None:
     out = tmp_path / "recall.json"
     res = CliRunner().invoke(app, ["bench", "clip-recall", "--bench", str(bench), "--bundle", str(BUNDLE),
                                    "--bundle", str(drca_bundle), "--json", "--out", str(out), "--ks", "1,3",
-                                   "--threads", "1"])
+                                   "--threads", "1", "--top-clips", "1"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert json.loads(out.read_text()) == data
@@ -85,8 +86,11 @@ def test_clip_recall_cli_side_by_side(tmp_path: Path) -> None:
         assert pair["clip_rank"] in (1, 2, 3) and pair["coarse_rank"] in (1, 2, 3)
         assert set(d["per_kind"]) == {"excerpt"} and d["overall"]["rescored_recall"] == 1.0
         assert d["overall"]["clip_recall_at"]["3"] == 1.0
+        assert d["overall"]["rescored_recall_top_clips"] == {"1": 1.0}
     table = format_table(data)
     assert "excerpt" in table and "overall" in table and "(drca)" in table and "(mean-regions-8f)" in table
+
+    assert "+clips1" in table
 
     # no re-scoring budget: the reference is still a candidate but never re-scored
     res = CliRunner().invoke(app, ["bench", "clip-recall", "--bench", str(bench), "--bundle", str(BUNDLE),
@@ -94,6 +98,12 @@ def test_clip_recall_cli_side_by_side(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     overall = json.loads(res.stdout)["bundles"][str(BUNDLE)]["overall"]
     assert overall["candidate_recall"] == 1.0 and overall["rescored_recall"] == 0.0
+
+    # a budget of one re-scored video, the best coarse hit: the best clip hit comes right after it
+    res = CliRunner().invoke(app, ["bench", "clip-recall", "--bench", str(bench), "--bundle", str(BUNDLE),
+                                   "--rerank-top-n", "1", "--json", "--threads", "1"])
+    (pair,) = json.loads(res.stdout)["bundles"][str(BUNDLE)]["pairs"]
+    assert pair["rescored"] == (pair["coarse_rank"] == 1)
 
 
 def test_clip_recall_refuses_a_folder_without_truth(tmp_path: Path) -> None:
