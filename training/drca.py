@@ -433,7 +433,7 @@ def add_drca_to_bundle(model: DRCA, bundle_dir: str | Path, *, source: str = "du
     state = {"model_config": model.cfg.to_dict(), "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     torch.save(state, path)
     writer = BundleWriter.update(root)
-    writer.add("drca", path, kind="torch-state-dict", arch="drca", provenance="dupwatch-training", source=source,
+    writer.add("drca", path.resolve(), kind="torch-state-dict", arch="drca", provenance="dupwatch-training", source=source,
                config={"model_config": model.cfg.to_dict(), **(training or {})})
     writer.write()
     return path
