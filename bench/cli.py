@@ -73,6 +73,45 @@ def eval_cmd(
         typer.echo(f"report: {path}", err=as_json)
 
 
+@bench_app.command("clip-recall")
+def clip_recall_cmd(
+    bench: Path = typer.Option(..., "--bench", help="A benchmark folder (DIR/videos, DIR/truth.csv with copy pairs; kind column optional)."),
+    bundle: list[Path] = typer.Option([], "--bundle", help="Model bundle (repeat to compare; default models/default)."),
+    ks: str = typer.Option("1,5,10,20", "--ks", help="Comma list of k for recall@k of the clip and coarse searches alone."),
+    rerank_top_n: int = typer.Option(-1, "--rerank-top-n", help="detection.rerank_top_n (-1 = the setting's default)."),
+    top_clips: str = typer.Option("", "--top-clips", help="Comma list of detection.rerank_always_top_clips values also measured."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (per kind, overall and per pair)."),
+    out: Path = typer.Option(None, "--out", help="Also write the JSON here."),
+    threads: int = typer.Option(0, "--threads", help="PyTorch CPU threads (0 = library default)."),
+) -> None:
+    """Share of copy pairs whose reference reaches fine re-scoring (and clip / coarse recall@k), per kind, per bundle."""
+    import json
+
+    from bench.clip_recall import format_table, run_clip_recall
+    from dupwatch.config import DetectionConfig
+    from dupwatch.paths import REPO_ROOT
+    from inference.bundle import BundleError
+    from scoring.methods import EvalInputError
+
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+    detection = DetectionConfig() if rerank_top_n < 0 else DetectionConfig(rerank_top_n=rerank_top_n)
+    try:
+        data = run_clip_recall(bench, list(bundle) or [REPO_ROOT / "models" / "default"],
+                               ks=[int(k) for k in ks.split(",") if k.strip()], detection=detection,
+                               top_clips=[int(v) for v in top_clips.split(",") if v.strip()],
+                               progress=not as_json)
+    except (EvalInputError, BundleError, ValueError) as exc:
+        typer.echo(f"dupwatch bench clip-recall: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(data, indent=1))
+    typer.echo(json.dumps(data, indent=2) if as_json else format_table(data))
+
+
 @bench_app.command("drca-flops")
 def drca_flops_cmd() -> None:
     """GFLOPs per 8-frame 224^2 clip with and without DCCM (DRCA-S-K3, S-K4, B-K4) vs the paper."""

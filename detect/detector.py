@@ -9,7 +9,8 @@ For one upload (its :class:`VideoRepresentation`, not yet indexed):
    re-scored by the fine-grained network on the stored per-frame features, capped at
    ``rerank_top_n``. The ``rerank_always_top_coarse`` best coarse hits are always re-scored first
    (a selector trained on few videos ranked clear coarse matches out of the budget; measured
-   better on the benchmark). Without threshold and fraction, ``rerank_top_n`` is a budget filled
+   better on the benchmark), then the videos behind the ``rerank_always_top_clips`` best clip
+   hits (0 by default: clip hits only add candidates). Without threshold and fraction, ``rerank_top_n`` is a budget filled
    by the best coarse hits and then the selector's order (the behaviour before DnS selection).
    Candidates that are not re-scored stay in the output with their coarse score, ``fine`` and
    ``normalized`` ``None`` and level ``none``: the thresholds are calibrated on the fine score
@@ -91,11 +92,14 @@ TOP_COARSE_ALWAYS = 5
 that are re-scored whatever the selector says."""
 
 
-def select_for_rerank(coarse: np.ndarray, selector: np.ndarray, config: DetectionConfig) -> list[int]:
+def select_for_rerank(coarse: np.ndarray, selector: np.ndarray, config: DetectionConfig,
+                      clip_order: list[int] | None = None) -> list[int]:
     """Indices of the candidates to re-score, in re-scoring order (module docstring, step 2).
 
-    ``coarse`` and ``selector`` are the candidates' coarse and selector scores. The best
-    ``rerank_always_top_coarse`` coarse hits come first; then, with ``selector_threshold`` and/or
+    ``coarse`` and ``selector`` are the candidates' coarse and selector scores; ``clip_order`` the
+    indices of the candidates found by the clip search, best clip similarity first. The best
+    ``rerank_always_top_coarse`` coarse hits come first, then the first ``rerank_always_top_clips``
+    of ``clip_order``; then, with ``selector_threshold`` and/or
     ``rerank_fraction``, the candidates either selects (best selector score first), else every
     candidate in selector order (a plain budget); the whole list is cut at ``rerank_top_n``."""
     coarse = np.asarray(coarse, np.float32).reshape(-1)
@@ -105,6 +109,7 @@ def select_for_rerank(coarse: np.ndarray, selector: np.ndarray, config: Detectio
     if cap <= 0:
         return []
     top_coarse = np.argsort(-coarse, kind="stable")[: min(config.rerank_always_top_coarse, cap)].tolist()
+    top_clips = list(clip_order or [])[: config.rerank_always_top_clips]
     order = np.argsort(-selector, kind="stable").tolist()
     if config.selector_threshold is None and config.rerank_fraction is None:
         chosen = order
@@ -115,7 +120,7 @@ def select_for_rerank(coarse: np.ndarray, selector: np.ndarray, config: Detectio
         if config.rerank_fraction is not None:
             picked.update(order[: int(math.ceil(config.rerank_fraction * n - 1e-9))])
         chosen = [i for i in order if i in picked]
-    return list(dict.fromkeys([*top_coarse, *chosen]))[:cap]
+    return list(dict.fromkeys([*top_coarse, *top_clips, *chosen]))[:cap]
 
 
 AlignmentParams = SegmentParams
@@ -240,6 +245,18 @@ def score_candidates(models: Any, query_views: Mapping[str, np.ndarray],
     return {vid: {c: pairs[c] for c in view_combos(query_views, candidates[vid])} for vid, pairs in out.items()}
 
 
+@dataclass(frozen=True)
+class RerankPlan:
+    """An upload's candidates (id → coarse similarity), the ids chosen for fine re-scoring (in
+    re-scoring order, at most ``rerank_top_n``), every candidate's selector score and the index's
+    rows about them (``video_info``)."""
+
+    coarse: dict[str, float]
+    rerank: list[str]
+    selector: dict[str, float]
+    info: dict[str, Any]
+
+
 class Detector:
     """Decides copy / incident for an upload against the index (see module docstring)."""
 
@@ -272,6 +289,10 @@ class Detector:
         The query's views (the video, and its picture-in-picture inset when the decoder found one)
         each search the index, whose rows include the indexed videos' inset views; a hit on
         ``<id>#inset`` is a hit on ``<id>``, and a video keeps its best view's score."""
+        return self._search(rep)[0]
+
+    def _search(self, rep: VideoRepresentation) -> tuple[dict[str, float], list[str]]:
+        """:meth:`candidates`, and the videos behind the clip hits, best clip similarity first."""
         tenant = rep.tenant if self.config.tenant_isolation else None
         queries = [rep] + ([rep.inset] if rep.inset is not None else [])
         coarse_hits: dict[str, float] = {}
@@ -281,18 +302,21 @@ class Detector:
             if parent != rep.video_id:
                 coarse_hits[parent] = max(score, coarse_hits.get(parent, -np.inf))
 
-        clip_videos: set[str] = set()
+        clip_best: dict[str, float] = {}
         for q in queries:
             for vid, score in self.index.search_coarse(q.coarse, tenant, self.config.coarse_top_k, exclude_video_id=rep.video_id):
                 keep(vid, float(score))
             if q.clips.shape[0]:
-                hits = self.index.search_clips(q.clips, tenant, self.config.clip_top_k, exclude_video_id=rep.video_id)
-                clip_videos.update(parent_id(c.video_id) for c in hits)
+                for c in self.index.search_clips(q.clips, tenant, self.config.clip_top_k, exclude_video_id=rep.video_id):
+                    parent = parent_id(c.video_id)
+                    clip_best[parent] = max(float(c.score), clip_best.get(parent, -np.inf))
+        clip_videos = set(clip_best)
         missing = [v for v in clip_videos if v not in coarse_hits and v != rep.video_id]
         if missing:
             for vid, vec in self.index.fetch_coarse(missing).items():
                 keep(vid, max(float(np.dot(q.coarse, vec)) for q in queries))
-        return coarse_hits
+        clip_order = sorted((v for v in clip_best if v in coarse_hits), key=lambda v: -clip_best[v])
+        return coarse_hits, clip_order
 
     def query_bias(self, rep: VideoRepresentation) -> float:
         """weight × mean of the top-k similarities of the query to the background collection
@@ -312,20 +336,28 @@ class Detector:
             return 0.0, 0
         return float(self.normalizer.bias(np.asarray(sims, np.float32))), int(len(sims))
 
-    def detect(self, rep: VideoRepresentation) -> list[Detection]:
-        """All candidates: the re-scored ones first, best normalized score first (level ``none``
-        included), then those not re-scored, best coarse score first (level ``none``)."""
-        coarse = self.candidates(rep)
-        if not coarse:
-            return []
+    def plan_rerank(self, rep: VideoRepresentation) -> RerankPlan:
+        """Steps 1 and 2 of the module docstring: the candidates and those chosen for re-scoring."""
+        coarse, clip_order = self._search(rep)
         ids = list(coarse)
+        if not ids:
+            return RerankPlan(coarse, [], {}, {})
         info = self.index.video_info([*ids, *(inset_id(v) for v in ids)])  # one read: videos and their inset views
         selfsims = np.array([float(info.get(v, {}).get("selfsim", 0.0)) for v in ids], np.float32)
         coarse_arr = np.array([coarse[v] for v in ids], np.float32)
         selector = np.asarray(self.models.selector_scores(rep.selfsim, selfsims, coarse_arr), np.float32).reshape(-1)
-        chosen = select_for_rerank(coarse_arr, selector, self.config)
-        rerank = [ids[i] for i in chosen]
-        selector_of = {v: float(selector[i]) for i, v in enumerate(ids)}
+        position = {v: i for i, v in enumerate(ids)}
+        chosen = select_for_rerank(coarse_arr, selector, self.config, [position[v] for v in clip_order])
+        return RerankPlan(coarse, [ids[i] for i in chosen], {v: float(selector[i]) for i, v in enumerate(ids)}, info)
+
+    def detect(self, rep: VideoRepresentation) -> list[Detection]:
+        """All candidates: the re-scored ones first, best normalized score first (level ``none``
+        included), then those not re-scored, best coarse score first (level ``none``)."""
+        plan = self.plan_rerank(rep)
+        coarse, rerank, selector_of, info = plan.coarse, plan.rerank, plan.selector, plan.info
+        if not coarse:
+            return []
+        ids = list(coarse)
         with_insets = [*rerank, *(inset_id(v) for v in rerank if inset_id(v) in info)]
         num_frames = {v: int(info.get(v, {}).get("num_frames") or 0) for v in with_insets}
         fine_feats = self.index.fetch_fine(list(num_frames), num_frames, rows=info) if rerank else {}

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from index.schema import IndexDims
     from inference.bundle import Bundle
 
-__all__ = ["CLIP_FRAMES", "PairScore", "IndexedVideo", "PairScorer", "EngineModels", "tile_frames", "region_chamfer",
+__all__ = ["CLIP_FRAMES", "ClipAccumulator", "drca_clip_inputs", "PairScore", "IndexedVideo", "PairScorer", "EngineModels", "tile_frames", "region_chamfer",
            "served_graphs", "load_models", "build_embedder"]
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,72 @@ def tile_frames(x: np.ndarray, min_len: int, axis: int = 0) -> np.ndarray:
 
 def _l2(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), 1e-12)
+
+
+def _aa_bilinear_weights(n_in: int, n_out: int) -> np.ndarray:
+    """``[n_out, n_in]`` weights of PyTorch's antialiased bilinear resize along one axis
+    (``F.interpolate(mode="bilinear", align_corners=False, antialias=True)``, PIL's triangle filter
+    widened by the downscale factor)."""
+    scale = n_in / n_out
+    support = max(scale, 1.0)
+    out = np.zeros((n_out, n_in), np.float64)
+    for i in range(n_out):
+        center = scale * (i + 0.5)
+        lo = max(int(center - support + 0.5), 0)
+        hi = min(int(center + support + 0.5), n_in)
+        j = np.arange(lo, hi)
+        w = np.clip(1.0 - np.abs((j - center + 0.5) / support), 0.0, None)
+        total = w.sum()
+        out[i, lo:hi] = w / total if total > 0 else w
+    return out
+
+
+def drca_clip_inputs(frames: np.ndarray, size: int, num_frames: int) -> np.ndarray:
+    """uint8 frames ``[T, H, W, 3]`` → the DRCA graph's input ``[N, num_frames, 3, size, size]``,
+    as :func:`inference.drca.embed.embed_video` prepares them in PyTorch: short side resized to
+    ``size`` (antialiased bilinear), centre crop, ``(x - 127.5) / 127.5``, consecutive clips, the
+    last one padded by repeating its last frame."""
+    x = np.asarray(frames)
+    if x.ndim != 4 or x.shape[-1] != 3 or x.shape[0] == 0:
+        raise ValueError(f"frames must be non-empty uint8 [T, H, W, 3], got {x.shape}")
+    t, h, w, _ = x.shape
+    x = x.astype(np.float32)
+    if (h, w) != (size, size):
+        scale = size / min(h, w)
+        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+        top, left = (nh - size) // 2, (nw - size) // 2
+        wh = _aa_bilinear_weights(h, nh)[top : top + size].astype(np.float32)
+        ww = _aa_bilinear_weights(w, nw)[left : left + size].astype(np.float32)
+        x = np.einsum("ih,thwc,jw->tijc", wh, x, ww, optimize=True)
+    x = ((x - 127.5) / 127.5).transpose(0, 3, 1, 2)  # [T, 3, S, S]
+    n = -(-t // num_frames)
+    if n * num_frames > t:
+        x = np.concatenate([x, np.repeat(x[-1:], n * num_frames - t, axis=0)])
+    return np.ascontiguousarray(x.reshape(n, num_frames, 3, size, size), dtype=np.float32)
+
+
+class ClipAccumulator:
+    """Clip vectors of a video fed chunk by chunk: whole clips are embedded as they complete, the
+    frames of an unfinished clip are carried over, so the clips are those of the whole video."""
+
+    def __init__(self, embed: Callable[[np.ndarray], np.ndarray], length: int) -> None:
+        self.embed, self.length = embed, int(length)
+        self.rest: np.ndarray | None = None
+        self.out: list[np.ndarray] = []
+
+    def add(self, frames: np.ndarray) -> None:
+        if self.rest is not None:
+            frames = np.concatenate([self.rest, frames])
+        whole = len(frames) // self.length * self.length
+        if whole:
+            self.out.append(np.asarray(self.embed(frames[:whole]), np.float32))
+        self.rest = frames[whole:].copy() if whole < len(frames) else None
+
+    def finish(self) -> np.ndarray:
+        if self.rest is not None:
+            self.out.append(np.asarray(self.embed(self.rest), np.float32))
+            self.rest = None
+        return np.concatenate(self.out)
 
 
 def region_chamfer(query: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -179,6 +245,13 @@ class EngineModels:
         self.has_selector = bundle.has("selector")
         self.methods["selector"] = "dns_selector" if self.has_selector else "coarse-order"
         self.methods["clips"] = "drca" if bundle.has("drca") else "mean-regions-8f"
+        self.drca_input: tuple[int, int] | None = None
+        """(num_frames, img_size) of the DRCA graph's clips (``None``: no DRCA network)."""
+        if bundle.has("drca"):
+            from inference.engines import ONNX_PREFIX
+
+            shape = bundle.entry(f"{ONNX_PREFIX}drca").inputs[0].shape  # ["B", T, 3, S, S]
+            self.drca_input = (int(shape[1]), int(shape[-1]))
         fine = "fine" if bundle.has("fine") else None
         self.methods["fine"] = (bundle.entry("fine").arch or "fine") if fine else "chamfer"
         min_frames = HEAD_MIN_FRAMES
@@ -259,8 +332,9 @@ class EngineModels:
                 else np.zeros((0, spec.regions, spec.dim), np.float32) for parts in out]
 
     def represent_regions(self, video_id: str, regions: np.ndarray, timestamps: np.ndarray, *, tenant: str = "default",
-                          frames: np.ndarray | None = None) -> VideoRepresentation:
-        """Index representation of a video from its region features."""
+                          frames: np.ndarray | None = None, drca_clips: np.ndarray | None = None) -> VideoRepresentation:
+        """Index representation of a video from its region features (DRCA clip vectors from
+        ``frames``, or ``drca_clips`` already computed chunk by chunk)."""
         x = np.asarray(regions, np.float32)
         if self.has_coarse:
             feats = tile_frames(x, 2)[None]
@@ -271,7 +345,7 @@ class EngineModels:
         selfsim = 0.0
         if self.has_selector:
             selfsim = float(self.engine.run("selector_selfsim", {"features": tile_frames(x, HEAD_MIN_FRAMES)[None]})["self_similarity"][0, 0])
-        clips, clip_times = self._clips(x, timestamps, frames)
+        clips, clip_times = self._clips(x, timestamps, frames, drca_clips)
         return VideoRepresentation(
             video_id=video_id,
             timestamps=np.asarray(timestamps, np.float32),
@@ -305,13 +379,31 @@ class EngineModels:
             k += 1
         return out
 
-    def _clips(self, regions: np.ndarray, timestamps: np.ndarray, frames: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Clip vectors: the mean of 8 frames' region vectors (DRCA bundles are served by PyTorch)."""
+    def drca_clips(self, frames: np.ndarray, batch: int = 8) -> np.ndarray:
+        """DRCA clip vectors ``[N, C]`` of uint8 frames (clips of the graph's ``num_frames``)."""
+        assert self.drca_input is not None
+        clips = drca_clip_inputs(frames, self.drca_input[1], self.drca_input[0])
+        return np.concatenate([self.engine.run("drca", {"clips": clips[i : i + batch]})["embedding"]
+                               for i in range(0, len(clips), batch)]).astype(np.float32)
+
+    def drca_clip_accumulator(self) -> ClipAccumulator | None:
+        """Collects DRCA clip vectors chunk by chunk (``None`` without a DRCA network)."""
+        return ClipAccumulator(self.drca_clips, self.drca_input[0]) if self.drca_input is not None else None
+
+    def _clips(self, regions: np.ndarray, timestamps: np.ndarray, frames: np.ndarray | None,
+               drca_clips: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Clip vectors and their (start, end) seconds: the bundle's DRCA graph over the decoded
+        frames (clips of its ``num_frames``), else the mean of 8 frames' region vectors (as
+        :meth:`inference.embedder.VideoModels._clips`)."""
         t = regions.shape[0]
-        starts = list(range(0, t, CLIP_FRAMES))
+        drca_used = self.drca_input is not None and (frames is not None or drca_clips is not None)
+        length = self.drca_input[0] if drca_used and self.drca_input is not None else CLIP_FRAMES
+        starts = list(range(0, t, length))
         times = np.asarray(timestamps, np.float32)
         step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
-        clip_times = np.array([[times[s], times[min(s + CLIP_FRAMES, t) - 1] + step] for s in starts], np.float32)
+        clip_times = np.array([[times[s], times[min(s + length, t) - 1] + step] for s in starts], np.float32)
+        if drca_used:
+            return (np.asarray(drca_clips, np.float32) if drca_clips is not None else self.drca_clips(frames)), clip_times  # type: ignore[arg-type]
         per_frame = _l2(_l2(regions).mean(axis=1))
         clips = np.stack([_l2(per_frame[s : s + CLIP_FRAMES].mean(axis=0)) for s in starts])
         return clips.astype(np.float32), clip_times

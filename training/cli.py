@@ -77,36 +77,51 @@ def train_drca_cmd(
     batch_size: int = typer.Option(8),
     lr: float = typer.Option(5e-4),
     queue_size: int = typer.Option(128, help="Memory-queue negatives."),
-    fps: float = typer.Option(8.0, help="Frame sampling rate of the training clips."),
+    fps: float = typer.Option(8.0, help="Frame sampling rate of the training clips (the worker samples 1 fps)."),
+    clip_stride: int = typer.Option(4, help="Frames between the starts of training windows."),
+    temporal_jitter: int = typer.Option(0, help="Second view starts up to this many frames away (misaligned clip grids)."),
+    videos: str = typer.Option("samples", "--videos", help="samples (two sample clips), corpus-train (the real-footage "
+                               "corpus's train split; calibrate/check/reserved sources are refused) or a comma list of files."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     resume: bool = typer.Option(True, help="Continue from <out>/checkpoint.pt when present."),
     evaluate: bool = typer.Option(True, help="Print copy-detection mAP of the trained vs an untrained network."),
     bundle: str = typer.Option(None, "--bundle", help="Also store the trained network as this model bundle's drca artifact (clip vectors)."),
 ) -> None:
-    """Self-supervised DRCA training on real sample videos, then DCCM fine-tuning."""
-    from training.drca import DRCATrainConfig, train_drca
+    """Self-supervised DRCA training on real videos, then DCCM fine-tuning."""
+    from training.drca import DRCATrainConfig, train_drca, training_videos
+    from training.footage import ReservedSourceError
 
+    try:
+        video_paths = training_videos(videos)
+    except (ReservedSourceError, FileNotFoundError) as exc:
+        typer.echo(f"dupwatch train drca: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"training on {len(video_paths)} video(s) ({videos})")
     cfg = DRCATrainConfig(
         preset=preset, img_size=img_size, k=k, steps_full=steps_full, steps_dccm=steps_dccm, batch_size=batch_size,
-        lr=lr, queue_size=queue_size, fps=fps, device=device,
+        lr=lr, queue_size=queue_size, fps=fps, clip_stride=clip_stride, temporal_jitter=temporal_jitter, device=device,
     )
-    result = train_drca(cfg, out, resume=resume)
+    result = train_drca(cfg, out, videos=video_paths, resume=resume)
     typer.echo(f"checkpoint: {result.checkpoint}\npublished-layout weights: {result.published}\nloss curve: {result.loss_curve}")
     if result.losses:
         typer.echo(f"loss: first {result.losses[0]:.4f} last {result.losses[-1]:.4f} ({len(result.losses)} steps)")
     if bundle:
         from training.drca import add_drca_to_bundle
 
-        path = add_drca_to_bundle(result.model, bundle, training={"steps_full": steps_full, "steps_dccm": steps_dccm,
-                                                                 "preset": preset, "k": k, "img_size": img_size})
+        path = add_drca_to_bundle(result.model, bundle, source=f"dupwatch train drca --videos {videos}",
+                                  training={"steps_full": steps_full, "steps_dccm": steps_dccm, "preset": preset, "k": k,
+                                            "img_size": img_size, "fps": fps, "clip_stride": clip_stride,
+                                            "temporal_jitter": temporal_jitter, "batch_size": batch_size,
+                                            "videos": videos, "training_videos": len(video_paths),
+                                            "loss_first_last": [result.losses[0], result.losses[-1]] if result.losses else []})
         typer.echo(f"bundle {bundle}: drca artifact {path.name} (clip vectors now come from DRCA)")
     if evaluate:
         from bench.drca import compare_trained_vs_untrained
-        from training.drca import ClipCorpus, default_videos
+        from training.drca import ClipCorpus
 
         mc = cfg.model_config()
         corpus = ClipCorpus.from_videos(
-            default_videos(), mc.num_frames, cfg.fps, int(cfg.img_size * 1.25), cfg.clip_stride, cfg.holdout_fraction
+            video_paths, mc.num_frames, cfg.fps, int(cfg.img_size * 1.25), cfg.clip_stride, cfg.holdout_fraction
         )
         cmp = compare_trained_vs_untrained(result.model, corpus, cfg.img_size)
         typer.echo(f"copy-detection mAP ({cmp.num_queries} queries): untrained {cmp.untrained:.3f} trained {cmp.trained:.3f}")

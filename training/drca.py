@@ -48,6 +48,60 @@ def default_videos() -> list[Path]:
     return found
 
 
+TRAINING_VIDEO_SETS = ("samples", "corpus-train")
+"""Named ``--videos`` choices of ``dupwatch train drca``: the two sample clips, or the real-footage
+corpus's ``train`` split (``training/footage.py``)."""
+
+
+def corpus_train_videos(root: Path | None = None) -> list[Path]:
+    """The files of the real-footage corpus's ``train`` split (never its ``calibrate``/``check``
+    sources, which trained nothing; reserved packages and files raise :class:`ReservedSourceError`)."""
+    from training.footage import check_allowed, check_file_allowed, footage_dir, load_manifest
+
+    root = root or footage_dir()
+    out = []
+    for f in load_manifest(root).files:
+        if f.split != "train":
+            continue
+        check_allowed(f.registry, f.package)
+        check_file_allowed(f.member)
+        check_file_allowed(f.path)
+        out.append(root / f.path)
+    if not out:
+        raise FileNotFoundError(f"no train split in {root / 'manifest.json'}: fetch it with `dupwatch train corpus fetch`")
+    missing = [p for p in out if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} train-split file(s) missing, e.g. {missing[0]}")
+    return out
+
+
+def training_videos(spec: str = "samples", root: Path | None = None) -> list[Path]:
+    """Videos ``dupwatch train drca --videos SPEC`` trains on: ``samples`` (:func:`default_videos`),
+    ``corpus-train`` (:func:`corpus_train_videos`), or a comma list of video files.
+
+    Raises :class:`training.footage.ReservedSourceError` for a file that is reserved for
+    independent evaluation or belongs to the corpus's ``calibrate``/``check`` split."""
+    from training.footage import ReservedSourceError, check_file_allowed, footage_dir, load_manifest
+
+    spec = spec.strip()
+    if spec in ("", "samples"):
+        return default_videos()
+    if spec == "corpus-train":
+        return corpus_train_videos(root)
+    root = root or footage_dir()
+    held_out = {(root / f.path).resolve(): f for f in load_manifest(root).files if f.split != "train"}
+    paths = [Path(p.strip()) for p in spec.split(",") if p.strip()]
+    for path in paths:
+        check_file_allowed(str(path))
+        held = held_out.get(path.resolve())
+        if held is not None:
+            raise ReservedSourceError(f"{path} is a {held.split!r} source of the footage corpus ({held.source}): "
+                                      "calibrate and check sources never train anything")
+        if not path.is_file():
+            raise FileNotFoundError(f"training video {path} not found (or give one of {', '.join(TRAINING_VIDEO_SETS)})")
+    return paths
+
+
 @dataclass(frozen=True)
 class DRCATrainConfig:
     preset: str = "tiny"
@@ -64,6 +118,10 @@ class DRCATrainConfig:
     fps: float = 8.0
     clip_stride: int = 4
     holdout_fraction: float = 0.3
+    temporal_jitter: int = 0
+    """> 0: the second view of a clip is a training window of the same video starting up to this
+    many frames earlier or later (the worker cuts clips on a fixed grid, so a copy's clips are
+    misaligned with the original's)."""
     num_samples: int | None = None  # perturbation samples; None = preset default
     checkpoint_every: int = 25
     seed: int = 0
@@ -235,6 +293,21 @@ def _sample_batch(corpus: ClipCorpus, batch: int, num_frames: int) -> list[int]:
     return picked + [i for i in order if i not in picked][: batch - len(picked)]
 
 
+def _jittered(corpus: ClipCorpus, picked: Sequence[int], jitter: int) -> list[int]:
+    """For each picked training clip, a training clip of the same video starting at most ``jitter``
+    frames away (itself when there is none)."""
+    if jitter <= 0:
+        return list(picked)
+    by_position = {corpus.positions[i]: i for i in corpus.train}
+    out = []
+    for i in picked:
+        pos = corpus.positions[i]
+        near = [by_position[p] for p in range(pos - jitter, pos + jitter + 1)
+                if p in by_position and p // VIDEO_STRIDE == pos // VIDEO_STRIDE]
+        out.append(random.choice(near) if near else i)
+    return out
+
+
 def _atomic_save(obj: dict[str, Any], path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
@@ -311,22 +384,23 @@ def train_drca(
             )
         augment = build_augment(cfg.img_size)
         batch = min(cfg.batch_size, len(corpus.train))
+        apart = model_cfg.num_frames + max(cfg.temporal_jitter, 0)  # closer windows are not negatives
         model.train()
         bar = tqdm(range(step, cfg.total_steps), initial=step, total=cfg.total_steps, disable=not progress, desc="drca")
         for step_idx in bar:
             compress = step_idx >= cfg.steps_full
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(step_idx, cfg)
-            picked = _sample_batch(corpus, batch, model_cfg.num_frames)
+            picked = _sample_batch(corpus, batch, model_cfg.num_frames + max(cfg.temporal_jitter, 0))
             views = [
-                torch.stack([clip_to_input(corpus.clips[i], cfg.img_size, augment) for i in picked]).to(device)
-                for _ in range(2)
+                torch.stack([clip_to_input(corpus.clips[i], cfg.img_size, augment) for i in chosen]).to(device)
+                for chosen in (picked, _jittered(corpus, picked, cfg.temporal_jitter))
             ]
             ids = torch.tensor([corpus.positions[i] for i in picked], device=device)
             z1, z2 = model(views[0], compress=compress), model(views[1], compress=compress)
             loss = 0.5 * (
-                info_nce_with_queue(z1, z2, ids, queue, queue_ids, cfg.temperature, model_cfg.num_frames)
-                + info_nce_with_queue(z2, z1, ids, queue, queue_ids, cfg.temperature, model_cfg.num_frames)
+                info_nce_with_queue(z1, z2, ids, queue, queue_ids, cfg.temperature, apart)
+                + info_nce_with_queue(z2, z1, ids, queue, queue_ids, cfg.temperature, apart)
             )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -359,7 +433,7 @@ def add_drca_to_bundle(model: DRCA, bundle_dir: str | Path, *, source: str = "du
     state = {"model_config": model.cfg.to_dict(), "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     torch.save(state, path)
     writer = BundleWriter.update(root)
-    writer.add("drca", path, kind="torch-state-dict", arch="drca", provenance="dupwatch-training", source=source,
+    writer.add("drca", path.resolve(), kind="torch-state-dict", arch="drca", provenance="dupwatch-training", source=source,
                config={"model_config": model.cfg.to_dict(), **(training or {})})
     writer.write()
     return path
