@@ -208,10 +208,12 @@ class DetectionConfig(_Frozen):
     (rounded up). With ``selector_threshold`` too, a candidate is re-scored when either selects it."""
     rerank_always_top_coarse: int = Field(5, ge=0, le=1000)
     """The best coarse hits re-scored whatever the selector says (within ``rerank_top_n``)."""
-    rerank_always_top_clips: int = Field(0, ge=0, le=1000)
+    rerank_always_top_clips: int = Field(5, ge=0, le=1000)
     """The videos behind this many best clip hits (by best clip similarity) re-scored right after
     the best coarse hits, whatever the selector says (within ``rerank_top_n``): a partial copy's
-    clip can match while its whole-video coarse vector is diluted. 0 = clip hits only add candidates."""
+    clip can match while its whole-video coarse vector is diluted. 0 = clip hits only add
+    candidates. 5 re-scored more true references than 0 on both real-footage sets and no fewer of
+    any edit kind (README, "DRCA clip vectors")."""
     normalization_k: int | None = Field(None, ge=1, le=1000)
     """Top-k of the background set whose mean similarity is the query bias; ``None`` = bundle."""
     normalization_weight: float | None = Field(None, ge=0.0, le=2.0)

@@ -87,8 +87,9 @@ def test_select_for_rerank_best_clip_hits_after_the_best_coarse() -> None:
     coarse = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2], np.float32)
     sel = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], np.float32)
     clips = [3, 0, 2]  # candidates found by the clip search, best clip similarity first
-    budget = DetectionConfig(rerank_top_n=4, rerank_always_top_coarse=1)
-    assert select_for_rerank(coarse, sel, budget, clips) == [0, 7, 6, 5]  # default 0: clip hits only add candidates
+    budget = DetectionConfig(rerank_top_n=4, rerank_always_top_coarse=1, rerank_always_top_clips=0)
+    assert select_for_rerank(coarse, sel, budget, clips) == [0, 7, 6, 5]  # 0: clip hits only add candidates
+    assert DetectionConfig().rerank_always_top_clips == 5  # the default: measured on the real sets (README)
     two = budget.model_copy(update={"rerank_always_top_clips": 2})
     assert select_for_rerank(coarse, sel, two, clips) == [0, 3, 7, 6]  # 0 is already in; 3 comes right after it
     assert select_for_rerank(coarse, sel, two.model_copy(update={"rerank_top_n": 1}), clips) == [0]
