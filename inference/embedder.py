@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from dupwatch.records import DecodedVideo, FrameChunk, VideoRepresentation, inset_id
 from inference.bundle import Bundle, BundleError, load_bundle
-from inference.served import BundleEmbedder, IndexedVideo, PairScore, PairScorer, represent_stream, with_borders
+from inference.served import BundleEmbedder, ClipAccumulator, IndexedVideo, PairScore, PairScorer, represent_stream, with_borders
 
 if TYPE_CHECKING:
     from dupwatch.config import Settings
@@ -240,9 +240,14 @@ class VideoModels:
         """:func:`inference.served.represent_stream` with DRCA clips cut across chunks."""
         return represent_stream(self, stream, tenant=tenant)
 
-    def drca_clip_accumulator(self) -> "_DrcaClips | None":
+    def drca_clip_accumulator(self) -> ClipAccumulator | None:
         """Collects DRCA clip vectors chunk by chunk (``None`` without a DRCA network)."""
-        return _DrcaClips(self.drca) if self.drca is not None else None
+        if self.drca is None:
+            return None
+        from inference.drca.embed import embed_video
+
+        model = self.drca
+        return ClipAccumulator(lambda frames: embed_video(model, frames).embeddings, int(model.cfg.num_frames))
 
     def _clips(self, regions: torch.Tensor, timestamps: np.ndarray, frames: np.ndarray | None,
                drca_clips: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -296,36 +301,6 @@ class VideoModels:
         rows = np.stack([np.full(n, query_selfsim, np.float32), np.asarray(ref_selfsims, np.float32), np.asarray(coarse_scores, np.float32)], axis=1)
         with torch_threads(self.heads_threads):
             return self.selector(torch.from_numpy(rows).to(self.device)).float().cpu().numpy()[:, 0]
-
-
-class _DrcaClips:
-    """DRCA clip vectors of a video fed chunk by chunk: whole clips are embedded as they complete,
-    the frames of an unfinished clip are carried over (fewer than ``num_frames``), so the clips are
-    the ones :func:`inference.drca.embed.embed_video` cuts from the whole video."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.model = model
-        self.length = int(model.cfg.num_frames)  # type: ignore[union-attr]
-        self.rest: np.ndarray | None = None
-        self.out: list[np.ndarray] = []
-
-    def add(self, frames: np.ndarray) -> None:
-        from inference.drca.embed import embed_video
-
-        if self.rest is not None:
-            frames = np.concatenate([self.rest, frames])
-        whole = len(frames) // self.length * self.length
-        if whole:
-            self.out.append(np.asarray(embed_video(self.model, frames[:whole]).embeddings, np.float32))
-        self.rest = frames[whole:].copy() if whole < len(frames) else None
-
-    def finish(self) -> np.ndarray:
-        from inference.drca.embed import embed_video
-
-        if self.rest is not None:
-            self.out.append(np.asarray(embed_video(self.model, self.rest).embeddings, np.float32))
-            self.rest = None
-        return np.concatenate(self.out)
 
 
 
