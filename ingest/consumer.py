@@ -428,7 +428,7 @@ class UploadConsumer:
             jobs = self._jobs(batch)
         else:
             self._full.rejected()
-        if self._rebalancing:
+        if self._rebalancing and not jobs:
             return  # straight back into poll: the rebalance completes there
         if jobs:
             self.metrics.events_consumed.inc(len(jobs))
