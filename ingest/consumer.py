@@ -502,7 +502,8 @@ class UploadConsumer:
         return self._stop.is_set() or self._revoked(job)
 
     def _wait(self, seconds: float) -> None:
-        """Sleep while serving the group: pause everything, poll, resume."""
+        """Sleep while serving the group: pause everything, poll, resume. A rebalance in progress
+        at the end is waited out too, so its join completes inside a poll."""
         deadline = time.monotonic() + seconds
         self._waiting = True
         try:
@@ -510,9 +511,10 @@ class UploadConsumer:
             while not self._stop.is_set():
                 self.health.beat()
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 and not self._rebalancing:
                     break
-                got = self._consumer.poll(timeout_ms=int(min(left, 1.0) * 1000) + 1)
+                # a rebalance in progress is waited out inside poll (see _poll_timeout_ms)
+                got = self._consumer.poll(timeout_ms=self._poll_timeout_ms(int(min(max(left, 0.0), 1.0) * 1000) + 1))
                 for tp, records in got.items():  # newly assigned partitions were not paused yet
                     if records:
                         self._rewind(tp, min(r.offset for r in records))
