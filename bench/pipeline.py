@@ -3,14 +3,15 @@
 The same N upload events (real clips reused under distinct ids, so later uploads are copies of
 earlier ones and raise real alerts) go through the chain built by ``ingest.worker.make_pipeline``
 twice in one process, each time into a fresh Milvus Lite database: ``serial`` (one upload in
-flight, every step on the calling thread) and ``pipelined`` (``limits.max_in_flight_videos``
-uploads handed over per poll, ``limits.decode_threads`` decoding on a pool while the calling thread
-embeds across uploads and decides in event order). No Kafka: events are handed to the chain the way
-the consumer hands a poll's records to it (each batch joined before the next, as the consumer
-commits), so the numbers are the chain's, not the broker's.
+flight, every step on the calling thread; each upload joined before the next) and ``pipelined``
+(up to ``limits.max_in_flight_videos`` uploads in flight, ``limits.decode_threads`` decoding on a
+pool while the calling thread embeds across uploads and decides in event order). No Kafka: events
+are handed to the chain the way the consumer hands polled records to it (each turn takes as many
+as there is room for in the chain, the decided ones are collected, the chain is joined only at the
+end), so the numbers are the chain's, not the broker's.
 
 Reported per mode: videos/hour, sampled frames/s, p50/p99 decision latency (from the hand-over of
-the upload's batch to its decision), peak RSS over the run (sampled ``VmRSS``), the stage split
+the upload to its decision), peak RSS over the run (sampled ``VmRSS``), the stage split
 (per-upload step times summed, and the calling thread's seconds per step from
 :class:`ingest.steps.Timed` wrappers), lost (events not decided, or decided without a complete set
 of rows) and duplicates (alert ids sent twice, extra rows); then the throughput ratio and whether
@@ -120,6 +121,29 @@ def _events(videos: list[Path], n: int) -> list[bytes]:
     return out
 
 
+def _drive_like_the_consumer(pipeline: Any, events: list[bytes], max_in_flight: int) -> list[Any]:
+    """The Kafka loop's turns without Kafka: hand over as many events as there is room for
+    (each job's ``polled_at`` is when it was made), wait as long as the loop's short poll does
+    when there was none to hand over, collect the decided jobs; join once at the end."""
+    from ingest.consumer import IN_FLIGHT_POLL_MS
+    from ingest.pipeline import Job
+
+    jobs: list[Any] = []
+    while len(jobs) < len(events) or pipeline.in_flight:
+        room = max_in_flight - pipeline.in_flight
+        start = len(jobs)
+        batch = [Job(value=value, offset=start + i) for i, value in enumerate(events[start : start + max(0, room)])]
+        if batch:
+            pipeline.submit(batch)
+            jobs += batch
+        else:
+            time.sleep(IN_FLIGHT_POLL_MS / 1000.0)  # the loop's short poll, returning nothing
+        pipeline.collect(idle=not batch)
+    pipeline.join()
+    pipeline.collect()
+    return jobs
+
+
 def run_mode(mode: str, settings: Any, inner: Any, events: list[bytes], workdir: Path) -> ModeResult:
     """One pass of ``events`` through the chain in ``mode`` into a fresh Milvus Lite database."""
     from bench.load import count_index_rows
@@ -159,16 +183,18 @@ def run_mode(mode: str, settings: Any, inner: Any, events: list[bytes], workdir:
         mode=mode,
         wrap=lambda name, step: Timed(step, name, clock),
     )
-    per_poll = 1 if mode == "serial" else settings.limits.max_in_flight_videos
     jobs: list[Any] = []
     latencies: list[float] = []
     try:
         with _RssSampler() as rss:
             t0 = time.perf_counter()
-            for start in range(0, len(events), per_poll):
-                batch = [Job(value=value, offset=start + i) for i, value in enumerate(events[start : start + per_poll])]
-                pipeline.process(batch)  # each job's polled_at is when its batch was made
-                jobs += batch
+            if mode == "serial":
+                for offset, value in enumerate(events):
+                    job = Job(value=value, offset=offset)
+                    pipeline.process([job])  # one upload in flight: submitted, then joined
+                    jobs.append(job)
+            else:
+                jobs = _drive_like_the_consumer(pipeline, events, settings.limits.max_in_flight_videos)
             wall = time.perf_counter() - t0
         decided = [j for j in jobs if j.status in ("indexed", "dead")]
         for job in decided:

@@ -1,10 +1,17 @@
-"""The Kafka loop: poll → pipeline → commit, at-least-once with manual commits (anchors.md §3).
+"""The Kafka loop: poll → submit → collect → commit, at-least-once with manual commits (anchors.md §3).
 
-- ``KafkaConsumer`` in a consumer group with ``enable_auto_commit=False``; the loop polls at most
-  ``limits.max_in_flight_videos`` records, runs them through :class:`ingest.pipeline.Pipeline`
-  and marks the finished ones in an :class:`OffsetTracker`. Offsets are committed
-  (``next offset = last finished + 1``, contiguous per partition) when the
-  :class:`CommitPolicy` says so, always on shutdown and on partition revoke.
+- ``KafkaConsumer`` in a consumer group with ``enable_auto_commit=False``. The chain of
+  :class:`ingest.pipeline.Pipeline` keeps running across polls: each turn polls for at most the
+  room left in it (``limits.max_in_flight_videos`` minus the uploads in flight), submits those
+  records (:meth:`Pipeline.submit`, which does not wait for decisions), takes the uploads decided
+  since the last turn (:meth:`Pipeline.collect`; decisions run there, on the polling thread) and
+  marks the finished ones in an :class:`OffsetTracker`. So decodes continue and one embedder call
+  can batch uploads of several polls. While uploads are in flight a poll waits a few ms
+  (``IN_FLIGHT_POLL_MS``) so decisions are not held up; with none, ``POLL_TIMEOUT_MS``. With the
+  chain full, no record is taken: every assigned partition is paused and the consumer keeps
+  polling (the group stays served). Offsets are committed (``next offset = first unfinished``,
+  contiguous per partition, never past an upload still in flight) when the :class:`CommitPolicy`
+  says so, always on shutdown and on partition revoke.
 - Waiting (retry backoff, dependency outage) happens *inside* ``consumer.poll`` with every
   assigned partition paused, so the group membership stays alive (``max.poll.interval.ms``),
   rebalances are served, and no new records arrive. So does backpressure: while the chain
@@ -15,19 +22,25 @@
   consumer call there raises ``Cannot block on net.run() from the IO thread``. The listener is
   therefore an ``AsyncConsumerRebalanceListener``: on revoke it *awaits* ``commit_async`` of the
   finished offsets of the revoked partitions (the client's documented way to commit from the
-  listener), then drops their tracker state. In-flight jobs of a revoked partition are aborted
-  (never committed) before their next step or at their next wait, and re-processed by the new
-  owner (idempotent upserts; a completed replay is skipped, so no second alert). An eager
-  rebalance revokes everything and may give a partition straight back: kafka-python keeps its
-  fetch position (past the jobs in flight) and paused flag, so it is sought back to its first
-  unfinished offset and resumed. Partitions *lost* (the member was evicted) are dropped without
-  a commit attempt.
+  listener), then drops their tracker state. From the revoke until the assignment the loop only
+  polls, with the full timeout: kafka-python 3 completes a group join only inside a poll that is
+  waiting for it. In-flight jobs of a revoked partition are aborted (never committed) before their
+  next step or at their next wait, and re-processed by the new owner (idempotent upserts; a
+  completed replay is skipped, so no second alert). An eager rebalance revokes everything and may
+  give a partition straight back: kafka-python keeps its fetch position (past the jobs in flight)
+  and paused flag, so it is sought back to its first unfinished offset and resumed. Each revoke (or
+  loss) starts a new *generation* of the partition (:meth:`OffsetTracker.generation`, recorded in
+  each :class:`ingest.pipeline.Job`): jobs polled before it are stale even when the partition is
+  ours again, so they abort at their next step and count for nothing when collected, while their
+  offsets are polled again; an upload is never in the chain twice. An aborted job of a partition
+  still ours (shutdown, a dead letter that could not be written) restarts the partition the same
+  way. Partitions *lost* (the member was evicted) are dropped without a commit attempt.
 - Connecting: the brokers unreachable (at start) is not an error: :meth:`UploadConsumer.run`
   retries every ``kafka.connect_retry_s`` (each attempt bounded by ``kafka.connect_timeout_s``),
   reports ``kafka`` not ready, logs one line per attempt and starts consuming once they answer.
-- Shutdown (:meth:`UploadConsumer.stop`, wired to SIGTERM): the current batch is finished (or,
-  if it is stuck waiting on a dependency, released), what is done is committed, the consumer
-  closes, and :meth:`run` returns.
+- Shutdown (:meth:`UploadConsumer.stop`, wired to SIGTERM): no more records are taken, the uploads
+  in flight are finished (:meth:`Pipeline.join`; one stuck waiting on a dependency is released),
+  what is done is committed, the consumer closes, and :meth:`run` returns.
 """
 
 from __future__ import annotations
@@ -48,8 +61,13 @@ from ingest.pipeline import Job, Pipeline, StepContext, fault_point
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_MS = 500
+"""How long a poll waits for records while nothing is in flight."""
+IN_FLIGHT_POLL_MS = 5
+"""How long a poll waits for records while uploads are in flight: their decisions run on the
+polling thread between polls, so a long poll would delay them."""
 REJECTED_POLL_MS = 5
-"""How long one poll of the paused consumer waits while the chain rejects uploads."""
+"""How long one poll of the paused consumer waits while it takes no new record (the chain
+rejects uploads, or ``limits.max_in_flight_videos`` are in flight)."""
 LAG_INTERVAL_S = 5.0
 
 
@@ -105,15 +123,35 @@ class OffsetTracker:
         self._finished: dict[Any, set[int]] = {}
         self._ready: dict[Any, int] = {}
         self._committed: dict[Any, int] = {}
+        self._generation: dict[Any, int] = {}
 
-    def add(self, tp: Any, offset: int) -> None:
+    def generation(self, tp: Any) -> int:
+        """How many times ``tp`` was forgotten (revoked, lost) or restarted (rewound). A job
+        records it when polled; one from an older generation is stale: its offset will be (or
+        was) polled again, and only that copy counts."""
+        return self._generation.get(tp, 0)
+
+    def add(self, tp: Any, offset: int) -> int:
+        """Track a polled offset; returns the generation the job polled from it belongs to."""
         self._pending.setdefault(tp, set()).add(offset)
+        return self.generation(tp)
 
-    def finish(self, tp: Any, offset: int) -> None:
+    def finish(self, tp: Any, offset: int, generation: int | None = None) -> None:
+        """Mark ``offset`` finished, unless it is untracked (revoked meanwhile) or ``generation``
+        (the job's) is stale."""
+        if generation is not None and generation != self.generation(tp):
+            return
         pending = self._pending.get(tp)
         if pending is None or offset not in pending:
             return  # the partition was revoked meanwhile
         self._finished.setdefault(tp, set()).add(offset)
+
+    def restart(self, tp: Any) -> int | None:
+        """Start a new generation of ``tp`` keeping what is tracked: its jobs in flight become
+        stale and are polled again from the returned offset (the first unfinished one; ``None``:
+        nothing in flight)."""
+        self._generation[tp] = self.generation(tp) + 1
+        return self.first_unfinished(tp)
 
     def in_flight(self) -> int:
         return sum(len(p) - len(self._finished.get(tp, ())) for tp, p in self._pending.items())
@@ -146,8 +184,10 @@ class OffsetTracker:
         self._committed.update(offsets)
 
     def forget(self, tp: Any) -> None:
+        """Drop ``tp`` (revoked, lost) and start its next generation: its jobs in flight are stale."""
         for d in (self._pending, self._finished, self._ready, self._committed):
             d.pop(tp, None)
+        self._generation[tp] = self.generation(tp) + 1
 
 
 def _record_seconds(record: Any) -> float | None:
@@ -197,10 +237,11 @@ def _rebalance_listener(owner: "UploadConsumer") -> Any:
     return _Rebalance()
 
 
-class _PauseWhileRejected:
-    """Backpressure from the chain (:class:`ingest.steps.MessageRejected`): while it rejects, every
+class _PauseWhileBlocked:
+    """While the loop takes no new record (backpressure from the chain,
+    :class:`ingest.steps.MessageRejected`; or ``limits.max_in_flight_videos`` in flight), every
     assigned partition is paused and the consumer keeps polling (the group stays served, nothing
-    new arrives); once it accepts again, they are resumed."""
+    new arrives); once it takes records again, they are resumed."""
 
     def __init__(self, owner: "UploadConsumer") -> None:
         self.owner = owner
@@ -212,18 +253,17 @@ class _PauseWhileRejected:
         owner, consumer = self.owner, self.owner._consumer
         owner.health.beat()
         try:
-            if not self.paused:
-                self.paused = True
-                owner._waiting = True  # partitions assigned meanwhile start paused
+            self.paused = True
+            owner._waiting = True  # partitions assigned meanwhile start paused
             consumer.pause(*owner._assigned)
             self.polls += 1
-            got = consumer.poll(timeout_ms=REJECTED_POLL_MS)
+            got = consumer.poll(timeout_ms=owner._poll_timeout_ms(REJECTED_POLL_MS))
             for tp, records in got.items():  # assigned during this poll, before it was paused
                 if records:
                     owner._rewind(tp, min(r.offset for r in records))
             consumer.pause(*owner._assigned)
         except Exception as exc:  # noqa: BLE001 - Kafka trouble while waiting: just sleep
-            log.debug("poll while the chain rejects failed: %s", exc)
+            log.debug("poll while taking no record failed: %s", exc)
             time.sleep(REJECTED_POLL_MS / 1000.0)
 
     def accepted(self) -> None:
@@ -268,13 +308,16 @@ class UploadConsumer:
         self._assigned: set[Any] = set()
         self._resume_at: dict[Any, int] = {}  # revoked partitions' first unfinished offsets
         self._waiting = False
+        self._rebalancing = False
         self._last_lag = 0.0
         self._outage_checks: set[str] = set()
-        self._backpressure = _PauseWhileRejected(self)
+        self._backpressure = _PauseWhileBlocked(self)
+        self._full = _PauseWhileBlocked(self)
 
     # -- lifecycle --------------------------------------------------------------------------
     def stop(self) -> None:
-        """Ask the loop to finish the current batch, commit and return (signal-safe)."""
+        """Ask the loop to stop taking records, finish what is in flight, commit and return
+        (signal-safe)."""
         self._stop.set()
 
     @property
@@ -351,53 +394,95 @@ class UploadConsumer:
         try:
             while not self._stop.is_set():
                 self._run_once(ctx)
+            self.pipeline.join()  # in-flight uploads decided; those stuck waiting are released
+            self._take_decided(self.pipeline.collect())
             self._commit(force=True)
+        except BaseException:
+            self.pipeline.close(finish=False)  # nothing more runs on a consumer going away
+            raise
         finally:
             self._close()
 
     def _run_once(self, ctx: StepContext) -> None:
+        """One turn of the loop: poll for as many records as there is room for in the chain
+        (none when it is full: the partitions stay paused while the consumer polls), submit them,
+        take the decided uploads, commit per policy."""
         from kafka.errors import KafkaError
 
         self.health.beat()
         self.metrics.last_progress.set(time.time())
-        try:
-            batch = self._consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=self.limits.max_in_flight_videos)
-            self._set_kafka(True)
-        except KafkaError as exc:
-            log.warning("poll failed: %s", exc)
-            self._set_kafka(False)
-            return
-        jobs = []
-        for tp, records in batch.items():
-            for rec in records:
-                jobs.append(
-                    Job(value=rec.value or b"", topic=tp.topic, partition=tp.partition, offset=rec.offset, key=rec.key,
-                        produced_at=_record_seconds(rec))
-                )
-                self._tracker.add(tp, rec.offset)
+        room = self.limits.max_in_flight_videos - self.pipeline.in_flight
+        jobs: list[Job] = []
+        if room > 0:
+            self._full.accepted()
+            timeout = self._poll_timeout_ms(IN_FLIGHT_POLL_MS if self.pipeline.in_flight else POLL_TIMEOUT_MS)
+            try:
+                batch = self._consumer.poll(timeout_ms=timeout, max_records=room)
+                self._set_kafka(True)
+            except KafkaError as exc:
+                log.warning("poll failed: %s", exc)
+                self._set_kafka(False)
+                if not self.pipeline.in_flight:
+                    return
+                batch = {}
+            jobs = self._jobs(batch)
+        else:
+            self._full.rejected()
+        if self._rebalancing and not jobs:
+            return  # straight back into poll: the rebalance completes there
         if jobs:
             self.metrics.events_consumed.inc(len(jobs))
             self.metrics.in_flight_videos.set(self._tracker.in_flight())
-            self.pipeline.process(jobs, ctx, self._backpressure)
-            finished = 0
-            rewind: dict[Any, int] = {}
-            for job in jobs:
-                tp = self._tp(job)
-                if tp not in self._assigned:
-                    continue  # revoked: the new owner runs it
-                if job.finished:
-                    self._tracker.finish(tp, job.offset)
-                    finished += 1
-                elif job.status == "aborted":
-                    rewind[tp] = min(job.offset, rewind.get(tp, job.offset))
-            for tp, offset in rewind.items():
-                # Still ours (shutdown, or revoked and given back): a later poll sees it again.
-                self._rewind(tp, offset)
-            self.commit_policy.finished(finished)
-            self.metrics.in_flight_videos.set(self._tracker.in_flight())
+            self.pipeline.submit(jobs, ctx, self._backpressure)
+        self._take_decided(self.pipeline.collect(idle=not jobs))
         if self.commit_policy.should_commit():
             self._commit()
         self._update_lag()
+
+    def _poll_timeout_ms(self, short_ms: int) -> int:
+        """``short_ms``, or ``POLL_TIMEOUT_MS`` while a rebalance is in progress (revoked, not
+        assigned yet). kafka-python 3 completes a group join only inside a ``poll`` that is waiting
+        for it when the coordinator answers: one finished between two short polls is started again
+        (or, for a leader rejoining on a metadata change, never completed, and the member is
+        evicted once its session times out)."""
+        return POLL_TIMEOUT_MS if self._rebalancing else short_ms
+
+    def _jobs(self, batch: dict[Any, list[Any]]) -> list[Job]:
+        """Jobs of the polled records, tracked, each stamped with its partition's generation."""
+        jobs = []
+        for tp, records in batch.items():
+            for rec in records:
+                generation = self._tracker.add(tp, rec.offset)
+                jobs.append(
+                    Job(value=rec.value or b"", topic=tp.topic, partition=tp.partition, offset=rec.offset, key=rec.key,
+                        produced_at=_record_seconds(rec), generation=generation)
+                )
+        return jobs
+
+    def _take_decided(self, jobs: Sequence[Job]) -> None:
+        """Marks decided jobs finished; an aborted one still ours (shutdown, a dead letter that could
+        not be written) restarts its partition from the first unfinished offset. A stale job
+        (its partition revoked, or restarted, since it was polled) counts for nothing: its offset
+        is polled again, by this worker or the new owner."""
+        finished = 0
+        restart: set[Any] = set()
+        for job in jobs:
+            if self._revoked(job):
+                continue
+            tp = self._tp(job)
+            if job.finished:
+                self._tracker.finish(tp, job.offset, job.generation)
+                finished += 1
+            elif job.status == "aborted":
+                restart.add(tp)
+        for tp in restart:
+            # Its later jobs may still be in flight: they turn stale, so the polls that see them
+            # again never put a second copy of an upload in the chain.
+            first = self._tracker.restart(tp)
+            if first is not None:
+                self._rewind(tp, first)
+        self.commit_policy.finished(finished)
+        self.metrics.in_flight_videos.set(self._tracker.in_flight())
 
     # -- waiting, aborting ------------------------------------------------------------------
     def _tp(self, job: Job) -> Any:
@@ -406,13 +491,19 @@ class UploadConsumer:
         return TopicPartition(job.topic, job.partition)
 
     def _revoked(self, job: Job) -> bool:
-        return bool(job.topic) and self._tp(job) not in self._assigned
+        """The job's partition is not ours anymore, or was revoked (or restarted) and given back
+        since the job was polled: its offset is polled again, so this copy must not go on."""
+        if not job.topic:
+            return False
+        tp = self._tp(job)
+        return tp not in self._assigned or job.generation != self._tracker.generation(tp)
 
     def _should_abort(self, job: Job) -> bool:
         return self._stop.is_set() or self._revoked(job)
 
     def _wait(self, seconds: float) -> None:
-        """Sleep while serving the group: pause everything, poll, resume."""
+        """Sleep while serving the group: pause everything, poll, resume. A rebalance in progress
+        at the end is waited out too, so its join completes inside a poll."""
         deadline = time.monotonic() + seconds
         self._waiting = True
         try:
@@ -420,9 +511,10 @@ class UploadConsumer:
             while not self._stop.is_set():
                 self.health.beat()
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 and not self._rebalancing:
                     break
-                got = self._consumer.poll(timeout_ms=int(min(left, 1.0) * 1000) + 1)
+                # a rebalance in progress is waited out inside poll (see _poll_timeout_ms)
+                got = self._consumer.poll(timeout_ms=self._poll_timeout_ms(int(min(max(left, 0.0), 1.0) * 1000) + 1))
                 for tp, records in got.items():  # newly assigned partitions were not paused yet
                     if records:
                         self._rewind(tp, min(r.offset for r in records))
@@ -470,6 +562,7 @@ class UploadConsumer:
         were in flight and are no longer tracked: it is sought back to its first unfinished
         offset (completed ones come back as replays and are skipped)."""
         log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
+        self._rebalancing = False
         self._assigned |= assigned
         for tp in assigned:
             if tp in self._resume_at:
@@ -484,6 +577,7 @@ class UploadConsumer:
     async def _on_revoked(self, revoked: set[Any]) -> None:
         """Commit what is finished on the revoked partitions, then forget them (IO thread)."""
         log.info("revoked %s", sorted((tp.topic, tp.partition) for tp in revoked))
+        self._rebalancing = True  # a join starts: cleared by the assignment
         offsets = self._tracker.committable(revoked) if self._consumer is not None else {}
         if offsets:
             fault_point("pre_commit")
@@ -503,6 +597,7 @@ class UploadConsumer:
         """The member was evicted: its partitions already have new owners, nothing can be committed."""
         log.warning("lost %s (evicted from the group); their uncommitted records will be re-processed",
                     sorted((tp.topic, tp.partition) for tp in lost))
+        self._rebalancing = True  # the member joins again: cleared by the assignment
         for tp in lost:
             self._resume_at.pop(tp, None)
         self._drop(lost)
@@ -523,6 +618,7 @@ class UploadConsumer:
 
         if self._consumer is None:
             return
+        self._take_decided(self.pipeline.collect())  # what the chain decided so far counts too
         offsets = self._tracker.committable(tps if tps is not None else self._assigned)
         if not offsets:
             self.commit_policy.did_commit()

@@ -3,8 +3,10 @@
 Steps are pluggable objects behind small protocols (:class:`Decoder`, :class:`Embedder`,
 :class:`Detector`, :class:`AlertSink`, :class:`DeadLetterSink`); the same :class:`Pipeline` runs
 under the Kafka loop (``ingest.consumer``) and under ``dupwatch scan`` (a folder).
-:meth:`Pipeline.process` drives a batch through the chain of :mod:`ingest.steps` (Parse →
-SkipReplay → Decode → Embed → Decide → Done); this module holds the work each step calls.
+The chain of :mod:`ingest.steps` (Parse → SkipReplay → Decode → Embed → Decide → Done) is driven
+either without waiting (:meth:`Pipeline.submit`, then :meth:`Pipeline.collect` for the decided
+jobs, :meth:`Pipeline.join` to finish what is in flight: the Kafka loop, across polls) or a batch at
+a time (:meth:`Pipeline.process`: ``dupwatch scan``); this module holds the work each step calls.
 
 Every upload travels in a :class:`Job` envelope that keeps its Kafka coordinates (topic,
 partition, offset), so the loop can commit exactly what is finished (arroyo's ``Message`` +
@@ -274,6 +276,9 @@ class Job:
     """The replay check ran (a resubmit after backpressure does not look again)."""
     decided_at: float | None = None
     """``time.monotonic()`` when the job was decided (``None`` until then, and when aborted)."""
+    generation: int = 0
+    """Its partition's generation when it was polled (:meth:`ingest.consumer.OffsetTracker.generation`):
+    once the partition is revoked or rewound, the job is stale and aborts at its next step."""
 
     @property
     def tp(self) -> tuple[str, int]:
@@ -315,7 +320,7 @@ class StepContext:
 
 
 class Pipeline:
-    """Runs a batch of jobs through the chain; sets each job's ``status``."""
+    """Runs jobs through the chain; sets each job's ``status``."""
 
     def __init__(
         self,
@@ -355,6 +360,7 @@ class Pipeline:
         self.ctx = StepContext()
         self._chain_options = {"decode_threads": decode_threads, "embed_max_wait_s": embed_max_wait_s, "wrap": wrap}
         self._chain: Any = None
+        self._collected: list[Job] = []
 
     def _default_parse(self, raw: bytes) -> Any:
         from ingest.events import parse_upload_event
@@ -443,21 +449,68 @@ class Pipeline:
             self._chain = build_chain(self, **self._chain_options)
         return self._chain
 
-    def process(self, jobs: Sequence[Job], ctx: StepContext | None = None, backpressure: Any = None) -> None:
-        """Runs ``jobs`` through the chain; on return each is decided (``indexed``/``dead``) or
-        ``aborted``. ``backpressure`` (:class:`ingest.steps.chain.Backpressure`): how to wait while
+    def submit(self, jobs: Sequence[Job], ctx: StepContext | None = None, backpressure: Any = None) -> None:
+        """Hands ``jobs`` to the chain without waiting for their decisions (:meth:`collect` takes
+        them). ``ctx`` becomes the context of every step from now on, of the jobs already in
+        flight too; ``backpressure`` (:class:`ingest.steps.chain.Backpressure`): how to wait while
         the chain rejects uploads (default: a short sleep)."""
         self.ctx = ctx or StepContext()
+        with self._abandon_on_error():
+            self.chain.submit_all(jobs, backpressure)
+
+    def collect(self, *, idle: bool = False) -> list[Job]:
+        """Moves the chain on (decisions run here, on the calling thread) and returns the jobs
+        decided or aborted since the last call, in submission order. ``idle``: no more jobs are
+        coming for now, so none is held back to batch with later ones (:meth:`Chain.flush`)."""
+        if self._chain is not None:
+            with self._abandon_on_error():
+                if idle:
+                    self._chain.flush()
+                else:
+                    self._chain.poll()
+                self._collected += [e.job for e in self._chain.drain()]
+        out, self._collected = self._collected, []
+        return out
+
+    def join(self) -> None:
+        """Finishes everything in flight (each job decided, or aborted by the context's
+        ``should_abort``/``revoked``); :meth:`collect` returns them."""
+        if self._chain is not None:
+            with self._abandon_on_error():
+                self._chain.join()
+                self._collected += [e.job for e in self._chain.drain()]
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs submitted and not decided yet."""
+        return self._chain.in_flight if self._chain is not None else 0
+
+    def process(self, jobs: Sequence[Job], ctx: StepContext | None = None, backpressure: Any = None) -> list[Job]:
+        """Runs ``jobs`` through the chain: :meth:`submit`, :meth:`join`, :meth:`collect`. On
+        return each is decided (``indexed``/``dead``) or ``aborted``; returns what was collected."""
+        self.submit(jobs, ctx, backpressure)
+        self.join()
+        return self.collect()
+
+    @contextmanager
+    def _abandon_on_error(self) -> Iterator[None]:
         try:
-            self.chain.run(jobs, backpressure)
+            yield
         except BaseException:
-            self.close()  # a crash (dead-letter storm, bug) leaves no half-run batch in the chain
+            self.close(finish=False)  # a crash (dead-letter storm, bug) leaves no half-run work in the chain
             raise
 
-    def close(self) -> None:
-        if self._chain is not None:
-            self._chain.close()
-            self._chain = None
+    def close(self, *, finish: bool = True) -> None:
+        """Releases the chain's threads; ``finish``: after finishing what is in flight (:meth:`join`;
+        :meth:`collect` still returns those jobs), else in-flight jobs are dropped undecided."""
+        if self._chain is None:
+            return
+        if finish:
+            self.join()
+            if self._chain is None:
+                return
+        chain, self._chain = self._chain, None
+        chain.close()
 
     # -- the work of each step (called by ingest.steps) -------------------------------------
     def parse_job(self, job: Job) -> None:

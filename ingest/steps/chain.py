@@ -1,4 +1,9 @@
-"""Puts the steps together (:func:`build_chain`) and drives a batch through them (:meth:`Chain.run`)."""
+"""Puts the steps together (:func:`build_chain`) and drives uploads through them.
+
+:meth:`Chain.submit_all` hands uploads to the chain without waiting for their decisions (the Kafka
+loop keeps the chain running across polls and takes the decided ones with :meth:`Chain.drain`);
+:meth:`Chain.run` is ``submit_all`` + ``join`` + ``drain`` for a batch.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ def _shorten_gil_switch_interval() -> None:
 
 
 class Backpressure(Protocol):
-    """What the driver of :meth:`Chain.run` does while the chain rejects (``rejected``, called
+    """What the driver of :meth:`Chain.submit_all` does while the chain rejects (``rejected``, called
     repeatedly: wait a little) and once it accepts again (``accepted``)."""
 
     def rejected(self) -> None: ...
@@ -51,6 +56,7 @@ class Chain:
         self.embed = embed
         self.done = done
         self.budget = budget
+        self.submitted = 0
 
     def submit(self, envelope: Envelope) -> None:
         self.head.submit(envelope)
@@ -65,11 +71,24 @@ class Chain:
         self.head.close()
 
     def drain(self) -> list[Envelope]:
+        """The envelopes decided (or aborted) since the last drain, in submission order."""
         return self.done.drain()
 
+    @property
+    def in_flight(self) -> int:
+        """Uploads submitted and not decided yet (drained or not)."""
+        return self.submitted - self.done.count
 
-    def run(self, jobs: Sequence["Job"], backpressure: Backpressure | None = None) -> list[Envelope]:
-        """Every job through the chain, waiting where a step is full; returns them decided.
+    def flush(self) -> None:
+        """No more uploads are coming for now: the embed step hands on what it holds when it has
+        no wait bound (with one, its timer does), so nothing waits for uploads that may never come."""
+        if self.embed.max_wait_s is None:
+            self.embed.flush()
+        self.poll()
+
+    def submit_all(self, jobs: Sequence["Job"], backpressure: Backpressure | None = None) -> None:
+        """Every job into the chain, waiting where a step is full; returns without waiting for
+        decisions (a poll after each submit moves finished work on).
 
         While a submit is rejected the chain is polled; when no step has anything to hand on,
         ``backpressure.rejected()`` is the wait (the Kafka loop pauses its partitions and polls
@@ -92,9 +111,15 @@ class Chain:
                         backpressure.rejected()
                     else:
                         time.sleep(REJECTED_BACKOFF_S)
+            self.submitted += 1
             if rejected and backpressure is not None:
                 backpressure.accepted()
             self.poll()
+
+    def run(self, jobs: Sequence["Job"], backpressure: Backpressure | None = None) -> list[Envelope]:
+        """Every job through the chain (:meth:`submit_all`), then everything in flight finished;
+        returns the envelopes decided since the last drain."""
+        self.submit_all(jobs, backpressure)
         self.join()
         return self.drain()
 
