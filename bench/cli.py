@@ -306,6 +306,7 @@ def pipeline_cmd(
     embedder: str = typer.Option("default", "--embedder", help="default (models/default) or bundle:PATH."),
     max_in_flight: int = typer.Option(0, "--max-in-flight", help="limits.max_in_flight_videos of the pipelined run (0 = setting)."),
     decode_threads: int = typer.Option(-1, "--decode-threads", help="limits.decode_threads of the pipelined run (-1 = setting)."),
+    repeat: int = typer.Option(3, "--repeat", min=1, help="Passes of both modes, alternating their order; the ratio is their median."),
 ) -> None:
     """The same events through the chain serially (one upload in flight) and pipelined: JSON with both and their ratio."""
     import json
@@ -313,7 +314,7 @@ def pipeline_cmd(
     from bench.pipeline import run_pipeline_bench
 
     report = run_pipeline_bench(events, embedder=embedder, max_in_flight=max_in_flight or None,
-                                decode_threads=decode_threads if decode_threads >= 0 else None)
+                                decode_threads=decode_threads if decode_threads >= 0 else None, repeat=repeat)
     typer.echo(json.dumps(report, indent=2))
     if report["lost"] or report["duplicates"] or not report["identical_alerts"]:
         raise typer.Exit(1)

@@ -28,3 +28,17 @@ def test_pipeline_bench_refuses_an_unknown_embedder():
 
     with pytest.raises(ValueError, match="unknown embedder"):
         run_pipeline_bench(2, embedder="thumbnail")
+
+
+def test_pipeline_bench_runs_both_modes_with_the_default_bundle():
+    """Two passes of four real uploads: both modes decide every upload once, raise the same alerts,
+    and the report carries every pass and the median ratio."""
+    from bench.pipeline import run_pipeline_bench
+
+    report = run_pipeline_bench(4, embedder="default", repeat=2)
+    assert report["identical_alerts"] and report["lost"] == 0 and report["duplicates"] == 0
+    assert [run["first"] for run in report["runs"]] == ["serial", "pipelined"]
+    assert report["ratio_min"] <= report["ratio_videos_per_hour"] <= report["ratio_max"]
+    for mode in ("serial", "pipelined"):
+        assert report[mode]["events"] == 4 and report[mode]["alerts"] > 0  # later uploads copy earlier ones
+        assert report[mode]["cpu_s"] > 0 and report[mode]["cores_busy"] > 0
