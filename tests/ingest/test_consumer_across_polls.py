@@ -24,16 +24,15 @@ import pytest
 from kafka import TopicPartition
 
 from dupwatch.config import KafkaConfig, LimitsConfig
-from dupwatch.testing._process import free_ports
 from index.store import VideoIndex
 from ingest.consumer import IMMEDIATE, CommitPolicy, CommitPolicyState, OffsetTracker, UploadConsumer
 from ingest.health import HealthState
 from ingest.metrics import WorkerMetrics
 from ingest.pipeline import FileDecoder
-from ingest.worker import Worker
 from tests.ingest.embedders import CopyDetector, ThumbnailEmbedder
 from tests.ingest.test_steps import LEVELS, FakeDecoder, event, jobs_for, make
-from tests.ingest.test_worker import _drained
+from tests.ingest.test_consumer_rebalance import _assert_each_once
+from tests.ingest.test_worker import RunningWorker, _drained
 from tests.ingest.test_worker_helpers import (
     VIDEO_FILES,
     committed_offsets,
@@ -268,34 +267,6 @@ class GatedFiles(FileDecoder):
         return super().open_stream(video_id, uri)
 
 
-class Running:
-    """A worker on a thread (with an optional decoder, unlike ``test_worker.RunningWorker``)."""
-
-    def __init__(self, settings: Any, **kw: Any) -> None:
-        self.port = free_ports(1)[0]
-        settings = settings.model_copy(update={"server": settings.server.model_copy(update={"port": self.port})})
-        self.worker = Worker(settings, metrics=WorkerMetrics(), **kw)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self.worker.run()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            self.error = exc
-
-    def __enter__(self) -> "Running":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.worker.stop()
-        self.thread.join(timeout=60)
-        assert not self.thread.is_alive(), "worker did not stop"
-        if self.error is not None and exc[0] is None:
-            raise self.error
-
-
 def _settings(kafka_broker: Any, milvus_lite_uri: str, topic: str, *, max_poll_records: int = 16, **limits: Any) -> Any:
     settings = make_settings(kafka_broker.bootstrap_servers, topic, milvus_lite_uri, **limits)
     return settings.model_copy(update={"kafka": settings.kafka.model_copy(
@@ -304,15 +275,6 @@ def _settings(kafka_broker: Any, milvus_lite_uri: str, topic: str, *, max_poll_r
 
 def _events(prefix: str, n: int) -> dict[str, bytes]:
     return {f"{prefix}-{i:03d}": upload_event(f"{prefix}-{i:03d}", VIDEO_FILES[i % len(VIDEO_FILES)]) for i in range(n)}
-
-
-def _assert_each_once(settings: Any, ids: list[str]) -> None:
-    index = VideoIndex(settings.milvus, ThumbnailEmbedder.index_dims)
-    try:
-        assert set(index.video_info(ids)) == set(ids)
-        assert [v for v in ids if index.count(v).coarse != 1] == []
-    finally:
-        index.close()
 
 
 @pytest.mark.kafka
@@ -326,7 +288,7 @@ def test_one_embed_call_covers_uploads_of_several_polls(kafka_broker, milvus_lit
     events = _events("span", 6)
     produce(kafka_broker.bootstrap_servers, topic, list(events.values()))
     embedder = RecordingEmbedder()
-    with Running(settings, embedder=embedder, commit_policy=IMMEDIATE):
+    with RunningWorker(settings, embedder=embedder, commit_policy=IMMEDIATE):
         wait_for(lambda: _drained(settings), 120, "every upload committed")
     assert sorted(v for call in embedder.calls for v in call) == sorted(events)
     assert max(len(call) for call in embedder.calls) >= 2, embedder.calls
@@ -343,7 +305,7 @@ def test_commits_stop_below_an_upload_in_flight_across_polls(kafka_broker, milvu
     bootstrap, group = kafka_broker.bootstrap_servers, settings.kafka.group_id
     decoder = GatedFiles(settings, "hold-002")
     try:
-        with Running(settings, embedder=ThumbnailEmbedder(), decoder=decoder, commit_policy=IMMEDIATE) as run:
+        with RunningWorker(settings, embedder=ThumbnailEmbedder(), decoder=decoder, commit_policy=IMMEDIATE) as run:
             # offsets 0, 1 decided and committed; 2 held; 3..5 polled in later polls; the chain full
             wait_for(lambda: decoder.waiting == 1 and scrape(run.port).get("dupwatch_events_consumed_total") == 6
                      and committed_offsets(bootstrap, group, topic) == {0: 2}, 120, "offset 2 held, later ones polled")
@@ -375,7 +337,7 @@ def test_partition_given_back_with_an_upload_in_flight_across_polls_alerts_once(
     decoder = GatedFiles(settings, "back-002")
     index = VideoIndex(settings.milvus, ThumbnailEmbedder.index_dims)
     try:
-        with Running(settings, embedder=ThumbnailEmbedder(), decoder=decoder, detector=CopyDetector(index),
+        with RunningWorker(settings, embedder=ThumbnailEmbedder(), decoder=decoder, detector=CopyDetector(index),
                      commit_policy=NEVER) as run:
             wait_for(lambda: decoder.waiting == 1 and scrape(run.port).get("dupwatch_videos_indexed_total") == 2,
                      120, "upload 2 held in the decode pool after 0 and 1 were decided")

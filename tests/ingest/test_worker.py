@@ -37,13 +37,13 @@ pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 
 
 class RunningWorker:
-    def __init__(self, settings, embedder=None, detector=None, alert_sinks=(), commit_policy=None):
+    def __init__(self, settings, embedder=None, detector=None, alert_sinks=(), commit_policy=None, decoder=None):
         self.settings = settings
         self.port = free_ports(1)[0]
         settings = settings.model_copy(update={"server": settings.server.model_copy(update={"port": self.port})})
         self.embedder = embedder or ThumbnailEmbedder()
         self.worker = Worker(settings, embedder=self.embedder, detector=detector, alert_sinks=alert_sinks, metrics=WorkerMetrics(),
-                             commit_policy=commit_policy)
+                             commit_policy=commit_policy, decoder=decoder)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
 
