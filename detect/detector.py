@@ -10,7 +10,7 @@ For one upload (its :class:`VideoRepresentation`, not yet indexed):
    ``rerank_top_n``. The ``rerank_always_top_coarse`` best coarse hits are always re-scored first
    (a selector trained on few videos ranked clear coarse matches out of the budget; measured
    better on the benchmark), then the videos behind the ``rerank_always_top_clips`` best clip
-   hits (0 by default: clip hits only add candidates). Without threshold and fraction, ``rerank_top_n`` is a budget filled
+   hits (5 by default; 0: clip hits only add candidates). Without threshold and fraction, ``rerank_top_n`` is a budget filled
    by the best coarse hits and then the selector's order (the behaviour before DnS selection).
    Candidates that are not re-scored stay in the output with their coarse score, ``fine`` and
    ``normalized`` ``None`` and level ``none``: the thresholds are calibrated on the fine score
@@ -359,8 +359,7 @@ class Detector:
             return []
         ids = list(coarse)
         with_insets = [*rerank, *(inset_id(v) for v in rerank if inset_id(v) in info)]
-        num_frames = {v: int(info.get(v, {}).get("num_frames") or 0) for v in with_insets}
-        fine_feats = self.index.fetch_fine(list(num_frames), num_frames, rows=info) if rerank else {}
+        fine_feats = self.index.fetch_fine(with_insets, rows=info) if rerank else {}
         bias, background_hits = self._query_bias(rep) if rerank else (0.0, 0)
         normalization = None if self.normalizer is None else {
             "k": self.normalizer.k, "weight": self.normalizer.weight,

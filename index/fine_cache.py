@@ -64,10 +64,11 @@ class FineFeatureCache:
             self.hits += 1
             return found
 
-    def put(self, key: CacheKey | None, tensor: np.ndarray) -> None:
-        """Keeps a read-only float32 copy of ``tensor`` (one larger than the whole cache is not kept)."""
+    def put(self, key: CacheKey | None, tensor: np.ndarray) -> np.ndarray:
+        """Keeps a read-only float32 copy of ``tensor`` and returns it (one larger than the whole
+        cache is not kept: ``tensor`` itself is returned)."""
         if key is None or tensor.nbytes > self.max_bytes:
-            return
+            return tensor
         kept = np.array(tensor, dtype=np.float32, copy=True)
         kept.setflags(write=False)
         with self._lock:
@@ -79,6 +80,7 @@ class FineFeatureCache:
             while self._bytes > self.max_bytes and self._entries:
                 _, dropped = self._entries.popitem(last=False)
                 self._bytes -= dropped.nbytes
+        return kept
 
     def discard(self, video_id: str) -> None:
         """Forgets every tensor of ``video_id`` (deleted from the index)."""

@@ -475,19 +475,20 @@ class VideoIndex:
         a primary-key get does not. A video whose keyed read comes back incomplete is read again
         by filter query.
 
-        With ``rows`` (the videos' :meth:`video_info` rows) tensors are served from and kept in
-        :attr:`fine_cache` under the coarse row they belong to; those are read-only arrays."""
+        With ``rows`` (the videos' :meth:`video_info` rows; ``num_frames`` is then taken from them
+        unless given) tensors are served from and kept in :attr:`fine_cache` under the coarse row
+        they belong to; those are read-only arrays."""
         wanted = list(dict.fromkeys(video_ids))
-        keys = {v: cache_key(v, rows[v]) for v in wanted if rows and v in rows}
-        cached = {v: t for v, k in keys.items() if (t := self.fine_cache.get(k)) is not None}
-        missing = [v for v in wanted if v not in cached]
-        if not missing:
-            return cached
-        read = self._read_fine(missing, num_frames)
-        for vid, tensor in read.items():
-            if vid in keys:
-                self.fine_cache.put(keys[vid], tensor)
-        return {v: cached.get(v, read.get(v)) for v in wanted if v in cached or v in read}
+        rows = rows or {}
+        if num_frames is None and rows:
+            num_frames = {v: int(row.get("num_frames") or 0) for v, row in rows.items()}
+        keys = {v: cache_key(v, rows[v]) for v in wanted if v in rows}
+        found = {v: t for v, k in keys.items() if (t := self.fine_cache.get(k)) is not None}
+        missing = [v for v in wanted if v not in found]
+        if missing:
+            for vid, tensor in self._read_fine(missing, num_frames).items():
+                found[vid] = self.fine_cache.put(keys[vid], tensor) if vid in keys else tensor
+        return {v: found[v] for v in wanted if v in found}
 
     def _read_fine(self, wanted: list[str], num_frames: Mapping[str, int] | None) -> dict[str, np.ndarray]:
         self.ensure_collections()
