@@ -312,7 +312,7 @@ class UploadConsumer:
         self._last_lag = 0.0
         self._outage_checks: set[str] = set()
         self._backpressure = _PauseWhileBlocked(self)
-        self._full = _PauseWhileBlocked(self)
+        """Paused while the loop takes no record: the chain rejects, or it is full."""
 
     # -- lifecycle --------------------------------------------------------------------------
     def stop(self) -> None:
@@ -414,7 +414,7 @@ class UploadConsumer:
         room = self.limits.max_in_flight_videos - self.pipeline.in_flight
         jobs: list[Job] = []
         if room > 0:
-            self._full.accepted()
+            self._backpressure.accepted()
             timeout = self._poll_timeout_ms(IN_FLIGHT_POLL_MS if self.pipeline.in_flight else POLL_TIMEOUT_MS)
             try:
                 batch = self._consumer.poll(timeout_ms=timeout, max_records=room)
@@ -427,7 +427,7 @@ class UploadConsumer:
                 batch = {}
             jobs = self._jobs(batch)
         else:
-            self._full.rejected()
+            self._backpressure.rejected()
         if self._rebalancing and not jobs:
             return  # straight back into poll: the rebalance completes there
         if jobs:
