@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from dupwatch.config import DecodeConfig, LimitsConfig, SourceConfig
 from dupwatch.errors import DupwatchError, PermanentError, TransientError
@@ -767,16 +767,10 @@ class Pipeline:
                     rep = first.reps[0]
                     _add_ms(job, "embed", first.seconds)
                 else:
-                    pending = [first.error] if first is not None and first.error is not None else []
-                    if pending:
-                        _add_ms(job, "embed", first.seconds)  # type: ignore[union-attr]
-
-                    def attempt(job: Job = job) -> VideoRepresentation:
-                        if pending:
-                            raise pending.pop()
-                        return self._embed_one(job)
-
-                    rep = self._run(job, ctx, attempt)
+                    first_error = first.error if first is not None else None
+                    if first is not None:
+                        _add_ms(job, "embed", first.seconds)
+                    rep = self._run(job, ctx, _failing_first(first_error, lambda job=job: self._embed_one(job)))
                 job.rep = self._stamp(job, rep) if rep is not None else None
             self.metrics.inference_seconds.observe(time.perf_counter() - t0)
 
@@ -800,16 +794,13 @@ class Pipeline:
                    first_error: BaseException | None = None) -> list[VideoRepresentation] | None:
         videos = [j.decoded for j in group]
         tenants = [j.event.tenant for j in group]
-        pending = [first_error] if first_error is not None else []
-        try:
-            def run_batch() -> list[VideoRepresentation]:
-                if pending:  # the first attempt, made on the embed thread
-                    raise pending.pop()
-                fault_point("embed")
-                return list(batch_fn(videos, tenants))
+        def run_batch() -> list[VideoRepresentation]:
+            fault_point("embed")
+            return list(batch_fn(videos, tenants))
 
+        try:
             reps, _ = call_with_retry(
-                run_batch,
+                _failing_first(first_error, run_batch),
                 self.retry,
                 sleep=ctx.sleep,
                 should_abort=lambda: all(ctx.should_abort(j) for j in group),
@@ -820,6 +811,25 @@ class Pipeline:
             return reps  # type: ignore[return-value]
         except (PermanentError, RetriesExhausted, Aborted):
             return None
+
+
+T = TypeVar("T")
+
+
+def _failing_first(error: BaseException | None, fn: Callable[[], T]) -> Callable[[], T]:
+    """``fn`` for a retry loop whose first attempt was already made elsewhere (the embed thread)
+    and raised ``error``: the first call raises it again, so the retry policy judges it as its own
+    first failure; later calls run ``fn``. With ``error`` ``None``, ``fn`` itself."""
+    if error is None:
+        return fn
+    pending = [error]
+
+    def call() -> T:
+        if pending:
+            raise pending.pop()
+        return fn()
+
+    return call
 
 
 STEPS = ("decode", "embed", "search", "detect", "index")
