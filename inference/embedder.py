@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from dupwatch.records import DecodedVideo, FrameChunk, VideoRepresentation, inset_id
 from inference.bundle import Bundle, BundleError, load_bundle
-from inference.served import BundleEmbedder, ClipAccumulator, IndexedVideo, PairScore, PairScorer, represent_stream, with_borders
+from inference.served import BundleEmbedder, ClipAccumulator, IndexedVideo, clip_spans, PairScore, PairScorer, represent_stream, with_borders
 
 if TYPE_CHECKING:
     from dupwatch.config import Settings
@@ -256,10 +256,7 @@ class VideoModels:
         t = regions.shape[0]
         drca_used = self.drca is not None and (frames is not None or drca_clips is not None)
         length = int(self.drca.cfg.num_frames) if drca_used else CLIP_FRAMES
-        starts = list(range(0, t, length))
-        times = np.asarray(timestamps, np.float32)
-        step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
-        clip_times = np.array([[times[s], times[min(s + length, t) - 1] + step] for s in starts], np.float32)
+        starts, clip_times = clip_spans(timestamps, t, length)
         if self.drca is not None and drca_clips is not None:
             return np.asarray(drca_clips, np.float32), clip_times
         if self.drca is not None and frames is not None:

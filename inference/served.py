@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from index.schema import IndexDims
     from inference.bundle import Bundle
 
-__all__ = ["CLIP_FRAMES", "ClipAccumulator", "drca_clip_inputs", "PairScore", "IndexedVideo", "PairScorer", "EngineModels", "tile_frames", "region_chamfer",
+__all__ = ["CLIP_FRAMES", "ClipAccumulator", "clip_spans", "drca_clip_inputs", "PairScore", "IndexedVideo", "PairScorer", "EngineModels", "tile_frames", "region_chamfer",
            "served_graphs", "load_models", "build_embedder"]
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,15 @@ def drca_clip_inputs(frames: np.ndarray, size: int, num_frames: int) -> np.ndarr
     if n * num_frames > t:
         x = np.concatenate([x, np.repeat(x[-1:], n * num_frames - t, axis=0)])
     return np.ascontiguousarray(x.reshape(n, num_frames, 3, size, size), dtype=np.float32)
+
+
+def clip_spans(timestamps: np.ndarray, t: int, length: int) -> tuple[list[int], np.ndarray]:
+    """The first frame of each consecutive clip of ``length`` frames among ``t``, and the clips'
+    (start, end) seconds ``[N, 2]``: end is the last frame's time plus one sampling step."""
+    starts = list(range(0, t, length))
+    times = np.asarray(timestamps, np.float32)
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
+    return starts, np.array([[times[s], times[min(s + length, t) - 1] + step] for s in starts], np.float32)
 
 
 class ClipAccumulator:
@@ -398,10 +407,7 @@ class EngineModels:
         t = regions.shape[0]
         drca_used = self.drca_input is not None and (frames is not None or drca_clips is not None)
         length = self.drca_input[0] if drca_used and self.drca_input is not None else CLIP_FRAMES
-        starts = list(range(0, t, length))
-        times = np.asarray(timestamps, np.float32)
-        step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
-        clip_times = np.array([[times[s], times[min(s + length, t) - 1] + step] for s in starts], np.float32)
+        starts, clip_times = clip_spans(timestamps, t, length)
         if drca_used:
             return (np.asarray(drca_clips, np.float32) if drca_clips is not None else self.drca_clips(frames)), clip_times  # type: ignore[arg-type]
         per_frame = _l2(_l2(regions).mean(axis=1))
