@@ -26,18 +26,22 @@ clean:
 	rm -rf $(VENV) var .cache .pytest_cache
 
 # Copy head + calibration on the real-footage corpus (issue #17). The candidate goes to $(REAL)/bundle;
-# models/default is replaced only when the check set meets every target (`dupwatch train promote`).
+# models/default is replaced only when the check set meets every target, or when the candidate is no
+# worse than $(BASE) on any headline number of the same check set and better on one (`dupwatch train promote --baseline`).
 REAL ?= var/train/real
 BASE ?= models/default
 retrain-real: venv
 	$(BIN)/dupwatch train corpus fetch
-	$(BIN)/dupwatch train real-benchmarks --work $(REAL)
+	$(BIN)/dupwatch train real-benchmarks --work $(REAL) --train-seeds 1,2,3
 	rm -rf $(REAL)/bundle && cp -r $(BASE) $(REAL)/bundle
-	$(BIN)/dupwatch train copy-head --bundle $(REAL)/bundle --bench $(REAL)/train_seed1 --bench $(REAL)/train_seed2 --folds source
+	$(BIN)/dupwatch train copy-head --bundle $(REAL)/bundle --bench $(REAL)/train_seed1 --bench $(REAL)/train_seed2 \
+		--bench $(REAL)/train_seed3 --folds source
 	$(BIN)/dupwatch eval --bench $(REAL)/calibrate --bundle $(REAL)/bundle --methods ours --report $(REAL)/eval_calibrate
 	$(BIN)/dupwatch eval --bench $(REAL)/check --bundle $(REAL)/bundle --methods ours --report $(REAL)/eval_check_uncalibrated
 	$(BIN)/dupwatch calibrate --truth $(REAL)/calibrate/truth.csv --scores $(REAL)/eval_calibrate/scores_ours_bundle.csv \
 		--holdout $(REAL)/eval_check_uncalibrated/scores_ours_bundle.csv --holdout-truth $(REAL)/check/truth.csv \
 		--confidence 0.9 --plot $(REAL)/calibration.png --bundle $(REAL)/bundle
 	$(BIN)/dupwatch eval --bench $(REAL)/check --bundle $(REAL)/bundle --methods vpdq,vpdq_tiebreak,chamfer,ours --report $(REAL)/eval_check
-	$(BIN)/dupwatch train promote --candidate $(REAL)/bundle --check $(REAL)/eval_check/metrics.json --out models/default
+	$(BIN)/dupwatch eval --bench $(REAL)/check --bundle $(BASE) --methods ours --report $(REAL)/eval_check_base
+	$(BIN)/dupwatch train promote --candidate $(REAL)/bundle --check $(REAL)/eval_check/metrics.json \
+		--baseline $(REAL)/eval_check_base/metrics.json --out models/default

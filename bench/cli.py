@@ -112,6 +112,33 @@ def clip_recall_cmd(
     typer.echo(json.dumps(data, indent=2) if as_json else format_table(data))
 
 
+@bench_app.command("gates")
+def gates_cmd(
+    bench: list[Path] = typer.Option(..., "--bench", help="Labelled benchmark folders (repeat)."),
+    select: str = typer.Option(..., "--select", help="Comma list of the --bench folder names the setting is chosen on (training sources)."),
+    bundle: Path = typer.Option(None, "--bundle", help="Model bundle (default models/default)."),
+    threads: int = typer.Option(0, "--threads", help="PyTorch CPU threads (0 = library default)."),
+) -> None:
+    """Copy alerts of the worker's rule per motion-gate setting and benchmark; the setting chosen on --select."""
+    from bench.gates import format_table, run_gates
+    from dupwatch.paths import REPO_ROOT
+    from inference.bundle import BundleError
+    from scoring.methods import EvalInputError
+
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+    names = [s.strip() for s in select.split(",") if s.strip()]
+    try:
+        data = run_gates(list(bench), bundle or REPO_ROOT / "models" / "default", names)
+    except (EvalInputError, BundleError, ValueError, OSError) as exc:
+        typer.echo(f"dupwatch bench gates: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(format_table(data["table"], data["select"], data["chosen"]))
+    typer.echo(f"chosen on {', '.join(names)}: {data['chosen'].label}")
+
+
 @bench_app.command("drca-flops")
 def drca_flops_cmd() -> None:
     """GFLOPs per 8-frame 224^2 clip with and without DCCM (DRCA-S-K3, S-K4, B-K4) vs the paper."""

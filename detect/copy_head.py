@@ -20,6 +20,11 @@ most query regions pile onto the few reference regions that show the same part o
 (:func:`region_layout`); their products with the fine score let a pair the fine network is sure
 of (a tight crop of the same shot) lean less on the grid than a doubtful one (a second view).
 
+Another moment of a static camera or a screencast still lines up frame by frame and in time;
+what differs is what *moves*: :func:`motion_agreement` compares the two videos' changes over time
+(frame vectors minus the video's mean frame, so static content cancels out). Heads fitted before
+these features existed name the features they read and keep working (:class:`CopyHead`).
+
 The alignment features come from the Temporal Network's paths
 (:func:`inference.alignment.tn_evidence`), which the head was fitted on; the copy segments alerts
 carry come from :mod:`inference.segments`. Many query frames piled onto one reference frame
@@ -44,7 +49,7 @@ import numpy as np
 from inference.alignment import AlignmentEvidence
 
 __all__ = ["FEATURES", "CopyHead", "CopyHeadError", "copy_head_for", "copy_threshold_fits_head", "pair_features",
-           "region_layout", "fit_copy_head"]
+           "region_layout", "motion_agreement", "fit_copy_head"]
 
 FORMAT = "dupwatch-copy-head/1"
 
@@ -66,6 +71,11 @@ FEATURES: tuple[str, ...] = (
     "region_layout",
     "fine_x_spread",
     "fine_x_layout",
+    "motion_agreement",
+    "motion_magnitude",
+    "self_similarity_agreement",
+    "fine_x_motion",
+    "fine_x_self_similarity",
 )
 
 
@@ -105,14 +115,58 @@ def region_layout(query_regions: np.ndarray, ref_regions: np.ndarray, frame_simi
     return float(min(spread_f, spread_b)), layout
 
 
+MIN_MOTION_FRAMES = 3
+"""Fewer sampled frames leave no change over time to compare."""
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-8)
+
+
+def motion_agreement(query_regions: np.ndarray, ref_regions: np.ndarray,
+                     frame_similarity: np.ndarray) -> tuple[float, float, float]:
+    """(``motion_agreement``, ``motion_magnitude``, ``self_similarity_agreement``) of a pair.
+
+    Why: another moment of a static camera or a screen recording matches a copy frame by frame,
+    because the unchanging background dominates every frame vector. What differs is what *moves*:
+    a copy changes over time exactly as its original does. Each frame vector (mean of its regions,
+    unit length) minus the video's mean frame keeps only what changes; anything static (background,
+    bars, a logo, a picture-in-picture host) cancels out.
+
+    - ``motion_agreement``: mean cosine between each query frame's change and the change of its
+      best-matching reference frame (copy: high; another moment: near 0);
+    - ``motion_magnitude``: the smaller of the two videos' mean change (how much there is to compare);
+    - ``self_similarity_agreement``: correlation between the query's frame-to-frame similarities and
+      those of the matched reference frames (the same change pattern in time).
+
+    All three are 0 when either video has fewer than :data:`MIN_MOTION_FRAMES` frames.
+    """
+    q = np.asarray(query_regions, np.float32)
+    r = np.asarray(ref_regions, np.float32)
+    sim = np.asarray(frame_similarity)
+    if q.ndim != 3 or r.ndim != 3 or sim.shape != (q.shape[0], r.shape[0]):
+        raise ValueError(f"regions [Tq, R, D] / [Tr, R, D] and a [Tq, Tr] similarity expected, got {q.shape} {r.shape} {sim.shape}")
+    if q.shape[0] < MIN_MOTION_FRAMES or r.shape[0] < MIN_MOTION_FRAMES:
+        return 0.0, 0.0, 0.0
+    qf, rf = _unit(q.mean(axis=1)), _unit(r.mean(axis=1))
+    q_change, r_change = qf - qf.mean(axis=0), rf - rf.mean(axis=0)
+    best = sim.argmax(axis=1)
+    agreement = float((_unit(q_change) * _unit(r_change[best])).sum(axis=1).mean())
+    magnitude = float(min(np.linalg.norm(q_change, axis=1).mean(), np.linalg.norm(r_change, axis=1).mean()))
+    upper = np.triu_indices(len(best), 1)
+    a, b = (qf @ qf.T)[upper], (rf @ rf.T)[np.ix_(best, best)][upper]
+    self_sim = float(np.corrcoef(a, b)[0, 1]) if a.std() > 1e-6 and b.std() > 1e-6 else 0.0
+    return agreement, magnitude, self_sim
+
+
 def pair_features(fine_score: float, frame_similarity: np.ndarray, evidence: AlignmentEvidence,
-                  layout: tuple[float, float]) -> np.ndarray:
+                  layout: tuple[float, float], motion: tuple[float, float, float]) -> np.ndarray:
     """The :data:`FEATURES` vector of one (query, reference) pair.
 
     ``frame_similarity`` is the ``[Tq, Tr]`` frame-to-frame similarity the alignment ran on;
     ``peakiness`` is the mean over query frames of (best match − mean match): how much one
     reference moment stands out from the rest of the reference; ``layout`` is
-    :func:`region_layout` of the pair.
+    :func:`region_layout` and ``motion`` :func:`motion_agreement` of the pair.
     """
     sim = np.asarray(frame_similarity, np.float64)
     if sim.ndim != 2 or sim.size == 0:
@@ -142,6 +196,11 @@ def pair_features(fine_score: float, frame_similarity: np.ndarray, evidence: Ali
             float(layout[1]),
             fine * float(layout[0]),
             fine * float(layout[1]),
+            float(motion[0]),
+            float(motion[1]),
+            float(motion[2]),
+            fine * float(motion[0]),
+            fine * float(motion[2]),
         ],
         np.float64,
     )
@@ -149,7 +208,9 @@ def pair_features(fine_score: float, frame_similarity: np.ndarray, evidence: Ali
 
 @dataclass(frozen=True)
 class CopyHead:
-    """``P(copy) = sigmoid(w · (x − mean) / std + b)`` over :data:`FEATURES`."""
+    """``P(copy) = sigmoid(w · (x − mean) / std + b)`` over its ``features``, a subset of :data:`FEATURES`
+    in any order (a head fitted before a feature was added keeps reading the features it knows).
+    Inputs are whole :data:`FEATURES` rows, as :func:`pair_features` makes them."""
 
     features: tuple[str, ...]
     mean: np.ndarray
@@ -168,12 +229,20 @@ class CopyHead:
             raise CopyHeadError("copy head std must be > 0")
         if not math.isfinite(self.bias):
             raise CopyHeadError("copy head bias must be finite")
+        unknown = [f for f in self.features if f not in FEATURES]
+        if unknown or len(set(self.features)) != n:
+            raise CopyHeadError(f"copy head features {list(self.features)} must be distinct names of this build's {list(FEATURES)}")
+
+    @property
+    def columns(self) -> list[int]:
+        """Where the head's features sit in a :data:`FEATURES` row."""
+        return [FEATURES.index(f) for f in self.features]
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         x = np.atleast_2d(np.asarray(x, np.float64))
-        if x.shape[1] != len(self.features):
-            raise ValueError(f"expected {len(self.features)} features, got {x.shape[1]}")
-        return ((x - self.mean) / self.std) @ self.weights + self.bias
+        if x.shape[1] != len(FEATURES):
+            raise ValueError(f"expected {len(FEATURES)} features (FEATURES), got {x.shape[1]}")
+        return ((x[:, self.columns] - self.mean) / self.std) @ self.weights + self.bias
 
     def probability(self, x: np.ndarray) -> np.ndarray:
         """``P(copy)`` per row of ``x`` (in (0, 1))."""
@@ -199,8 +268,6 @@ class CopyHead:
         if d.get("format") != FORMAT:
             raise CopyHeadError(f"not a copy head (format {d.get('format')!r}, expected {FORMAT!r})")
         features = tuple(str(f) for f in d.get("features", ()))
-        if features != FEATURES:
-            raise CopyHeadError(f"copy head features {features} differ from this build's {FEATURES}")
         try:
             return cls(features, np.asarray(d["mean"], np.float64), np.asarray(d["std"], np.float64),
                        np.asarray(d["weights"], np.float64), float(d["bias"]), dict(d.get("info", {})))
@@ -247,14 +314,20 @@ def copy_threshold_fits_head(bundle: Any) -> bool:
 
 
 def fit_copy_head(x: np.ndarray, is_copy: Sequence[bool] | np.ndarray, *, l2: float = 0.1, max_iter: int = 500,
-                  info: dict[str, Any] | None = None) -> CopyHead:
-    """L2-regularized logistic regression (L-BFGS) of ``is_copy`` on standardized features."""
+                  info: dict[str, Any] | None = None, features: Sequence[str] = FEATURES) -> CopyHead:
+    """L2-regularized logistic regression (L-BFGS) of ``is_copy`` on standardized features: the
+    ``features`` columns of the :data:`FEATURES` rows ``x``."""
     import torch
 
     x = np.asarray(x, np.float64)
     y = np.asarray(is_copy, bool)
     if x.ndim != 2 or x.shape[1] != len(FEATURES) or len(x) != len(y):
         raise ValueError(f"x must be [N, {len(FEATURES)}] with one label per row")
+    unknown = [f for f in features if f not in FEATURES]
+    if unknown or not features:
+        raise ValueError(f"unknown copy-head features {unknown}; choose from {list(FEATURES)}")
+    features = tuple(features)
+    x = x[:, [FEATURES.index(f) for f in features]]
     if y.all() or not y.any():
         raise ValueError("need both copy and non-copy pairs to fit the copy head")
     mean, std = x.mean(axis=0), x.std(axis=0)
@@ -275,4 +348,4 @@ def fit_copy_head(x: np.ndarray, is_copy: Sequence[bool] | np.ndarray, *, l2: fl
     with torch.no_grad():
         final = float(torch.nn.functional.binary_cross_entropy_with_logits(xt @ w + b, yt))
     meta = {"pairs": int(len(y)), "copies": int(y.sum()), "l2": l2, "final_loss": final, **(info or {})}
-    return CopyHead(FEATURES, mean, std, w.detach().numpy().copy(), float(b.detach()), meta)
+    return CopyHead(features, mean, std, w.detach().numpy().copy(), float(b.detach()), meta)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from detect.copy_head import CopyHead, CopyHeadError, copy_head_for, copy_threshold_fits_head, pair_features, region_layout
+from detect.copy_head import CopyHead, CopyHeadError, copy_head_for, copy_threshold_fits_head, motion_agreement, pair_features, region_layout
 from detect.levels import AlignmentEvidence, LevelThresholds, decide_level
 from detect.normalization import SimilarityNormalizer
 from dupwatch.config import DetectionConfig
@@ -146,6 +146,8 @@ class PairAssessment:
     """Which view of the query and of the reference matched (``main`` or ``inset``)."""
     head_evidence: PathEvidence | None = None
     """The evidence the copy head reads (:func:`inference.alignment.tn_evidence`); ``None``: ``path_evidence``."""
+    motion: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """:func:`detect.copy_head.motion_agreement` of the pair (agreement, magnitude, self-similarity)."""
 
     @property
     def degenerate_fraction(self) -> float:
@@ -159,11 +161,13 @@ class PairAssessment:
             reference_coverage=float(np.clip(self.path_evidence.ref_coverage, 0, 1)),
             fine_score=self.fine,
             degenerate_fraction=float(np.clip(self.degenerate_fraction, 0, 1)),
+            motion_agreement=float(np.clip(self.motion[0], -1, 1)),
+            motion_magnitude=float(self.motion[1]),
         )
 
     def features(self) -> np.ndarray:
         evidence = self.head_evidence if self.head_evidence is not None else self.path_evidence
-        return pair_features(self.fine, self.frame_similarity, evidence, self.layout)
+        return pair_features(self.fine, self.frame_similarity, evidence, self.layout, self.motion)
 
 
 def assess_pair(models: VideoModels, query_regions: np.ndarray, ref_regions: np.ndarray, query_times: np.ndarray,
@@ -179,13 +183,15 @@ def _assess_scored(pair: Any, query_regions: np.ndarray, ref_regions: np.ndarray
     segments, evidence = align_pair(pair.frame_similarity, query_times, ref_times, params)
     longest = max((s.query_end - s.query_start for s in segments), default=0.0)
     layout = region_layout(query_regions, ref_regions, pair.frame_similarity)
+    motion = motion_agreement(query_regions, ref_regions, pair.frame_similarity)
     # the copy head reads the Temporal-Network evidence it is fitted on, not the segment search's
     # (training calls features() on the same assessment, so training and serving agree)
     hq, hr = head_times if head_times is not None else (query_times, ref_times)
     head_evidence = tn_evidence(pair.frame_similarity, hq, hr)
-    copy_score = head.score(pair_features(pair.score, pair.frame_similarity, head_evidence, layout)) if head is not None else None
+    copy_score = (head.score(pair_features(pair.score, pair.frame_similarity, head_evidence, layout, motion))
+                  if head is not None else None)
     return PairAssessment(float(pair.score), pair.frame_similarity, tuple(segments), evidence, float(longest), copy_score,
-                          layout, head_evidence=head_evidence)
+                          layout, head_evidence=head_evidence, motion=motion)
 
 
 def assess_views(models: VideoModels, query_views: Mapping[str, np.ndarray], ref_views: Mapping[str, np.ndarray],
@@ -416,6 +422,8 @@ class Detector:
                         "views": {"query": a.views[0], "reference": a.views[1]},
                         "region_spread": round(a.layout[0], 4),
                         "region_layout": round(a.layout[1], 4),
+                        "motion_agreement": round(a.motion[0], 4),
+                        "motion_magnitude": round(a.motion[1], 4),
                         "thresholds": {"copy": self.thresholds.copy, "incident": self.thresholds.incident},
                         "methods": dict(self.models.methods),
                         "query_borders": _borders(rep),
@@ -518,7 +526,8 @@ def _thresholds_from(fitted: dict[str, float], config: DetectionConfig) -> Level
     copy = config.thresholds.copy_level if config.thresholds.copy_level is not None else fitted.get("copy")
     incident = config.thresholds.incident if config.thresholds.incident is not None else fitted.get("incident")
     return LevelThresholds(copy=copy, incident=incident, min_aligned_s=config.min_segment_s,
-                           max_degenerate=config.max_degenerate)
+                           max_degenerate=config.max_degenerate, min_motion_agreement=config.min_motion_agreement,
+                           motion_gate_magnitude=config.motion_gate_magnitude)
 
 
 def _normalizer_from(calibration: dict[str, Any], config: DetectionConfig) -> SimilarityNormalizer | None:

@@ -8,7 +8,10 @@ Rule (thresholds are inclusive, on the same score the calibration was fitted on)
    copy), when ``min_fine_score`` is set, a fine-network score at least that high, and, when
    ``max_degenerate`` is set, a degenerate share of the alignment (matched query frames piled
    onto one reference instant: speed ≈ 0, typical of static footage; evidence *against* a copy)
-   no higher than that.
+   no higher than that, and, when ``min_motion_agreement`` is set and both videos change over
+   time by at least ``motion_gate_magnitude``, a motion agreement (the query's changes following
+   its matched reference frames', :func:`detect.copy_head.motion_agreement`) at least that high:
+   another moment of a static camera matches frame by frame, but what moves does not.
 2. otherwise ``incident`` when ``score ≥ thresholds.incident`` (a copy-level score without
    temporal evidence is reported as an incident, never dropped, if it clears that threshold);
 3. otherwise ``none``: no alert.
@@ -21,6 +24,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from dupwatch.config import DEFAULT_MOTION_GATE_MAGNITUDE
 
 __all__ = ["AlignmentEvidence", "LevelThresholds", "decide_level", "Decision"]
 
@@ -39,6 +44,10 @@ class AlignmentEvidence:
     fine_score: float | None = None
     degenerate_fraction: float = 0.0
     """Share of the matched query frames piled onto one reference instant (:func:`inference.segments.degenerate_fraction`)."""
+    motion_agreement: float | None = None
+    """How the query's changes over time follow its matched reference frames' (-1..1); ``None``: not measured."""
+    motion_magnitude: float = 0.0
+    """The smaller of the two videos' mean change over time (0: a still)."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.aligned_length_s) and self.aligned_length_s >= 0):
@@ -49,6 +58,10 @@ class AlignmentEvidence:
                 raise ValueError(f"{name} must be within [0, 1], got {v}")
         if self.fine_score is not None and not math.isfinite(self.fine_score):
             raise ValueError("non-finite fine_score")
+        if self.motion_agreement is not None and not (math.isfinite(self.motion_agreement) and -1.0 - 1e-6 <= self.motion_agreement <= 1.0 + 1e-6):
+            raise ValueError(f"motion_agreement must be within [-1, 1], got {self.motion_agreement}")
+        if not (math.isfinite(self.motion_magnitude) and self.motion_magnitude >= 0):
+            raise ValueError(f"motion_magnitude must be finite and ≥ 0, got {self.motion_magnitude}")
 
 
 @dataclass(frozen=True)
@@ -60,9 +73,13 @@ class LevelThresholds:
     min_fine_score: float | None = None
     max_degenerate: float | None = None
     """A pair whose degenerate share exceeds this is no copy (at most an incident); ``None``: no gate."""
+    min_motion_agreement: float | None = None
+    """A pair whose videos both move (``motion_gate_magnitude``) with a motion agreement below this
+    is no copy (at most an incident); ``None``: no gate."""
+    motion_gate_magnitude: float = DEFAULT_MOTION_GATE_MAGNITUDE
 
     def __post_init__(self) -> None:
-        for name in ("copy", "incident", "min_fine_score", "max_degenerate"):
+        for name in ("copy", "incident", "min_fine_score", "max_degenerate", "min_motion_agreement"):
             v = getattr(self, name)
             if v is not None and not math.isfinite(v):
                 raise ValueError(f"non-finite {name} threshold")
@@ -83,6 +100,8 @@ class LevelThresholds:
                 incident = detection.thresholds.incident
             kwargs["min_aligned_s"] = detection.min_segment_s
             kwargs["max_degenerate"] = detection.max_degenerate
+            kwargs["min_motion_agreement"] = detection.min_motion_agreement
+            kwargs["motion_gate_magnitude"] = detection.motion_gate_magnitude
         kwargs.update(extra)
         return cls(copy=copy, incident=incident, **kwargs)
 
@@ -97,6 +116,10 @@ def has_temporal_evidence(evidence: AlignmentEvidence | None, thresholds: LevelT
     if thresholds.min_fine_score is not None and (evidence.fine_score is None or evidence.fine_score < thresholds.min_fine_score):
         return False
     if thresholds.max_degenerate is not None and evidence.degenerate_fraction > thresholds.max_degenerate:
+        return False
+    if (thresholds.min_motion_agreement is not None and evidence.motion_agreement is not None
+            and evidence.motion_magnitude >= thresholds.motion_gate_magnitude
+            and evidence.motion_agreement < thresholds.min_motion_agreement):
         return False
     return True
 

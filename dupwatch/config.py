@@ -39,6 +39,11 @@ ENV_PREFIX = "DUPWATCH_"
 CONFIG_ENV = "DUPWATCH_CONFIG"
 DEFAULT_MAX_DEGENERATE = 0.9
 """Default degenerate-alignment gate (``detection.max_degenerate``), chosen on training benchmarks (README, Segments)."""
+DEFAULT_MIN_MOTION_AGREEMENT: float | None = None
+DEFAULT_MOTION_GATE_MAGNITUDE = 0.1
+"""The motion gate (``detection.min_motion_agreement`` when both videos move at least
+``detection.motion_gate_magnitude``) is off by default: the setting chosen on the real training
+benchmarks lowered recall on the calibrate and check sets without raising precision (README, Segments)."""
 
 
 class _Frozen(BaseModel):
@@ -226,6 +231,11 @@ class DetectionConfig(_Frozen):
     """Degenerate-alignment gate: a pair whose share of matched query frames piled onto one
     reference instant (speed ≈ 0, as in static footage) exceeds this is at most an incident, never
     a copy (:mod:`detect.levels`); ``null`` turns the gate off. Chosen on the training benchmarks."""
+    min_motion_agreement: float | None = Field(DEFAULT_MIN_MOTION_AGREEMENT, ge=-1.0, le=1.0)
+    """Motion gate: when both videos change over time (``motion_gate_magnitude``) but the query's
+    changes do not follow those of its matched reference frames (:func:`detect.copy_head.motion_agreement`
+    below this), the pair is another moment of the same place, at most an incident; ``null`` turns it off."""
+    motion_gate_magnitude: float = Field(DEFAULT_MOTION_GATE_MAGNITUDE, ge=0.0)
     tenant_isolation: bool = True
     """Only compare uploads with videos of the same tenant; ``false`` searches every tenant."""
 

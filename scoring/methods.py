@@ -330,8 +330,8 @@ class OursMethod(Method):
 
     def __init__(self, bundle_dir: Path | str, frames: FrameCache, features: FeatureCache, *, name: str | None = None,
                  device: str = "auto", fps: float | None = None, use_copy_head: bool = True,
-                 max_degenerate: float | None | str = "default") -> None:
-        from dupwatch.config import DEFAULT_MAX_DEGENERATE, DecodeConfig
+                 max_degenerate: float | None | str = "default", min_motion_agreement: float | None | str = "default") -> None:
+        from dupwatch.config import DEFAULT_MAX_DEGENERATE, DEFAULT_MIN_MOTION_AGREEMENT, DecodeConfig
         from inference.embedder import VideoModels
 
         self.bundle_dir = Path(bundle_dir)
@@ -350,6 +350,7 @@ class OursMethod(Method):
         self.decision_threshold = self.thresholds.get("copy")
         self._levels: dict[tuple[str, str], str] = {}
         self.max_degenerate = DEFAULT_MAX_DEGENERATE if max_degenerate == "default" else max_degenerate
+        self.min_motion_agreement = DEFAULT_MIN_MOTION_AGREEMENT if min_motion_agreement == "default" else min_motion_agreement
         self.pair_evidence: dict[tuple[str, str], dict[str, float]] = {}
         """Per scored pair: fine, copy score, degenerate share, longest segment, coverage (for tuning the gates)."""
         from detect.copy_head import copy_head_for, copy_threshold_fits_head
@@ -363,7 +364,8 @@ class OursMethod(Method):
             from detect.levels import LevelThresholds
 
             self._level_thresholds = LevelThresholds(copy=self.thresholds.get("copy"), incident=self.thresholds.get("incident"),
-                                                     max_degenerate=self.max_degenerate)  # type: ignore[arg-type]
+                                                     max_degenerate=self.max_degenerate,  # type: ignore[arg-type]
+                                                     min_motion_agreement=self.min_motion_agreement)
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -378,6 +380,7 @@ class OursMethod(Method):
             "methods": dict(self.models.methods),
             "thresholds": self.thresholds,
             "degenerate_gate": self.max_degenerate,
+            "motion_gate": self.min_motion_agreement,
             "score": "copy head P(copy)" if self.copy_head is not None else "fine similarity",
         }
         if self.normalized_calibration:
@@ -411,7 +414,8 @@ class OursMethod(Method):
         self.pair_evidence[(query, reference)] = {
             "fine": a.fine, "copy_score": a.copy_score if a.copy_score is not None else float("nan"),
             "degenerate_fraction": evidence.degenerate_fraction, "longest_s": evidence.aligned_length_s,
-            "coverage": max(evidence.query_coverage, evidence.reference_coverage)}
+            "coverage": max(evidence.query_coverage, evidence.reference_coverage),
+            "motion_agreement": a.motion[0], "motion_magnitude": a.motion[1]}
         if self._level_thresholds is not None:
             self._levels[(query, reference)] = decide_level(a.fine, evidence, self._level_thresholds, a.copy_score)
         if a.copy_score is None:

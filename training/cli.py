@@ -318,6 +318,7 @@ def train_copy_head_cmd(
     work: str = typer.Option(_WORK, "--work"),
     l2: str = typer.Option("auto", "--l2", help="L2 penalty of the logistic regression, or 'auto': chosen by leave-one-out copy µAP"),
     folds: str = typer.Option("benchmark", "--folds", help="what 'auto' leaves out: benchmark, or source (each real source in turn)"),
+    features: str = typer.Option("all", "--features", help="comma list of detect.copy_head.FEATURES names the head reads, or 'all'"),
 ) -> None:
     """Fit the copy head (P(copy) from the fine score and temporal evidence) on labelled pairs of
     training-source benchmarks and store it in the bundle; recalibrate afterwards (dupwatch calibrate)."""
@@ -338,7 +339,14 @@ def train_copy_head_cmd(
     if folds not in ("benchmark", "source"):
         typer.echo(f"dupwatch train copy-head: --folds must be benchmark or source, got {folds!r}", err=True)
         raise typer.Exit(2)
-    head = train_copy_head(bundle, benches, l2=penalty, folds=folds)
+    from detect.copy_head import FEATURES
+
+    names = FEATURES if features == "all" else tuple(f.strip() for f in features.split(",") if f.strip())
+    unknown = [f for f in names if f not in FEATURES]
+    if unknown or not names:
+        typer.echo(f"dupwatch train copy-head: unknown --features {unknown}; choose from {', '.join(FEATURES)}", err=True)
+        raise typer.Exit(2)
+    head = train_copy_head(bundle, benches, l2=penalty, folds=folds, features=names)
     typer.echo(f"copy head on {head.info['pairs']} pairs ({head.info['copies']} copies, {head.info['incident_pairs']} incidents), "
                f"l2 {head.info['l2']:g}, final loss {head.info['final_loss']:.4f}; written to {bundle}")
     if "l2_selection" in head.info:
@@ -370,11 +378,19 @@ def train_promote_cmd(
     candidate: str = typer.Option(..., "--candidate", help="candidate bundle folder"),
     check: str = typer.Option(..., "--check", help="`dupwatch eval --json` output on the check set"),
     out: str = typer.Option("models/default", "--out"),
+    baseline: str = typer.Option(None, "--baseline", help="`dupwatch eval --json` of the --out bundle on the same check set: "
+                                 "also promote when the candidate is no worse on precision, recall, copy µAP and "
+                                 "copy-vs-another-moment AP and better on one"),
 ) -> None:
-    """Copy the candidate over --out only when it meets every target of issue #17 on the check set; else print what it misses and exit 1."""
+    """Copy the candidate over --out only when it meets every target of issue #17 on the check set (or,
+    with --baseline, improves on the bundle it replaces); else print what it misses and exit 1."""
     from training.real_bench import promote
 
-    ok, lines = promote(candidate, check, out)
+    try:
+        ok, lines = promote(candidate, check, out, baseline_json=baseline)
+    except (OSError, ValueError, KeyError) as exc:
+        typer.echo(f"dupwatch train promote: error: {exc}", err=True)
+        raise typer.Exit(2) from None
     for line in lines:
         typer.echo(line)
     typer.echo(f"{'promoted to ' + out if ok else 'NOT promoted: ' + out + ' left as it was'}")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detect.copy_head import CopyHead, fit_copy_head
+from detect.copy_head import FEATURES, CopyHead, fit_copy_head
 
 __all__ = ["PairTable", "pair_table", "select_l2", "select_l2_by_source", "source_group", "train_copy_head",
            "ensure_training_benchmarks"]
@@ -119,7 +119,8 @@ def _copy_uap(table: PairTable, scores: np.ndarray) -> float:
     return float(micro_average_precision(preds, copies).ap)
 
 
-def select_l2(tables: Sequence[PairTable], grid: Sequence[float] = L2_GRID) -> tuple[float, dict[str, float]]:
+def select_l2(tables: Sequence[PairTable], grid: Sequence[float] = L2_GRID,
+              features: Sequence[str] = FEATURES) -> tuple[float, dict[str, float]]:
     """Leave-one-benchmark-out choice of the L2 penalty: fit on all benchmarks but one, score copy
     µAP on the one left out, average; the best mean wins (ties: the larger penalty). Held-out
     benchmarks never take part, so the choice cannot fit them."""
@@ -134,7 +135,7 @@ def select_l2(tables: Sequence[PairTable], grid: Sequence[float] = L2_GRID) -> t
             y = np.concatenate([t.labels == "copy" for t in rest])
             if y.all() or not y.any() or not (held.labels == "copy").any():
                 continue
-            folds.append(_copy_uap(held, fit_copy_head(x, y, l2=l2).probability(held.features)))
+            folds.append(_copy_uap(held, fit_copy_head(x, y, l2=l2, features=features).probability(held.features)))
         if folds:
             scores[f"{l2:g}"] = float(np.mean(folds))
     if not scores:
@@ -152,7 +153,8 @@ def source_group(video: str) -> str:
     return base
 
 
-def select_l2_by_source(table: PairTable, grid: Sequence[float] = L2_GRID) -> tuple[float, dict[str, float], list[str]]:
+def select_l2_by_source(table: PairTable, grid: Sequence[float] = L2_GRID,
+                        features: Sequence[str] = FEATURES) -> tuple[float, dict[str, float], list[str]]:
     """Leave-one-source-out choice of the L2 penalty: for each real source, fit on the pairs that do
     not involve it (as query or reference), score copy µAP on the pairs whose query comes from it,
     average over the sources whose held-out pairs hold a copy; the best mean wins (ties: larger)."""
@@ -171,7 +173,7 @@ def select_l2_by_source(table: PairTable, grid: Sequence[float] = L2_GRID) -> tu
             if y.all() or not y.any() or not (table.labels[test] == "copy").any():
                 continue
             held = PairTable(table.features[test], table.labels[test], [p for p, t in zip(table.pairs, test) if t])
-            folds.append(_copy_uap(held, fit_copy_head(table.features[train], y, l2=l2).probability(held.features)))
+            folds.append(_copy_uap(held, fit_copy_head(table.features[train], y, l2=l2, features=features).probability(held.features)))
         if folds:
             scores[f"{l2:g}"] = float(np.mean(folds))
     if not scores:
@@ -181,7 +183,7 @@ def select_l2_by_source(table: PairTable, grid: Sequence[float] = L2_GRID) -> tu
 
 
 def train_copy_head(bundle_dir: Path | str, benches: Sequence[Path | str], *, l2: float | None = 0.1, write: bool = True,
-                    progress: bool = True, folds: str = "benchmark") -> CopyHead:
+                    progress: bool = True, folds: str = "benchmark", features: Sequence[str] = FEATURES) -> CopyHead:
     """Fit P(copy) on the benches' pairs (incident and unrelated pairs are the negatives) and, with
     ``write``, store it in the bundle as the ``copy_head`` artifact. ``l2=None`` chooses the
     penalty by :func:`select_l2` (leave one benchmark out)."""
@@ -191,12 +193,12 @@ def train_copy_head(bundle_dir: Path | str, benches: Sequence[Path | str], *, l2
     info: dict[str, object] = {"benchmarks": [Path(b).name for b in benches],
                                "incident_pairs": int((table.labels == "incident").sum()), "command": "dupwatch train copy-head"}
     if l2 is None and folds == "source":
-        l2, cv, groups = select_l2_by_source(table)
+        l2, cv, groups = select_l2_by_source(table, features=features)
         info["l2_selection"] = {"rule": "leave one source out, mean copy µAP", "copy_uap_by_l2": cv, "sources": groups}
     elif l2 is None:
-        l2, cv = select_l2(tables)
+        l2, cv = select_l2(tables, features=features)
         info["l2_selection"] = {"rule": "leave one benchmark out, mean copy µAP", "copy_uap_by_l2": cv}
-    head = fit_copy_head(table.features, table.labels == "copy", l2=l2, info=info)
+    head = fit_copy_head(table.features, table.labels == "copy", l2=l2, info=info, features=features)
     if write:
         from inference.bundle import BundleWriter
 

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RealBenchConfig", "one_file_per_source", "real_benchmark_spec", "build_real_benchmarks", "Targets", "meets_targets", "promote"]
+__all__ = ["RealBenchConfig", "one_file_per_source", "real_benchmark_spec", "build_real_benchmarks", "Targets", "meets_targets",
+           "headline", "improves_on", "promote"]
 
 
 @dataclass(frozen=True)
@@ -122,12 +123,60 @@ def meets_targets(check: dict[str, Any], method: str, targets: Targets = Targets
     return ok, lines
 
 
+HEADLINE = ("copy precision at the threshold", "copy recall at the threshold", "copy µAP", "copy vs another moment AP")
+
+
+def _bundle_method(check: dict[str, Any], preferred: str) -> str:
+    """``preferred`` when the eval output has it, else its only ``ours:*`` method."""
+    methods = check.get("methods", {})
+    if preferred in methods:
+        return preferred
+    ours = [m for m in methods if m.startswith("ours:")]
+    if len(ours) != 1:
+        raise ValueError(f"no {preferred!r} among the evaluated methods {sorted(methods)}")
+    return ours[0]
+
+
+def headline(check: dict[str, Any], method: str) -> dict[str, float | None]:
+    """The numbers a moderation team reads first, from ``dupwatch eval --json`` of the check set."""
+    m = check["methods"][_bundle_method(check, method)]
+    at = m.get("at_thresholds", {}).get("copy") or {}
+    moment = (m.get("per_kind") or {}).get("another_moment", {}).get("copy_vs_kind_ap", m.get("copy_vs_incident_ap"))
+    values = (at.get("precision"), at.get("recall"), m.get("copy_uap"), moment)
+    return {name: None if v is None else float(v) for name, v in zip(HEADLINE, values)}
+
+
+def improves_on(check: dict[str, Any], method: str, baseline: dict[str, Any], baseline_method: str) -> tuple[bool, list[str]]:
+    """(better, one line per number): the candidate is no worse than the baseline (the bundle it would
+    replace, evaluated on the same check set) on every :data:`HEADLINE` number and better on one."""
+    new, old = headline(check, method), headline(baseline, baseline_method)
+    lines, worse, better = [], False, False
+    for name in HEADLINE:
+        a, b = new[name], old[name]
+        if a is None or b is None:
+            worse = True
+            lines.append(f"MISS {name}: missing ({a} vs {b})")
+            continue
+        worse |= a < b
+        better |= a > b
+        lines.append(f"{'MISS' if a < b else 'ok  '} {name}: {a:.3f} (replaced bundle {b:.3f})")
+    return better and not worse, lines
+
+
 def promote(candidate: Path | str, check_json: Path | str, out: Path | str, method: str | None = None,
-            targets: Targets = Targets()) -> tuple[bool, list[str]]:
-    """Copy the candidate bundle over ``out`` only when it meets every target on the check set."""
+            targets: Targets = Targets(), baseline_json: Path | str | None = None,
+            baseline_method: str | None = None) -> tuple[bool, list[str]]:
+    """Copy the candidate bundle over ``out`` when it meets every target on the check set, or, with
+    ``baseline_json`` (the bundle at ``out`` evaluated on the same check set), when it
+    :func:`improves_on` that bundle; the targets it still misses are listed either way."""
     check = json.loads(Path(check_json).read_text())
     method = method or f"ours:{Path(candidate).name}"
     ok, lines = meets_targets(check, method, targets)
+    if not ok and baseline_json is not None:
+        baseline = json.loads(Path(baseline_json).read_text())
+        better, compared = improves_on(check, method, baseline, baseline_method or f"ours:{Path(out).name}")
+        lines += ["against the bundle it replaces:", *compared]
+        ok = better
     if ok:
         out = Path(out)
         tmp = out.with_name(out.name + ".promote-tmp")

@@ -21,6 +21,7 @@ from detect.copy_head import (
     copy_head_for,
     copy_threshold_fits_head,
     fit_copy_head,
+    motion_agreement,
     pair_features,
     region_layout,
 )
@@ -50,7 +51,7 @@ def plateau(rng: np.random.Generator, t: int = 30, level: float = 0.85) -> np.nd
 
 def features_of(sim: np.ndarray, fine: float = 0.8) -> np.ndarray:
     _, evidence = align_pair(sim)
-    return pair_features(fine, sim, evidence, (1.0, 1.0))
+    return pair_features(fine, sim, evidence, (1.0, 1.0), (0.0, 0.0, 0.0))
 
 
 # ---- pair_features -----------------------------------------------------------------------------
@@ -91,7 +92,7 @@ def test_no_path_features() -> None:
 def test_pair_features_rejects_bad_matrix(bad: np.ndarray) -> None:
     _, evidence = align_pair(ridge(np.random.default_rng(0), t=6))
     with pytest.raises(ValueError):
-        pair_features(0.5, bad, evidence, (1.0, 1.0))
+        pair_features(0.5, bad, evidence, (1.0, 1.0), (0.0, 0.0, 0.0))
 
 
 # ---- region layout ------------------------------------------------------------------------------
@@ -202,7 +203,8 @@ def _mutations(d: dict) -> dict[str, dict]:  # type: ignore[type-arg]
     out = {}
     out["format"] = {**d, "format": "dupwatch-copy-head/2"}
     out["no_format"] = {k: v for k, v in d.items() if k != "format"}
-    out["reordered"] = {**d, "features": list(reversed(FEATURES))}
+    out["unknown_feature"] = {**d, "features": ["not_a_feature", *FEATURES[1:]]}
+    out["repeated_feature"] = {**d, "features": [FEATURES[1], *FEATURES[1:]]}
     out["missing_feature"] = {**d, "features": list(FEATURES[:-1])}
     out["short_weights"] = {**d, "weights": d["weights"][:-1]}
     out["long_mean"] = {**d, "mean": d["mean"] + [0.0]}
@@ -256,6 +258,59 @@ def test_load_never_unpickles(fitted, tmp_path: Path) -> None:  # type: ignore[n
         CopyHead.load(pickled)
 
 
+# ---- motion agreement ---------------------------------------------------------------------------
+
+
+def _scene(rng: np.random.Generator, t: int, regions: int = 9, dim: int = 32, motion: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """A static background (shared by every moment) and ``t`` frames of what moves over it."""
+    background = rng.standard_normal((regions, dim))
+    return background, motion * rng.standard_normal((t, regions, dim))
+
+
+def _identity_sim(t: int) -> np.ndarray:
+    return np.eye(t) + 0.01
+
+
+def test_motion_agreement_tells_a_copy_from_another_moment() -> None:
+    rng = np.random.default_rng(3)
+    background, moving = _scene(rng, 12)
+    original = background + moving
+    logo = np.zeros_like(background)
+    logo[0] = 2.0  # a static overlay on one region: cancels out of the change over time
+    copy = original + logo + 0.02 * rng.standard_normal(original.shape)
+    other_moment = background + 0.3 * rng.standard_normal(moving.shape)  # same place, other movement
+    sim = _identity_sim(12)
+    agree_copy, magnitude, self_copy = motion_agreement(copy, original, sim)
+    agree_other, _, self_other = motion_agreement(other_moment, original, sim)
+    assert agree_copy > 0.9 and self_copy > 0.9
+    assert abs(agree_other) < 0.35 and abs(self_other) < 0.5
+    assert magnitude > 0.0
+
+
+def test_motion_agreement_without_motion_or_frames() -> None:
+    rng = np.random.default_rng(4)
+    still = np.repeat(rng.standard_normal((1, 9, 32)), 6, axis=0)
+    agreement, magnitude, self_sim = motion_agreement(still, still, _identity_sim(6))
+    assert magnitude == pytest.approx(0.0, abs=1e-5) and self_sim == 0.0
+    # fewer than three frames on either side: nothing to compare
+    assert motion_agreement(still[:2], still, np.ones((2, 6))) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError):
+        motion_agreement(still, still, np.ones((6, 5)))
+
+
+def test_head_fitted_on_some_features_reads_whole_rows(fitted) -> None:  # type: ignore[no-untyped-def]
+    """A head fitted before a feature existed keeps working: it picks its columns by name."""
+    _, x, y = fitted
+    old = FEATURES[:17]
+    head = fit_copy_head(x, y, l2=0.1, features=old)
+    again = CopyHead.from_dict(json.loads(json.dumps(head.to_dict())))
+    assert again.features == old
+    manual = 1 / (1 + np.exp(-(((x[:, :17] - head.mean) / head.std) @ head.weights + head.bias)))
+    np.testing.assert_allclose(again.probability(x), manual)
+    with pytest.raises(ValueError):
+        fit_copy_head(x, y, features=("not_a_feature",))
+
+
 def test_wrong_feature_count_at_inference(fitted) -> None:  # type: ignore[no-untyped-def]
     head, _, _ = fitted
     with pytest.raises(ValueError):
@@ -293,7 +348,8 @@ class Tripwire:
 def test_committed_default_bundle_has_a_fitting_head() -> None:
     bundle = load_bundle(DEFAULT)
     head = copy_head_for(bundle)
-    assert isinstance(head, CopyHead) and head.features == FEATURES
+    # fitted before the motion features existed: it reads its own columns of every FEATURES row
+    assert isinstance(head, CopyHead) and set(head.features) <= set(FEATURES) and "fine_score" in head.features
     assert copy_threshold_fits_head(bundle)
     cal = bundle.manifest.calibration or {}
     assert cal["level_fields"]["copy"] == "copy_score"
@@ -307,7 +363,7 @@ def test_detector_accepts_the_committed_layout(bundle_copy: Path) -> None:
     models = VideoModels.from_path(bundle_copy, device="cpu")
     index = Tripwire()
     det = Detector(models, index, DetectionConfig())
-    assert det.copy_head is not None and det.copy_head.features == FEATURES
+    assert det.copy_head is not None and det.copy_head.features == copy_head_for(load_bundle(bundle_copy)).features
     assert det.thresholds.copy == pytest.approx(load_bundle(bundle_copy).thresholds()["copy"])
     assert index.touched == []
 

@@ -137,3 +137,22 @@ def test_static_scene_is_degenerate_not_a_segment(clips: dict[str, tuple[np.ndar
     copy = _assess(clips, "excerpt", "original")
     assert copy.path_evidence.degenerate_fraction < 0.2
     assert decide_level(0.9, copy.level_evidence(), gate, copy_score=0.99) == "copy"
+
+
+@pytest.mark.parametrize(("query", "ref"), [("excerpt", "original"), ("original", "excerpt"), ("swapped", "original"),
+                                            ("x1.5", "original"), ("x0.75", "original"), ("embedded", "original")])
+def test_copies_pass_the_motion_gate(clips: dict[str, tuple[np.ndarray, np.ndarray]], query: str, ref: str) -> None:
+    """A copy changes over time as its original does: the motion gate, even at the strictest
+    setting ``dupwatch bench gates`` tries (agreement 0.2), never takes it for another moment, in
+    either direction, cut, re-ordered, sped up or embedded."""
+    from dupwatch.config import DetectionConfig
+    from detect.levels import LevelThresholds, decide_level
+
+    gate = LevelThresholds(copy=0.5, incident=0.3, min_motion_agreement=0.2,
+                           motion_gate_magnitude=DetectionConfig().motion_gate_magnitude)
+    a = _assess(clips, query, ref)
+    agreement, magnitude, _ = a.motion
+    assert agreement > 0.2 and magnitude > gate.motion_gate_magnitude, a.motion
+    evidence = a.level_evidence()
+    assert evidence.motion_agreement == pytest.approx(agreement) and evidence.motion_magnitude == pytest.approx(magnitude)
+    assert decide_level(0.9, replace(evidence, aligned_length_s=10.0), gate, copy_score=0.99) == "copy"

@@ -181,6 +181,13 @@ def test_cli_train_copy_head(tmp_path: Path, tiny_bench: Path) -> None:
     assert loaded.entry("copy_head").config["l2"] == 0.5
     head = CopyHead.load(bundle / "copy_head.json")
     assert head.info["l2"] == 0.5 and head.info["benchmarks"] == [tiny_bench.name]
+    # a head on some features only (an ablation); the pair table is cached, so this refit is quick
+    res = CliRunner().invoke(train_app, ["copy-head", "--bundle", str(bundle), "--bench", str(tiny_bench), "--l2", "0.5",
+                                         "--features", "fine_score,motion_agreement"])
+    assert res.exit_code == 0, res.output
+    assert CopyHead.load(bundle / "copy_head.json").features == ("fine_score", "motion_agreement")
+    res = CliRunner().invoke(train_app, ["copy-head", "--bundle", str(bundle), "--bench", str(tiny_bench), "--features", "fine_score,nope"])
+    assert res.exit_code == 2 and "unknown --features ['nope']" in res.output
 
 
 def test_train_copy_head_restores_a_missing_head(tmp_path: Path, tiny_bench: Path) -> None:

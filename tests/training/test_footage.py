@@ -167,6 +167,7 @@ def test_the_shipped_table_uses_no_reserved_package_and_splits_by_source() -> No
 
 
 def test_source_groups_and_leave_one_source_out() -> None:
+    from detect.copy_head import FEATURES
     from training.copy_head import PairTable, select_l2_by_source, source_group
 
     assert source_group("rcheck_fg_pose2sim__Content_Blender__copy3") == "pose2sim"
@@ -179,7 +180,7 @@ def test_source_groups_and_leave_one_source_out() -> None:
             copy = k % 2 == 0
             pairs.append(("b0", f"fg_{src}__f__copy{k}", f"fg_{src}__f__ref"))
             labels.append("copy" if copy else "incident")
-            feats.append([1.0 + rng.normal(0, 0.3) if copy else rng.normal(0, 0.3), *rng.normal(size=16)])
+            feats.append([1.0 + rng.normal(0, 0.3) if copy else rng.normal(0, 0.3), *rng.normal(size=len(FEATURES) - 1)])
     table = PairTable(np.asarray(feats), np.asarray(labels), pairs)
     l2, scores, groups = select_l2_by_source(table)
     assert groups == ["a", "b", "c"] and len(scores) > 0 and min(scores.values()) > 0.8

@@ -56,6 +56,33 @@ def test_promotion_only_when_every_target_is_met(tmp_path: Path) -> None:
     assert promote(cand, tmp_path / "good.json", out)[0] and (out / "manifest.json").read_text() == "new"
 
 
+def _renamed(check: dict, name: str) -> dict:  # type: ignore[type-arg]
+    return {"methods": {name: check["methods"]["ours:bundle"], "chamfer": check["methods"]["chamfer"]}}
+
+
+def test_promotion_over_a_baseline_needs_no_headline_number_worse(tmp_path: Path) -> None:
+    cand, out = tmp_path / "bundle", tmp_path / "default"
+    cand.mkdir(), out.mkdir()
+    (cand / "manifest.json").write_text("new")
+    (out / "manifest.json").write_text("old")
+    (tmp_path / "base.json").write_text(json.dumps(_renamed(_check(0.90, 0.47, 0.83, 0.78), "ours:default")))
+    # lower recall than the bundle it would replace: refused, and the line says why
+    (tmp_path / "worse.json").write_text(json.dumps(_check(0.92, 0.45, 0.88, 0.78)))
+    ok, lines = promote(cand, tmp_path / "worse.json", out, baseline_json=tmp_path / "base.json")
+    assert not ok and (out / "manifest.json").read_text() == "old"
+    assert any(line.startswith("MISS copy recall at the threshold: 0.450 (replaced bundle 0.470)") for line in lines)
+    # without a baseline the targets alone decide
+    assert not promote(cand, tmp_path / "worse.json", out)[0]
+    # equal on everything: no reason to replace
+    (tmp_path / "same.json").write_text(json.dumps(_check(0.90, 0.47, 0.83, 0.78)))
+    assert not promote(cand, tmp_path / "same.json", out, baseline_json=tmp_path / "base.json")[0]
+    # no worse anywhere and better somewhere: promoted, the missed targets still listed
+    (tmp_path / "better.json").write_text(json.dumps(_check(0.91, 0.47, 0.88, 0.78)))
+    ok, lines = promote(cand, tmp_path / "better.json", out, baseline_json=tmp_path / "base.json")
+    assert ok and (out / "manifest.json").read_text() == "new"
+    assert any(line.startswith("MISS copy precision at the threshold: 0.910 (target") for line in lines)
+
+
 def test_pair_tables_are_cached_per_bundle_features_and_truth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import numpy as np
 
