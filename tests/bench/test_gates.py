@@ -56,3 +56,12 @@ def test_select_must_name_given_benchmarks(tmp_path, select) -> None:  # type: i
 
     with pytest.raises(ValueError):
         run_gates([], tmp_path, select)
+
+
+def test_cli_refuses_a_selection_it_was_not_given(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from bench.cli import bench_app
+
+    res = CliRunner().invoke(bench_app, ["gates", "--bench", str(tmp_path / "calibrate"), "--select", "train_seed1"])
+    assert res.exit_code == 2 and "--select must name benchmarks given with --bench" in res.output

@@ -267,3 +267,24 @@ def test_evaluate_fine_similarity_compares_like_with_like(tiny_bench: Path) -> N
         assert set(res[m]) == {"mAP", "uAP", "mAP_no_incidents", "uAP_no_incidents"}
         assert all(0.0 <= v <= 1.0 for v in res[m].values()), (m, res[m])
     assert res["benchmark"]["pairs"] > 0 and res["benchmark"]["copy_pairs"] > 0
+
+
+def test_bench_gates_replays_the_eval_decisions(tiny_bench: Path) -> None:
+    """``dupwatch bench gates`` on a real (tiny) benchmark: its "off" row is the eval's own copy
+    decisions (the default bundle decides with the gate off), and stricter gates only remove alerts."""
+    from bench.gates import GateSetting, run_gates
+    from evaluation.truth import read_truth_csv
+    from scoring.methods import FeatureCache, FrameCache, OursMethod, run_method
+
+    data = run_gates([tiny_bench], DEFAULT, [tiny_bench.name], progress=False)
+    table = data["table"]
+    meta = json.loads((tiny_bench / "benchmark.json").read_text())
+    videos = {d["video"]: tiny_bench / "videos" / f"{d['video']}.mp4" for d in meta["derivations"]}
+    run = run_method(OursMethod(DEFAULT, FrameCache(), FeatureCache(), device="cpu"), videos,
+                     [d["video"] for d in meta["derivations"] if d["is_query"]])
+    truth = read_truth_csv(tiny_bench / "truth.csv")
+    copies = [pair for pair, level in run.levels.items() if level == "copy"]
+    off = table[GateSetting(None, 0.0)][tiny_bench.name]
+    assert off["alerts"] == len(copies) and off["true"] == sum(truth.level_of(*p) == "copy" for p in copies)
+    assert all(row[tiny_bench.name]["alerts"] <= off["alerts"] for row in table.values())
+    assert data["chosen"] in table
