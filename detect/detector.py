@@ -280,7 +280,7 @@ class Detector:
         self.index = index
         self.config = config
         calibration = models.bundle.manifest.calibration or {}
-        self.thresholds = thresholds or _thresholds_from(models.bundle.thresholds(), config)
+        self.thresholds = thresholds or LevelThresholds.from_fitted(models.bundle.thresholds(), config)
         self.normalizer = normalizer if normalizer is not None else _normalizer_from(calibration, config)
         self.alignment = alignment or AlignmentParams()
         self.copy_head = copy_head_for(models.bundle)
@@ -520,14 +520,6 @@ def _sampling_step(timestamps: np.ndarray) -> float:
     steps = np.diff(np.asarray(timestamps, np.float64))
     step = float(np.median(steps)) if len(steps) else 1.0
     return step if step > 0 else 1.0
-
-
-def _thresholds_from(fitted: dict[str, float], config: DetectionConfig) -> LevelThresholds:
-    copy = config.thresholds.copy_level if config.thresholds.copy_level is not None else fitted.get("copy")
-    incident = config.thresholds.incident if config.thresholds.incident is not None else fitted.get("incident")
-    return LevelThresholds(copy=copy, incident=incident, min_aligned_s=config.min_segment_s,
-                           max_degenerate=config.max_degenerate, min_motion_agreement=config.min_motion_agreement,
-                           motion_gate_magnitude=config.motion_gate_magnitude)
 
 
 def _normalizer_from(calibration: dict[str, Any], config: DetectionConfig) -> SimilarityNormalizer | None:

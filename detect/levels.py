@@ -22,6 +22,7 @@ A level whose threshold is ``None`` never fires.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -88,9 +89,14 @@ class LevelThresholds:
 
     @classmethod
     def resolve(cls, calibration: Any | None, detection: Any | None = None, **extra: Any) -> "LevelThresholds":
-        """Configured thresholds (``DetectionConfig.thresholds``) override the bundle's calibration;
-        ``min_aligned_s`` comes from ``DetectionConfig.min_segment_s``."""
-        fitted = dict(calibration.thresholds) if calibration is not None else {}
+        """:meth:`from_fitted` with the thresholds of a bundle calibration (``Calibration``), or none."""
+        return cls.from_fitted(dict(calibration.thresholds) if calibration is not None else {}, detection, **extra)
+
+    @classmethod
+    def from_fitted(cls, fitted: Mapping[str, float], detection: Any | None = None, **extra: Any) -> "LevelThresholds":
+        """Configured thresholds (``DetectionConfig.thresholds``) override the fitted ones (the
+        bundle's calibration, ``{level: threshold}``); ``min_aligned_s`` and the gates come from
+        the ``DetectionConfig``."""
         copy, incident = fitted.get("copy"), fitted.get("incident")
         kwargs: dict[str, Any] = {}
         if detection is not None:
