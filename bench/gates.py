@@ -41,7 +41,7 @@ class PairEvidence:
     """What the level decision reads about one scored pair, and its truth."""
 
     fine: float
-    copy_score: float
+    copy_score: float | None
     evidence: AlignmentEvidence
     level: str
     """Truth: ``copy``, ``incident`` or ``unrelated``."""
@@ -64,10 +64,7 @@ def collect_evidence(bench: Path, bundle: Path, *, progress: bool = True) -> tup
     kinds = truth.kinds()
     pairs = []
     for (q, r), e in method.pair_evidence.items():
-        evidence = AlignmentEvidence(aligned_length_s=e["longest_s"], query_coverage=e["coverage"], reference_coverage=e["coverage"],
-                                     fine_score=e["fine"], degenerate_fraction=e["degenerate_fraction"],
-                                     motion_agreement=e["motion_agreement"], motion_magnitude=e["motion_magnitude"])
-        pairs.append(PairEvidence(e["fine"], e["copy_score"], evidence, truth.level_of(q, r), kinds.get((q, r), "")))
+        pairs.append(PairEvidence(e.fine, e.copy_score, e.evidence, truth.level_of(q, r), kinds.get((q, r), "")))
     return pairs, dict(method.thresholds)
 
 
@@ -76,7 +73,7 @@ def _alerts(pairs: Sequence[PairEvidence], thresholds: LevelThresholds) -> dict[
     copies = [p for p, level in decided if level == "copy"]
     hits = sum(p.level == "copy" for p in copies)
     positives = sum(p.level == "copy" for p in pairs)
-    return {"alerts": len(copies), "true": hits, "precision": hits / len(copies) if copies else 0.0,
+    return {"alerts": len(copies), "true": hits, "positives": positives, "precision": hits / len(copies) if copies else 0.0,
             "recall": hits / positives if positives else 0.0,
             "another_moment": sum(p.kind == "another_moment" for p in copies)}
 
@@ -99,7 +96,7 @@ def sweep(sets: dict[str, tuple[list[PairEvidence], dict[str, float]]], max_dege
 def _pooled(row: dict[str, dict[str, float]], names: Sequence[str]) -> tuple[float, float]:
     alerts = sum(row[n]["alerts"] for n in names)
     true = sum(row[n]["true"] for n in names)
-    positives = sum(row[n]["true"] / row[n]["recall"] if row[n]["recall"] else 0.0 for n in names)
+    positives = sum(row[n]["positives"] for n in names)
     return (true / alerts if alerts else 0.0), (true / positives if positives else 0.0)
 
 

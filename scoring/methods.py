@@ -139,6 +139,15 @@ class PairResult(NamedTuple):
     copy_score: float | None = None
 
 
+class DecisionInput(NamedTuple):
+    """What the worker's level decision (:func:`detect.levels.decide_level`) read for one pair."""
+
+    fine: float
+    copy_score: float | None
+    evidence: Any
+    """The pair's :class:`detect.levels.AlignmentEvidence`."""
+
+
 # --------------------------------------------------------------------------------------------
 # inputs
 
@@ -351,8 +360,8 @@ class OursMethod(Method):
         self._levels: dict[tuple[str, str], str] = {}
         self.max_degenerate = DEFAULT_MAX_DEGENERATE if max_degenerate == "default" else max_degenerate
         self.min_motion_agreement = DEFAULT_MIN_MOTION_AGREEMENT if min_motion_agreement == "default" else min_motion_agreement
-        self.pair_evidence: dict[tuple[str, str], dict[str, float]] = {}
-        """Per scored pair: fine, copy score, degenerate share, longest segment, coverage (for tuning the gates)."""
+        self.pair_evidence: dict[tuple[str, str], DecisionInput] = {}
+        """Per scored pair: what the level decision read (``dupwatch bench gates`` replays it)."""
         from detect.copy_head import copy_head_for, copy_threshold_fits_head
 
         # use_copy_head=False: the fine stage alone (the copy-head trainer featurizes pairs this way)
@@ -411,11 +420,7 @@ class OursMethod(Method):
         a = assess_views(self.models, self.views(query), self.views(reference), self._times[query], self._times[reference],
                          AlignmentParams(), self.copy_head)
         evidence = a.level_evidence()  # the worker's segments cover whole sampling intervals too
-        self.pair_evidence[(query, reference)] = {
-            "fine": a.fine, "copy_score": a.copy_score if a.copy_score is not None else float("nan"),
-            "degenerate_fraction": evidence.degenerate_fraction, "longest_s": evidence.aligned_length_s,
-            "coverage": max(evidence.query_coverage, evidence.reference_coverage),
-            "motion_agreement": a.motion[0], "motion_magnitude": a.motion[1]}
+        self.pair_evidence[(query, reference)] = DecisionInput(a.fine, a.copy_score, evidence)
         if self._level_thresholds is not None:
             self._levels[(query, reference)] = decide_level(a.fine, evidence, self._level_thresholds, a.copy_score)
         if a.copy_score is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.gates import GateSetting, PairEvidence, choose, format_table, sweep
+from bench.gates import GateSetting, PairEvidence, _pooled, choose, format_table, sweep
 from detect.levels import AlignmentEvidence
 
 
@@ -31,7 +31,7 @@ def _sets() -> dict[str, tuple[list[PairEvidence], dict[str, float]]]:
 def test_sweep_replays_the_worker_rule_per_setting() -> None:
     table = sweep(_sets(), max_degenerate=0.9, agreements=(None, 0.05, 0.15), magnitudes=(0.0, 0.3))
     off = table[GateSetting(None, 0.0)]
-    assert off["train"] == {"alerts": 14, "true": 10, "precision": 10 / 14, "recall": 1.0, "another_moment": 4}
+    assert off["train"] == {"alerts": 14, "true": 10, "positives": 10, "precision": 10 / 14, "recall": 1.0, "another_moment": 4}
     gated = table[GateSetting(0.05, 0.3)]["train"]
     assert gated["alerts"] == 10 and gated["true"] == 9 and gated["another_moment"] == 1  # 0.12 passes, 0.02 copy lost
     # the static other moment is gated only when the magnitude bound lets it
@@ -48,6 +48,16 @@ def test_choice_keeps_recall_within_the_allowed_loss() -> None:
     assert chosen.min_motion_agreement == 0.15  # the 0.12 other moment goes too: precision 1.0
     text = format_table(table, ["train"], chosen)
     assert "train (chooses)" in text and "**(chosen)**" in text and text.count("\n") == len(table) + 1
+
+
+def test_pooled_recall_counts_the_copies_of_a_set_with_no_hit() -> None:
+    """A selecting set whose copies are all missed still counts its copies in the pooled recall."""
+    sets = _sets()
+    sets["missed"] = ([_pair("copy", 0.4, copy_score=0.1) for _ in range(10)], THRESHOLDS)
+    table = sweep(sets, max_degenerate=0.9, agreements=(None,), magnitudes=(0.0,))
+    row = table[GateSetting(None, 0.0)]
+    assert row["missed"]["true"] == 0 and row["missed"]["positives"] == 10
+    assert _pooled(row, ["train", "missed"]) == (10 / 14, 10 / 20)
 
 
 @pytest.mark.parametrize("select", [[], ["nope"]])
