@@ -74,6 +74,10 @@ class KafkaConfig(_Frozen):
     (at start or after losing it) stays up, reports not-ready and tries again after
     ``connect_retry_s``, logging one line per attempt."""
     connect_retry_s: float = Field(5.0, gt=0.0, le=300.0)
+    stuck_call_s: float = Field(10.0, gt=0.0, le=300.0)
+    """A blocking client call (poll, commit) still waiting this long past its own timeout is
+    released with ``KafkaTimeoutError`` and handled like any Kafka error (:mod:`ingest.kafka_guard`).
+    Never more than half of ``session_timeout_ms``, so the member is not evicted meanwhile."""
 
     @field_validator("bootstrap_servers", mode="before")
     @classmethod

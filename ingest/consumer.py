@@ -55,6 +55,7 @@ from typing import Any
 from dupwatch.config import KafkaConfig, LimitsConfig
 from dupwatch.errors import TransientError
 from ingest.health import HealthState
+from ingest.kafka_guard import StuckCallGuard
 from ingest.metrics import WorkerMetrics
 from ingest.pipeline import Job, Pipeline, StepContext, fault_point
 
@@ -68,6 +69,8 @@ polling thread between polls, so a long poll would delay them."""
 REJECTED_POLL_MS = 5
 """How long one poll of the paused consumer waits while it takes no new record (the chain
 rejects uploads, or ``limits.max_in_flight_videos`` are in flight)."""
+KAFKA_REQUEST_TIMEOUT_MS = 30_000
+"""kafka-python's ``request_timeout_ms`` (its default, which the worker keeps): what a commit may take."""
 LAG_INTERVAL_S = 5.0
 
 
@@ -257,7 +260,7 @@ class _PauseWhileBlocked:
             owner._waiting = True  # partitions assigned meanwhile start paused
             consumer.pause(*owner._assigned)
             self.polls += 1
-            got = consumer.poll(timeout_ms=owner._poll_timeout_ms(REJECTED_POLL_MS))
+            got = owner._poll(owner._poll_timeout_ms(REJECTED_POLL_MS))
             for tp, records in got.items():  # assigned during this poll, before it was paused
                 if records:
                     owner._rewind(tp, min(r.offset for r in records))
@@ -313,6 +316,10 @@ class UploadConsumer:
         self._outage_checks: set[str] = set()
         self._backpressure = _PauseWhileBlocked(self)
         """Paused while the loop takes no record: the chain rejects, or it is full."""
+        self._guard = StuckCallGuard(
+            lambda: self._consumer, min(kafka.stuck_call_s, kafka.session_timeout_ms / 2000.0), on_release=self._released
+        )
+        """Releases a blocking client call whose IO task never runs (:mod:`ingest.kafka_guard`)."""
 
     # -- lifecycle --------------------------------------------------------------------------
     def stop(self) -> None:
@@ -384,6 +391,7 @@ class UploadConsumer:
             log.info("Kafka reachable at %s after %d failed attempt(s)", ",".join(self.kafka.bootstrap_servers), attempt)
         self.health.set("kafka", True)
         self.metrics.dependency_up.labels(dependency="kafka").set(1)
+        self._guard.start()
         ctx = StepContext(
             sleep=self._wait,
             should_abort=self._should_abort,
@@ -401,6 +409,7 @@ class UploadConsumer:
             self.pipeline.close(finish=False)  # nothing more runs on a consumer going away
             raise
         finally:
+            self._guard.stop()
             self._close()
 
     def _run_once(self, ctx: StepContext) -> None:
@@ -417,7 +426,7 @@ class UploadConsumer:
             self._backpressure.accepted()
             timeout = self._poll_timeout_ms(IN_FLIGHT_POLL_MS if self.pipeline.in_flight else POLL_TIMEOUT_MS)
             try:
-                batch = self._consumer.poll(timeout_ms=timeout, max_records=room)
+                batch = self._poll(timeout, max_records=room)
                 self._set_kafka(True)
             except KafkaError as exc:
                 log.warning("poll failed: %s", exc)
@@ -438,6 +447,14 @@ class UploadConsumer:
         if self.commit_policy.should_commit():
             self._commit()
         self._update_lag()
+
+    def _poll(self, timeout_ms: int, **kwargs: Any) -> Any:
+        """``consumer.poll`` watched by the stuck-call guard (polling thread)."""
+        with self._guard.watch("poll", timeout_ms):
+            return self._consumer.poll(timeout_ms=timeout_ms, **kwargs)
+
+    def _released(self, what: str, waited_s: float) -> None:
+        self.metrics.kafka_calls_released.labels(call=what).inc()
 
     def _poll_timeout_ms(self, short_ms: int) -> int:
         """``short_ms``, or ``POLL_TIMEOUT_MS`` while a rebalance is in progress (revoked, not
@@ -514,7 +531,7 @@ class UploadConsumer:
                 if left <= 0 and not self._rebalancing:
                     break
                 # a rebalance in progress is waited out inside poll (see _poll_timeout_ms)
-                got = self._consumer.poll(timeout_ms=self._poll_timeout_ms(int(min(max(left, 0.0), 1.0) * 1000) + 1))
+                got = self._poll(self._poll_timeout_ms(int(min(max(left, 0.0), 1.0) * 1000) + 1))
                 for tp, records in got.items():  # newly assigned partitions were not paused yet
                     if records:
                         self._rewind(tp, min(r.offset for r in records))
@@ -625,7 +642,8 @@ class UploadConsumer:
             return
         fault_point("pre_commit")
         try:
-            self._consumer.commit(self._payload(offsets))
+            with self._guard.watch("commit", KAFKA_REQUEST_TIMEOUT_MS):
+                self._consumer.commit(self._payload(offsets))
         except CommitFailedError as exc:
             log.warning("commit failed after a rebalance (records will be re-processed): %s", exc)
             return
@@ -656,7 +674,8 @@ class UploadConsumer:
         for tp in list(self._assigned):
             try:
                 high = self._consumer.highwater(tp)
-                pos = self._consumer.position(tp, timeout_ms=1000) if high is not None else None
+                with self._guard.watch("position", 1000):
+                    pos = self._consumer.position(tp, timeout_ms=1000) if high is not None else None
             except Exception:  # noqa: BLE001 - lag is best effort
                 continue
             if high is not None and pos is not None:

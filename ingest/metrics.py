@@ -42,6 +42,7 @@ METRIC_DOCS: dict[str, str] = {
     "dupwatch_alerts_sent_total": "Alerts handed to the alert sink, by level.",
     "dupwatch_replays_skipped_total": "Events whose exact upload was already indexed (replays after a crash or rebalance).",
     "dupwatch_commits_total": "Offset commits that succeeded.",
+    "dupwatch_kafka_calls_released_total": "Blocking Kafka client calls released by the stuck-call guard, by call.",
     "dupwatch_decode_seconds": "Fetch + decode time of one upload.",
     "dupwatch_inference_seconds": "Embedding time of one batch of uploads.",
     "dupwatch_detect_seconds": "Detection time of one upload: candidate search + re-ranking + decision.",
@@ -84,6 +85,9 @@ class WorkerMetrics:
         self.alerts_sent = Counter("dupwatch_alerts_sent", d["dupwatch_alerts_sent_total"], ["level"], registry=r)
         self.replays_skipped = Counter("dupwatch_replays_skipped", d["dupwatch_replays_skipped_total"], registry=r)
         self.commits = Counter("dupwatch_commits", d["dupwatch_commits_total"], registry=r)
+        self.kafka_calls_released = Counter(
+            "dupwatch_kafka_calls_released", d["dupwatch_kafka_calls_released_total"], ["call"], registry=r
+        )
         self.decode_seconds = Histogram("dupwatch_decode_seconds", d["dupwatch_decode_seconds"], buckets=_SECONDS, registry=r)
         self.inference_seconds = Histogram(
             "dupwatch_inference_seconds", d["dupwatch_inference_seconds"], buckets=_SECONDS, registry=r
