@@ -268,40 +268,41 @@ def run_pipeline_bench(events: int = 24, *, embedder: str = "default", videos: l
     base = Settings()
     limits = base.limits.model_copy(update={k: v for k, v in (("max_in_flight_videos", max_in_flight),
                                                                ("decode_threads", decode_threads)) if v is not None})
-    workdir = Path(tempfile.mkdtemp(prefix="dupwatch-pipeline-"))
-    settings = base.model_copy(update={
-        "model": ModelConfig(bundle=bundle),
-        "sources": SourceConfig(local_roots=sorted({p.parent for p in videos})),
-        "milvus": MilvusConfig(uri=str(workdir / "unused.db")),
-        "limits": limits,
-    })
-    inner = build_embedder_checked(settings, DEFAULT_EMBEDDER)
-    payloads = _events(videos, events)
-    passes: list[dict[str, ModeResult]] = []
-    for r in range(repeat):
-        order = ("serial", "pipelined") if r % 2 == 0 else ("pipelined", "serial")
-        passes.append({mode: run_mode(mode, settings, inner, payloads, workdir, tag=f"-{r}") for mode in order})
-    ratios = [p["pipelined"].videos_per_hour / max(p["serial"].videos_per_hour, 1e-9) for p in passes]
-    median = statistics.median_low(ratios)
-    results = passes[ratios.index(median)]
-    serial, pipelined = results["serial"], results["pipelined"]
-    report: dict[str, Any] = {
-        "events": events,
-        "videos": [p.name for p in videos],
-        "embedder": embedder,
-        "settings": {"max_in_flight_videos": limits.max_in_flight_videos, "decode_threads": limits.decode_threads,
-                     "embed_max_wait_s": limits.embed_max_wait_s, "batch_frames": limits.batch_frames,
-                     "features_threads": settings.model.features_threads},
-    }
-    for mode in ("serial", "pipelined"):
-        report[mode] = {k: v for k, v in results[mode].__dict__.items() if k not in ("alert_keys", "mode")}
-    report["runs"] = [{"serial_wall_s": p["serial"].wall_s, "pipelined_wall_s": p["pipelined"].wall_s,
-                       "first": "serial" if i % 2 == 0 else "pipelined", "ratio": round(x, 2)}
-                      for i, (p, x) in enumerate(zip(passes, ratios))]
-    report["ratio_videos_per_hour"] = round(median, 2)
-    report["ratio_min"], report["ratio_max"] = round(min(ratios), 2), round(max(ratios), 2)
-    every = [res for p in passes for res in p.values()]
-    report["identical_alerts"] = all(res.alert_keys == serial.alert_keys for res in every)
-    report["lost"] = sum(res.lost for res in every)
-    report["duplicates"] = sum(res.duplicates for res in every)
+    with tempfile.TemporaryDirectory(prefix="dupwatch-pipeline-") as tmp:
+        workdir = Path(tmp)
+        settings = base.model_copy(update={
+            "model": ModelConfig(bundle=bundle),
+            "sources": SourceConfig(local_roots=sorted({p.parent for p in videos})),
+            "milvus": MilvusConfig(uri=str(workdir / "unused.db")),
+            "limits": limits,
+        })
+        inner = build_embedder_checked(settings, DEFAULT_EMBEDDER)
+        payloads = _events(videos, events)
+        passes: list[dict[str, ModeResult]] = []
+        for r in range(repeat):
+            order = ("serial", "pipelined") if r % 2 == 0 else ("pipelined", "serial")
+            passes.append({mode: run_mode(mode, settings, inner, payloads, workdir, tag=f"-{r}") for mode in order})
+        ratios = [p["pipelined"].videos_per_hour / max(p["serial"].videos_per_hour, 1e-9) for p in passes]
+        median = statistics.median_low(ratios)
+        results = passes[ratios.index(median)]
+        serial, pipelined = results["serial"], results["pipelined"]
+        report: dict[str, Any] = {
+            "events": events,
+            "videos": [p.name for p in videos],
+            "embedder": embedder,
+            "settings": {"max_in_flight_videos": limits.max_in_flight_videos, "decode_threads": limits.decode_threads,
+                         "embed_max_wait_s": limits.embed_max_wait_s, "batch_frames": limits.batch_frames,
+                         "features_threads": settings.model.features_threads},
+        }
+        for mode in ("serial", "pipelined"):
+            report[mode] = {k: v for k, v in results[mode].__dict__.items() if k not in ("alert_keys", "mode")}
+        report["runs"] = [{"serial_wall_s": p["serial"].wall_s, "pipelined_wall_s": p["pipelined"].wall_s,
+                           "first": "serial" if i % 2 == 0 else "pipelined", "ratio": round(x, 2)}
+                          for i, (p, x) in enumerate(zip(passes, ratios))]
+        report["ratio_videos_per_hour"] = round(median, 2)
+        report["ratio_min"], report["ratio_max"] = round(min(ratios), 2), round(max(ratios), 2)
+        every = [res for p in passes for res in p.values()]
+        report["identical_alerts"] = all(res.alert_keys == serial.alert_keys for res in every)
+        report["lost"] = sum(res.lost for res in every)
+        report["duplicates"] = sum(res.duplicates for res in every)
     return report

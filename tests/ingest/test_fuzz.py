@@ -120,7 +120,8 @@ def test_vet_url_never_returns_a_private_target(url: str) -> None:
     raise AssertionError(f"{url!r} passed as {target}")
 
 
-ROOT = Path(tempfile.mkdtemp(prefix="dupwatch-fuzz-root-"))
+_ROOT_DIR = tempfile.TemporaryDirectory(prefix="dupwatch-fuzz-root-")  # removed at interpreter exit
+ROOT = Path(_ROOT_DIR.name)
 (ROOT / "ok").mkdir(exist_ok=True)
 (ROOT / "ok" / "v.mp4").write_bytes(b"v")
 segments = st.lists(st.sampled_from(["..", ".", "ok", "v.mp4", "", "%2e%2e", "etc", "passwd", "\x00", "~"]), max_size=6)
