@@ -39,6 +39,9 @@ ENV_PREFIX = "DUPWATCH_"
 CONFIG_ENV = "DUPWATCH_CONFIG"
 DEFAULT_MAX_DEGENERATE = 0.9
 """Default degenerate-alignment gate (``detection.max_degenerate``), chosen on training benchmarks (README, Segments)."""
+DEFAULT_FLAT_LUMA_STD = 0.45
+"""Frames flatter than this (luma standard deviation, 64×64, 0..255) carry no evidence
+(:mod:`inference.flat_frames`; chosen on the real training benchmarks, README *Real footage*)."""
 DEFAULT_MIN_MOTION_AGREEMENT: float | None = None
 DEFAULT_MOTION_GATE_MAGNITUDE = 0.1
 """The motion gate (``detection.min_motion_agreement`` when both videos move at least
@@ -162,6 +165,10 @@ class DecodeConfig(_Frozen):
     inset_views: bool = True
     """Look for a picture-in-picture inset (persistent rectangle, ``ingest/inset.py``) on the first
     sampled frames and, when found, also return it as a second view that is indexed and searched."""
+    flat_luma_std: float = Field(DEFAULT_FLAT_LUMA_STD, ge=0.0, le=255.0)
+    """Frames whose luma is flatter than this (standard deviation of the 64×64 box-downscaled luma,
+    0..255) carry no evidence: their region vectors are zeroed, so a blank screen matches nothing
+    (:mod:`inference.flat_frames`). 0 switches the rule off."""
     crop_borders: bool = True
     """Detect letterbox/pillarbox bars and padded fill on the first sampled frames (``ingest/borders.py``)
     and take the main view from the content inside them (the crop is in ``DecodedVideo.borders``)."""

@@ -28,8 +28,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dupwatch.config import DEFAULT_FLAT_LUMA_STD
 from dupwatch.records import DecodedVideo, FrameChunk, VideoRepresentation, inset_id
 from inference.bundle import Bundle, BundleError, load_bundle
+from inference.flat_frames import blank_flat_frames
 from inference.served import BundleEmbedder, ClipAccumulator, IndexedVideo, clip_spans, PairScore, PairScorer, represent_stream, with_borders
 
 if TYPE_CHECKING:
@@ -108,6 +110,8 @@ class VideoModels:
         self.bundle = bundle
         self.device = _pick_device(device)
         self.batch_frames = batch_frames
+        self.flat_luma_std = DEFAULT_FLAT_LUMA_STD
+        """Frames flatter than this get zero region vectors (:mod:`inference.flat_frames`)."""
         self.methods: dict[str, str] = {}
         self.engine_description = "torch"
         """How the feature extractor runs and why (long: logged once at start-up, never put in alerts)."""
@@ -178,12 +182,14 @@ class VideoModels:
         if frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"frames must be [T, H, W, 3] uint8, got {frames.shape}")
         if self._feature_fn is not None:
-            return np.asarray(self._feature_fn(frames), dtype=np.float32)
-        out = []
-        for start in range(0, len(frames), self.batch_frames):
-            batch = torch.from_numpy(np.ascontiguousarray(frames[start : start + self.batch_frames])).to(self.device)
-            out.append(self.extractor(batch).float().cpu())
-        return torch.cat(out).numpy()
+            regions = np.asarray(self._feature_fn(frames), dtype=np.float32)
+        else:
+            out = []
+            for start in range(0, len(frames), self.batch_frames):
+                batch = torch.from_numpy(np.ascontiguousarray(frames[start : start + self.batch_frames])).to(self.device)
+                out.append(self.extractor(batch).float().cpu())
+            regions = torch.cat(out).numpy()
+        return blank_flat_frames(frames, regions, self.flat_luma_std)
 
     @torch.inference_mode()
     def represent_regions(self, video_id: str, regions: np.ndarray, timestamps: np.ndarray, *, tenant: str = "default",

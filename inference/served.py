@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dupwatch.config import DEFAULT_FLAT_LUMA_STD
 from dupwatch.records import DecodedVideo, FrameChunk, VideoRepresentation, inset_id
+from inference.flat_frames import blank_flat_frames
 
 if TYPE_CHECKING:
     from dupwatch.config import Settings
@@ -247,6 +249,8 @@ class EngineModels:
         self.bundle = bundle
         self.engine = engine
         self.batch_frames = max(1, min(int(batch_frames), 256))  # the features export allows N <= 256
+        self.flat_luma_std = DEFAULT_FLAT_LUMA_STD
+        """Frames flatter than this get zero region vectors (:mod:`inference.flat_frames`)."""
         spec = bundle.manifest.backbone
         self.methods: dict[str, str] = {"features": f"{spec.name}+pca" if bundle.has("pca") else spec.name}
         self.has_coarse = bundle.has("coarse")
@@ -318,6 +322,7 @@ class EngineModels:
                 return
             batch = np.concatenate([p for _, p in pending]) if len(pending) > 1 else pending[0][1]
             regions = self.engine.run("features", {"frames": np.ascontiguousarray(batch)})["regions"]
+            regions = blank_flat_frames(batch, regions, self.flat_luma_std)
             start = 0
             for view, part in pending:
                 out[view].append(regions[start : start + len(part)])
@@ -571,6 +576,7 @@ def load_models(settings: Settings) -> Any:
         missing = [g for gs in served_graphs(bundle).values() for g in gs if g not in engine.graphs()]
         if not missing:
             models = EngineModels(bundle, engine, batch_frames=m.features_batch, pair_batch=m.pair_batch)
+            models.flat_luma_std = settings.decode.flat_luma_std
             _log_serving(models)
             return models
         log.warning("bundle %s lacks exported graphs %s: serving it with PyTorch (run `dupwatch export %s`)",
@@ -585,6 +591,7 @@ def load_models(settings: Settings) -> Any:
     models = VideoModels(bundle, device=m.device, batch_frames=m.features_batch, feature_fn=feature_fn,
                          heads_threads=m.heads_threads)
     models.engine_description = description
+    models.flat_luma_std = settings.decode.flat_luma_std
     _log_serving(models)
     return models
 

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from scoring.methods import FeatureCache, FrameCache, Method, PairResult, feature_key, frame_intervals
+from inference.flat_frames import blank_flat_frames
+from scoring.methods import FeatureCache, FrameCache, Method, PairResult, feature_key, flat_setting, frame_intervals
 
 BACKBONE = "efficientnet_lite0_regions"
 TN_PARAMS = {"min_sim": 0.35, "min_length": 2, "max_step": 3, "top_k": 5, "max_paths": 5}
@@ -51,13 +52,13 @@ class ChamferMethod(Method):
     name = "chamfer"
 
     def __init__(self, frames: FrameCache, features: FeatureCache, *, pca_bundle: Any | None = None, device: str = "auto",
-                 fps: float | None = None) -> None:
+                 fps: float | None = None, flat_luma_std: float | None = None) -> None:
         from dupwatch.config import DecodeConfig
 
         self.frames, self.features = frames, features
         self.pca_bundle = pca_bundle
         self.device = device
-        self.decode_config = DecodeConfig() if fps is None else DecodeConfig(fps=fps)
+        self.decode_config = DecodeConfig(**({} if fps is None else {"fps": fps}), **flat_setting(flat_luma_std))
         self.feature_key = feature_key(BACKBONE, pca_bundle, self.decode_config)
         self._extractor: Any = None
         self._regions: dict[str, np.ndarray] = {}
@@ -83,7 +84,7 @@ class ChamferMethod(Method):
             for start in range(0, len(frames), 32):
                 batch = torch.from_numpy(np.ascontiguousarray(frames[start : start + 32])).to(dev)
                 out.append(model(batch).float().cpu())
-        return torch.cat(out).numpy()
+        return blank_flat_frames(frames, torch.cat(out).numpy(), self.decode_config.flat_luma_std)
 
     def prepare(self, videos: Mapping[str, Path]) -> None:
         for vid, path in videos.items():

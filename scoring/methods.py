@@ -113,6 +113,7 @@ __all__ = [
     "resolve_videos",
     "frame_intervals",
     "feature_key",
+    "flat_setting",
     "build_methods",
     "run_method",
     "method_metrics",
@@ -339,7 +340,8 @@ class OursMethod(Method):
 
     def __init__(self, bundle_dir: Path | str, frames: FrameCache, features: FeatureCache, *, name: str | None = None,
                  device: str = "auto", fps: float | None = None, use_copy_head: bool = True,
-                 max_degenerate: float | None | str = "default", min_motion_agreement: float | None | str = "default") -> None:
+                 max_degenerate: float | None | str = "default", min_motion_agreement: float | None | str = "default",
+                 flat_luma_std: float | None = None) -> None:
         from dupwatch.config import DEFAULT_MAX_DEGENERATE, DEFAULT_MIN_MOTION_AGREEMENT, DecodeConfig
         from inference.embedder import VideoModels
 
@@ -347,7 +349,9 @@ class OursMethod(Method):
         self.models = VideoModels.from_path(self.bundle_dir, device=device)
         self.name = name or f"ours:{self.bundle_dir.name}"
         spec = self.models.bundle.manifest.backbone
-        self.decode_config = DecodeConfig(fps=fps or spec.fps, short_side=spec.short_side, crop=spec.crop)
+        self.decode_config = DecodeConfig(fps=fps or spec.fps, short_side=spec.short_side, crop=spec.crop,
+                                          **flat_setting(flat_luma_std))
+        self.models.flat_luma_std = self.decode_config.flat_luma_std
         self.feature_key = feature_key(spec.name, self.models.bundle, self.decode_config)
         self.frames, self.features = frames, features
         self._times: dict[str, np.ndarray] = {}
@@ -431,9 +435,14 @@ class OursMethod(Method):
         return dict(self._levels)
 
 
+def flat_setting(flat_luma_std: float | None) -> dict[str, float]:
+    """``DecodeConfig`` keyword for an explicit flat-frame cut (none: the config's default)."""
+    return {} if flat_luma_std is None else {"flat_luma_std": flat_luma_std}
+
+
 def feature_key(backbone: str, bundle: Any | None, config: "DecodeConfig") -> str:
     """Features are shared between methods with the same sampling, backbone, backbone weights and PCA file."""
-    key = f"{backbone}@{config.fps:g}fps/{config.short_side}/{config.crop}"
+    key = f"{backbone}@{config.fps:g}fps/{config.short_side}/{config.crop}/flat{config.flat_luma_std:g}"
     if bundle is not None:
         for artifact in ("backbone", "pca"):
             if bundle.has(artifact):
@@ -511,8 +520,13 @@ class EvalConfig:
     """Sampling rate for every method (``None``: the worker's 1 fps, or the bundle backbone's)."""
     device: str = "auto"
     progress: bool = False
+    flat_luma_std: float | None = None
+    """Frames flatter than this carry no evidence in ``ours`` and ``chamfer`` (``None``: the
+    worker's ``decode.flat_luma_std``; 0: the rule off)."""
 
     def __post_init__(self) -> None:
+        if self.flat_luma_std is not None and not 0 <= self.flat_luma_std <= 255:
+            raise ValueError(f"flat_luma_std must be in [0, 255], got {self.flat_luma_std}")
         if self.segment_top_k < 1:
             raise ValueError(f"segment_top_k must be ≥ 1, got {self.segment_top_k}")
         if self.fps is not None and not 0 < self.fps <= 30:
@@ -759,7 +773,7 @@ class EvalResult:
 
 
 def build_methods(names: Sequence[str], bundles: Sequence[Path | str], frames: FrameCache, features: FeatureCache,
-                  *, device: str = "auto", fps: float | None = None) -> list[Method]:
+                  *, device: str = "auto", fps: float | None = None, flat_luma_std: float | None = None) -> list[Method]:
     """Instantiate the requested methods (``ours`` once per bundle)."""
     unknown = [n for n in names if n not in METHOD_NAMES]
     if unknown:
@@ -773,7 +787,7 @@ def build_methods(names: Sequence[str], bundles: Sequence[Path | str], frames: F
             name = f"ours:{Path(b).name}"
             seen[name] = seen.get(name, 0) + 1
             ours.append(OursMethod(b, frames, features, name=name if seen[name] == 1 else f"{name}#{seen[name]}",
-                                   device=device, fps=fps))
+                                   device=device, fps=fps, flat_luma_std=flat_luma_std))
     out: list[Method] = []
     for n in names:
         if n in ("vpdq", "vpdq_tiebreak"):
@@ -785,7 +799,8 @@ def build_methods(names: Sequence[str], bundles: Sequence[Path | str], frames: F
                                and m.models.bundle.manifest.backbone.name == "efficientnet_lite0_regions"), None)
             if pca_bundle is None:
                 pca_bundle = _first_effnet_bundle(bundles)
-            out.append(ChamferMethod(frames, features, pca_bundle=pca_bundle, device=device, fps=fps))
+            out.append(ChamferMethod(frames, features, pca_bundle=pca_bundle, device=device, fps=fps,
+                                     flat_luma_std=flat_luma_std))
         elif n in ("sscd", "sscd_distilled"):
             from scoring.sscd import SscdMethod
 
@@ -821,7 +836,7 @@ def evaluate(videos_dir: Path | str, truth_path: Path | str, *, methods: Sequenc
     frames, features = FrameCache(), FeatureCache()
     result = EvalResult(Path(videos_dir), Path(truth_path), truth, videos, queries)
     for method in build_methods(list(dict.fromkeys(methods)), bundles, frames, features, device=config.device,
-                                fps=config.fps):
+                                fps=config.fps, flat_luma_std=config.flat_luma_std):
         log.info("evaluating %s on %d queries × %d videos", method.name, len(queries), len(videos))
         run = run_method(method, videos, queries, progress=config.progress)
         result.runs.append(run)
