@@ -81,6 +81,10 @@ class KafkaConfig(_Frozen):
     """A blocking client call (poll, commit) still waiting this long past its own timeout is
     released with ``KafkaTimeoutError`` and handled like any Kafka error (:mod:`ingest.kafka_guard`).
     Never more than half of ``session_timeout_ms``, so the member is not evicted meanwhile."""
+    rejoin_timeout_s: float | None = Field(None, gt=0.0)
+    """A consumer still without an assignment this long after its partitions were revoked or lost
+    (a rebalance it never completes) is closed and replaced by a new one, which joins the group
+    afresh (``None``: ``max_poll_interval_ms``, the longest a legitimate rebalance waits for members)."""
 
     @field_validator("bootstrap_servers", mode="before")
     @classmethod

@@ -69,6 +69,8 @@ polling thread between polls, so a long poll would delay them."""
 REJECTED_POLL_MS = 5
 """How long one poll of the paused consumer waits while it takes no new record (the chain
 rejects uploads, or ``limits.max_in_flight_videos`` are in flight)."""
+CLOSE_TIMEOUT_MS = 10_000
+"""How long closing a consumer that is being replaced may take."""
 KAFKA_REQUEST_TIMEOUT_MS = 30_000
 """kafka-python's ``request_timeout_ms`` (its default, which the worker keeps): what a commit may take."""
 LAG_INTERVAL_S = 5.0
@@ -312,6 +314,8 @@ class UploadConsumer:
         self._resume_at: dict[Any, int] = {}  # revoked partitions' first unfinished offsets
         self._waiting = False
         self._rebalancing = False
+        self._rebalance_since: float | None = None
+        self._rejoin_timeout_s = kafka.rejoin_timeout_s or kafka.max_poll_interval_ms / 1000.0
         self._last_lag = 0.0
         self._outage_checks: set[str] = set()
         self._backpressure = _PauseWhileBlocked(self)
@@ -365,7 +369,9 @@ class UploadConsumer:
         consumer.subscribe([k.uploads_topic], listener=_rebalance_listener(self))
         return consumer
 
-    def run(self) -> None:
+    def _connect_until_stopped(self) -> None:
+        """Connect (and subscribe), retrying every ``kafka.connect_retry_s`` until it works or the
+        consumer is stopped (then ``_consumer`` stays ``None``)."""
         from kafka.errors import KafkaError
 
         attempt = 0
@@ -391,6 +397,11 @@ class UploadConsumer:
             log.info("Kafka reachable at %s after %d failed attempt(s)", ",".join(self.kafka.bootstrap_servers), attempt)
         self.health.set("kafka", True)
         self.metrics.dependency_up.labels(dependency="kafka").set(1)
+
+    def run(self) -> None:
+        self._connect_until_stopped()
+        if self._consumer is None:
+            return
         self._guard.start()
         ctx = StepContext(
             sleep=self._wait,
@@ -420,6 +431,10 @@ class UploadConsumer:
 
         self.health.beat()
         self.metrics.last_progress.set(time.time())
+        if self._rejoin_overdue():
+            self._replace_consumer()
+            if self._consumer is None:
+                return  # stopping
         room = self.limits.max_in_flight_videos - self.pipeline.in_flight
         jobs: list[Job] = []
         if room > 0:
@@ -580,6 +595,7 @@ class UploadConsumer:
         offset (completed ones come back as replays and are skipped)."""
         log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
         self._rebalancing = False
+        self._rebalance_since = None
         self._assigned |= assigned
         for tp in assigned:
             if tp in self._resume_at:
@@ -594,7 +610,7 @@ class UploadConsumer:
     async def _on_revoked(self, revoked: set[Any]) -> None:
         """Commit what is finished on the revoked partitions, then forget them (IO thread)."""
         log.info("revoked %s", sorted((tp.topic, tp.partition) for tp in revoked))
-        self._rebalancing = True  # a join starts: cleared by the assignment
+        self._start_rebalance()  # a join starts: ended by the assignment
         offsets = self._tracker.committable(revoked) if self._consumer is not None else {}
         if offsets:
             fault_point("pre_commit")
@@ -614,10 +630,41 @@ class UploadConsumer:
         """The member was evicted: its partitions already have new owners, nothing can be committed."""
         log.warning("lost %s (evicted from the group); their uncommitted records will be re-processed",
                     sorted((tp.topic, tp.partition) for tp in lost))
-        self._rebalancing = True  # the member joins again: cleared by the assignment
+        self._start_rebalance()  # the member joins again: ended by the assignment
         for tp in lost:
             self._resume_at.pop(tp, None)
         self._drop(lost)
+
+    def _start_rebalance(self) -> None:
+        self._rebalancing = True
+        if self._rebalance_since is None:
+            self._rebalance_since = time.monotonic()
+
+    def _rejoin_overdue(self) -> bool:
+        """A rebalance began (revoke or loss) and no assignment followed within ``rejoin_timeout_s``."""
+        since = self._rebalance_since
+        return self._rebalancing and since is not None and time.monotonic() - since > self._rejoin_timeout_s
+
+    def _replace_consumer(self) -> None:
+        """Close the consumer stuck outside the group and join with a new one (polling thread).
+
+        kafka-python 3.0.12 can leave a member that re-joined as group leader without its
+        assignment: it stops heartbeating, is evicted and never joins again, while every ``poll``
+        returns on time, so neither the stuck-call guard nor ``/healthz`` sees anything. Nothing is
+        assigned at that point (the revoke or loss dropped it, the uploads in flight are of an old
+        generation and abort), so a new consumer starts from the committed offsets like any new
+        member."""
+        waited = time.monotonic() - (self._rebalance_since or time.monotonic())
+        log.warning("no partition assignment %.0f s after the last revoke; replacing the Kafka consumer", waited)
+        self.metrics.kafka_consumer_replacements.inc()
+        old, self._consumer = self._consumer, None
+        try:
+            with self._guard.watch("close", CLOSE_TIMEOUT_MS):
+                old.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
+        except Exception as exc:  # noqa: BLE001 - the old client is dropped either way
+            log.warning("closing the stuck consumer: %s", exc)
+        self._rebalance_since = time.monotonic()  # the new member's join gets the full timeout
+        self._connect_until_stopped()
 
     def _drop(self, tps: set[Any]) -> None:
         self._assigned -= tps
@@ -682,6 +729,8 @@ class UploadConsumer:
                 self.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, high - pos))
 
     def _close(self) -> None:
+        if self._consumer is None:
+            return
         try:
             self._consumer.close(autocommit=False)
         except Exception as exc:  # noqa: BLE001

@@ -43,6 +43,7 @@ METRIC_DOCS: dict[str, str] = {
     "dupwatch_replays_skipped_total": "Events whose exact upload was already indexed (replays after a crash or rebalance).",
     "dupwatch_commits_total": "Offset commits that succeeded.",
     "dupwatch_kafka_calls_released_total": "Blocking Kafka client calls released by the stuck-call guard, by call.",
+    "dupwatch_kafka_consumer_replacements_total": "Kafka consumers closed and replaced because a rebalance never gave them an assignment.",
     "dupwatch_decode_seconds": "Fetch + decode time of one upload.",
     "dupwatch_inference_seconds": "Embedding time of one batch of uploads.",
     "dupwatch_detect_seconds": "Detection time of one upload: candidate search + re-ranking + decision.",
@@ -87,6 +88,9 @@ class WorkerMetrics:
         self.commits = Counter("dupwatch_commits", d["dupwatch_commits_total"], registry=r)
         self.kafka_calls_released = Counter(
             "dupwatch_kafka_calls_released", d["dupwatch_kafka_calls_released_total"], ["call"], registry=r
+        )
+        self.kafka_consumer_replacements = Counter(
+            "dupwatch_kafka_consumer_replacements", d["dupwatch_kafka_consumer_replacements_total"], registry=r
         )
         self.decode_seconds = Histogram("dupwatch_decode_seconds", d["dupwatch_decode_seconds"], buckets=_SECONDS, registry=r)
         self.inference_seconds = Histogram(
