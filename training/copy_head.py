@@ -79,15 +79,18 @@ def pair_table(bundle_dir: Path | str, benches: Sequence[Path | str], *, progres
 
 def _features_key(bundle_dir: Path | str, bench: Path) -> str:
     """What the pair features depend on: the bundle's artifacts except the head and the
-    calibration (which do not change them), the benchmark's truth and the feature names."""
+    calibration (which do not change them), the benchmark's truth, the feature names and the
+    flat-frame cut of the features (``decode.flat_luma_std``)."""
     import hashlib
 
     from detect.copy_head import FEATURES
+    from dupwatch.config import DecodeConfig
     from inference.bundle import load_bundle
 
     bundle = load_bundle(bundle_dir)
     parts = sorted(f"{n}:{e.sha256}" for n, e in bundle.manifest.artifacts.items() if n not in ("copy_head", "calibration"))
-    parts += [hashlib.sha256((bench / "truth.csv").read_bytes()).hexdigest(), ",".join(FEATURES)]
+    parts += [hashlib.sha256((bench / "truth.csv").read_bytes()).hexdigest(), ",".join(FEATURES),
+              f"flat:{DecodeConfig().flat_luma_std:g}"]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 

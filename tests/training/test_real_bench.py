@@ -107,3 +107,11 @@ def test_pair_tables_are_cached_per_bundle_features_and_truth(tmp_path: Path, mo
     (bench / "truth.csv").write_text("query,reference,level\nq,r2,copy\n")  # other labels: computed again
     ch.cached_pair_table(bundle, bench)
     assert len(calls) == 2
+    import dupwatch.config  # another flat-frame cut gives other features: computed again
+
+    class FlatOff(dupwatch.config.DecodeConfig):
+        flat_luma_std: float = 0.0
+
+    monkeypatch.setattr(dupwatch.config, "DecodeConfig", FlatOff)
+    ch.cached_pair_table(bundle, bench)
+    assert len(calls) == 3
