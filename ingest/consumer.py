@@ -545,6 +545,10 @@ class UploadConsumer:
                 left = deadline - time.monotonic()
                 if left <= 0 and not self._rebalancing:
                     break
+                if self._rejoin_overdue():  # a rebalance that never ends is not waited out forever
+                    self._replace_consumer()
+                    if self._consumer is None:
+                        break  # stopping
                 # a rebalance in progress is waited out inside poll (see _poll_timeout_ms)
                 got = self._poll(self._poll_timeout_ms(int(min(max(left, 0.0), 1.0) * 1000) + 1))
                 for tp, records in got.items():  # newly assigned partitions were not paused yet

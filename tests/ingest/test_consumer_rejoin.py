@@ -56,3 +56,49 @@ def test_a_consumer_left_without_its_assignment_is_replaced(kafka_broker, milvus
             member.close()
     assert metrics["dupwatch_kafka_consumer_replacements_total"] == 1
     _assert_each_once(settings, [*first, *second])
+
+
+def test_a_stuck_rejoin_during_an_outage_wait_is_not_waited_out_forever(kafka_broker, milvus_lite_uri):
+    """The worker waits out a dependency outage inside ``poll`` (its batch in flight) and, while a
+    rebalance is in progress, until the rebalance ends: one that never ends must not hold it."""
+    from kafka import KafkaConsumer
+
+    from tests.ingest.test_consumer_rebalance import GatedEmbedder
+
+    topic = kafka_broker.create_topic(unique("uploads"), 1)
+    other = kafka_broker.create_topic(unique("other"), 1)
+    settings = make_settings(kafka_broker.bootstrap_servers, topic, milvus_lite_uri, max_in_flight_videos=2)
+    settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"rejoin_timeout_s": 3.0})})
+    events = _events("outage", 4)
+    _produce(kafka_broker.bootstrap_servers, topic, events)
+    bootstrap, group = kafka_broker.bootstrap_servers, settings.kafka.group_id
+    gate = GatedEmbedder(allow=2)
+    with RunningWorker(settings, embedder=gate) as a:
+        wait_for(lambda: gate.blocked >= 2 and committed_offsets(bootstrap, group, topic) == {0: 2}, 90,
+                 "the first two uploads committed, the last two held by the outage")
+        stuck = a.worker.consumer._consumer
+
+        async def assignment_lost(*args, **kwargs) -> None:
+            return None
+
+        stuck._coordinator._on_join_complete_async = assignment_lost
+        member = KafkaConsumer(other, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                               session_timeout_ms=15000, heartbeat_interval_ms=1000)
+        try:
+            def replaced() -> bool:
+                member.poll(timeout_ms=200)
+                return a.worker.consumer._consumer is not stuck and _partitions(a) == {0}
+
+            wait_for(replaced, 120, "a new consumer owning the partition while the outage lasts")
+            gate.open()
+
+            def drained() -> bool:
+                member.poll(timeout_ms=200)
+                return committed_offsets(bootstrap, group, topic) == {0: 4}
+
+            wait_for(drained, 90, "the held uploads committed once the outage is over")
+            metrics = scrape(a.port)
+        finally:
+            member.close()
+    assert metrics["dupwatch_kafka_consumer_replacements_total"] == 1
+    _assert_each_once(settings, list(events))
