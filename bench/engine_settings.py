@@ -57,6 +57,7 @@ def bench_engine_settings(bundle_dir: Path | str, *, batches: tuple[int, ...] = 
             "videos_per_s (coarse + selfsim)": round(timed(lambda m=models: m.represent_regions("v", video, ts), 1, min_seconds), 2),
             "uploads_per_s (fine re-scoring of all pairs)": round(timed(lambda m=models: m.compare_many(video, refs), 1, min_seconds), 2),
         }
+    out["flat_frames"] = _flat_frame_cost(bundle, files, clip, min_seconds)
     if torch_too:
         import torch
 
@@ -74,6 +75,23 @@ def bench_engine_settings(bundle_dir: Path | str, *, batches: tuple[int, ...] = 
         finally:
             torch.set_num_threads(before)
     return out
+
+
+def _flat_frame_cost(bundle: Any, files: Any, clip: np.ndarray, min_seconds: float) -> dict[str, float]:
+    """Feature frames/s with the flat-frame rule (:mod:`inference.flat_frames`) off and on, side by
+    side (ONNX Runtime, 1 thread, batches of 16): what measuring every frame's luma costs."""
+    from bench.engines import timed
+    from dupwatch.config import DEFAULT_FLAT_LUMA_STD
+    from inference.engines import OnnxRuntimeEngine
+    from inference.served import EngineModels
+
+    models = EngineModels(bundle, OnnxRuntimeEngine(files, providers=["CPUExecutionProvider"], threads=1), batch_frames=16)
+    rates = {}
+    for cut in (0.0, DEFAULT_FLAT_LUMA_STD):
+        models.flat_luma_std = cut
+        rates[cut] = timed(lambda m=models: m.regions(clip), len(clip), min_seconds)
+    return {"frames_per_s rule off": round(rates[0.0], 1), "frames_per_s rule on": round(rates[DEFAULT_FLAT_LUMA_STD], 1),
+            "ratio on/off": round(rates[DEFAULT_FLAT_LUMA_STD] / rates[0.0], 3)}
 
 
 def format_report(result: dict[str, Any]) -> str:

@@ -102,3 +102,4 @@ def test_blank_screens_no_longer_match_while_dark_footage_keeps_its_copy(clips):
     copy_threshold = models.bundle.manifest.calibration["levels"]["copy"]["threshold"]
     on = p_copy("dark_copy", "dark", DEFAULT_FLAT_LUMA_STD)  # dark but textured: no frame is flat
     assert on >= copy_threshold and on == pytest.approx(p_copy("dark_copy", "dark", 0.0), abs=1e-6)
+
