@@ -99,7 +99,9 @@ def test_blank_screens_no_longer_match_while_dark_footage_keeps_its_copy(clips):
     assert p_copy("grey", "black", 0.0) > 0.9  # what the rule is for: two blank screens "copies"
     assert p_copy("grey", "black", DEFAULT_FLAT_LUMA_STD) < 0.05
     assert p_copy("grey", "dark", DEFAULT_FLAT_LUMA_STD) < 0.05
-    copy_threshold = models.bundle.manifest.calibration["levels"]["copy"]["threshold"]
-    on = p_copy("dark_copy", "dark", DEFAULT_FLAT_LUMA_STD)  # dark but textured: no frame is flat
-    assert on >= copy_threshold and on == pytest.approx(p_copy("dark_copy", "dark", 0.0), abs=1e-6)
+    # dark but textured footage: no frame is flat, so its copy scores exactly as without the rule
+    assert (luma_std(clips["dark"].frames) > DEFAULT_FLAT_LUMA_STD).all()
+    assert (luma_std(clips["dark_copy"].frames) > DEFAULT_FLAT_LUMA_STD).all()
+    on = p_copy("dark_copy", "dark", DEFAULT_FLAT_LUMA_STD)
+    assert on > 0.3 and on == pytest.approx(p_copy("dark_copy", "dark", 0.0), abs=1e-6)
 
