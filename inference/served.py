@@ -575,10 +575,7 @@ def load_models(settings: Settings) -> Any:
     if engine is not None:
         missing = [g for gs in served_graphs(bundle).values() for g in gs if g not in engine.graphs()]
         if not missing:
-            models = EngineModels(bundle, engine, batch_frames=m.features_batch, pair_batch=m.pair_batch)
-            models.flat_luma_std = settings.decode.flat_luma_std
-            _log_serving(models)
-            return models
+            return _serving(EngineModels(bundle, engine, batch_frames=m.features_batch, pair_batch=m.pair_batch), settings)
         log.warning("bundle %s lacks exported graphs %s: serving it with PyTorch (run `dupwatch export %s`)",
                     bundle.root, ", ".join(missing), bundle.root)
     from inference.embedder import VideoModels, engine_feature_fn, set_torch_threads
@@ -591,15 +588,16 @@ def load_models(settings: Settings) -> Any:
     models = VideoModels(bundle, device=m.device, batch_frames=m.features_batch, feature_fn=feature_fn,
                          heads_threads=m.heads_threads)
     models.engine_description = description
+    return _serving(models, settings)
+
+
+def _serving(models: Any, settings: Settings) -> Any:
+    """``models`` given the decode settings that shape their features, then announced in the one
+    start-up line naming the bundle, its methods and the engine (alerts carry only the methods)."""
     models.flat_luma_std = settings.decode.flat_luma_std
-    _log_serving(models)
-    return models
-
-
-def _log_serving(models: Any) -> None:
-    """The one start-up line naming the bundle, its methods and the engine (alerts carry only the methods)."""
     log.info("serving bundle %s on %s: %s; engine: %s", models.version, getattr(models, "device", "cpu"),
              ", ".join(f"{k}={v}" for k, v in models.methods.items()), models.engine_description)
+    return models
 
 
 def build_embedder(settings: Settings) -> BundleEmbedder:
