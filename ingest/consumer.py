@@ -431,10 +431,8 @@ class UploadConsumer:
 
         self.health.beat()
         self.metrics.last_progress.set(time.time())
-        if self._rejoin_overdue():
-            self._replace_consumer()
-            if self._consumer is None:
-                return  # stopping
+        if not self._rejoined_if_overdue():
+            return  # stopping
         room = self.limits.max_in_flight_videos - self.pipeline.in_flight
         jobs: list[Job] = []
         if room > 0:
@@ -545,10 +543,8 @@ class UploadConsumer:
                 left = deadline - time.monotonic()
                 if left <= 0 and not self._rebalancing:
                     break
-                if self._rejoin_overdue():  # a rebalance that never ends is not waited out forever
-                    self._replace_consumer()
-                    if self._consumer is None:
-                        break  # stopping
+                if not self._rejoined_if_overdue():  # a rebalance that never ends is not waited out forever
+                    break  # stopping
                 # a rebalance in progress is waited out inside poll (see _poll_timeout_ms)
                 got = self._poll(self._poll_timeout_ms(int(min(max(left, 0.0), 1.0) * 1000) + 1))
                 for tp, records in got.items():  # newly assigned partitions were not paused yet
@@ -644,10 +640,13 @@ class UploadConsumer:
         if self._rebalance_since is None:
             self._rebalance_since = time.monotonic()
 
-    def _rejoin_overdue(self) -> bool:
-        """A rebalance began (revoke or loss) and no assignment followed within ``rejoin_timeout_s``."""
+    def _rejoined_if_overdue(self) -> bool:
+        """Replace the consumer when a rebalance began (revoke or loss) and no assignment followed
+        within ``rejoin_timeout_s``; False when there is no consumer left to poll (stopping)."""
         since = self._rebalance_since
-        return self._rebalancing and since is not None and time.monotonic() - since > self._rejoin_timeout_s
+        if self._rebalancing and since is not None and time.monotonic() - since > self._rejoin_timeout_s:
+            self._replace_consumer()
+        return self._consumer is not None
 
     def _replace_consumer(self) -> None:
         """Close the consumer stuck outside the group and join with a new one (polling thread).
