@@ -434,6 +434,22 @@ def build_cmd(
     typer.echo(f"{len(bench.derivations)} videos from {len(sources_used)} sources, {len(bench.rows)} labelled pairs -> {out}")
 
 
+@bench_app.command("relabel")
+def relabel_cmd(bench: list[Path] = typer.Option(..., "--bench", help="benchmark folder (repeatable)")) -> None:
+    """Rewrite a benchmark's truth.csv from its benchmark.json with today's labelling rules (no video is re-rendered)."""
+    from collections import Counter
+
+    from evaluation.builder import relabel_benchmark
+
+    for root in bench:
+        if not (root / "benchmark.json").is_file():
+            typer.echo(f"dupwatch bench relabel: {root} has no benchmark.json", err=True)
+            raise typer.Exit(2)
+        rows = relabel_benchmark(root)
+        kinds = Counter(k for r in rows if r.kind for k in r.kind.split("+"))
+        typer.echo(f"{root}: {len(rows)} labelled pairs; " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
+
+
 @bench_app.command("normalization")
 def normalization_cmd(
     bundle: Path = typer.Option(Path("models/default"), "--bundle"),

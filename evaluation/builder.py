@@ -72,9 +72,26 @@ def label_pair(a: Derivation, b: Derivation, min_overlap: float = 1.0) -> TruthR
             round(a.to_video_time(end), 3),
             round(b.to_video_time(start), 3),
             round(b.to_video_time(end), 3),
-            kind=T.kind_of(a.edits),
+            kind=T.pair_kind(a.edits, relative_speed=a.speed / b.speed),
         )
     return TruthRow(a.video, b.video, "incident", kind="another_camera" if a.camera != b.camera else "another_moment")
+
+
+def read_derivations(bench_dir: Path) -> list[Derivation]:
+    """The derivations recorded in a benchmark folder's ``benchmark.json``."""
+    meta = json.loads((Path(bench_dir) / "benchmark.json").read_text())
+    return [Derivation(**{**d, "window": tuple(d["window"]), "edits": tuple(d["edits"]),
+                          "implementations": tuple(d.get("implementations", ()))}) for d in meta["derivations"]]
+
+
+def relabel_benchmark(bench_dir: Path) -> list[TruthRow]:
+    """Rewrite ``truth.csv`` from ``benchmark.json`` (the labels follow from the derivations alone, so
+    a benchmark built before a labelling change gets today's labels without re-rendering a video)."""
+    root = Path(bench_dir)
+    spec = json.loads((root / "benchmark.json").read_text()).get("spec", {})
+    rows = truth_rows(read_derivations(root), float(spec.get("min_overlap", 1.0)))
+    write_truth_csv(rows, root / "truth.csv")
+    return rows
 
 
 def truth_rows(derivations: list[Derivation], min_overlap: float = 1.0) -> list[TruthRow]:

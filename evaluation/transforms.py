@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
+from evaluation.truth import KIND_SEPARATOR
 from evaluation.video_io import Clip
 
 Frame = np.ndarray
@@ -490,6 +491,16 @@ def kind_of(edits: tuple[str, ...] | list[str]) -> str:
     if e == ["cut"] or not e:
         return "excerpt"
     return "spatial"
+
+
+def pair_kind(edits: tuple[str, ...] | list[str], relative_speed: float = 1.0) -> str:
+    """The ``kind`` cell of a copy pair: :func:`kind_of` the query's edits, plus ``speed_change`` when
+    the two videos play the source at different speeds (a speed change hides behind any spatial edit
+    in :func:`kind_of`'s order, yet it is a kind of its own to report)."""
+    kind = kind_of(edits)
+    if abs(relative_speed - 1.0) > 1e-6 and kind != "speed_change":
+        kind += KIND_SEPARATOR + "speed_change"
+    return kind
 
 
 SPATIAL: dict[str, Callable[[Clip, np.random.Generator], Edit]] = {

@@ -10,7 +10,9 @@ Ground truth (``pairs.csv``), UTF-8 with a header row::
   (one row per matched segment), and all its rows must name the same level.
 - ``kind`` (optional column, empty = none): the edit kind the pair is reported under (letterbox,
   vertical_reframe, picture_in_picture, ...; :data:`evaluation.transforms.KINDS` for generated
-  benchmarks; any short name for your own). ``dupwatch eval`` reports metrics per kind.
+  benchmarks; any short name for your own). Several kinds are joined with ``+``
+  (``letterbox+speed_change``): ``dupwatch eval`` reports the pair under each of them, and views
+  that need one kind per pair take the first. ``dupwatch eval`` reports metrics per kind.
 - Extra columns are ignored. Errors raise :class:`TruthFormatError` naming the file line.
 
 Scores (``scores.csv``)::
@@ -31,6 +33,9 @@ from pathlib import Path
 from typing import IO, Literal
 
 from evaluation.metrics import Match, ScoredPair
+
+KIND_SEPARATOR = "+"
+"""Joins the kinds of a pair that has several (``letterbox+speed_change``); the first is its main kind."""
 
 Level = Literal["copy", "incident"]
 LEVELS: tuple[Level, ...] = ("copy", "incident")
@@ -130,11 +135,18 @@ class GroundTruth:
         return {q for q, _ in self._levels}  # type: ignore[attr-defined]
 
     def kinds(self, level: Level | None = None) -> dict[tuple[str, str], str]:
-        """Pair → its ``kind`` (pairs without one left out; a pair's first row with a kind wins)."""
-        out: dict[tuple[str, str], str] = {}
+        """Pair → its main ``kind``, the first of a ``+``-joined cell (pairs without one left out; a
+        pair's first row with a kind wins)."""
+        return {pair: kinds[0] for pair, kinds in self.kind_sets(level).items()}
+
+    def kind_sets(self, level: Level | None = None) -> dict[tuple[str, str], tuple[str, ...]]:
+        """Pair → every kind of its ``kind`` cell (``letterbox+speed_change`` → both), main kind first."""
+        out: dict[tuple[str, str], tuple[str, ...]] = {}
         for r in self.rows:
             if r.kind and (level is None or r.level == level):
-                out.setdefault(r.pair, r.kind)
+                kinds = tuple(k.strip() for k in r.kind.split(KIND_SEPARATOR) if k.strip())
+                if kinds:
+                    out.setdefault(r.pair, kinds)
         return out
 
 

@@ -574,13 +574,22 @@ def _segment_predictions(run: MethodRun, truth: GroundTruth, top_k: int) -> list
     return out
 
 
+def _segment_pairs_by_kind(truth: GroundTruth) -> dict[str, set[tuple[str, str]]]:
+    """Kind → the copy pairs with a truth segment that carry it (a pair with several kinds is in each)."""
+    with_segment = {r.pair for r in truth.rows if r.level == "copy" and r.has_segment}
+    out: dict[str, set[tuple[str, str]]] = {}
+    for pair, kinds in truth.kind_sets("copy").items():
+        if pair in with_segment:
+            for kind in kinds:
+                out.setdefault(kind, set()).add(pair)
+    return dict(sorted(out.items()))
+
+
 def segment_metrics_by_kind(truth: GroundTruth, gts: Sequence[Match], predictions: Sequence[Match]) -> dict[str, Any]:
     """Segment P/R/F per truth ``kind``: the copy segments of that kind against the predictions on
     the same pairs (false segments on unrelated pairs count only in the overall numbers)."""
-    kind_of = {r.pair: r.kind for r in truth.rows if r.kind and r.level == "copy" and r.has_segment}
     out: dict[str, Any] = {}
-    for kind in sorted(set(kind_of.values())):
-        pairs = {p for p, k in kind_of.items() if k == kind}
+    for kind, pairs in _segment_pairs_by_kind(truth).items():
         g = [x for x in gts if x.pair in pairs]
         if not g:
             continue
@@ -599,9 +608,8 @@ def segment_localization(run: MethodRun, truth: GroundTruth, gts: Sequence[Match
     pairs = {g.pair for g in gts}
     preds = [Match(q, r, seg.query_start, seg.query_end, seg.ref_start, seg.ref_end, score=run.scores[(q, r)])
              for (q, r) in sorted(pairs) for seg in run.segments.get((q, r), ())]
-    kind_of = {r.pair: r.kind for r in truth.rows if r.kind and r.level == "copy" and r.has_segment}
     out: dict[str, Any] = {}
-    groups = [("all", pairs)] + [(k, {p for p in pairs if kind_of.get(p) == k}) for k in sorted(set(kind_of.values()))]
+    groups = [("all", pairs)] + [(k, group & pairs) for k, group in _segment_pairs_by_kind(truth).items()]
     for kind, group in groups:
         g = [x for x in gts if x.pair in group]
         if not g:
@@ -689,7 +697,7 @@ def method_metrics(run: MethodRun, truth: GroundTruth, config: EvalConfig = Eval
     else:
         m.update(segment_uap=None, segment_p=None, segment_r=None, segment_f=None, segment_predictions=0,
                  segment_rule="no segment columns in the truth", segment_by_kind={}, segment_localization={})
-    kinds = truth.kinds()
+    kinds = truth.kind_sets()
     if kinds:
         m["per_kind"] = per_kind_metrics(run, kinds, copy_pos, incident_pos)
     m["prepare_s"] = round(run.prepare_s, 2)
@@ -697,10 +705,11 @@ def method_metrics(run: MethodRun, truth: GroundTruth, config: EvalConfig = Eval
     return m
 
 
-def per_kind_metrics(run: MethodRun, kinds: Mapping[tuple[str, str], str], copy_pos: set[tuple[str, str]],
+def per_kind_metrics(run: MethodRun, kinds: Mapping[tuple[str, str], str | Sequence[str]], copy_pos: set[tuple[str, str]],
                      incident_pos: set[tuple[str, str]]) -> dict[str, dict[str, Any]]:
     """Metrics per edit kind of the truth's ``kind`` column, at the method's copy threshold (the
-    bundle's calibrated one, else the method's own rule; ``None`` when it has neither).
+    bundle's calibrated one, else the method's own rule; ``None`` when it has neither). A pair with
+    several kinds (``GroundTruth.kind_sets``) counts under each of them.
 
     - a kind of copy pairs: ``ap`` = µAP with that kind's copies as positives against every
       non-copy pair (copies of other kinds left out); ``recall`` = share of its copies at or above
@@ -712,8 +721,9 @@ def per_kind_metrics(run: MethodRun, kinds: Mapping[tuple[str, str], str], copy_
     threshold = run.thresholds.get("copy", run.decision_threshold)
     preds = run.predictions()
     out: dict[str, dict[str, Any]] = {}
-    for kind in sorted(set(kinds.values())):
-        pairs = {p for p, k in kinds.items() if k == kind and p in run.scores}
+    tags = {p: (k,) if isinstance(k, str) else tuple(k) for p, k in kinds.items()}
+    for kind in sorted({k for ks in tags.values() for k in ks}):
+        pairs = {p for p, ks in tags.items() if kind in ks and p in run.scores}
         copies, incidents = pairs & copy_pos, pairs & incident_pos
         entry: dict[str, Any] = {"threshold": threshold}
         if copies:

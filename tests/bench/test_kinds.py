@@ -80,6 +80,31 @@ def test_kind_of_and_labels() -> None:
     assert label_pair(cam, copy).kind == "another_camera"  # type: ignore[union-attr]
 
 
+def test_a_speed_change_is_a_kind_of_its_own_behind_any_spatial_edit() -> None:
+    assert T.pair_kind(("letterbox", "speed0.5"), relative_speed=0.5) == "letterbox+speed_change"
+    assert T.pair_kind(("speed0.5",), relative_speed=0.5) == "speed_change"
+    assert T.pair_kind(("letterbox",)) == "letterbox"
+    ref = Derivation("s__ref", "s", (0.0, 20.0), is_query=False)
+    slow = Derivation("s__copy0", "s", (2.0, 8.0), speed=0.5, edits=("pillarbox", "speed0.5"))
+    slow_too = Derivation("s__copy1", "s", (3.0, 9.0), speed=0.5, edits=("heavy", "speed0.5"))
+    assert label_pair(slow, ref).kind == "letterbox+speed_change"  # type: ignore[union-attr]
+    assert label_pair(ref, slow).kind == "excerpt+speed_change"  # type: ignore[union-attr]
+    assert label_pair(slow_too, slow).kind == "heavy_combination"  # type: ignore[union-attr]  # same speed: none between them
+
+
+def test_a_pair_with_several_kinds_counts_under_each(tmp_path: Path) -> None:
+    rows = [TruthRow("a", "r", "copy", 0.0, 1.0, 0.0, 2.0, kind="letterbox+speed_change"),
+            TruthRow("b", "r", "copy", 0.0, 1.0, 0.0, 1.0, kind="letterbox")]
+    write_truth_csv(rows, tmp_path / "t.csv")
+    truth = read_truth_csv(tmp_path / "t.csv")
+    assert truth.kinds() == {("a", "r"): "letterbox", ("b", "r"): "letterbox"}
+    assert truth.kind_sets() == {("a", "r"): ("letterbox", "speed_change"), ("b", "r"): ("letterbox",)}
+    scores = {("a", "r"): 0.9, ("b", "r"): 0.3, ("x", "r"): 0.5}
+    out = per_kind_metrics(_run(scores, 0.6), truth.kind_sets(), {("a", "r"), ("b", "r")}, set())
+    assert out["letterbox"]["pairs"] == 2 and out["letterbox"]["recall"] == pytest.approx(0.5)
+    assert out["speed_change"]["pairs"] == 1 and out["speed_change"]["recall"] == 1.0 and out["speed_change"]["ap"] == 1.0
+
+
 def _run(scores: dict[tuple[str, str], float], threshold: float | None) -> MethodRun:
     return MethodRun("m", {}, scores, {}, threshold, {}, 0.0, 0.0)
 
@@ -110,6 +135,11 @@ def test_eval_reports_per_kind_on_an_upload_benchmark(tmp_path: Path) -> None:
     assert "another_moment" in kinds and kinds & {"letterbox", "vertical_reframe", "heavy_combination", "grey_sepia", "logo"}
     meta = json.loads((bench.root / "benchmark.json").read_text())
     assert meta["spec"]["upload_edits"] is True
+    built = bench.truth_path.read_text()
+    bench.truth_path.unlink()
+    relabelled = CliRunner().invoke(app, ["bench", "relabel", "--bench", str(bench.root)])
+    assert relabelled.exit_code == 0, relabelled.output
+    assert bench.truth_path.read_text() == built  # the labels follow from benchmark.json alone
     res = CliRunner().invoke(app, ["eval", "--bench", str(bench.root), "--json", "--methods", "vpdq", "--fps", "1"])
     assert res.exit_code == 0, res.output
     per_kind = json.loads(res.stdout)["methods"]["vpdq"]["per_kind"]

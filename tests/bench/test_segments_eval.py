@@ -69,3 +69,13 @@ def test_segment_metrics_per_kind_and_segments_csv(tmp_path: Path) -> None:
                              "segment_similarity"]
     assert (float(rows[2]["query_start"]), float(rows[2]["query_end"]), float(rows[2]["ref_start"]),
             float(rows[2]["ref_end"]), float(rows[2]["score"])) == (0.0, 5.0, 10.0, 20.0, 0.9)
+
+
+def test_segment_metrics_count_a_pair_under_each_of_its_kinds() -> None:
+    truth = read_truth_csv(io.StringIO(TRUTH.replace("fast,src,copy,0,5,10,20,speed", "fast,src,copy,0,5,10,20,letterbox+speed")))
+    run = _run({("fast", "src"): (Segment(0, 5, 10, 20, 0.9),), ("cut", "src"): (Segment(2, 6, 0, 4, 0.8),)})
+    m = method_metrics(run, truth, EvalConfig(segment_top_k=5))
+    assert set(m["segment_by_kind"]) == {"letterbox", "speed", "insert"}
+    assert m["segment_by_kind"]["letterbox"] == m["segment_by_kind"]["speed"]
+    assert set(m["segment_localization"]) == {"all", "letterbox", "speed", "insert"}
+    assert m["segment_localization"]["speed"]["segment_f"] == pytest.approx(1.0)

@@ -256,8 +256,11 @@ def test_select_l2_scores_are_the_left_out_benchmarks_copy_uap() -> None:
 # ---- the held-out comparison behind the README (dupwatch train evaluate) ------------------------
 
 
-def test_evaluate_fine_similarity_compares_like_with_like(tiny_bench: Path) -> None:
+def test_evaluate_fine_similarity_compares_like_with_like(tiny_bench: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from training.bundle import evaluate_fine_similarity
+
+    monkeypatch.setenv("DUPWATCH_CACHE_DIR", str(tmp_path))  # its feature cache is keyed by the (temporary) bench path
 
     res = evaluate_fine_similarity(REPO_ROOT / "models" / "default", tiny_bench, progress=False)
     methods = ("fine_trained", "fine_untrained", "chamfer_backbone", "chamfer_pca", "fine_trained_views",
