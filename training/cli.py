@@ -273,14 +273,23 @@ def train_selector_cmd(work: str = typer.Option(_WORK, "--work"), steps: int = t
 def train_bundle_cmd(out: str = typer.Option("models/default", "--out"), work: str = typer.Option(_WORK, "--work"),
                      s2vs_steps: int = typer.Option(400, "--s2vs-steps"), dns_steps: int = typer.Option(120, "--dns-steps"),
                      selector_steps: int = typer.Option(100, "--selector-steps"),
+                     footage: bool = typer.Option(False, "--footage/--no-footage",
+                                                  help="also train on the real-footage corpus's train split (dupwatch train corpus fetch first)"),
+                     upload_views: float = typer.Option(0.0, "--upload-views", min=0.0, max=1.0,
+                                                        help="share of strong views that start from an upload edit (bars, 9:16, heavy, grey/sepia, logo)"),
+                     moment_negatives: bool = typer.Option(False, "--moment-negatives/--no-moment-negatives",
+                                                           help="non-overlapping windows of a source are S²VS negatives (#12)"),
                      reuse: bool = typer.Option(False, "--reuse", help="keep stage outputs already in --work")) -> None:
     """Whole chain (corpus → PCA/ITQ → S²VS → DnS students → selector) and the default bundle in --out."""
     import json
 
     from training.bundle import BundleBuildConfig, build_default_bundle
+    from training.corpus import CorpusSpec
 
-    res = build_default_bundle(out, work, BundleBuildConfig(s2vs_steps=s2vs_steps, dns_steps=dns_steps,
-                                                            selector_steps=selector_steps), reuse=reuse)
+    cfg = BundleBuildConfig(corpus=CorpusSpec(footage=footage, upload_views=upload_views), s2vs_steps=s2vs_steps,
+                            dns_steps=dns_steps, selector_steps=selector_steps,
+                            s2vs_options={"moment_negatives": moment_negatives, "warm_start_steps": 100})
+    res = build_default_bundle(out, work, cfg, reuse=reuse)
     typer.echo(json.dumps(res, indent=2, default=str))
 
 

