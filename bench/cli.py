@@ -31,6 +31,7 @@ def eval_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     threads: int = typer.Option(0, "--threads", help="PyTorch CPU threads (0 = library default; 1 is fastest on a busy machine)."),
     flat_luma_std: float = typer.Option(-1.0, "--flat-luma-std", help="Frames flatter than this carry no evidence in ours and chamfer (luma std, 0..255; -1 = the worker's decode.flat_luma_std, 0 = off)."),
+    reframe_views: bool = typer.Option(True, "--reframe-views/--no-reframe-views", help="Portrait videos get a second view at a landscape original's scale in ours (the worker's decode.reframe_views)."),
 ) -> None:
     """Score every truth query against every other video and report mAP, µAP, segment and incident metrics."""
     from scoring.methods import EvalConfig, EvalInputError, evaluate, evaluate_folder
@@ -56,7 +57,7 @@ def eval_cmd(
         bundles = [REPO_ROOT / "models" / "default"]
     try:
         config = EvalConfig(segment_top_k=segment_top_k, fps=fps or None, device=device, progress=not as_json,
-                            flat_luma_std=None if flat_luma_std < 0 else flat_luma_std)
+                            flat_luma_std=None if flat_luma_std < 0 else flat_luma_std, reframe_views=reframe_views)
         kwargs = {"methods": names, "bundles": bundles, "config": config}
         result = evaluate_folder(bench, **kwargs) if bench is not None else evaluate(videos, truth, **kwargs)
     except (EvalInputError, BundleError) as exc:

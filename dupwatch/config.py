@@ -169,6 +169,9 @@ class DecodeConfig(_Frozen):
     inset_views: bool = True
     """Look for a picture-in-picture inset (persistent rectangle, ``ingest/inset.py``) on the first
     sampled frames and, when found, also return it as a second view that is indexed and searched."""
+    reframe_views: bool = True
+    """With ``inset_views``: a portrait video without an inset gets a second view at a landscape
+    original's scale (``ingest/reframe.py``), so 9:16 reframes meet their originals."""
     flat_luma_std: float = Field(DEFAULT_FLAT_LUMA_STD, ge=0.0, le=255.0)
     """Frames whose luma is flatter than this (standard deviation of the 64×64 box-downscaled luma,
     0..255) carry no evidence: their region vectors are zeroed, so a blank screen matches nothing

@@ -30,6 +30,9 @@ class DecodedVideo:
     (same timestamps), resized and centre-cropped the same way; ``None`` when there is none."""
     inset_box: tuple[float, float, float, float] | None = None
     """The inset in relative display coordinates (x0, y0, x1, y1)."""
+    inset_kind: str | None = None
+    """What ``inset`` holds: ``inset`` (a picture-in-picture inset) or ``reframe`` (a portrait
+    video's content at a landscape original's scale, :mod:`ingest.reframe`)."""
     borders: dict[str, object] | None = None
     """Bars cropped before the main view (:mod:`ingest.borders`): ``kind``, ``fill`` and the
     relative ``content_box``; ``None`` when the frame had none."""
@@ -77,6 +80,8 @@ class DecodeSummary:
     source_fps: float | None = None
     inset_box: tuple[float, float, float, float] | None = None
     """Set only when every chunk carried an inset view (else the inset is dropped)."""
+    inset_kind: str | None = None
+    """``inset`` or ``reframe`` with ``inset_box`` (:attr:`DecodedVideo.inset_kind`)."""
     borders: dict[str, object] | None = None
     """Bars cropped before the main view, as in :attr:`DecodedVideo.borders`."""
 

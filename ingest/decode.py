@@ -15,6 +15,8 @@ rectangle is looked for on them once (:mod:`ingest.inset`), and when one is foun
 frame's inset is also cut out, resized and centre-cropped like the main view
 (``DecodedVideo.inset``). Extra memory: those few whole frames, then one crop per frame; extra
 time: one detection (tens of ms) and, for videos with an inset, one more resize per frame.
+Without an inset, a portrait video (``DecodeConfig.reframe_views``, on by default) gets its
+reframe view in the same place (:mod:`ingest.reframe`; ``DecodedVideo.inset_kind`` says which).
 
 Borders (``DecodeConfig.crop_borders``, on by default): the whole resized frames of the first
 :data:`ingest.borders.DETECT_FRAMES` sampled frames are kept, letterbox/pillarbox bars (constant or
@@ -90,6 +92,7 @@ from dupwatch.errors import PermanentError
 from dupwatch.records import DecodeSummary, DecodedVideo, FrameChunk
 from ingest.borders import BorderTracker
 from ingest.inset import DETECT_FRAMES, InsetBox, detect_inset
+from ingest.reframe import portrait_content, reframe_view
 
 log = logging.getLogger(__name__)
 
@@ -466,7 +469,10 @@ def _to_crop(frame: Any, config: DecodeConfig, *, keep_context: bool = False) ->
 
 
 def _inset_view(context: np.ndarray, box: InsetBox, config: DecodeConfig) -> np.ndarray:
-    """The inset cut from a whole resized frame, then resized and centre-cropped like the main view."""
+    """The second view of a whole resized frame: the inset cut out, then resized and centre-cropped
+    like the main view, or a portrait content's reframe view (:func:`ingest.reframe.reframe_view`)."""
+    if box.kind == "reframe":
+        return reframe_view(context, box, config.short_side, config.crop)
     h, w = context.shape[:2]
     x0, y0, x1, y1 = box.pixels(w, h)
     region = np.ascontiguousarray(context[y0:y1, x0:x1])
@@ -519,7 +525,10 @@ class _InsetTracker:
 
     def _decide(self) -> None:
         self.decided = True
-        self.box = detect_inset(np.stack(self.pending)) if len(self.pending) else None
+        frames = np.stack(self.pending) if len(self.pending) else None
+        self.box = detect_inset(frames) if frames is not None else None
+        if self.box is None and frames is not None and self.config.reframe_views:
+            self.box = portrait_content(frames, borders=self.config.crop_borders)
         if self.box is not None:
             self.views = [_inset_view(c, self.box, self.config) for c in self.pending]
         self.pending = []
@@ -543,8 +552,12 @@ class _InsetTracker:
         if not self.active or self.box is None or not self.complete:
             return None
         b = self.box
-        log.debug("inset view %s (line contrast %.2f)", b.as_list(), b.coverage)
+        log.debug("%s view %s (line contrast %.2f)", b.kind, b.as_list(), b.coverage)
         return (b.x0, b.y0, b.x1, b.y1)
+
+    def final_kind(self) -> str | None:
+        """``inset`` or ``reframe`` when the second view was handed out with every chunk, else ``None``."""
+        return self.box.kind if self.final_box() is not None else None  # type: ignore[union-attr]
 
 
 # -- the decode loop ----------------------------------------------------------------------------
@@ -647,6 +660,7 @@ class FrameStream:
             source_height=sampler.src_size[1],
             source_fps=rate,
             inset_box=sampler.inset.final_box(),
+            inset_kind=sampler.inset.final_kind(),
             borders=self.stats.borders,
         )
 
@@ -676,6 +690,7 @@ def _decode(path: Path, config: DecodeConfig, video_id: str, mode: SeekMode, *, 
         source_fps=summary.source_fps,
         inset=inset,
         inset_box=summary.inset_box if inset is not None else None,
+        inset_kind=summary.inset_kind if inset is not None else None,
         borders=summary.borders,
     )
     return video, stream.stats

@@ -65,6 +65,9 @@ class InsetBox:
     y1: float
     coverage: float
     """Mean line contrast of the real sides (detection confidence)."""
+    kind: str = "inset"
+    """What the decoder's second view cut from this box is: ``inset`` (picture in picture) or
+    ``reframe`` (a portrait video's content, :mod:`ingest.reframe`)."""
 
     def pixels(self, width: int, height: int) -> tuple[int, int, int, int]:
         return (int(round(self.x0 * width)), int(round(self.y0 * height)),

@@ -662,6 +662,7 @@ class Pipeline:
                     source_fps=summary.source_fps,
                     inset=first.inset if summary.inset_box is not None else None,
                     inset_box=summary.inset_box,
+                    inset_kind=summary.inset_kind,
                     borders=summary.borders,
                 )
             resumed = _ResumedStream(first, itertools.chain([second], chunks), stream)

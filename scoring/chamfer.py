@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from inference.flat_frames import blank_flat_frames
-from scoring.methods import FeatureCache, FrameCache, Method, PairResult, feature_key, flat_setting, frame_intervals
+from scoring.methods import FeatureCache, FrameCache, Method, PairResult, feature_key, decode_setting, frame_intervals
 
 BACKBONE = "efficientnet_lite0_regions"
 TN_PARAMS = {"min_sim": 0.35, "min_length": 2, "max_step": 3, "top_k": 5, "max_paths": 5}
@@ -58,7 +58,7 @@ class ChamferMethod(Method):
         self.frames, self.features = frames, features
         self.pca_bundle = pca_bundle
         self.device = device
-        self.decode_config = DecodeConfig(**({} if fps is None else {"fps": fps}), **flat_setting(flat_luma_std))
+        self.decode_config = DecodeConfig(**({} if fps is None else {"fps": fps}), **decode_setting(flat_luma_std))
         self.feature_key = feature_key(BACKBONE, pca_bundle, self.decode_config)
         self._extractor: Any = None
         self._regions: dict[str, np.ndarray] = {}

@@ -113,7 +113,7 @@ __all__ = [
     "resolve_videos",
     "frame_intervals",
     "feature_key",
-    "flat_setting",
+    "decode_setting",
     "build_methods",
     "run_method",
     "method_metrics",
@@ -220,7 +220,8 @@ class FrameCache:
     def get(self, video_id: str, path: Path, config: "DecodeConfig") -> "DecodedVideo":
         from ingest.decode import decode_video
 
-        key = ((config.fps, config.short_side, config.crop), str(path))
+        key = ((config.fps, config.short_side, config.crop, config.crop_borders, config.inset_views, config.reframe_views),
+               str(path))
         if key not in self._videos:
             start = time.perf_counter()
             self._videos[key] = decode_video(path, config, video_id)
@@ -341,7 +342,7 @@ class OursMethod(Method):
     def __init__(self, bundle_dir: Path | str, frames: FrameCache, features: FeatureCache, *, name: str | None = None,
                  device: str = "auto", fps: float | None = None, use_copy_head: bool = True,
                  max_degenerate: float | None | str = "default", min_motion_agreement: float | None | str = "default",
-                 flat_luma_std: float | None = None) -> None:
+                 flat_luma_std: float | None = None, reframe_views: bool | None = None) -> None:
         from dupwatch.config import DEFAULT_MAX_DEGENERATE, DEFAULT_MIN_MOTION_AGREEMENT, DecodeConfig
         from inference.embedder import VideoModels
 
@@ -350,7 +351,7 @@ class OursMethod(Method):
         self.name = name or f"ours:{self.bundle_dir.name}"
         spec = self.models.bundle.manifest.backbone
         self.decode_config = DecodeConfig(fps=fps or spec.fps, short_side=spec.short_side, crop=spec.crop,
-                                          **flat_setting(flat_luma_std))
+                                          **decode_setting(flat_luma_std, reframe_views))
         self.models.flat_luma_std = self.decode_config.flat_luma_std
         self.feature_key = feature_key(spec.name, self.models.bundle, self.decode_config)
         self.frames, self.features = frames, features
@@ -435,14 +436,20 @@ class OursMethod(Method):
         return dict(self._levels)
 
 
-def flat_setting(flat_luma_std: float | None) -> dict[str, float]:
-    """``DecodeConfig`` keyword for an explicit flat-frame cut (none: the config's default)."""
-    return {} if flat_luma_std is None else {"flat_luma_std": flat_luma_std}
+def decode_setting(flat_luma_std: float | None = None, reframe_views: bool | None = None) -> dict[str, Any]:
+    """``DecodeConfig`` keywords for an explicit flat-frame cut and reframe-view switch (``None``: the config's default)."""
+    out: dict[str, Any] = {}
+    if flat_luma_std is not None:
+        out["flat_luma_std"] = flat_luma_std
+    if reframe_views is not None:
+        out["reframe_views"] = reframe_views
+    return out
 
 
 def feature_key(backbone: str, bundle: Any | None, config: "DecodeConfig") -> str:
     """Features are shared between methods with the same sampling, backbone, backbone weights and PCA file."""
     key = f"{backbone}@{config.fps:g}fps/{config.short_side}/{config.crop}/flat{config.flat_luma_std:g}"
+    key += "" if config.reframe_views else "/noreframe"
     if bundle is not None:
         for artifact in ("backbone", "pca"):
             if bundle.has(artifact):
@@ -523,6 +530,8 @@ class EvalConfig:
     flat_luma_std: float | None = None
     """Frames flatter than this carry no evidence in ``ours`` and ``chamfer`` (``None``: the
     worker's ``decode.flat_luma_std``; 0: the rule off)."""
+    reframe_views: bool | None = None
+    """Portrait videos get a reframe view in ``ours`` (``None``: the worker's ``decode.reframe_views``)."""
 
     def __post_init__(self) -> None:
         if self.flat_luma_std is not None and not 0 <= self.flat_luma_std <= 255:
@@ -783,7 +792,8 @@ class EvalResult:
 
 
 def build_methods(names: Sequence[str], bundles: Sequence[Path | str], frames: FrameCache, features: FeatureCache,
-                  *, device: str = "auto", fps: float | None = None, flat_luma_std: float | None = None) -> list[Method]:
+                  *, device: str = "auto", fps: float | None = None, flat_luma_std: float | None = None,
+                  reframe_views: bool | None = None) -> list[Method]:
     """Instantiate the requested methods (``ours`` once per bundle)."""
     unknown = [n for n in names if n not in METHOD_NAMES]
     if unknown:
@@ -797,7 +807,7 @@ def build_methods(names: Sequence[str], bundles: Sequence[Path | str], frames: F
             name = f"ours:{Path(b).name}"
             seen[name] = seen.get(name, 0) + 1
             ours.append(OursMethod(b, frames, features, name=name if seen[name] == 1 else f"{name}#{seen[name]}",
-                                   device=device, fps=fps, flat_luma_std=flat_luma_std))
+                                   device=device, fps=fps, flat_luma_std=flat_luma_std, reframe_views=reframe_views))
     out: list[Method] = []
     for n in names:
         if n in ("vpdq", "vpdq_tiebreak"):
@@ -846,7 +856,7 @@ def evaluate(videos_dir: Path | str, truth_path: Path | str, *, methods: Sequenc
     frames, features = FrameCache(), FeatureCache()
     result = EvalResult(Path(videos_dir), Path(truth_path), truth, videos, queries)
     for method in build_methods(list(dict.fromkeys(methods)), bundles, frames, features, device=config.device,
-                                fps=config.fps, flat_luma_std=config.flat_luma_std):
+                                fps=config.fps, flat_luma_std=config.flat_luma_std, reframe_views=config.reframe_views):
         log.info("evaluating %s on %d queries × %d videos", method.name, len(queries), len(videos))
         run = run_method(method, videos, queries, progress=config.progress)
         result.runs.append(run)
