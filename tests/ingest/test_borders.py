@@ -124,6 +124,22 @@ def test_no_crop_on_plain_real_footage(tmp_path: Path, bbb: Clip) -> None:
         assert np.array_equal(video.frames, _views(path, NO_BORDERS))
 
 
+def test_a_flat_real_background_is_not_a_bar(tmp_path: Path, bbb: Clip) -> None:
+    """A static camera over a plain wall or tank (the left half here): nearly flat, lit a little
+    differently from frame to frame, yet picture; cropping it would cut copies differently."""
+    rng = np.random.default_rng(2)
+
+    def wall(frame: np.ndarray, i: int) -> np.ndarray:
+        out = frame.copy()
+        w = out.shape[1] // 2
+        shade = 178 + 3 * np.sin(i) + np.linspace(-4, 4, out.shape[0])[:, None, None]  # vignetting and flicker
+        out[:, :w] = np.clip(shade + rng.normal(0, 3, (out.shape[0], w, 3)), 0, 255).astype(np.uint8)
+        return out
+
+    path = write_clip(tmp_path / "wall.mp4", Clip([wall(f, i) for i, f in enumerate(bbb.frames)], bbb.fps), crf=20)
+    assert decode_video(path, CFG, "wall").borders is None
+
+
 def test_detector_on_arrays() -> None:
     rng = np.random.default_rng(0)
     content = rng.integers(0, 255, (6, 180, 320, 3), dtype=np.uint8)
