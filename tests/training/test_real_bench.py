@@ -60,12 +60,18 @@ def _renamed(check: dict, name: str) -> dict:  # type: ignore[type-arg]
     return {"methods": {name: check["methods"]["ours:bundle"], "chamfer": check["methods"]["chamfer"]}}
 
 
-def test_promotion_over_a_baseline_needs_no_headline_number_worse(tmp_path: Path) -> None:
+def _candidate_and_default(tmp_path: Path, base: dict) -> tuple[Path, Path]:  # type: ignore[type-arg]
+    """A candidate bundle ("new"), the default it would replace ("old") and the default's check eval (base.json)."""
     cand, out = tmp_path / "bundle", tmp_path / "default"
     cand.mkdir(), out.mkdir()
     (cand / "manifest.json").write_text("new")
     (out / "manifest.json").write_text("old")
-    (tmp_path / "base.json").write_text(json.dumps(_renamed(_check(0.90, 0.47, 0.83, 0.78), "ours:default")))
+    (tmp_path / "base.json").write_text(json.dumps(_renamed(base, "ours:default")))
+    return cand, out
+
+
+def test_promotion_over_a_baseline_needs_no_headline_number_worse(tmp_path: Path) -> None:
+    cand, out = _candidate_and_default(tmp_path, _check(0.90, 0.47, 0.83, 0.78))
     # lower recall than the bundle it would replace: refused, and the line says why
     (tmp_path / "worse.json").write_text(json.dumps(_check(0.92, 0.45, 0.88, 0.78)))
     ok, lines = promote(cand, tmp_path / "worse.json", out, baseline_json=tmp_path / "base.json")
@@ -81,6 +87,24 @@ def test_promotion_over_a_baseline_needs_no_headline_number_worse(tmp_path: Path
     ok, lines = promote(cand, tmp_path / "better.json", out, baseline_json=tmp_path / "base.json")
     assert ok and (out / "manifest.json").read_text() == "new"
     assert any(line.startswith("MISS copy precision at the threshold: 0.910 (target") for line in lines)
+
+
+def test_promotion_over_a_baseline_treats_one_pairs_difference_as_noise(tmp_path: Path) -> None:
+    cand, out = _candidate_and_default(tmp_path, _check(0.876, 0.532, 0.842, 0.78))
+    # 0.002 lower precision (less than one alert), clearly higher recall and µAP: promoted, the line says why
+    (tmp_path / "noise.json").write_text(json.dumps(_check(0.874, 0.561, 0.882, 0.78)))
+    ok, lines = promote(cand, tmp_path / "noise.json", out, baseline_json=tmp_path / "base.json")
+    assert ok and (out / "manifest.json").read_text() == "new"
+    assert "ok   copy precision at the threshold: 0.874 (replaced bundle 0.876, within the 0.005 tolerance)" in lines
+    # the same candidate with no tolerance is refused, and a drop beyond the tolerance always is
+    (out / "manifest.json").write_text("old")
+    assert not promote(cand, tmp_path / "noise.json", out, baseline_json=tmp_path / "base.json", tolerance=0.0)[0]
+    (tmp_path / "drop.json").write_text(json.dumps(_check(0.866, 0.561, 0.882, 0.78)))
+    assert not promote(cand, tmp_path / "drop.json", out, baseline_json=tmp_path / "base.json")[0]
+    # gains within the tolerance are no reason to replace the bundle
+    (tmp_path / "tiny.json").write_text(json.dumps(_check(0.879, 0.535, 0.845, 0.78)))
+    assert not promote(cand, tmp_path / "tiny.json", out, baseline_json=tmp_path / "base.json")[0]
+    assert (out / "manifest.json").read_text() == "old"
 
 
 def test_pair_tables_are_cached_per_bundle_features_and_truth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
