@@ -50,11 +50,13 @@ def test_demo_finds_the_excerpt_and_the_inset_copy_with_right_segments(demo_run:
         ("s2vs_example_video1__edit2", "copy", "s2vs_example_video1"),
         ("s2vs_example_video1__edit3", "copy", "s2vs_example_video1"),
     }, table
-    # the only other row allowed: the picture-in-picture copy matching the excerpt copy (both show seconds 6-10)
+    # the only other row allowed: the picture-in-picture copy matching the excerpt copy (both show
+    # seconds 6-10), as a copy or, one level lower, as an incident
     assert rows - {(v, "no match", "-") for v in ONLY[:3]} <= {
         ("s2vs_example_video1__edit2", "copy", "s2vs_example_video1"),
         ("s2vs_example_video1__edit3", "copy", "s2vs_example_video1"),
         ("s2vs_example_video1__edit3", "copy", "s2vs_example_video1__edit2"),
+        ("s2vs_example_video1__edit3", "incident", "s2vs_example_video1__edit2"),
     }, table
     assert all(r.correct for r in result.rows), table
     assert result.ok and result.found == ["s2vs_example_video1__edit2", "s2vs_example_video1__edit3"]
