@@ -77,10 +77,30 @@ def pair_table(bundle_dir: Path | str, benches: Sequence[Path | str], *, progres
     return PairTable(np.asarray(rows, np.float64), np.asarray(labels), names)
 
 
+FEATURE_MODULES = ("ingest.decode", "ingest.borders", "ingest.inset", "ingest.reframe", "inference.flat_frames",
+                   "inference.alignment", "detect.detector", "detect.copy_head")
+"""The code that turns a benchmark's videos into pair features (decoding, crops, views, flat frames,
+alignment, evidence): a cached pair table is only reused while their source is unchanged."""
+
+
+def _code_digest(modules: Sequence[str]) -> str:
+    import hashlib
+    import importlib.util
+
+    digest = hashlib.sha256()
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ModuleNotFoundError(name)
+        digest.update(Path(spec.origin).read_bytes())
+    return digest.hexdigest()
+
+
 def _features_key(bundle_dir: Path | str, bench: Path) -> str:
     """What the pair features depend on: the bundle's artifacts except the head and the
-    calibration (which do not change them), the benchmark's truth, the feature names and the
-    flat-frame cut of the features (``decode.flat_luma_std``)."""
+    calibration (which do not change them), the benchmark's truth, the feature names, the
+    decoder's settings (``DecodeConfig``: flat-frame cut, views, crops) and the source of
+    :data:`FEATURE_MODULES` (a change of the border limits, say, changes the features too)."""
     import hashlib
 
     from detect.copy_head import FEATURES
@@ -90,7 +110,7 @@ def _features_key(bundle_dir: Path | str, bench: Path) -> str:
     bundle = load_bundle(bundle_dir)
     parts = sorted(f"{n}:{e.sha256}" for n, e in bundle.manifest.artifacts.items() if n not in ("copy_head", "calibration"))
     parts += [hashlib.sha256((bench / "truth.csv").read_bytes()).hexdigest(), ",".join(FEATURES),
-              f"flat:{DecodeConfig().flat_luma_std:g}"]
+              DecodeConfig().model_dump_json(), _code_digest(FEATURE_MODULES)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 

@@ -139,3 +139,22 @@ def test_pair_tables_are_cached_per_bundle_features_and_truth(tmp_path: Path, mo
     monkeypatch.setattr(dupwatch.config, "DecodeConfig", FlatOff)
     ch.cached_pair_table(bundle, bench)
     assert len(calls) == 3
+
+    class ReframeOff(dupwatch.config.DecodeConfig):  # other views: computed again
+        reframe_views: bool = False
+
+    monkeypatch.setattr(dupwatch.config, "DecodeConfig", ReframeOff)
+    ch.cached_pair_table(bundle, bench)
+    assert len(calls) == 4
+    # the decoder's code changed (new border limits, say): computed again, and reused while it stays
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "fake_decoder.py").write_text("FLAT_STD = 6.0\n")
+    monkeypatch.syspath_prepend(str(code))
+    monkeypatch.setattr(ch, "FEATURE_MODULES", (*ch.FEATURE_MODULES, "fake_decoder"))
+    ch.cached_pair_table(bundle, bench)
+    ch.cached_pair_table(bundle, bench)
+    assert len(calls) == 5
+    (code / "fake_decoder.py").write_text("FLAT_STD = 2.0\n")
+    ch.cached_pair_table(bundle, bench)
+    assert len(calls) == 6
