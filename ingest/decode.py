@@ -496,8 +496,11 @@ class _InsetTracker:
     once, then cuts the inset view from every sampled frame; views are handed out per chunk
     (:meth:`take`), so memory is those frames, then one chunk of views."""
 
-    def __init__(self, config: DecodeConfig) -> None:
+    def __init__(self, config: DecodeConfig, borders: BorderTracker) -> None:
         self.config = config
+        self.borders = borders
+        """Its bars are decided on the first frames, before this tracker decides (a portrait video's
+        reframe view is cut from the content inside them)."""
         self.active = config.inset_views
         self.pending: list[np.ndarray] = []
         self.box: InsetBox | None = None
@@ -528,7 +531,7 @@ class _InsetTracker:
         frames = np.stack(self.pending) if len(self.pending) else None
         self.box = detect_inset(frames) if frames is not None else None
         if self.box is None and frames is not None and self.config.reframe_views:
-            self.box = portrait_content(frames, borders=self.config.crop_borders)
+            self.box = portrait_content(frames.shape[2], frames.shape[1], self.borders.box)
         if self.box is not None:
             self.views = [_inset_view(c, self.box, self.config) for c in self.pending]
         self.pending = []
@@ -710,8 +713,8 @@ class _Sampler:
         self.deadline, self.stats = deadline, stats
         self.buffer = np.empty((chunk_frames, config.crop, config.crop, 3), np.uint8)
         self.times = np.empty(chunk_frames, np.float64)
-        self.inset = _InsetTracker(config)
         self.borders = BorderTracker(config.short_side, config.crop, enabled=config.crop_borders)
+        self.inset = _InsetTracker(config, self.borders)
         self.borders_settled = False
         self.src_size = (0, 0)
         self.count_sampled = 0

@@ -21,8 +21,7 @@ from __future__ import annotations
 import av
 import numpy as np
 
-from ingest.borders import DETECT_FRAMES as BORDER_FRAMES
-from ingest.borders import detect_borders
+from ingest.borders import BorderCrop
 from ingest.inset import InsetBox
 
 __all__ = ["MIN_ASPECT", "portrait_content", "reframe_view"]
@@ -31,15 +30,11 @@ MIN_ASPECT = 1.5
 """Content height / width from which a second, reframe view is made (9:16 is 1.78, 4:3 upright 1.33)."""
 
 
-def portrait_content(frames: np.ndarray, *, borders: bool = True) -> InsetBox | None:
-    """The content box of whole frames ``[N, H, W, 3]`` when it is portrait (inside the bars
-    :func:`ingest.borders.detect_borders` finds on the first frames, when ``borders``), else ``None``."""
-    if frames.ndim != 4 or len(frames) == 0:
-        return None
-    h, w = frames.shape[1:3]
-    box = detect_borders(frames[:BORDER_FRAMES]) if borders else None
-    x0, y0, x1, y1 = (box.x0, box.y0, box.x1, box.y1) if box is not None else (0.0, 0.0, 1.0, 1.0)
-    if (y1 - y0) * h < MIN_ASPECT * (x1 - x0) * w:
+def portrait_content(width: int, height: int, bars: BorderCrop | None) -> InsetBox | None:
+    """The content box of a ``width`` × ``height`` frame when it is portrait (inside ``bars``, the
+    decoder's :class:`ingest.borders.BorderTracker` decision; ``None``: no bars), else ``None``."""
+    x0, y0, x1, y1 = (bars.x0, bars.y0, bars.x1, bars.y1) if bars is not None else (0.0, 0.0, 1.0, 1.0)
+    if (y1 - y0) * height < MIN_ASPECT * (x1 - x0) * width:
         return None
     return InsetBox(x0, y0, x1, y1, coverage=1.0, kind="reframe")
 

@@ -11,6 +11,7 @@ import pytest
 from evaluation.video_io import Clip
 from dupwatch.config import DecodeConfig
 from dupwatch.paths import REPO_ROOT
+from ingest.borders import detect_borders
 from ingest.decode import decode_video
 from ingest.reframe import MIN_ASPECT, portrait_content, reframe_view
 from tests.ingest.real_clips import bbb_clip, resize, write_edit
@@ -28,26 +29,31 @@ def _textured(h: int, w: int, n: int = 8, seed: int = 0) -> np.ndarray:
     return rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8)
 
 
+def _portrait(frames: np.ndarray, *, borders: bool = True):  # type: ignore[no-untyped-def]
+    """:func:`portrait_content` given the bars the decoder's border detector finds on ``frames``."""
+    return portrait_content(frames.shape[2], frames.shape[1], detect_borders(frames) if borders else None)
+
+
 def test_portrait_content_only_for_tall_content() -> None:
-    box = portrait_content(_textured(455, 256))
+    box = _portrait(_textured(455, 256))
     assert box is not None and box.kind == "reframe" and box.as_list() == [0.0, 0.0, 1.0, 1.0]
-    assert portrait_content(_textured(256, 455)) is None  # landscape
-    assert portrait_content(_textured(int(256 * (MIN_ASPECT - 0.2)), 256)) is None  # upright 4:3-ish
+    assert _portrait(_textured(256, 455)) is None  # landscape
+    assert _portrait(_textured(int(256 * (MIN_ASPECT - 0.2)), 256)) is None  # upright 4:3-ish
     # a landscape picture padded into a 9:16 frame with black bars: its content is landscape
     padded = np.zeros((8, 455, 256, 3), np.uint8)
     padded[:, 155:299] = _textured(144, 256)
-    assert portrait_content(padded) is None
+    assert _portrait(padded) is None
     # a 9:16 picture pillarboxed into a 16:9 frame: portrait content inside the bars
     pillar = np.zeros((8, 256, 455, 3), np.uint8)
     pillar[:, :, 155:299] = _textured(256, 144)
-    box = portrait_content(pillar)
+    box = _portrait(pillar)
     assert box is not None and abs(box.x0 - 155 / 455) < 0.02 and abs(box.x1 - 299 / 455) < 0.02
-    assert portrait_content(pillar, borders=False) is None  # the whole 16:9 frame is landscape
+    assert _portrait(pillar, borders=False) is None  # the whole 16:9 frame is landscape
 
 
 def test_reframe_view_puts_the_strip_at_the_originals_scale() -> None:
     frame = _textured(455, 256, n=1)[0]
-    box = portrait_content(frame[None])
+    box = _portrait(frame[None])
     view = reframe_view(frame, box, 256, 224)  # type: ignore[arg-type]
     assert view.shape == (224, 224, 3) and view.dtype == np.uint8
     # the whole height maps to 256 rows (the original's short side), so the strip is 256 * 256/455 = 144 wide
@@ -93,3 +99,18 @@ def test_eval_switches_reframe_views_and_keys_its_caches_by_it() -> None:
     assert isinstance(on, OursMethod) and isinstance(off, OursMethod)
     assert on.decode_config.reframe_views is True and off.decode_config.reframe_views is False
     assert on.feature_key != off.feature_key  # features of one setting are never served to the other
+
+
+def test_the_decoder_cuts_the_reframe_view_inside_the_bars_it_found(tmp_path: Path, bbb: Clip) -> None:
+    def pillarboxed(frame: np.ndarray) -> np.ndarray:  # a 9:16 phone excerpt shown in an HD frame with black bars
+        out = np.zeros((720, 1280, 3), np.uint8)
+        out[:, 438:842] = frame[:, 438:842]
+        return out
+
+    path = write_edit(tmp_path, "pillar", bbb, pillarboxed)
+    v = decode_video(path, CFG, "pillar")
+    assert v.borders is not None and v.inset_kind == "reframe"
+    x0, _, x1, _ = v.inset_box  # type: ignore[misc]
+    assert abs(x0 - 438 / 1280) < 0.02 and abs(x1 - 842 / 1280) < 0.02
+    # without the border crop the decoder sees a 16:9 frame: no reframe view
+    assert decode_video(path, DecodeConfig(fps=2.0, crop_borders=False), "p").inset_kind != "reframe"
