@@ -220,8 +220,7 @@ class FrameCache:
     def get(self, video_id: str, path: Path, config: "DecodeConfig") -> "DecodedVideo":
         from ingest.decode import decode_video
 
-        key = ((config.fps, config.short_side, config.crop, config.crop_borders, config.inset_views, config.reframe_views),
-               str(path))
+        key = (sampling_key(config), str(path))
         if key not in self._videos:
             start = time.perf_counter()
             self._videos[key] = decode_video(path, config, video_id)
@@ -446,10 +445,15 @@ def decode_setting(flat_luma_std: float | None = None, reframe_views: bool | Non
     return out
 
 
+def sampling_key(config: "DecodeConfig") -> tuple[Any, ...]:
+    """The decode settings a :class:`DecodedVideo` depends on (rate, sizes, crops, second views)."""
+    return (config.fps, config.short_side, config.crop, config.crop_borders, config.inset_views, config.reframe_views)
+
+
 def feature_key(backbone: str, bundle: Any | None, config: "DecodeConfig") -> str:
-    """Features are shared between methods with the same sampling, backbone, backbone weights and PCA file."""
-    key = f"{backbone}@{config.fps:g}fps/{config.short_side}/{config.crop}/flat{config.flat_luma_std:g}"
-    key += "" if config.reframe_views else "/noreframe"
+    """Features are shared between methods with the same decoded frames (:func:`sampling_key`),
+    flat-frame cut, backbone, backbone weights and PCA file."""
+    key = f"{backbone}@{sampling_key(config)}/flat{config.flat_luma_std:g}"
     if bundle is not None:
         for artifact in ("backbone", "pca"):
             if bundle.has(artifact):
