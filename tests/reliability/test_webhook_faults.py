@@ -110,8 +110,10 @@ def test_gone_and_bad_request_receivers_are_dead_lettered_without_retry(kafka_br
     topic = kafka_broker.create_topic(unique("hooks"), 1)
     gone, bad = WebhookReceiver(SECRET, mode=410), WebhookReceiver(SECRET, mode=400)
     settings = make_settings(kafka_broker.bootstrap_servers, topic, milvus_lite_uri)
-    settings = webhook_settings(settings, gone, SECRET, name="gone", max_attempts=5)
-    settings = webhook_settings(settings, bad, SECRET, name="bad", max_attempts=5)
+    # a timeout is retried by design; a generous one keeps a loaded machine from turning the single
+    # 410/400 answer this test is about into a timeout and a legitimate second attempt
+    settings = webhook_settings(settings, gone, SECRET, name="gone", max_attempts=5, timeout_s=15.0)
+    settings = webhook_settings(settings, bad, SECRET, name="bad", max_attempts=5, timeout_s=15.0)
     ids, payloads = _events("gone", 4)
     produce(kafka_broker.bootstrap_servers, topic, payloads)
     worker = start_worker(settings, tmp_path)
