@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from detect.copy_head import CopyHead, CopyHeadError, copy_head_for, copy_threshold_fits_head, motion_agreement, pair_features, region_layout
+from detect.copy_head import (CopyHead, CopyHeadError, copy_head_for, copy_threshold_fits_head, motion_agreement, pair_features,
+                               pixel_agreement, region_layout)
 from detect.levels import AlignmentEvidence, LevelThresholds, decide_level
 from detect.normalization import SimilarityNormalizer
 from dupwatch.config import DetectionConfig
@@ -148,6 +149,8 @@ class PairAssessment:
     """The evidence the copy head reads (:func:`inference.alignment.tn_evidence`); ``None``: ``path_evidence``."""
     motion: tuple[float, float, float] = (0.0, 0.0, 0.0)
     """:func:`detect.copy_head.motion_agreement` of the pair (agreement, magnitude, self-similarity)."""
+    pixel: float = math.nan
+    """:func:`detect.copy_head.pixel_agreement` of the matched views (``nan``: no thumbnails)."""
 
     @property
     def degenerate_fraction(self) -> float:
@@ -167,36 +170,46 @@ class PairAssessment:
 
     def features(self) -> np.ndarray:
         evidence = self.head_evidence if self.head_evidence is not None else self.path_evidence
-        return pair_features(self.fine, self.frame_similarity, evidence, self.layout, self.motion)
+        return pair_features(self.fine, self.frame_similarity, evidence, self.layout, self.motion, self.pixel)
+
+
+Thumbs = Mapping[str, np.ndarray]
+"""Thumbnails (:mod:`inference.thumbnails`) per view name, like the region views; a view without
+them is absent."""
 
 
 def assess_pair(models: VideoModels, query_regions: np.ndarray, ref_regions: np.ndarray, query_times: np.ndarray,
-                ref_times: np.ndarray, params: AlignmentParams, head: CopyHead | None = None) -> PairAssessment:
-    """Fine score, frame similarity, aligned segments, evidence and (with a head) P(copy) of one pair."""
+                ref_times: np.ndarray, params: AlignmentParams, head: CopyHead | None = None,
+                thumbs: tuple[np.ndarray | None, np.ndarray | None] = (None, None)) -> PairAssessment:
+    """Fine score, frame similarity, aligned segments, evidence and (with a head) P(copy) of one pair
+    (``thumbs``: the query's and the reference's thumbnails, when known)."""
     return _assess_scored(models.compare(query_regions, ref_regions), query_regions, ref_regions, query_times, ref_times,
-                          params, head)
+                          params, head, thumbs=thumbs)
 
 
 def _assess_scored(pair: Any, query_regions: np.ndarray, ref_regions: np.ndarray, query_times: np.ndarray,
                    ref_times: np.ndarray, params: AlignmentParams, head: CopyHead | None,
-                   head_times: tuple[np.ndarray, np.ndarray] | None = None) -> PairAssessment:
+                   head_times: tuple[np.ndarray, np.ndarray] | None = None,
+                   thumbs: tuple[np.ndarray | None, np.ndarray | None] = (None, None)) -> PairAssessment:
     segments, evidence = align_pair(pair.frame_similarity, query_times, ref_times, params)
     longest = max((s.query_end - s.query_start for s in segments), default=0.0)
     layout = region_layout(query_regions, ref_regions, pair.frame_similarity)
     motion = motion_agreement(query_regions, ref_regions, pair.frame_similarity)
+    pixel = pixel_agreement(*thumbs)
     # the copy head reads the Temporal-Network evidence it is fitted on, not the segment search's
     # (training calls features() on the same assessment, so training and serving agree)
     hq, hr = head_times if head_times is not None else (query_times, ref_times)
     head_evidence = tn_evidence(pair.frame_similarity, hq, hr)
-    copy_score = (head.score(pair_features(pair.score, pair.frame_similarity, head_evidence, layout, motion))
+    copy_score = (head.score(pair_features(pair.score, pair.frame_similarity, head_evidence, layout, motion, pixel))
                   if head is not None else None)
     return PairAssessment(float(pair.score), pair.frame_similarity, tuple(segments), evidence, float(longest), copy_score,
-                          layout, head_evidence=head_evidence, motion=motion)
+                          layout, head_evidence=head_evidence, motion=motion, pixel=pixel)
 
 
 def assess_views(models: VideoModels, query_views: Mapping[str, np.ndarray], ref_views: Mapping[str, np.ndarray],
                  query_times: np.ndarray, ref_times: np.ndarray, params: AlignmentParams,
-                 head: CopyHead | None = None) -> PairAssessment:
+                 head: CopyHead | None = None, query_thumbs: Thumbs | None = None,
+                 ref_thumbs: Thumbs | None = None) -> PairAssessment:
     """:func:`assess_pair` of the best-matching pair of views (``main`` and, when the decoder found a
     picture-in-picture inset, ``inset``; see :mod:`ingest.inset`).
 
@@ -206,7 +219,8 @@ def assess_views(models: VideoModels, query_views: Mapping[str, np.ndarray], ref
     """
     combos = view_combos(query_views, ref_views)
     scored = {c: models.compare(query_views[c[0]], ref_views[c[1]]) for c in combos}
-    return assess_scored_views(scored, query_views, ref_views, query_times, ref_times, params, head)
+    return assess_scored_views(scored, query_views, ref_views, query_times, ref_times, params, head,
+                               query_thumbs=query_thumbs, ref_thumbs=ref_thumbs)
 
 
 def view_combos(query_views: Mapping[str, Any], ref_views: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -217,13 +231,16 @@ def view_combos(query_views: Mapping[str, Any], ref_views: Mapping[str, Any]) ->
 def assess_scored_views(scored: Mapping[tuple[str, str], Any], query_views: Mapping[str, np.ndarray],
                         ref_views: Mapping[str, np.ndarray], query_times: np.ndarray, ref_times: np.ndarray,
                         params: AlignmentParams, head: CopyHead | None = None,
-                        head_times: tuple[np.ndarray, np.ndarray] | None = None) -> PairAssessment:
+                        head_times: tuple[np.ndarray, np.ndarray] | None = None, *, query_thumbs: Thumbs | None = None,
+                        ref_thumbs: Thumbs | None = None) -> PairAssessment:
     """:func:`assess_views` from the fine scores of the view pairs (``scored[(query view, ref view)]``);
-    ``head_times``: the (query, reference) times of the copy head's evidence when they differ."""
+    ``head_times``: the (query, reference) times of the copy head's evidence when they differ;
+    ``query_thumbs`` / ``ref_thumbs``: thumbnails per view, for the pixel evidence of the matched views."""
     combos = list(scored)
     best = max(combos, key=lambda c: scored[c].score)  # ties keep the first: main before inset
+    thumbs = ((query_thumbs or {}).get(best[0]), (ref_thumbs or {}).get(best[1]))
     a = _assess_scored(scored[best], query_views[best[0]], ref_views[best[1]], query_times, ref_times, params, head,
-                       head_times)
+                       head_times, thumbs)
     return replace(a, views=best)
 
 
@@ -366,13 +383,17 @@ class Detector:
         ids = list(coarse)
         with_insets = [*rerank, *(inset_id(v) for v in rerank if inset_id(v) in info)]
         fine_feats = self.index.fetch_fine(with_insets, rows=info) if rerank else {}
+        ref_thumbs = self.index.fetch_thumbs(with_insets, rows=info) if rerank else {}
         bias, background_hits = self._query_bias(rep) if rerank else (0.0, 0)
         normalization = None if self.normalizer is None else {
             "k": self.normalizer.k, "weight": self.normalizer.weight,
             "background_collection": self.config.background_collection, "background_hits": background_hits}
         query_views = {"main": rep.regions.astype(np.float32)}
+        query_thumbs = {"main": rep.thumbs} if rep.thumbs is not None else {}
         if rep.inset is not None:
             query_views["inset"] = rep.inset.regions.astype(np.float32)
+            if rep.inset.thumbs is not None:
+                query_thumbs["inset"] = rep.inset.thumbs
         query_times = np.asarray(rep.timestamps, np.float64)
         step = _sampling_step(query_times)
         query_intervals = _query_intervals(query_times, step, rep.meta.get("duration_s"))
@@ -390,9 +411,11 @@ class Detector:
         for vid, ref_views in candidates.items():
             ref = ref_views["main"]
             head_times = (query_times.astype(np.float32), _head_ref_times(info.get(vid, {}), ref.shape[0]))
+            thumbs = {view: t for view, t in (("main", ref_thumbs.get(vid)), ("inset", ref_thumbs.get(inset_id(vid))))
+                      if t is not None and len(t) == ref.shape[0]}
             a = assess_scored_views(scored[vid], query_views, ref_views, query_intervals,
                                     _ref_times(info.get(vid, {}), ref.shape[0], step), self.alignment, self.copy_head,
-                                    head_times)
+                                    head_times, query_thumbs=query_thumbs, ref_thumbs=thumbs)
             evidence = a.path_evidence
             normalized = a.fine - bias
             level = decide_level(normalized, a.level_evidence(), self.thresholds, a.copy_score)
@@ -423,6 +446,7 @@ class Detector:
                         "region_spread": round(a.layout[0], 4),
                         "region_layout": round(a.layout[1], 4),
                         "motion_agreement": round(a.motion[0], 4),
+                        "pixel_agreement": None if math.isnan(a.pixel) else round(a.pixel, 4),
                         "motion_magnitude": round(a.motion[1], 4),
                         "thresholds": {"copy": self.thresholds.copy, "incident": self.thresholds.incident},
                         "methods": dict(self.models.methods),

@@ -113,6 +113,9 @@ class VideoRepresentation:
     inset: "VideoRepresentation | None" = None
     """The picture-in-picture inset's own representation (video id ``<video_id>#inset``), indexed as
     rows of its own and searched as a second view of the video; ``None`` when there is none."""
+    thumbs: np.ndarray | None = None
+    """``[T, S, S]`` uint8 grey thumbnails of the frames (:mod:`inference.thumbnails`), the copy head's
+    pixel evidence; ``None`` when unknown."""
 
     def __post_init__(self) -> None:
         if self.regions.ndim != 3:
@@ -123,6 +126,9 @@ class VideoRepresentation:
             raise ValueError(f"coarse must be [D], got {self.coarse.shape}")
         if self.clips.ndim != 2 or self.clip_times.shape != (self.clips.shape[0], 2):
             raise ValueError(f"clips must be [N, D] with clip_times [N, 2], got {self.clips.shape} {self.clip_times.shape}")
+        if self.thumbs is not None and (self.thumbs.ndim != 3 or self.thumbs.shape[0] != self.regions.shape[0]
+                                        or self.thumbs.dtype != np.uint8):
+            raise ValueError(f"thumbs must be [T, S, S] uint8 with T={self.regions.shape[0]}, got {self.thumbs.shape} {self.thumbs.dtype}")
 
 
 INSET_SUFFIX = "#inset"

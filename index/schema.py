@@ -1,6 +1,6 @@
 """Milvus collections of the index: names, schemas, index parameters, primary keys.
 
-Four collections (one vector field each, architecture.md *Milvus*), names prefixed by
+Five collections (one vector field each, architecture.md *Milvus*), names prefixed by
 ``MilvusConfig.collection_prefix``:
 
 =====================  ==============  ==========================================================
@@ -9,6 +9,7 @@ collection             rows            vector
 ``<p>_video_coarse``   one per video   DnS coarse vector, FLOAT_VECTOR ``[Dc]``, IP
 ``<p>_video_clips``    one per clip    DRCA clip embedding, FLOAT_VECTOR ``[Dk]``, IP
 ``<p>_video_frames``   one per frame   fine-grained regions flattened, FLOAT_VECTOR ``[R*D]``
+``<p>_video_thumbs``   one per frame   grey thumbnail (:mod:`inference.thumbnails`), FLOAT_VECTOR ``[S*S]``
 ``<p>_background``     fixed set       coarse vectors of unrelated videos (normalization), IP
 =====================  ==============  ==========================================================
 
@@ -20,7 +21,9 @@ FLOAT_VECTOR and SPARSE_FLOAT_VECTOR (no FLOAT16_VECTOR, no BINARY_VECTOR), and 
 predates FLOAT16_VECTOR. The one type both accept is FLOAT_VECTOR, so every frame is one row
 holding its ``R*D`` region values as float32; ``fetch_fine`` returns them bit-exactly. The frames
 collection is only fetched by ``video_id`` (never searched), so it gets a FLAT index (required
-to load a collection; costs nothing to build).
+to load a collection; costs nothing to build). The thumbnails collection is the same: fetched by
+primary key for the copy head's pixel evidence, never searched. Its rows are optional: a video
+indexed before it existed, or without thumbnails, is scored without that evidence.
 
 Primary keys are VARCHAR derived from ``(video_id, part)`` (:func:`row_id`), so a replayed event
 upserts the same rows. The tenant is the partition key of every per-video collection and every
@@ -43,6 +46,7 @@ MAX_MILVUS_DIM = 32_768
 COARSE = "video_coarse"
 CLIPS = "video_clips"
 FRAMES = "video_frames"
+THUMBS = "video_thumbs"
 BACKGROUND = "background"
 
 
@@ -54,9 +58,11 @@ class IndexDims:
     clip: int
     regions: int
     region_dim: int
+    thumb: int = 1024
+    """Values of one frame's thumbnail (``inference.thumbnails.THUMB_SIDE`` squared)."""
 
     def __post_init__(self) -> None:
-        for name in ("coarse", "clip", "regions", "region_dim"):
+        for name in ("coarse", "clip", "regions", "region_dim", "thumb"):
             if getattr(self, name) < 1:
                 raise ValueError(f"IndexDims.{name} must be >= 1")
         for name, dim in (("coarse", self.coarse), ("clip", self.clip), ("fine", self.fine_dim)):
@@ -92,6 +98,7 @@ DEFAULT_SPECS: dict[str, IndexSpec] = {
     COARSE: IndexSpec("HNSW", "IP", (("M", 16), ("efConstruction", 200)), (("ef", 128),)),
     CLIPS: IndexSpec("HNSW", "IP", (("M", 16), ("efConstruction", 200)), (("ef", 256),)),
     FRAMES: IndexSpec("FLAT", "IP"),
+    THUMBS: IndexSpec("FLAT", "IP"),
     BACKGROUND: IndexSpec("FLAT", "IP"),
 }
 
@@ -100,6 +107,7 @@ LITE_SPECS: dict[str, IndexSpec] = {
     COARSE: IndexSpec("FLAT", "IP"),
     CLIPS: IndexSpec("FLAT", "IP"),
     FRAMES: IndexSpec("FLAT", "IP"),
+    THUMBS: IndexSpec("FLAT", "IP"),
     BACKGROUND: IndexSpec("FLAT", "IP"),
 }
 
@@ -147,6 +155,10 @@ def build_schema(kind: str, dims: IndexDims) -> Any:
         schema.add_field("frame_idx", DataType.INT64)
         schema.add_field("timestamp_s", DataType.FLOAT)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dims.fine_dim)
+    elif kind == THUMBS:
+        _base(schema, tenant_key=True)
+        schema.add_field("frame_idx", DataType.INT64)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dims.thumb)
     elif kind == BACKGROUND:
         schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=MAX_PK_CHARS)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dims.coarse)
@@ -156,7 +168,7 @@ def build_schema(kind: str, dims: IndexDims) -> Any:
 
 
 def vector_dim(kind: str, dims: IndexDims) -> int:
-    return {COARSE: dims.coarse, CLIPS: dims.clip, FRAMES: dims.fine_dim, BACKGROUND: dims.coarse}[kind]
+    return {COARSE: dims.coarse, CLIPS: dims.clip, FRAMES: dims.fine_dim, THUMBS: dims.thumb, BACKGROUND: dims.coarse}[kind]
 
 
 def escape(value: str) -> str:

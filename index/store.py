@@ -16,6 +16,7 @@ replay overwrites instead of adding.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import time
@@ -35,6 +36,7 @@ from index.schema import (
     COARSE,
     FRAMES,
     MAX_PK_CHARS,
+    THUMBS,
     IndexDims,
     IndexSpec,
     build_schema,
@@ -173,7 +175,7 @@ class VideoIndex:
         self.fine_cache = FineFeatureCache(config.fine_cache_mib * 2**20)
         """Fine tensors this process wrote or read, for :meth:`fetch_fine` with ``rows``."""
         p = config.collection_prefix
-        self.names = {kind: collection_name(p, kind) for kind in (COARSE, CLIPS, FRAMES, BACKGROUND)}
+        self.names = {kind: collection_name(p, kind) for kind in (COARSE, CLIPS, FRAMES, THUMBS, BACKGROUND)}
 
     # -- connection -----------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -282,7 +284,7 @@ class VideoIndex:
                     )
 
     def drop_all(self) -> None:
-        """Drop the four collections (tests and benchmarks)."""
+        """Drop the index's collections (tests and benchmarks)."""
 
         def run(client: Any) -> None:
             for name in self.names.values():
@@ -356,13 +358,26 @@ class VideoIndex:
         # (frames are fetched by primary key below ``num_frames``) and a replay overwrites them.
         previous = self.video_info([vid]).get(vid)
         self._upsert_rows(FRAMES, frame_rows, self.dims.fine_dim)
+        thumb_rows = self._thumb_rows(rep)
+        self._upsert_rows(THUMBS, thumb_rows, self.dims.thumb)
         self._upsert_rows(CLIPS, clip_rows, self.dims.clip)
         if previous is not None:
             self._delete_ids(FRAMES, [row_id(vid, f"f{i}") for i in range(t_count, int(previous.get("num_frames") or 0))])
+            self._delete_ids(THUMBS, [row_id(vid, f"f{i}") for i in range(len(thumb_rows), int(previous.get("num_frames") or 0))])
             self._delete_ids(CLIPS, [row_id(vid, f"c{i}") for i in range(clips.shape[0], int(previous.get("num_clips") or 0))])
         self._upsert_rows(COARSE, [coarse_row], self.dims.coarse)
         self.fine_cache.put(cache_key(vid, coarse_row), flat.reshape(t_count, r, d))  # what fetch_fine would read back
         return RowCounts(1, len(clip_rows), len(frame_rows))
+
+    def _thumb_rows(self, rep: VideoRepresentation) -> list[dict[str, Any]]:
+        """One row per frame thumbnail (none when the representation has no thumbnails)."""
+        if rep.thumbs is None:
+            return []
+        flat = rep.thumbs.reshape(len(rep.thumbs), -1)
+        if flat.shape[1] != self.dims.thumb:
+            raise ValueError(f"thumbnails hold {flat.shape[1]} values a frame, the index holds {self.dims.thumb}")
+        return [{"id": row_id(rep.video_id, f"f{i}"), "video_id": rep.video_id, "tenant": rep.tenant, "frame_idx": i,
+                 "vector": flat[i].astype(np.float32).tolist()} for i in range(len(flat))]
 
     def _upsert_rows(self, kind: str, rows: list[dict[str, Any]], dim: int) -> None:
         self._write_rows(self.names[kind], rows, dim)
@@ -406,7 +421,7 @@ class VideoIndex:
         expr = f"video_id in [{escape(video_id)}, {escape(inset_id(video_id))}]"  # and its inset view's rows
         self.fine_cache.discard(video_id)
         self.fine_cache.discard(inset_id(video_id))
-        return sum(self._delete_where(kind, expr) for kind in (COARSE, CLIPS, FRAMES))
+        return sum(self._delete_where(kind, expr) for kind in (COARSE, CLIPS, FRAMES, THUMBS))
 
     # -- reads ----------------------------------------------------------------------------
     def has_video(self, video_id: str) -> bool:
@@ -489,6 +504,30 @@ class VideoIndex:
             for vid, tensor in self._read_fine(missing, num_frames).items():
                 found[vid] = self.fine_cache.put(keys[vid], tensor) if vid in keys else tensor
         return {v: found[v] for v in wanted if v in found}
+
+    def fetch_thumbs(self, video_ids: Iterable[str], *, rows: Mapping[str, Mapping[str, Any]]) -> dict[str, np.ndarray]:
+        """``{video_id: [T, S, S] uint8}`` thumbnails of the videos that have all ``num_frames`` of
+        them (``rows``: the videos' :meth:`video_info`); videos without are absent."""
+        self.ensure_collections()
+        name = self.names[THUMBS]
+        side = int(round(math.sqrt(self.dims.thumb)))
+        counts = {v: int(rows[v].get("num_frames") or 0) for v in dict.fromkeys(video_ids) if v in rows}
+        ids = [row_id(v, f"f{i}") for v, n in counts.items() for i in range(n)]
+        per_page = max(1, min(MAX_QUERY_ROWS, MAX_WRITE_BYTES // (self.dims.thumb * 4)))
+        by_video: dict[str, list[dict[str, Any]]] = {}
+        for start in range(0, len(ids), per_page):
+            page = ids[start : start + per_page]
+            got = self._call(f"get {name}", lambda c, page=page: c.get(
+                name, ids=page, output_fields=["video_id", "frame_idx", "vector"], timeout=self.config.timeout_s))
+            for row in got:
+                by_video.setdefault(str(row["video_id"]), []).append(row)
+        out: dict[str, np.ndarray] = {}
+        for vid, n in counts.items():
+            got_rows = sorted(by_video.get(vid, []), key=lambda row: int(row["frame_idx"]))
+            if n and len(got_rows) == n and side * side == self.dims.thumb:
+                flat = np.asarray([row["vector"] for row in got_rows], np.float32)
+                out[vid] = np.clip(np.rint(flat), 0, 255).astype(np.uint8).reshape(n, side, side)
+        return out
 
     def _read_fine(self, wanted: list[str], num_frames: Mapping[str, int] | None) -> dict[str, np.ndarray]:
         self.ensure_collections()
@@ -600,7 +639,7 @@ class VideoIndex:
         """Milvus name of a background collection: ``<prefix>_<collection>`` (default
         ``<prefix>_background``; ``DetectionConfig.background_collection`` names it)."""
         kind = collection or BACKGROUND
-        if kind in (COARSE, CLIPS, FRAMES) or not _BACKGROUND_NAME.match(kind):
+        if kind in (COARSE, CLIPS, FRAMES, THUMBS) or not _BACKGROUND_NAME.match(kind):
             raise ValueError(f"invalid background collection name {kind!r}")
         return collection_name(self.config.collection_prefix, kind)
 

@@ -32,6 +32,7 @@ from dupwatch.config import DEFAULT_FLAT_LUMA_STD
 from dupwatch.records import DecodedVideo, FrameChunk, VideoRepresentation, inset_id
 from inference.bundle import Bundle, BundleError, load_bundle
 from inference.flat_frames import blank_flat_frames
+from inference.thumbnails import thumbnails_of
 from inference.served import BundleEmbedder, ClipAccumulator, IndexedVideo, clip_spans, PairScore, PairScorer, represent_stream, with_borders
 
 if TYPE_CHECKING:
@@ -193,7 +194,8 @@ class VideoModels:
 
     @torch.inference_mode()
     def represent_regions(self, video_id: str, regions: np.ndarray, timestamps: np.ndarray, *, tenant: str = "default",
-                          frames: np.ndarray | None = None, drca_clips: np.ndarray | None = None) -> VideoRepresentation:
+                          frames: np.ndarray | None = None, drca_clips: np.ndarray | None = None,
+                          thumbs: np.ndarray | None = None) -> VideoRepresentation:
         """Index representation of a video from its region features (``drca_clips``: the DRCA clip
         vectors already computed chunk by chunk, used instead of ``frames``)."""
         x = torch.from_numpy(regions).float().to(self.device).unsqueeze(0)  # [1, T, R, D]
@@ -214,6 +216,7 @@ class VideoModels:
             selfsim=selfsim,
             tenant=tenant,
             meta={"bundle_version": self.version},
+            thumbs=thumbs if thumbs is not None else thumbnails_of(frames),
         )
 
     def represent(self, video: DecodedVideo, *, tenant: str = "default") -> VideoRepresentation:

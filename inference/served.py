@@ -26,6 +26,7 @@ import numpy as np
 from dupwatch.config import DEFAULT_FLAT_LUMA_STD
 from dupwatch.records import DecodedVideo, FrameChunk, VideoRepresentation, inset_id
 from inference.flat_frames import blank_flat_frames
+from inference.thumbnails import thumbnails_of
 
 if TYPE_CHECKING:
     from dupwatch.config import Settings
@@ -346,7 +347,8 @@ class EngineModels:
                 else np.zeros((0, spec.regions, spec.dim), np.float32) for parts in out]
 
     def represent_regions(self, video_id: str, regions: np.ndarray, timestamps: np.ndarray, *, tenant: str = "default",
-                          frames: np.ndarray | None = None, drca_clips: np.ndarray | None = None) -> VideoRepresentation:
+                          frames: np.ndarray | None = None, drca_clips: np.ndarray | None = None,
+                          thumbs: np.ndarray | None = None) -> VideoRepresentation:
         """Index representation of a video from its region features (DRCA clip vectors from
         ``frames``, or ``drca_clips`` already computed chunk by chunk)."""
         x = np.asarray(regions, np.float32)
@@ -370,6 +372,7 @@ class EngineModels:
             selfsim=selfsim,
             tenant=tenant,
             meta={"bundle_version": self.version},
+            thumbs=thumbs if thumbs is not None else thumbnails_of(frames),
         )
 
     def represent(self, video: DecodedVideo, *, tenant: str = "default") -> VideoRepresentation:
@@ -487,9 +490,12 @@ def represent_stream(models: Any, stream: Iterable[FrameChunk], *, tenant: str =
     inset_clips = new_clips() if new_clips is not None else None
     parts: list[np.ndarray] = []
     inset_parts: list[np.ndarray] | None = []
+    thumbs: list[np.ndarray | None] = []
+    inset_thumbs: list[np.ndarray | None] = []
     times: list[np.ndarray] = []
     for chunk in stream:
         parts.append(models.regions(chunk.frames))
+        thumbs.append(thumbnails_of(chunk.frames))
         times.append(np.array(chunk.timestamps, np.float64))
         if clips is not None:
             clips.add(chunk.frames)
@@ -497,6 +503,7 @@ def represent_stream(models: Any, stream: Iterable[FrameChunk], *, tenant: str =
             inset_parts, inset_clips = None, None  # an inset missing from one chunk is dropped
         else:
             inset_parts.append(models.regions(chunk.inset))
+            inset_thumbs.append(thumbnails_of(chunk.inset))
             if inset_clips is not None:
                 inset_clips.add(chunk.inset)
     summary = getattr(stream, "summary", None)
@@ -506,14 +513,15 @@ def represent_stream(models: Any, stream: Iterable[FrameChunk], *, tenant: str =
     del parts
     timestamps = np.concatenate(times)
 
-    def index(video_id: str, feats: np.ndarray, acc: Any) -> VideoRepresentation:
-        if acc is None:
-            return models.represent_regions(video_id, feats, timestamps, tenant=tenant)
-        return models.represent_regions(video_id, feats, timestamps, tenant=tenant, drca_clips=acc.finish())
+    def index(video_id: str, feats: np.ndarray, acc: Any, small: list[np.ndarray | None]) -> VideoRepresentation:
+        known = [t for t in small if t is not None]
+        return models.represent_regions(video_id, feats, timestamps, tenant=tenant,
+                                        thumbs=np.concatenate(known) if len(known) == len(small) else None,
+                                        drca_clips=None if acc is None else acc.finish())
 
-    rep = with_borders(index(summary.video_id, regions, clips), summary.borders)
+    rep = with_borders(index(summary.video_id, regions, clips, thumbs), summary.borders)
     if summary.inset_box is not None and inset_parts:
-        rep = replace(rep, inset=index(inset_id(summary.video_id), np.concatenate(inset_parts), inset_clips))
+        rep = replace(rep, inset=index(inset_id(summary.video_id), np.concatenate(inset_parts), inset_clips, inset_thumbs))
     return rep
 
 

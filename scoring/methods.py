@@ -86,6 +86,7 @@ from evaluation.metrics import (
 )
 from evaluation.truth import GroundTruth, read_truth_csv
 from dupwatch.records import Segment
+from inference.thumbnails import thumbnails_of
 
 if TYPE_CHECKING:
     from dupwatch.config import DecodeConfig
@@ -357,6 +358,7 @@ class OursMethod(Method):
         self._times: dict[str, np.ndarray] = {}
         self._regions: dict[str, np.ndarray] = {}
         self._inset_regions: dict[str, np.ndarray] = {}
+        self._thumbs: dict[str, dict[str, np.ndarray]] = {}
         calib = self.models.bundle.manifest.calibration or {}
         self.score_field = str(calib.get("score_field", "score"))
         self.normalized_calibration = bool(calib.get("normalization")) or self.score_field == "normalized_score"
@@ -409,6 +411,8 @@ class OursMethod(Method):
             if decoded.inset is not None:
                 self._inset_regions[vid] = self.features.get(self.feature_key + "#inset", vid,
                                                              lambda d=decoded: self.models.regions(d.inset))
+            views = {"main": thumbnails_of(decoded.frames), "inset": thumbnails_of(decoded.inset)}
+            self._thumbs[vid] = {name: t for name, t in views.items() if t is not None}
 
     def views(self, vid: str) -> dict[str, np.ndarray]:
         """The video's region features per view (``main``, and ``inset`` when the decoder found one)."""
@@ -417,12 +421,16 @@ class OursMethod(Method):
             out["inset"] = self._inset_regions[vid]
         return out
 
+    def thumbs(self, vid: str) -> dict[str, np.ndarray]:
+        """The video's thumbnails per view (:mod:`inference.thumbnails`), like :meth:`views`."""
+        return self._thumbs.get(vid, {})
+
     def score(self, query: str, reference: str) -> PairResult:
         from detect.detector import AlignmentParams, assess_views
         from detect.levels import decide_level
 
         a = assess_views(self.models, self.views(query), self.views(reference), self._times[query], self._times[reference],
-                         AlignmentParams(), self.copy_head)
+                         AlignmentParams(), self.copy_head, query_thumbs=self.thumbs(query), ref_thumbs=self.thumbs(reference))
         evidence = a.level_evidence()  # the worker's segments cover whole sampling intervals too
         self.pair_evidence[(query, reference)] = DecisionInput(a.fine, a.copy_score, evidence)
         if self._level_thresholds is not None:

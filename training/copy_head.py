@@ -70,14 +70,14 @@ def pair_table(bundle_dir: Path | str, benches: Sequence[Path | str], *, progres
                 if r == q:
                     continue
                 a = assess_views(method.models, method.views(q), method.views(r), method._times[q], method._times[r],
-                                 AlignmentParams(), None)
+                                 AlignmentParams(), None, query_thumbs=method.thumbs(q), ref_thumbs=method.thumbs(r))
                 rows.append(a.features())
                 labels.append(truth.level_of(q, r))
                 names.append((bench.name, q, r))
     return PairTable(np.asarray(rows, np.float64), np.asarray(labels), names)
 
 
-FEATURE_MODULES = ("ingest.decode", "ingest.borders", "ingest.inset", "ingest.reframe", "inference.flat_frames",
+FEATURE_MODULES = ("ingest.decode", "ingest.borders", "ingest.inset", "ingest.reframe", "inference.flat_frames", "inference.thumbnails",
                    "inference.alignment", "detect.detector", "detect.copy_head")
 """The code that turns a benchmark's videos into pair features (decoding, crops, views, flat frames,
 alignment, evidence): a cached pair table is only reused while their source is unchanged."""

@@ -54,6 +54,8 @@ def test_letterboxed_copy_is_compared_content_to_content(tmp_path: Path) -> None
     evidence = found["hd"].evidence
     assert evidence["query_borders"]["kind"] == "letterbox" and evidence["query_borders"]["fill"] == "constant"
     assert evidence["query_borders"]["content_box"][1] == pytest.approx(0.125, abs=0.02)
+    # the pixel evidence went through the index (thumbnails of the indexed HD clip) and agrees
+    assert evidence["pixel_agreement"] is not None and evidence["pixel_agreement"] > 0.8, evidence["pixel_agreement"]
     without = {d.ref_id: d for d in detector.detect(barred) if d.reranked}
     assert without["hd"].evidence["query_borders"] is None
     assert found["hd"].fine > without["hd"].fine

@@ -61,7 +61,11 @@ def test_ridge_beats_plateau_on_temporal_features() -> None:
     rng = np.random.default_rng(0)
     r, p = features_of(ridge(rng)), features_of(plateau(rng))
     assert r.shape == p.shape == (len(FEATURES),)
-    assert r.dtype == np.float64 and np.all(np.isfinite(r)) and np.all(np.isfinite(p))
+    pixel = [IDX["pixel_agreement"], IDX["fine_x_pixel"]]
+    assert np.all(np.isnan(r[pixel])) and np.all(np.isnan(p[pixel]))  # no thumbnails given: unknown
+    known = np.ones(len(FEATURES), bool)
+    known[pixel] = False
+    assert r.dtype == np.float64 and np.all(np.isfinite(r[known])) and np.all(np.isfinite(p[known]))
     # same fine score: only the temporal layout tells them apart
     assert r[IDX["fine_score"]] == p[IDX["fine_score"]] == 0.8
     assert r[IDX["temporal_contrast"]] > p[IDX["temporal_contrast"]] + 0.3

@@ -201,3 +201,28 @@ def test_background_collection_is_created_on_first_use(lite_index):
     assert exists(background)
     lite_index.add_background(["b1"], _unit(np.ones((1, DIMS.coarse))))
     assert lite_index.count_background() == 1
+
+
+def test_thumbnails_round_trip_and_follow_the_video(lite_index):
+    from dataclasses import replace
+
+    rng = np.random.default_rng(5)
+    rep = replace(make_rep("vid-t", frames=6, clips=1), thumbs=rng.integers(0, 256, (6, 32, 32), dtype=np.uint8))
+    lite_index.upsert(rep)
+    lite_index.upsert(make_rep("vid-none", frames=4, clips=1))  # indexed without thumbnails
+    info = lite_index.video_info(["vid-t", "vid-none"])
+    got = lite_index.fetch_thumbs(["vid-t", "vid-none", "missing"], rows=info)
+    assert set(got) == {"vid-t"} and got["vid-t"].dtype == np.uint8
+    np.testing.assert_array_equal(got["vid-t"], rep.thumbs)
+    shorter = replace(rep, timestamps=rep.timestamps[:3], regions=rep.regions[:3], thumbs=rep.thumbs[:3])
+    lite_index.upsert(shorter)  # the tail's thumbnails go with its frames
+    assert lite_index._count_where("video_thumbs", 'video_id == "vid-t"') == 3
+    np.testing.assert_array_equal(lite_index.fetch_thumbs(["vid-t"], rows=lite_index.video_info(["vid-t"]))["vid-t"],
+                                  rep.thumbs[:3])
+    lite_index.upsert(replace(shorter, thumbs=None))  # re-indexed without thumbnails: none are left to mismatch
+    assert lite_index.fetch_thumbs(["vid-t"], rows=lite_index.video_info(["vid-t"])) == {}
+    lite_index.upsert(shorter)
+    lite_index.delete_video("vid-t")
+    assert lite_index._count_where("video_thumbs", 'video_id == "vid-t"') == 0
+    with pytest.raises(ValueError, match="thumbnails hold"):
+        lite_index.upsert(replace(rep, thumbs=np.zeros((6, 16, 16), np.uint8)))

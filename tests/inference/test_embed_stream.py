@@ -47,6 +47,8 @@ def test_stream_and_whole_video_give_the_same_representation(models: VideoModels
     np.testing.assert_allclose(streamed.clips, whole.clips, atol=1e-4)
     np.testing.assert_allclose(streamed.clip_times, whole.clip_times)
     assert streamed.selfsim == pytest.approx(whole.selfsim, abs=1e-4)
+    assert whole.thumbs is not None and whole.thumbs.shape[0] == whole.regions.shape[0]
+    np.testing.assert_array_equal(streamed.thumbs, whole.thumbs)
 
 
 def test_stream_keeps_the_inset_representation(models: VideoModels, tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -65,3 +67,5 @@ def test_stream_keeps_the_inset_representation(models: VideoModels, tmp_path_fac
     assert streamed.inset.video_id == whole.inset.video_id
     np.testing.assert_allclose(streamed.inset.coarse, whole.inset.coarse, atol=1e-4)
     np.testing.assert_allclose(streamed.inset.clips, whole.inset.clips, atol=1e-4)
+    assert whole.inset.thumbs is not None
+    np.testing.assert_array_equal(streamed.inset.thumbs, whole.inset.thumbs)

@@ -85,6 +85,7 @@ def test_blank_screens_no_longer_match_while_dark_footage_keeps_its_copy(clips):
     from detect.copy_head import copy_head_for
     from detect.detector import AlignmentParams, assess_pair
     from inference.embedder import VideoModels
+    from inference.thumbnails import frame_thumbnails
 
     models = VideoModels.from_path(DEFAULT, device="cpu")
     head = copy_head_for(models.bundle)
@@ -92,7 +93,8 @@ def test_blank_screens_no_longer_match_while_dark_footage_keeps_its_copy(clips):
     def p_copy(q: str, r: str, std: float) -> float:
         models.flat_luma_std = std
         a = assess_pair(models, models.regions(clips[q].frames), models.regions(clips[r].frames),
-                        clips[q].timestamps, clips[r].timestamps, AlignmentParams(), head)
+                        clips[q].timestamps, clips[r].timestamps, AlignmentParams(), head,
+                        thumbs=(frame_thumbnails(clips[q].frames), frame_thumbnails(clips[r].frames)))
         assert np.isfinite(a.features()).all()
         return float(a.copy_score)
 
