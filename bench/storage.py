@@ -8,6 +8,8 @@ Milvus stores float vectors; ids, scalar fields and index structures are not cou
 - ``fine fp32`` / ``fine fp16``: the ``[T, R, D]`` region features the fine stage re-reads,
   at 4 and 2 bytes per value (``VideoRepresentation.regions`` is stored as fp16);
 - ``fine index``: the fine network's own indexed form when the bundle has one (at its dtype).
+- ``thumbnails``: the ``[T, S, S]`` grey thumbnails of the copy head's pixel evidence, stored as
+  float32 vectors (``<prefix>_video_thumbs``).
 
 Per minute = total bytes over all measured videos / total indexed minutes, where a video's
 indexed length is its sampled span plus one sampling step (``T`` frames at 1 fps = ``T`` s).
@@ -55,6 +57,8 @@ def representation_bytes(rep: VideoRepresentation) -> dict[str, tuple[int, str]]
     }
     if rep.fine_index is not None:
         out["fine index"] = (int(rep.fine_index.nbytes), f"{list(rep.fine_index.shape)} {rep.fine_index.dtype}")
+    if rep.thumbs is not None:
+        out["thumbnails"] = (int(rep.thumbs.size) * 4, f"{list(rep.thumbs.shape)} f32")
     return out
 
 

@@ -178,3 +178,9 @@ def test_storage_per_minute_counts_the_arrays() -> None:
     assert rows["fine fp16"] == pytest.approx(60 * r * d * 2)
     assert rows["coarse"] == pytest.approx(1024 * 4 / 1.5)
     assert rows["clips"] == pytest.approx(12 * (512 + 2) * 4 / 1.5)
+    assert "thumbnails" not in rows  # none were made
+    from dataclasses import replace
+
+    with_thumbs = {row.representation: row.bytes_per_minute
+                   for row in storage_per_minute([replace(rep, thumbs=np.zeros((t, 32, 32), np.uint8))])}
+    assert with_thumbs["thumbnails"] == pytest.approx(60 * 32 * 32 * 4)
