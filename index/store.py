@@ -508,12 +508,20 @@ class VideoIndex:
     def fetch_thumbs(self, video_ids: Iterable[str], *, rows: Mapping[str, Mapping[str, Any]]) -> dict[str, np.ndarray]:
         """``{video_id: [T, S, S] uint8}`` thumbnails of the videos that have all ``num_frames`` of
         them (``rows``: the videos' :meth:`video_info`); videos without are absent."""
-        self.ensure_collections()
-        name = self.names[THUMBS]
         side = int(round(math.sqrt(self.dims.thumb)))
+        if side * side != self.dims.thumb:
+            return {}
         counts = {v: int(rows[v].get("num_frames") or 0) for v in dict.fromkeys(video_ids) if v in rows}
+        return {vid: np.clip(np.rint(flat), 0, 255).astype(np.uint8).reshape(len(flat), side, side)
+                for vid, flat in self._frame_vectors(THUMBS, counts, self.dims.thumb).items()}
+
+    def _frame_vectors(self, kind: str, counts: Mapping[str, int], dim: int) -> dict[str, np.ndarray]:
+        """``{video_id: [n, dim] float32}``: the vectors of the per-frame rows ``{video}#f{i}``,
+        ``i < counts[video]``, read by primary key in pages, for the videos whose rows are all there."""
+        self.ensure_collections()
+        name = self.names[kind]
+        per_page = max(1, min(MAX_QUERY_ROWS, MAX_WRITE_BYTES // (dim * 4)))
         ids = [row_id(v, f"f{i}") for v, n in counts.items() for i in range(n)]
-        per_page = max(1, min(MAX_QUERY_ROWS, MAX_WRITE_BYTES // (self.dims.thumb * 4)))
         by_video: dict[str, list[dict[str, Any]]] = {}
         for start in range(0, len(ids), per_page):
             page = ids[start : start + per_page]
@@ -523,10 +531,9 @@ class VideoIndex:
                 by_video.setdefault(str(row["video_id"]), []).append(row)
         out: dict[str, np.ndarray] = {}
         for vid, n in counts.items():
-            got_rows = sorted(by_video.get(vid, []), key=lambda row: int(row["frame_idx"]))
-            if n and len(got_rows) == n and side * side == self.dims.thumb:
-                flat = np.asarray([row["vector"] for row in got_rows], np.float32)
-                out[vid] = np.clip(np.rint(flat), 0, 255).astype(np.uint8).reshape(n, side, side)
+            found = sorted(by_video.get(vid, []), key=lambda row: int(row["frame_idx"]))
+            if n > 0 and len(found) == n:
+                out[vid] = np.asarray([row["vector"] for row in found], dtype=np.float32)
         return out
 
     def _read_fine(self, wanted: list[str], num_frames: Mapping[str, int] | None) -> dict[str, np.ndarray]:
@@ -534,22 +541,9 @@ class VideoIndex:
         name = self.names[FRAMES]
         per_page = max(1, min(MAX_QUERY_ROWS, MAX_WRITE_BYTES // (self.dims.fine_dim * 4)))
         out: dict[str, np.ndarray] = {}
-        keyed = [v for v in wanted if num_frames and int(num_frames.get(v) or 0) > 0]
-        if keyed:
-            assert num_frames is not None
-            ids = [row_id(v, f"f{i}") for v in keyed for i in range(int(num_frames[v]))]
-            by_video: dict[str, list[dict[str, Any]]] = {}
-            for start in range(0, len(ids), per_page):
-                page = ids[start : start + per_page]
-                got = self._call(f"get {name}", lambda c, page=page: c.get(
-                    name, ids=page, output_fields=["video_id", "frame_idx", "vector"], timeout=self.config.timeout_s))
-                for row in got:
-                    by_video.setdefault(str(row["video_id"]), []).append(row)
-            for vid in keyed:
-                keyed_rows = sorted(by_video.get(vid, []), key=lambda row: int(row["frame_idx"]))
-                if len(keyed_rows) == int(num_frames[vid]):
-                    flat = np.asarray([row["vector"] for row in keyed_rows], dtype=np.float32)
-                    out[vid] = flat.reshape(len(keyed_rows), self.dims.regions, self.dims.region_dim)
+        keyed = {v: int(num_frames.get(v) or 0) for v in wanted} if num_frames else {}
+        for vid, flat in self._frame_vectors(FRAMES, {v: n for v, n in keyed.items() if n > 0}, self.dims.fine_dim).items():
+            out[vid] = flat.reshape(len(flat), self.dims.regions, self.dims.region_dim)
         for vid in wanted:
             if vid in out:
                 continue
