@@ -48,7 +48,7 @@ import numpy as np
 
 from inference.alignment import AlignmentEvidence
 
-__all__ = ["FEATURES", "CopyHead", "CopyHeadError", "copy_head_for", "copy_threshold_fits_head", "pair_features",
+__all__ = ["FEATURES", "PIXEL_FEATURES", "CopyHead", "CopyHeadError", "copy_head_for", "copy_threshold_fits_head", "pair_features",
            "region_layout", "motion_agreement", "pixel_agreement", "fit_copy_head"]
 
 FORMAT = "dupwatch-copy-head/1"
@@ -79,6 +79,10 @@ FEATURES: tuple[str, ...] = (
     "pixel_agreement",
     "fine_x_pixel",
 )
+
+
+PIXEL_FEATURES: tuple[str, ...] = ("pixel_agreement", "fine_x_pixel")
+"""The features that need the reference's thumbnails (:func:`pixel_agreement`)."""
 
 
 class CopyHeadError(ValueError):
@@ -283,6 +287,11 @@ class CopyHead:
         unknown = [f for f in self.features if f not in FEATURES]
         if unknown or len(set(self.features)) != n:
             raise CopyHeadError(f"copy head features {list(self.features)} must be distinct names of this build's {list(FEATURES)}")
+
+    @property
+    def reads_pixels(self) -> bool:
+        """Whether the head reads :data:`PIXEL_FEATURES` (the detector then fetches thumbnails)."""
+        return any(f in PIXEL_FEATURES for f in self.features)
 
     @property
     def columns(self) -> list[int]:

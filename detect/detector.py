@@ -383,7 +383,9 @@ class Detector:
         ids = list(coarse)
         with_insets = [*rerank, *(inset_id(v) for v in rerank if inset_id(v) in info)]
         fine_feats = self.index.fetch_fine(with_insets, rows=info) if rerank else {}
-        ref_thumbs = self.index.fetch_thumbs(with_insets, rows=info) if rerank else {}
+        # thumbnails are one more read per upload: only for a head that reads the pixel evidence
+        wants_thumbs = rerank and self.copy_head is not None and self.copy_head.reads_pixels
+        ref_thumbs = self.index.fetch_thumbs(with_insets, rows=info) if wants_thumbs else {}
         bias, background_hits = self._query_bias(rep) if rerank else (0.0, 0)
         normalization = None if self.normalizer is None else {
             "k": self.normalizer.k, "weight": self.normalizer.weight,
