@@ -171,15 +171,13 @@ _BLUR = np.array([0.0219, 0.2285, 0.4992, 0.2285, 0.0219])
 
 def _pixel_changes(thumbs: np.ndarray, mirror: bool = False) -> np.ndarray:
     """Unit vectors ``[T, S*S]`` of each blurred thumbnail minus the video's median thumbnail."""
+    from scipy.ndimage import correlate1d
+
     g = np.asarray(thumbs, np.float32)
     if mirror:
         g = g[:, :, ::-1]
-    pad = len(_BLUR) // 2
     for axis in (1, 2):
-        widths = [(0, 0)] * 3
-        widths[axis] = (pad, pad)
-        padded = np.pad(g, widths, mode="edge")
-        g = sum(w * np.take(padded, np.arange(i, i + g.shape[axis]), axis=axis) for i, w in enumerate(_BLUR))
+        g = correlate1d(g, _BLUR, axis=axis, mode="nearest")
     change = (g - np.median(g, axis=0, keepdims=True)).reshape(len(g), -1)
     change -= change.mean(axis=1, keepdims=True)
     return change / np.maximum(np.linalg.norm(change, axis=1, keepdims=True), 1e-6)

@@ -356,9 +356,9 @@ class VideoIndex:
         # which on Lite costs O(collection) per upload). A write that died before its coarse row
         # can leave rows beyond the counts only if the video then changed; they are never read
         # (frames are fetched by primary key below ``num_frames``) and a replay overwrites them.
+        thumb_rows = self._thumb_rows(rep)  # checked before anything is written
         previous = self.video_info([vid]).get(vid)
         self._upsert_rows(FRAMES, frame_rows, self.dims.fine_dim)
-        thumb_rows = self._thumb_rows(rep)
         self._upsert_rows(THUMBS, thumb_rows, self.dims.thumb)
         self._upsert_rows(CLIPS, clip_rows, self.dims.clip)
         if previous is not None:

@@ -9,8 +9,9 @@ matching moments (:func:`detect.copy_head.pixel_agreement`).
 
 Thumbnails are cut from the decoder's views (``DecodedVideo.frames`` and its inset or reframe
 view, after the border crop), so a letterboxed copy and its original are compared content to
-content. Stored as ``uint8`` (``THUMB_SIDE``² bytes a frame) and indexed next to the region
-vectors (:mod:`index.schema`, ``video_thumbs``).
+content. Kept as ``uint8`` in memory (``THUMB_SIDE``² bytes a frame); Milvus stores them as
+float32 vectors next to the region vectors (:mod:`index.schema`, ``video_thumbs``), since its
+Lite and 2.3 server accept no narrower vector type.
 """
 
 from __future__ import annotations

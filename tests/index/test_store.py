@@ -226,3 +226,4 @@ def test_thumbnails_round_trip_and_follow_the_video(lite_index):
     assert lite_index._count_where("video_thumbs", 'video_id == "vid-t"') == 0
     with pytest.raises(ValueError, match="thumbnails hold"):
         lite_index.upsert(replace(rep, thumbs=np.zeros((6, 16, 16), np.uint8)))
+    assert lite_index.count("vid-t").frames == 0  # refused before any row was written
