@@ -1,6 +1,7 @@
 """Pixel evidence of the copy head: thumbnails, ``pixel_agreement`` and unknown values.
 
-A static textured scene with one moving square stands for a static camera: a copy (brighter,
+A static textured scene with one moving square stands for a static camera (the texture makes
+whole frames of the two moments alike; only what moves differs): a copy (brighter,
 mirrored, the same square path) agrees, another moment of the same scene (the square elsewhere
 at every sampled instant) does not, although every frame of both shows the same background.
 """
@@ -16,19 +17,23 @@ from detect.copy_head import FEATURES, CopyHead, fit_copy_head, pixel_agreement
 from inference.thumbnails import THUMB_SIDE, frame_thumbnails, thumbnails_of
 
 
+SQUARE = 32
+
+
 def _scene(path: list[tuple[int, int]], seed: int = 0) -> np.ndarray:
-    """Frames ``[T, 224, 224, 3]``: one fixed texture, a dark 40-px square at each ``path`` point."""
+    """Frames ``[T, 224, 224, 3]``: one fixed coarse texture (7 × 7 blocks of 32 px, which dominates
+    every frame as a static camera's scene does), a dark square at each ``path`` point."""
     rng = np.random.default_rng(seed)
-    base = np.repeat(np.repeat(rng.integers(60, 200, (28, 28, 1)), 8, 0), 8, 1)
+    base = np.repeat(np.repeat(rng.integers(40, 220, (7, 7, 1)), 32, 0), 32, 1)
     frames = np.repeat(np.broadcast_to(base, (224, 224, 3))[None], len(path), 0).astype(np.uint8).copy()
     for t, (y, x) in enumerate(path):
-        frames[t, y : y + 40, x : x + 40] = 10
+        frames[t, y : y + SQUARE, x : x + SQUARE] = 10
     return frames
 
 
-def _path(seed: int, n: int = 12, rows: tuple[int, int] = (0, 184)) -> list[tuple[int, int]]:
+def _path(seed: int, n: int = 12, rows: tuple[int, int] = (0, 224 - SQUARE)) -> list[tuple[int, int]]:
     rng = np.random.default_rng(seed)
-    return [(int(a), int(b)) for a, b in zip(rng.integers(*rows, n), rng.integers(0, 184, n))]
+    return [(int(a), int(b)) for a, b in zip(rng.integers(*rows, n), rng.integers(0, 224 - SQUARE, n))]
 
 
 def test_thumbnails_are_grey_block_means():
@@ -46,7 +51,7 @@ def test_thumbnails_are_grey_block_means():
 def test_a_copy_agrees_and_another_moment_of_the_same_static_scene_does_not():
     original = _scene(_path(1, rows=(0, 70)))
     copy = np.clip(original[:, :, ::-1].astype(np.int16) + 25, 0, 255).astype(np.uint8)  # mirrored, brighter
-    moment = _scene(_path(2, rows=(114, 184)))  # same background, the square lower down
+    moment = _scene(_path(2, rows=(114, 224 - SQUARE)))  # same background, the square lower down
     thumbs = {name: frame_thumbnails(f) for name, f in (("original", original), ("copy", copy), ("moment", moment))}
     as_copy = pixel_agreement(thumbs["copy"], thumbs["original"])
     as_moment = pixel_agreement(thumbs["moment"], thumbs["original"])
