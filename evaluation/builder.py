@@ -141,6 +141,10 @@ class BenchmarkSpec:
     footage_split: str = ""
     """Add the real-footage corpus videos of this split (``train``, ``calibrate``, ``check``;
     ``dupwatch train corpus fetch``) as sources, read up to ``max_source_seconds``."""
+    moment_cuts: int = 2
+    """Non-overlapping 4 s cuts per source ("another moment" of each other): two from sources of 12 s
+    or more; with more, as many as fit one per 6 s of the source (a head learns static footage from
+    the pairs they make)."""
 
 
 @dataclass
@@ -199,6 +203,27 @@ def _derive(name: str, source: str, clip: Clip, window: tuple[float, float], fil
         edits.append("pip")
     impls += [T.OWN_IMPL] * (len(edits) - len(impls))
     return part, Derivation(name, source, window, speed=speed, offset=offset, edits=tuple(edits), implementations=tuple(impls))
+
+
+def _moment_windows(length: float, cuts: int, rng: np.random.Generator) -> list[tuple[str, tuple[float, float]]]:
+    """``cuts`` non-overlapping 4 s windows of a source ``length`` seconds long, tagged cutA, cutB, ...:
+    two (one in each half) from 12 s on; more only where each gets its own 6 s stretch."""
+    if cuts <= 2:
+        if cuts < 2 or length < 12.0:
+            return []
+        half = length / 2
+        first = round(float(rng.uniform(0, half - 5.0)), 2)
+        second = round(float(rng.uniform(half, length - 4.0)), 2)
+        return [("cutA", (first, round(first + 4.0, 2))), ("cutB", (second, round(second + 4.0, 2)))]
+    k = min(cuts, int(length // 6.0))
+    if k < 2:
+        return []
+    span = length / k
+    out = []
+    for i in range(k):
+        start = round(float(rng.uniform(i * span, (i + 1) * span - 4.0)), 2)
+        out.append((f"cut{chr(ord('A') + i)}", (start, round(start + 4.0, 2))))
+    return out
 
 
 def build_benchmark(out_dir: Path | str, spec: BenchmarkSpec | None = None, *, progress: bool = True,
@@ -294,16 +319,10 @@ def _build(out_dir: Path | str, spec: BenchmarkSpec, progress: bool, footage: Se
             part, derivation = _derive(f"{spec.prefix}{source}__copy{k}", source, clip, _random_window(length, rng), filler, rng,
                                        spec.extra_edits, spec.upload_edits)
             jobs.append((part, derivation, _encode_options(rng)))
-        if length >= 12.0:
-            # two non-overlapping moments of the same footage: incident to each other, copies of the reference
-            half = length / 2
-            first = (round(float(rng.uniform(0, half - 5.0)), 2),)
-            first_w = (first[0], round(first[0] + 4.0, 2))
-            second_start = round(float(rng.uniform(half, length - 4.0)), 2)
-            for tag, window in (("cutA", first_w), ("cutB", (second_start, round(second_start + 4.0, 2)))):
-                part = clip.window(*window)
-                jobs.append((part, Derivation(f"{spec.prefix}{source}__{tag}", source, window, edits=("cut",),
-                                              implementations=(T.OWN_IMPL,)), _encode_options(rng)))
+        for tag, window in _moment_windows(length, spec.moment_cuts, rng):
+            # non-overlapping moments of the same footage: incident to each other, copies of the reference
+            jobs.append((clip.window(*window), Derivation(f"{spec.prefix}{source}__{tag}", source, window, edits=("cut",),
+                                                          implementations=(T.OWN_IMPL,)), _encode_options(rng)))
         # a second camera on the same moment
         window = _random_window(length, rng, min_len=4.0)
         edit = T.viewpoint_change(clip.window(*window), rng)

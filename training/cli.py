@@ -371,13 +371,16 @@ def train_real_benchmarks_cmd(
     copies: int = typer.Option(4, "--copies", help="copies per source (train benchmarks)"),
     eval_copies: int = typer.Option(8, "--eval-copies", help="copies per source (calibrate and check)"),
     max_source_seconds: float = typer.Option(30.0, "--max-source-seconds"),
+    train_moment_cuts: int = typer.Option(4, "--train-moment-cuts", min=2,
+                                          help='"another moment" cuts per source of the train benchmarks (calibrate and check: 2)'),
 ) -> None:
     """Build train_seed<N>, calibrate and check benchmarks from the real-footage corpus splits (disjoint
     sources, the longest file of each source package)."""
     from training.real_bench import RealBenchConfig, build_real_benchmarks
 
     cfg = RealBenchConfig(train_seeds=tuple(int(s) for s in train_seeds.split(",") if s.strip()), copies_per_source=copies,
-                          eval_copies_per_source=eval_copies, max_source_seconds=max_source_seconds)
+                          eval_copies_per_source=eval_copies, max_source_seconds=max_source_seconds,
+                          train_moment_cuts=train_moment_cuts)
     for name, path in build_real_benchmarks(work, cfg).items():
         typer.echo(f"{name}: {path}")
 

@@ -179,8 +179,12 @@ def source_group(video: str) -> str:
 def select_l2_by_source(table: PairTable, grid: Sequence[float] = L2_GRID,
                         features: Sequence[str] = FEATURES) -> tuple[float, dict[str, float], list[str]]:
     """Leave-one-source-out choice of the L2 penalty: for each real source, fit on the pairs that do
-    not involve it (as query or reference), score copy µAP on the pairs whose query comes from it,
-    average over the sources whose held-out pairs hold a copy; the best mean wins (ties: larger)."""
+    not involve it (as query or reference) and score the pairs whose query comes from it; the
+    out-of-fold scores of all sources are then ranked together and the best pooled copy µAP wins
+    (ties: the larger penalty). Pooled, not averaged per source: the worker applies one threshold to
+    every source, so a head whose scores rank well within each source but sit higher on some
+    sources than on others (another moment of static footage above copies of lively footage) must
+    lose the choice."""
     qs = np.array([source_group(q) for _, q, _ in table.pairs])
     rs = np.array([source_group(r) for _, _, r in table.pairs])
     groups = sorted(set(qs))
@@ -188,17 +192,19 @@ def select_l2_by_source(table: PairTable, grid: Sequence[float] = L2_GRID,
         raise ValueError("leave-one-source-out needs pairs from at least two sources")
     scores: dict[str, float] = {}
     for l2 in grid:
-        folds = []
+        held_out = np.zeros(len(table.labels), bool)
+        oof = np.zeros(len(table.labels))
         for g in groups:
             train = (qs != g) & (rs != g)
             test = qs == g
             y = table.labels[train] == "copy"
-            if y.all() or not y.any() or not (table.labels[test] == "copy").any():
+            if y.all() or not y.any():
                 continue
-            held = PairTable(table.features[test], table.labels[test], [p for p, t in zip(table.pairs, test) if t])
-            folds.append(_copy_uap(held, fit_copy_head(table.features[train], y, l2=l2, features=features).probability(held.features)))
-        if folds:
-            scores[f"{l2:g}"] = float(np.mean(folds))
+            oof[test] = fit_copy_head(table.features[train], y, l2=l2, features=features).probability(table.features[test])
+            held_out |= test
+        if (table.labels[held_out] == "copy").any():
+            held = PairTable(table.features[held_out], table.labels[held_out], [p for p, t in zip(table.pairs, held_out) if t])
+            scores[f"{l2:g}"] = _copy_uap(held, oof[held_out])
     if not scores:
         raise ValueError("no source fold had both copy and non-copy pairs")
     best = max(grid, key=lambda l2: (scores.get(f"{l2:g}", -1.0), l2))
@@ -217,7 +223,7 @@ def train_copy_head(bundle_dir: Path | str, benches: Sequence[Path | str], *, l2
                                "incident_pairs": int((table.labels == "incident").sum()), "command": "dupwatch train copy-head"}
     if l2 is None and folds == "source":
         l2, cv, groups = select_l2_by_source(table, features=features)
-        info["l2_selection"] = {"rule": "leave one source out, mean copy µAP", "copy_uap_by_l2": cv, "sources": groups}
+        info["l2_selection"] = {"rule": "leave one source out, pooled out-of-fold copy µAP", "copy_uap_by_l2": cv, "sources": groups}
     elif l2 is None:
         l2, cv = select_l2(tables, features=features)
         info["l2_selection"] = {"rule": "leave one benchmark out, mean copy µAP", "copy_uap_by_l2": cv}

@@ -8,8 +8,9 @@
 
 The three share no source (the split is per package), every copy gets one upload edit
 (:data:`evaluation.transforms.UPLOAD_EDITS`) and maybe a temporal one, and every source of 12 s or more
-gives two non-overlapping cuts ("another moment" incident pairs: static cameras and screen
-recordings above all). No Ken Burns footage or distractors; photos only fill picture-in-picture
+gives non-overlapping 4 s cuts ("another moment" incident pairs: static cameras and screen
+recordings above all): two per source in calibrate and check, up to
+:attr:`RealBenchConfig.train_moment_cuts` (one per 6 s) in the train benchmarks. No Ken Burns footage or distractors; photos only fill picture-in-picture
 backgrounds and embedded-excerpt surroundings.
 
 :func:`meets_targets` reads ``dupwatch eval --json`` output of the check set and says whether a
@@ -37,6 +38,9 @@ class RealBenchConfig:
     """Copies per source of the calibrate and check benchmarks (they have few sources)."""
     max_source_seconds: float = 30.0
     min_seconds: float = 4.0
+    train_moment_cuts: int = 4
+    """"Another moment" cuts per source of the train benchmarks (calibrate and check keep two): static
+    cameras and screen recordings need many such pairs for the head to learn what separates them."""
 
 
 def one_file_per_source(split: str, min_seconds: float = 4.0) -> list[str]:
@@ -60,8 +64,9 @@ def real_benchmark_spec(split: str, seed: int, config: RealBenchConfig = RealBen
     keep = set(one_file_per_source(split, config.min_seconds))
     exclude = tuple(sorted(v.name for v in footage_videos(split) if v.name not in keep))  # type: ignore[arg-type]
     copies = config.copies_per_source if split == "train" else config.eval_copies_per_source
+    cuts = config.train_moment_cuts if split == "train" else 2
     return BenchmarkSpec(seed=seed, footage_split=split, include_real_videos=False, footage_photos=0, distractors=0,
-                         upload_edits=True, copies_per_source=copies,
+                         upload_edits=True, copies_per_source=copies, moment_cuts=cuts,
                          max_source_seconds=config.max_source_seconds, exclude_sources=exclude,
                          prefix=f"r{split[:3]}{seed}_")
 

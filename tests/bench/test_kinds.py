@@ -150,3 +150,27 @@ def test_eval_reports_per_kind_on_an_upload_benchmark(tmp_path: Path) -> None:
             assert 0 <= e["ap"] <= 1 and 0 <= e["recall"] <= 1
     table = CliRunner().invoke(app, ["eval", "--bench", str(bench.root), "--methods", "vpdq", "--fps", "1"])
     assert table.exit_code == 0 and "vpdq per kind" in table.stdout and "another_moment" in table.stdout
+
+
+def test_moment_cuts_do_not_overlap_and_two_keep_their_windows() -> None:
+    """More "another moment" cuts (train benchmarks) are 4 s, disjoint and one per stretch; two cuts draw
+    the same windows as they always did (one in each half), so calibrate and check stay as built."""
+    from evaluation.builder import _moment_windows, truth_rows
+
+    for length in (12.0, 18.5, 24.0, 30.0):
+        for cuts in (3, 4, 5):
+            windows = _moment_windows(length, cuts, np.random.default_rng(int(length) + cuts))
+            assert 2 <= len(windows) <= min(cuts, int(length // 6))
+            spans = sorted(w for _, w in windows)
+            assert all(b - a == pytest.approx(4.0) and 0 <= a and b <= length for a, b in spans)
+            assert all(nxt[0] > prev[1] for prev, nxt in zip(spans, spans[1:]))
+    assert _moment_windows(30.0, 4, np.random.default_rng(0))[3][0] == "cutD"
+    assert _moment_windows(11.0, 4, np.random.default_rng(0)) == [] and _moment_windows(11.9, 2, np.random.default_rng(0)) == []
+    rng = np.random.default_rng(3)
+    two = _moment_windows(20.0, 2, rng)
+    rng = np.random.default_rng(3)
+    first, second = round(float(rng.uniform(0, 5.0)), 2), round(float(rng.uniform(10.0, 16.0)), 2)
+    assert two == [("cutA", (first, round(first + 4.0, 2))), ("cutB", (second, round(second + 4.0, 2)))]
+    cuts = [Derivation(f"s__{tag}", "s", window, edits=("cut",)) for tag, window in _moment_windows(30.0, 4, np.random.default_rng(5))]
+    rows = truth_rows(cuts, 1.0)
+    assert len(rows) == 12 and {r.kind for r in rows} == {"another_moment"}  # each ordered pair of the 4 cuts

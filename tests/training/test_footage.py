@@ -186,6 +186,37 @@ def test_source_groups_and_leave_one_source_out() -> None:
     assert groups == ["a", "b", "c"] and len(scores) > 0 and min(scores.values()) > 0.8
 
 
+def test_leave_one_source_out_ranks_the_out_of_fold_scores_of_all_sources_together() -> None:
+    """One threshold serves every source, so the choice scores the pooled out-of-fold ranking, not
+    the mean of each source's own (source c sits higher than a and b: that costs the pooled µAP)."""
+    from detect.copy_head import FEATURES, fit_copy_head
+    from evaluation.metrics import ScoredPair, micro_average_precision
+    from training.copy_head import PairTable, select_l2_by_source
+
+    rng = np.random.default_rng(1)
+    pairs, labels, feats = [], [], []
+    for src, offset in (("a", 0.0), ("b", 0.0), ("c", 3.0)):
+        for k in range(20):
+            copy = k % 2 == 0
+            pairs.append(("b0", f"fg_{src}__f__copy{k}", f"fg_{src}__f__ref"))
+            labels.append("copy" if copy else "incident")
+            feats.append([offset + (1.0 if copy else 0.0) + rng.normal(0, 0.1), *rng.normal(size=len(FEATURES) - 1)])
+    table = PairTable(np.asarray(feats), np.asarray(labels), pairs)
+    _, scores, groups = select_l2_by_source(table, grid=(0.1,))
+    qs = np.array([p[1].split("__")[0][3:] for p in pairs])
+    oof, per_source = np.zeros(len(pairs)), []
+    for g in groups:
+        head = fit_copy_head(table.features[qs != g], table.labels[qs != g] == "copy", l2=0.1)
+        oof[qs == g] = head.probability(table.features[qs == g])
+        copies = {(p[1], p[2]) for p, lab, t in zip(pairs, labels, qs == g) if t and lab == "copy"}
+        per_source.append(micro_average_precision([ScoredPair(p[1], p[2], float(x)) for p, x, t in zip(pairs, oof, qs == g) if t],
+                                                  copies).ap)
+    pooled = micro_average_precision([ScoredPair(p[1], p[2], float(x)) for p, x in zip(pairs, oof)],
+                                     {(p[1], p[2]) for p, lab in zip(pairs, labels) if lab == "copy"}).ap
+    assert scores["0.1"] == pytest.approx(pooled)
+    assert abs(pooled - float(np.mean(per_source))) > 0.02
+
+
 def test_the_training_corpus_takes_footage_from_the_train_split_only(tmp_path: Path, clip_bytes: bytes,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from training.corpus import CorpusSpec, training_sources
