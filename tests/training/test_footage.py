@@ -120,6 +120,16 @@ def test_fetch_extracts_videos_writes_manifest_and_is_idempotent(tmp_path: Path,
     assert load_manifest(root).files == manifest.files
 
 
+def test_a_video_named_dot_video_ogg_is_kept_and_plain_ogg_audio_is_not(tmp_path: Path, clip_bytes: bytes) -> None:
+    """FreeCol ships its film as ``*.video.ogg`` beside ``.ogg`` music: the pattern ``*.ogg`` takes the film only."""
+    mirror = tmp_path / "mirror"
+    _deb(mirror, "fake-colony", "1.0-1", {"usr/share/games/fake/video/opening.video.ogg": clip_bytes,
+                                           "usr/share/games/fake/music/theme.ogg": _clip(tmp_path, 1)})
+    sources = [FootageSource("colony", "debian", "fake-colony", "1.0-1", ("*.ogg",), "GPL-2+", "film", "calibrate")]
+    manifest = fetch_corpus(sources, root=tmp_path / "footage", downloader=FolderDownloader(mirror), progress=False, keep_going=False)
+    assert [f.member for f in manifest.files] == ["usr/share/games/fake/video/opening.video.ogg"]
+
+
 def test_a_failing_source_is_recorded_and_the_rest_kept(tmp_path: Path, clip_bytes: bytes) -> None:
     mirror = tmp_path / "mirror"
     _wheel(mirror, "fakecam", "0.1", {"fakecam/cam1.mp4": clip_bytes})
