@@ -10,8 +10,9 @@ The three share no source (the split is per package), every copy gets one upload
 (:data:`evaluation.transforms.UPLOAD_EDITS`) and maybe a temporal one, and every source of 12 s or more
 gives non-overlapping 4 s cuts ("another moment" incident pairs: static cameras and screen
 recordings above all): two per source in calibrate and check, up to
-:attr:`RealBenchConfig.train_moment_cuts` (one per 6 s) in the train benchmarks. No Ken Burns footage or distractors; photos only fill picture-in-picture
-backgrounds and embedded-excerpt surroundings.
+:attr:`RealBenchConfig.train_moment_cuts` (one per 6 s) in the train benchmarks. No Ken Burns
+footage or distractors; photos only fill picture-in-picture backgrounds and embedded-excerpt
+surroundings.
 
 :func:`meets_targets` reads ``dupwatch eval --json`` output of the check set and says whether a
 candidate bundle keeps the issue's promise; :func:`promote` copies it over ``models/default`` only then.
