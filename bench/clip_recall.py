@@ -64,7 +64,7 @@ def run_clip_recall(bench_dir: Path | str, bundles: Sequence[Path | str], *, ks:
     from detect.levels import LevelThresholds
     from dupwatch.config import DecodeConfig, DetectionConfig, MilvusConfig
     from evaluation.truth import read_truth_csv
-    from index.store import VideoIndex
+    from index.store import VideoIndex, release_lite_server
     from inference.embedder import VideoModels
     from scoring.methods import EvalInputError, FrameCache, resolve_videos
 
@@ -100,8 +100,8 @@ def run_clip_recall(bench_dir: Path | str, bundles: Sequence[Path | str], *, ks:
             reps = {}
             for vid, path in tqdm(videos.items(), desc=f"represent {Path(bundle).name}", disable=not progress):
                 reps[vid] = models.represent(frames.get(vid, path, decode), tenant=TENANT)
-            index = VideoIndex(MilvusConfig(uri=str(Path(tmp.name) / f"b{b_idx}.db"), collection_prefix=f"cr{b_idx}"),
-                               models.index_dims)
+            db = str(Path(tmp.name) / f"b{b_idx}.db")
+            index = VideoIndex(MilvusConfig(uri=db, collection_prefix=f"cr{b_idx}"), models.index_dims)
             try:
                 for rep in reps.values():
                     index.upsert(rep)
@@ -131,6 +131,7 @@ def run_clip_recall(bench_dir: Path | str, bundles: Sequence[Path | str], *, ks:
                                      "rescored_top_clips": {str(v): r in got for v, got in with_clips.items()}})
             finally:
                 index.close()
+                release_lite_server(db)
             out["bundles"][str(bundle)] = {
                 "version": models.version, "clips": models.methods.get("clips"), "clip_dim": models.index_dims.clip,
                 "seconds": round(time.perf_counter() - start, 1),

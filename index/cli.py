@@ -30,14 +30,19 @@ def register(app: typer.Typer) -> None:
         from pathlib import Path
 
         from bench.index import run
+        from index.store import release_lite_server
 
         with tempfile.TemporaryDirectory(prefix="dupwatch-bench-") as tmp:
             target = uri or str(Path(tmp) / "bench.db")
-            run(
-                target,
-                [int(s) for s in sizes.split(",") if s.strip()],
-                [t.strip().upper() for t in index_types.split(",") if t.strip()],
-                dim,
-                queries,
-                consistency,
-            )
+            try:
+                run(
+                    target,
+                    [int(s) for s in sizes.split(",") if s.strip()],
+                    [t.strip().upper() for t in index_types.split(",") if t.strip()],
+                    dim,
+                    queries,
+                    consistency,
+                )
+            finally:
+                if uri is None:
+                    release_lite_server(target)

@@ -130,6 +130,20 @@ def _is_unavailable(exc: BaseException) -> bool:
     return False
 
 
+def release_lite_server(uri: str) -> None:
+    """Stop the in-process Milvus Lite server that serves the file ``uri``, if one runs.
+
+    Milvus Lite keeps one server per file until the interpreter exits and flushes it then; a caller
+    about to delete a temporary Lite file calls this first (after closing every client of it), so that
+    the exit-time flush does not write the file back. Server URIs are left alone."""
+    if MilvusConfig(uri=uri).is_lite:
+        try:
+            from milvus_lite.server_manager import server_manager_instance
+        except ImportError:  # pymilvus without the lite extra: there is no local server to stop
+            return
+        server_manager_instance.release_server(uri)
+
+
 def upsert_mode_for(server_version: str) -> str:
     """``"upsert"``, or ``"delete_insert"`` for Milvus servers before 2.4.
 

@@ -227,3 +227,38 @@ def test_thumbnails_round_trip_and_follow_the_video(lite_index):
     with pytest.raises(ValueError, match="thumbnails hold"):
         lite_index.upsert(replace(rep, thumbs=np.zeros((6, 16, 16), np.uint8)))
     assert lite_index.count("vid-t").frames == 0  # refused before any row was written
+
+
+RELEASE_SCRIPT = """
+import shutil, sys
+from pathlib import Path
+from dupwatch.config import MilvusConfig
+from index.store import VideoIndex, release_lite_server
+from tests.index.test_store import DIMS, make_rep
+work = Path(sys.argv[1])
+db = str(work / "t.db")
+index = VideoIndex(MilvusConfig(uri=db, collection_prefix="rel"), DIMS)
+index.ensure_collections()
+index.upsert(make_rep("v1", frames=4, clips=2))
+index.close()
+if sys.argv[2] == "release":
+    release_lite_server(db)
+shutil.rmtree(work)
+"""
+
+
+@pytest.mark.parametrize("release", [True, False])
+def test_released_lite_server_does_not_write_a_deleted_file_back_at_exit(tmp_path, release):
+    """A temporary Lite file deleted after :func:`release_lite_server` stays deleted; without the
+    release, Milvus Lite's exit-time flush writes it back (the control case, so the test can fail)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    work = tmp_path / "work"
+    work.mkdir()
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", RELEASE_SCRIPT, str(work), "release" if release else "keep"],
+                          cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert work.exists() is not release
