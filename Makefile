@@ -35,7 +35,7 @@ retrain-real: venv
 	$(BIN)/dupwatch train real-benchmarks --work $(REAL) --train-seeds 1,2,3
 	rm -rf $(REAL)/bundle && cp -r $(BASE) $(REAL)/bundle
 	$(BIN)/dupwatch train copy-head --bundle $(REAL)/bundle --bench $(REAL)/train_seed1 --bench $(REAL)/train_seed2 \
-		--bench $(REAL)/train_seed3 --folds source
+		--bench $(REAL)/train_seed3 --folds source --model trees
 	$(BIN)/dupwatch eval --bench $(REAL)/calibrate --bundle $(REAL)/bundle --methods ours --report $(REAL)/eval_calibrate
 	$(BIN)/dupwatch eval --bench $(REAL)/check --bundle $(REAL)/bundle --methods ours --report $(REAL)/eval_check_uncalibrated
 	$(BIN)/dupwatch calibrate --truth $(REAL)/calibrate/truth.csv --scores $(REAL)/eval_calibrate/scores_ours_bundle.csv \

@@ -46,12 +46,15 @@ from typing import Any
 
 import numpy as np
 
+from detect.copy_trees import TreeEnsemble, TreeEnsembleError
 from inference.alignment import AlignmentEvidence
 
 __all__ = ["FEATURES", "PIXEL_FEATURES", "CopyHead", "CopyHeadError", "copy_head_for", "copy_threshold_fits_head", "pair_features",
            "region_layout", "motion_agreement", "pixel_agreement", "fit_copy_head"]
 
 FORMAT = "dupwatch-copy-head/1"
+TREES_FORMAT = "dupwatch-copy-head/2"
+"""The format of a head with boosted trees (:mod:`detect.copy_trees`); a reader of ``/1`` refuses it."""
 
 FEATURES: tuple[str, ...] = (
     "fine_score",
@@ -261,9 +264,11 @@ def pair_features(fine_score: float, frame_similarity: np.ndarray, evidence: Ali
 
 @dataclass(frozen=True)
 class CopyHead:
-    """``P(copy) = sigmoid(w · (x − mean) / std + b)`` over its ``features``, a subset of :data:`FEATURES`
-    in any order (a head fitted before a feature was added keeps reading the features it knows).
-    Inputs are whole :data:`FEATURES` rows, as :func:`pair_features` makes them."""
+    """``P(copy) = sigmoid(w · (x − mean) / std + b + trees(x))`` over its ``features``, a subset of
+    :data:`FEATURES` in any order (a head fitted before a feature was added keeps reading the features
+    it knows). Inputs are whole :data:`FEATURES` rows, as :func:`pair_features` makes them. A logistic
+    head has no ``trees``; a boosted-trees head (:mod:`detect.copy_trees`) has zero weights, and its
+    trees read the features themselves, an unknown one as its training ``mean``."""
 
     features: tuple[str, ...]
     mean: np.ndarray
@@ -271,9 +276,12 @@ class CopyHead:
     weights: np.ndarray
     bias: float
     info: dict[str, Any]
+    trees: TreeEnsemble | None = None
 
     def __post_init__(self) -> None:
         n = len(self.features)
+        if self.trees is not None and self.trees.n_features != n:
+            raise CopyHeadError(f"copy head trees read {self.trees.n_features} features, the head has {n}")
         for name in ("mean", "std", "weights"):
             arr = getattr(self, name)
             if arr.shape != (n,) or not np.all(np.isfinite(arr)):
@@ -302,8 +310,12 @@ class CopyHead:
         x = np.atleast_2d(np.asarray(x, np.float64))
         if x.shape[1] != len(FEATURES):
             raise ValueError(f"expected {len(FEATURES)} features (FEATURES), got {x.shape[1]}")
-        z = (x[:, self.columns] - self.mean) / self.std
-        return np.nan_to_num(z, nan=0.0) @ self.weights + self.bias
+        x = x[:, self.columns]
+        x = np.where(np.isnan(x), self.mean, x)
+        logit = ((x - self.mean) / self.std) @ self.weights + self.bias
+        if self.trees is not None:
+            logit = logit + self.trees.raw(x)
+        return logit
 
     def probability(self, x: np.ndarray) -> np.ndarray:
         """``P(copy)`` per row of ``x`` (in (0, 1))."""
@@ -314,8 +326,8 @@ class CopyHead:
 
     # -- (de)serialization: plain JSON, never pickle ------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
+        out = {
+            "format": FORMAT if self.trees is None else TREES_FORMAT,
             "features": list(self.features),
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
@@ -323,18 +335,24 @@ class CopyHead:
             "bias": self.bias,
             "info": self.info,
         }
+        if self.trees is not None:
+            out["trees"] = self.trees.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CopyHead":
-        if d.get("format") != FORMAT:
-            raise CopyHeadError(f"not a copy head (format {d.get('format')!r}, expected {FORMAT!r})")
+        if d.get("format") not in (FORMAT, TREES_FORMAT):
+            raise CopyHeadError(f"not a copy head (format {d.get('format')!r}, expected {FORMAT!r} or {TREES_FORMAT!r})")
         features = tuple(str(f) for f in d.get("features", ()))
         try:
+            trees = TreeEnsemble.from_dict(d["trees"]) if d["format"] == TREES_FORMAT else None
             return cls(features, np.asarray(d["mean"], np.float64), np.asarray(d["std"], np.float64),
-                       np.asarray(d["weights"], np.float64), float(d["bias"]), dict(d.get("info", {})))
+                       np.asarray(d["weights"], np.float64), float(d["bias"]), dict(d.get("info", {})), trees)
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, CopyHeadError):
                 raise
+            if isinstance(exc, TreeEnsembleError):
+                raise CopyHeadError(f"malformed copy head trees: {exc}") from exc
             raise CopyHeadError(f"malformed copy head: {exc}") from exc
 
     def save(self, path: Path | str) -> Path:
@@ -374,12 +392,11 @@ def copy_threshold_fits_head(bundle: Any) -> bool:
     return (calibration.get("level_fields") or {}).get("copy") == "copy_score"
 
 
-def fit_copy_head(x: np.ndarray, is_copy: Sequence[bool] | np.ndarray, *, l2: float = 0.1, max_iter: int = 500,
-                  info: dict[str, Any] | None = None, features: Sequence[str] = FEATURES) -> CopyHead:
-    """L2-regularized logistic regression (L-BFGS) of ``is_copy`` on standardized features: the
-    ``features`` columns of the :data:`FEATURES` rows ``x``."""
-    import torch
-
+def head_inputs(x: np.ndarray, is_copy: Sequence[bool] | np.ndarray,
+                features: Sequence[str]) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], np.ndarray, np.ndarray]:
+    """What a head is fitted on: the ``features`` columns of the :data:`FEATURES` rows ``x``, the
+    labels, the feature names, which values are known (not ``nan``) and each column's mean over its
+    known values (an unknown value enters a fit, and is read later, as that mean)."""
     x = np.asarray(x, np.float64)
     y = np.asarray(is_copy, bool)
     if x.ndim != 2 or x.shape[1] != len(FEATURES) or len(x) != len(y):
@@ -387,15 +404,25 @@ def fit_copy_head(x: np.ndarray, is_copy: Sequence[bool] | np.ndarray, *, l2: fl
     unknown = [f for f in features if f not in FEATURES]
     if unknown or not features:
         raise ValueError(f"unknown copy-head features {unknown}; choose from {list(FEATURES)}")
-    features = tuple(features)
-    x = x[:, [FEATURES.index(f) for f in features]]
     if y.all() or not y.any():
         raise ValueError("need both copy and non-copy pairs to fit the copy head")
+    names = tuple(features)
+    x = x[:, [FEATURES.index(f) for f in names]]
+    known = np.isfinite(x)
+    mean = np.where(known, x, 0.0).sum(axis=0) / np.maximum(known.sum(axis=0), 1)
+    return x, y, names, known, mean
+
+
+def fit_copy_head(x: np.ndarray, is_copy: Sequence[bool] | np.ndarray, *, l2: float = 0.1, max_iter: int = 500,
+                  info: dict[str, Any] | None = None, features: Sequence[str] = FEATURES) -> CopyHead:
+    """L2-regularized logistic regression (L-BFGS) of ``is_copy`` on standardized features: the
+    ``features`` columns of the :data:`FEATURES` rows ``x``."""
+    import torch
+
     # unknown values (nan) are left out of the standardization and enter the fit as the mean; a
     # feature never known (no thumbnails anywhere) is constant 0 after it and keeps weight 0
-    known = np.isfinite(x)
+    x, y, features, known, mean = head_inputs(x, is_copy, features)
     count = known.sum(axis=0)
-    mean = np.where(known, x, 0.0).sum(axis=0) / np.maximum(count, 1)
     std = np.sqrt(np.where(known, (x - mean) ** 2, 0.0).sum(axis=0) / np.maximum(count, 1))
     std = np.where(std > 1e-6, std, 1.0)
     xt = torch.tensor(np.nan_to_num((x - mean) / std, nan=0.0), dtype=torch.float64)

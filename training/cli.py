@@ -328,6 +328,10 @@ def train_copy_head_cmd(
     l2: str = typer.Option("auto", "--l2", help="L2 penalty of the logistic regression, or 'auto': chosen by leave-one-out copy µAP"),
     folds: str = typer.Option("benchmark", "--folds", help="what 'auto' leaves out: benchmark, or source (each real source in turn)"),
     features: str = typer.Option("all", "--features", help="comma list of detect.copy_head.FEATURES names the head reads, or 'all'"),
+    model: str = typer.Option("linear", "--model", help="linear (logistic regression) or trees (boosted trees, shape chosen "
+                              "leave-one-source-out; needs scikit-learn, the train extra)"),
+    monotone: bool = typer.Option(False, "--monotone", help="trees only: P(copy) may only rise with the agreement "
+                                  "features (training.copy_trees.INCREASING)"),
 ) -> None:
     """Fit the copy head (P(copy) from the fine score and temporal evidence) on labelled pairs of
     training-source benchmarks and store it in the bundle; recalibrate afterwards (dupwatch calibrate)."""
@@ -345,6 +349,9 @@ def train_copy_head_cmd(
             raise typer.Exit(2)
     else:
         penalty = None
+    if model not in ("linear", "trees"):
+        typer.echo(f"dupwatch train copy-head: --model must be linear or trees, got {model!r}", err=True)
+        raise typer.Exit(2)
     if folds not in ("benchmark", "source"):
         typer.echo(f"dupwatch train copy-head: --folds must be benchmark or source, got {folds!r}", err=True)
         raise typer.Exit(2)
@@ -355,12 +362,14 @@ def train_copy_head_cmd(
     if unknown or not names:
         typer.echo(f"dupwatch train copy-head: unknown --features {unknown}; choose from {', '.join(FEATURES)}", err=True)
         raise typer.Exit(2)
-    head = train_copy_head(bundle, benches, l2=penalty, folds=folds, features=names)
+    head = train_copy_head(bundle, benches, l2=penalty, folds=folds, features=names, model=model, monotone=monotone)
+    shape = f"trees {head.info['trees']}" if head.trees is not None else f"l2 {head.info['l2']:g}"
     typer.echo(f"copy head on {head.info['pairs']} pairs ({head.info['copies']} copies, {head.info['incident_pairs']} incidents), "
-               f"l2 {head.info['l2']:g}, final loss {head.info['final_loss']:.4f}; written to {bundle}")
-    if "l2_selection" in head.info:
-        sel = head.info["l2_selection"]
-        typer.echo(f"l2 chosen by {sel['rule']}: {sel['copy_uap_by_l2']}")
+               f"{shape}, final loss {head.info['final_loss']:.4f}; written to {bundle}")
+    for key, scores in (("l2_selection", "copy_uap_by_l2"), ("tree_selection", "copy_uap_by_shape")):
+        if key in head.info:
+            sel = head.info[key]
+            typer.echo(f"{key.split('_')[0]} chosen by {sel['rule']}: {sel[scores]}")
     typer.echo("note: recalibrate the copy threshold on copy_score (dupwatch eval --report, then dupwatch calibrate --bundle)")
 
 

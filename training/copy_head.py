@@ -8,17 +8,19 @@ Pairs are featurized by :func:`detect.detector.assess_pair`, the worker's own co
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from detect.copy_head import FEATURES, CopyHead, fit_copy_head
+from training.copy_trees import TreeParams, fit_copy_head_trees
 
-__all__ = ["PairTable", "pair_table", "select_l2", "select_l2_by_source", "source_group", "train_copy_head",
-           "ensure_training_benchmarks"]
+__all__ = ["PairTable", "pair_table", "pooled_out_of_fold_uap", "select_l2", "select_l2_by_source", "select_trees_by_source",
+           "source_group", "train_copy_head", "ensure_training_benchmarks"]
 
 HEAD_FILE = "copy_head.json"
 
@@ -176,64 +178,123 @@ def source_group(video: str) -> str:
     return base
 
 
-def select_l2_by_source(table: PairTable, grid: Sequence[float] = L2_GRID,
-                        features: Sequence[str] = FEATURES) -> tuple[float, dict[str, float], list[str]]:
-    """Leave-one-source-out choice of the L2 penalty: for each real source, fit on the pairs that do
-    not involve it (as query or reference) and score the pairs whose query comes from it; the
-    out-of-fold scores of all sources are then ranked together and the best pooled copy µAP wins
-    (ties: the larger penalty). Pooled, not averaged per source: the worker applies one threshold to
-    every source, so a head whose scores rank well within each source but sit higher on some
-    sources than on others (another moment of static footage above copies of lively footage) must
-    lose the choice."""
+def _source_folds(table: PairTable) -> tuple[np.ndarray, np.ndarray, list[str]]:
     qs = np.array([source_group(q) for _, q, _ in table.pairs])
     rs = np.array([source_group(r) for _, _, r in table.pairs])
     groups = sorted(set(qs))
     if len(groups) < 2:
         raise ValueError("leave-one-source-out needs pairs from at least two sources")
+    return qs, rs, groups
+
+
+def pooled_out_of_fold_uap(table: PairTable, fit: Callable[[np.ndarray, np.ndarray], CopyHead]) -> float | None:
+    """Leave-one-source-out copy µAP of the heads ``fit(x, is_copy)`` makes: for each real source, fit
+    on the pairs that do not involve it (as query or reference) and score the pairs whose query comes
+    from it; the out-of-fold scores of all sources are then ranked together. Pooled, not averaged per
+    source: the worker applies one threshold to every source, so a head whose scores rank well within
+    each source but sit higher on some sources than on others (another moment of static footage
+    above copies of lively footage) must score low. ``None`` when no fold has both classes."""
+    qs, rs, groups = _source_folds(table)
+    held_out = np.zeros(len(table.labels), bool)
+    oof = np.zeros(len(table.labels))
+    for g in groups:
+        train = (qs != g) & (rs != g)
+        test = qs == g
+        y = table.labels[train] == "copy"
+        if y.all() or not y.any():
+            continue
+        oof[test] = fit(table.features[train], y).probability(table.features[test])
+        held_out |= test
+    if not (table.labels[held_out] == "copy").any():
+        return None
+    held = PairTable(table.features[held_out], table.labels[held_out], [p for p, t in zip(table.pairs, held_out) if t])
+    return _copy_uap(held, oof[held_out])
+
+
+def select_l2_by_source(table: PairTable, grid: Sequence[float] = L2_GRID,
+                        features: Sequence[str] = FEATURES) -> tuple[float, dict[str, float], list[str]]:
+    """The L2 penalty with the best :func:`pooled_out_of_fold_uap` (ties: the larger penalty)."""
+    groups = _source_folds(table)[2]
     scores: dict[str, float] = {}
     for l2 in grid:
-        held_out = np.zeros(len(table.labels), bool)
-        oof = np.zeros(len(table.labels))
-        for g in groups:
-            train = (qs != g) & (rs != g)
-            test = qs == g
-            y = table.labels[train] == "copy"
-            if y.all() or not y.any():
-                continue
-            oof[test] = fit_copy_head(table.features[train], y, l2=l2, features=features).probability(table.features[test])
-            held_out |= test
-        if (table.labels[held_out] == "copy").any():
-            held = PairTable(table.features[held_out], table.labels[held_out], [p for p, t in zip(table.pairs, held_out) if t])
-            scores[f"{l2:g}"] = _copy_uap(held, oof[held_out])
+        score = pooled_out_of_fold_uap(table, lambda x, y, l2=l2: fit_copy_head(x, y, l2=l2, features=features))
+        if score is not None:
+            scores[f"{l2:g}"] = score
     if not scores:
         raise ValueError("no source fold had both copy and non-copy pairs")
     best = max(grid, key=lambda l2: (scores.get(f"{l2:g}", -1.0), l2))
     return float(best), scores, groups
 
 
+TREE_GRID: tuple[TreeParams, ...] = tuple(TreeParams(depth=d, min_leaf=m) for d in (2, 3, 4) for m in (20, 50))
+"""Tree shapes :func:`select_trees_by_source` tries (300 rounds at learning rate 0.05 each)."""
+
+
+def tree_grid(monotone: bool = False) -> tuple[TreeParams, ...]:
+    """:data:`TREE_GRID`, with or without the monotone constraint."""
+    return tuple(dataclasses.replace(p, monotone=monotone) for p in TREE_GRID)
+
+
+def select_trees_by_source(table: PairTable, grid: Sequence[TreeParams] = TREE_GRID,
+                           features: Sequence[str] = FEATURES) -> tuple[TreeParams, dict[str, float], list[str]]:
+    """The tree shape with the best :func:`pooled_out_of_fold_uap` (ties: the shallower, then the
+    larger leaves: the simpler ensemble)."""
+    groups = _source_folds(table)[2]
+    scores: dict[str, float] = {}
+    for params in grid:
+        score = pooled_out_of_fold_uap(table, lambda x, y, p=params: fit_copy_head_trees(x, y, params=p, features=features))
+        if score is not None:
+            scores[params.name] = score
+    if not scores:
+        raise ValueError("no source fold had both copy and non-copy pairs")
+    best = max(grid, key=lambda p: (scores.get(p.name, -1.0), -p.depth, p.min_leaf))
+    return best, scores, groups
+
+
 def train_copy_head(bundle_dir: Path | str, benches: Sequence[Path | str], *, l2: float | None = 0.1, write: bool = True,
-                    progress: bool = True, folds: str = "benchmark", features: Sequence[str] = FEATURES) -> CopyHead:
+                    progress: bool = True, folds: str = "benchmark", features: Sequence[str] = FEATURES,
+                    model: str = "linear", monotone: bool = False) -> CopyHead:
     """Fit P(copy) on the benches' pairs (incident and unrelated pairs are the negatives) and, with
-    ``write``, store it in the bundle as the ``copy_head`` artifact. ``l2=None`` chooses the
-    penalty by :func:`select_l2` (leave one benchmark out)."""
+    ``write``, store it in the bundle as the ``copy_head`` artifact. ``model`` is ``linear`` (logistic
+    regression; ``l2=None`` chooses the penalty by :func:`select_l2`, leave one benchmark out, or with
+    ``folds="source"`` by :func:`select_l2_by_source`) or ``trees`` (boosted trees, the shape chosen
+    by :func:`select_trees_by_source`, or :class:`TreeParams` defaults when the pairs come from one
+    source; ``l2`` and ``folds`` are not used; ``monotone`` constrains them, see
+    :data:`training.copy_trees.INCREASING`)."""
+    if model not in ("linear", "trees"):
+        raise ValueError(f"model must be linear or trees, got {model!r}")
     tables = [cached_pair_table(bundle_dir, b, progress=progress) for b in benches]
     table = PairTable(np.concatenate([t.features for t in tables]), np.concatenate([t.labels for t in tables]),
                       [p for t in tables for p in t.pairs])
     info: dict[str, object] = {"benchmarks": [Path(b).name for b in benches],
                                "incident_pairs": int((table.labels == "incident").sum()), "command": "dupwatch train copy-head"}
-    if l2 is None and folds == "source":
-        l2, cv, groups = select_l2_by_source(table, features=features)
-        info["l2_selection"] = {"rule": "leave one source out, pooled out-of-fold copy µAP", "copy_uap_by_l2": cv, "sources": groups}
-    elif l2 is None:
-        l2, cv = select_l2(tables, features=features)
-        info["l2_selection"] = {"rule": "leave one benchmark out, mean copy µAP", "copy_uap_by_l2": cv}
-    head = fit_copy_head(table.features, table.labels == "copy", l2=l2, info=info, features=features)
+    if model == "trees":
+        groups = sorted({source_group(q) for _, q, _ in table.pairs})
+        if len(groups) > 1:
+            params, cv, groups = select_trees_by_source(table, grid=tree_grid(monotone), features=features)
+            info["tree_selection"] = {"rule": "leave one source out, pooled out-of-fold copy µAP", "copy_uap_by_shape": cv,
+                                      "sources": groups}
+        else:  # nothing to leave out
+            params = TreeParams(monotone=monotone)
+            info["tree_selection"] = {"rule": "one source: the default shape", "copy_uap_by_shape": {}, "sources": groups}
+        head = fit_copy_head_trees(table.features, table.labels == "copy", params=params, info=info, features=features)
+        l2 = None
+    else:
+        if l2 is None and folds == "source":
+            l2, cv, groups = select_l2_by_source(table, features=features)
+            info["l2_selection"] = {"rule": "leave one source out, pooled out-of-fold copy µAP", "copy_uap_by_l2": cv,
+                                    "sources": groups}
+        elif l2 is None:
+            l2, cv = select_l2(tables, features=features)
+            info["l2_selection"] = {"rule": "leave one benchmark out, mean copy µAP", "copy_uap_by_l2": cv}
+        head = fit_copy_head(table.features, table.labels == "copy", l2=l2, info=info, features=features)
     if write:
         from inference.bundle import BundleWriter
 
         path = head.save(Path(bundle_dir).resolve() / HEAD_FILE)
         writer = BundleWriter.update(bundle_dir)
         writer.add("copy_head", path, kind="json", arch="dupwatch-copy-head", source="dupwatch train copy-head",
-                   config={"features": list(head.features), "l2": l2, "training_pairs": int(len(table.labels))})
+                   config={"features": list(head.features), "model": model, "l2": l2, "trees": head.info.get("trees"),
+                           "training_pairs": int(len(table.labels))})
         writer.write()
     return head

@@ -188,6 +188,36 @@ def test_cli_train_copy_head(tmp_path: Path, tiny_bench: Path) -> None:
     assert CopyHead.load(bundle / "copy_head.json").features == ("fine_score", "motion_agreement")
     res = CliRunner().invoke(train_app, ["copy-head", "--bundle", str(bundle), "--bench", str(tiny_bench), "--features", "fine_score,nope"])
     assert res.exit_code == 2 and "unknown --features ['nope']" in res.output
+    res = CliRunner().invoke(train_app, ["copy-head", "--bundle", str(bundle), "--bench", str(tiny_bench), "--model", "forest"])
+    assert res.exit_code == 2 and "--model must be linear or trees" in res.output
+
+
+def test_cli_train_a_boosted_trees_copy_head(tmp_path: Path, tiny_bench: Path) -> None:
+    """``--model trees``: the bundle's head file holds the trees (format /2), which the worker's loader
+    scores without scikit-learn. One footage source here, so the default shape (the leave-one-source-out
+    choice is tested in tests/detect/test_copy_trees.py)."""
+    from typer.testing import CliRunner
+
+    from detect.copy_head import TREES_FORMAT, copy_head_for
+    from inference.bundle import load_bundle
+    from training.cli import train_app
+    from training.copy_head import pair_table
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(DEFAULT, bundle)
+    res = CliRunner().invoke(train_app, ["copy-head", "--bundle", str(bundle), "--bench", str(tiny_bench), "--model", "trees"])
+    assert res.exit_code == 0, res.output
+    assert "trees depth3-leaf20" in res.output and "tree chosen by one source: the default shape" in res.output
+    loaded = load_bundle(bundle, verify=True)
+    assert loaded.entry("copy_head").config["model"] == "trees"
+    assert json.loads((bundle / "copy_head.json").read_text())["format"] == TREES_FORMAT
+    head = copy_head_for(loaded)
+    assert head is not None and head.trees is not None and not head.weights.any()
+    table = pair_table(bundle, [tiny_bench], progress=False)
+    from training.copy_trees import fit_copy_head_trees
+
+    np.testing.assert_allclose(head.probability(table.features),
+                               fit_copy_head_trees(table.features, table.labels == "copy").probability(table.features))
 
 
 def test_train_copy_head_restores_a_missing_head(tmp_path: Path, tiny_bench: Path) -> None:
