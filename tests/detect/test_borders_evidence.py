@@ -55,13 +55,13 @@ def test_letterboxed_copy_is_compared_content_to_content(tmp_path: Path) -> None
     evidence = found["hd"].evidence
     assert evidence["query_borders"]["kind"] == "letterbox" and evidence["query_borders"]["fill"] == "constant"
     assert evidence["query_borders"]["content_box"][1] == pytest.approx(0.125, abs=0.02)
-    # the default head does not read the pixel evidence, so no thumbnails are fetched for it; a head
-    # that reads it gets the indexed HD clip's thumbnails, and the letterboxed copy agrees
-    assert evidence["pixel_agreement"] is None
-    pixel_detector = Detector(models, index, DetectionConfig(), thresholds=LevelThresholds(copy=None, incident=None))
-    pixel_detector.copy_head = CopyHead(("fine_score", "pixel_agreement"), np.zeros(2), np.ones(2), np.ones(2), 0.0, {})
-    pixel = {d.ref_id: d for d in pixel_detector.detect(reps["sd"]) if d.reranked}["hd"].evidence["pixel_agreement"]
-    assert pixel is not None and pixel > 0.8, pixel
+    # the default head reads the pixel evidence: it gets the indexed HD clip's thumbnails, and the
+    # letterboxed copy agrees; a head that does not read it fetches no thumbnails
+    assert detector.copy_head is not None and detector.copy_head.reads_pixels
+    assert evidence["pixel_agreement"] is not None and evidence["pixel_agreement"] > 0.8, evidence["pixel_agreement"]
+    blind = Detector(models, index, DetectionConfig(), thresholds=LevelThresholds(copy=None, incident=None))
+    blind.copy_head = CopyHead(("fine_score", "diagonality"), np.zeros(2), np.ones(2), np.ones(2), 0.0, {})
+    assert {d.ref_id: d for d in blind.detect(reps["sd"]) if d.reranked}["hd"].evidence["pixel_agreement"] is None
     without = {d.ref_id: d for d in detector.detect(barred) if d.reranked}
     assert without["hd"].evidence["query_borders"] is None
     assert found["hd"].fine > without["hd"].fine
