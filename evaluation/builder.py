@@ -138,6 +138,9 @@ class BenchmarkSpec:
     upload_edits: bool = False
     """Each copy gets one edit of :data:`evaluation.transforms.UPLOAD_EDITS` (bars with a resolution change,
     9:16 reframes, heavy combinations, grey/sepia, logo) instead of 1–2 of the classic spatial pool."""
+    upload_spatial: tuple[str, ...] = ()
+    """Names of :data:`evaluation.transforms.SPATIAL` edits that join the upload pool (``crop``, ``flip``):
+    plain crops and mirrors are uploaded too, and a head fitted only on the upload edits never sees one."""
     footage_split: str = ""
     """Add the real-footage corpus videos of this split (``train``, ``calibrate``, ``check``;
     ``dupwatch train corpus fetch``) as sources, read up to ``max_source_seconds``."""
@@ -177,12 +180,16 @@ def _random_window(length: float, rng: np.random.Generator, min_len: float = 3.0
 
 
 def _derive(name: str, source: str, clip: Clip, window: tuple[float, float], filler: list[Clip], rng: np.random.Generator,
-            extra_edits: tuple[str, ...] = (), upload_edits: bool = False) -> tuple[Clip, Derivation]:
+            extra_edits: tuple[str, ...] = (), upload_edits: bool = False,
+            upload_spatial: tuple[str, ...] = ()) -> tuple[Clip, Derivation]:
     """Apply 1–2 spatial edits (one upload edit with ``upload_edits``) and maybe one temporal edit to ``clip.window(window)``."""
     part = clip.window(*window)
     edits: list[str] = []
     impls: list[str] = []
-    pool = dict(T.UPLOAD_EDITS) if upload_edits else {**T.SPATIAL, **{k: T.EXTRA_SPATIAL[k] for k in extra_edits}}
+    if upload_edits:
+        pool = {**T.UPLOAD_EDITS, **{k: T.SPATIAL[k] for k in upload_spatial}}
+    else:
+        pool = {**T.SPATIAL, **{k: T.EXTRA_SPATIAL[k] for k in extra_edits}}
     count = 1 if upload_edits else int(rng.integers(1, 3))
     for key in rng.choice(list(pool), size=count, replace=False):
         edit = pool[str(key)](part, rng)
@@ -237,6 +244,10 @@ def build_benchmark(out_dir: Path | str, spec: BenchmarkSpec | None = None, *, p
     unknown = [e for e in spec.extra_edits if e not in T.EXTRA_SPATIAL]
     if unknown:
         raise ValueError(f"unknown extra edit(s) {', '.join(unknown)}; known: {', '.join(sorted(T.EXTRA_SPATIAL))}")
+    unknown = [e for e in spec.upload_spatial if e not in T.SPATIAL or e in T.UPLOAD_EDITS]
+    if unknown:
+        raise ValueError(f"unknown upload spatial edit(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(sorted(set(T.SPATIAL) - set(T.UPLOAD_EDITS)))}")
     T.use_augly(spec.use_augly)
     try:
         return _build(out_dir, spec, progress, footage)
@@ -317,7 +328,7 @@ def _build(out_dir: Path | str, spec: BenchmarkSpec, progress: bool, footage: Se
         jobs.append((clip, Derivation(f"{spec.prefix}{source}__ref", source, (0.0, length), is_query=False), {"codec": "libx264", "crf": 20}))
         for k in range(spec.copies_per_source):
             part, derivation = _derive(f"{spec.prefix}{source}__copy{k}", source, clip, _random_window(length, rng), filler, rng,
-                                       spec.extra_edits, spec.upload_edits)
+                                       spec.extra_edits, spec.upload_edits, spec.upload_spatial)
             jobs.append((part, derivation, _encode_options(rng)))
         for tag, window in _moment_windows(length, spec.moment_cuts, rng):
             # non-overlapping moments of the same footage: incident to each other, copies of the reference

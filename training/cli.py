@@ -382,6 +382,9 @@ def train_real_benchmarks_cmd(
     max_source_seconds: float = typer.Option(30.0, "--max-source-seconds"),
     train_moment_cuts: int = typer.Option(4, "--train-moment-cuts", min=2,
                                           help='"another moment" cuts per source of the train benchmarks (calibrate and check: 2)'),
+    train_upload_spatial: str = typer.Option("none", "--train-upload-spatial",
+                                             help="classic edits (evaluation.transforms.SPATIAL) added to the train "
+                                                  "benchmarks' upload edits, comma list, or 'none' (calibrate and check: none)"),
 ) -> None:
     """Build train_seed<N>, calibrate and check benchmarks from the real-footage corpus splits (disjoint
     sources, the longest file of each source package)."""
@@ -389,8 +392,15 @@ def train_real_benchmarks_cmd(
 
     cfg = RealBenchConfig(train_seeds=tuple(int(s) for s in train_seeds.split(",") if s.strip()), copies_per_source=copies,
                           eval_copies_per_source=eval_copies, max_source_seconds=max_source_seconds,
-                          train_moment_cuts=train_moment_cuts)
-    for name, path in build_real_benchmarks(work, cfg).items():
+                          train_moment_cuts=train_moment_cuts,
+                          train_upload_spatial=tuple(e.strip() for e in train_upload_spatial.split(",")
+                                                     if e.strip() and train_upload_spatial != "none"))
+    try:
+        built = build_real_benchmarks(work, cfg)
+    except ValueError as exc:
+        typer.echo(f"dupwatch train real-benchmarks: error: {exc}", err=True)
+        raise typer.Exit(2)
+    for name, path in built.items():
         typer.echo(f"{name}: {path}")
 
 

@@ -174,3 +174,25 @@ def test_moment_cuts_do_not_overlap_and_two_keep_their_windows() -> None:
     cuts = [Derivation(f"s__{tag}", "s", window, edits=("cut",)) for tag, window in _moment_windows(30.0, 4, np.random.default_rng(5))]
     rows = truth_rows(cuts, 1.0)
     assert len(rows) == 12 and {r.kind for r in rows} == {"another_moment"}  # each ordered pair of the 4 cuts
+
+
+def test_upload_spatial_edits_join_the_upload_pool(tmp_path: Path) -> None:
+    """``upload_spatial`` adds classic edits to the upload pool: with every other edit crowded out by
+    chance they show up as copies' edits (kind ``spatial``); a name outside SPATIAL is refused."""
+    from evaluation.builder import _derive
+    from evaluation.video_io import Clip
+
+    rng = np.random.default_rng(0)
+    frames = [np.full((90, 160, 3), i * 9, np.uint8) for i in range(24)]
+    frames = [f + rng.integers(0, 40, f.shape, dtype=np.uint8) for f in frames]
+    clip = Clip(frames, 4.0)
+    seen = set()
+    for seed in range(40):
+        _, d = _derive("q", "s", clip, (0.0, 6.0), [], np.random.default_rng(seed), upload_edits=True,
+                       upload_spatial=("crop", "flip"))
+        seen.update(e for e in d.edits if e in ("crop", "flip"))
+        assert len([e for e in d.edits if e in T.SPATIAL or e in ("letterbox", "pillarbox", "heavy")]) <= 1
+    assert seen == {"crop", "flip"}
+    assert T.kind_of(["flip"]) == "spatial" and T.kind_of(["crop"]) == "spatial"
+    with pytest.raises(ValueError, match="upload spatial"):
+        build_benchmark(tmp_path / "x", BenchmarkSpec(upload_edits=True, upload_spatial=("warp",)), progress=False)

