@@ -520,6 +520,10 @@ def run_load(
             broker.cleanup()
         import shutil
 
+        from index.store import release_lite_server
+
+        if milvus_uri is None:
+            release_lite_server(str(workdir / "milvus.db"))  # no exit-time flush into the deleted workdir
         shutil.rmtree(workdir, ignore_errors=True)
 
 

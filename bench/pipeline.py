@@ -163,7 +163,7 @@ def _cpu_seconds() -> float:
 def run_mode(mode: str, settings: Any, inner: Any, events: list[bytes], workdir: Path, tag: str = "") -> ModeResult:
     """One pass of ``events`` through the chain in ``mode`` into a fresh Milvus Lite database."""
     from bench.load import count_index_rows
-    from index.store import VideoIndex
+    from index.store import VideoIndex, release_lite_server
     from ingest.metrics import WorkerMetrics
     from ingest.pipeline import FileDecoder, Job, NoDetector
     from ingest.steps import StageClock, Timed
@@ -245,6 +245,7 @@ def run_mode(mode: str, settings: Any, inner: Any, events: list[bytes], workdir:
     finally:
         pipeline.close()
         index.close()
+        release_lite_server(settings.milvus.uri)  # the caller deletes workdir: no exit-time flush into it
 
 
 def run_pipeline_bench(events: int = 24, *, embedder: str = "default", videos: list[Path] | None = None,
