@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -23,6 +24,8 @@ __all__ = ["PairTable", "pair_table", "pooled_out_of_fold_uap", "select_l2", "se
            "source_group", "train_copy_head", "ensure_training_benchmarks"]
 
 HEAD_FILE = "copy_head.json"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -211,18 +214,30 @@ def pooled_out_of_fold_uap(table: PairTable, fit: Callable[[np.ndarray, np.ndarr
     return _copy_uap(held, oof[held_out])
 
 
+def _choose_by_source(table: PairTable, grid: Sequence[T], name: Callable[[T], str],
+                      fit: Callable[[np.ndarray, np.ndarray, T], CopyHead],
+                      tiebreak: Callable[[T], Any]) -> tuple[T, dict[str, float], list[str]]:
+    """The ``grid`` entry whose heads ``fit(x, is_copy, entry)`` have the best
+    :func:`pooled_out_of_fold_uap` (ties: the larger ``tiebreak``), every entry's score by ``name``,
+    and the sources left out in turn."""
+    groups = _source_folds(table)[2]
+    scores: dict[str, float] = {}
+    for entry in grid:
+        score = pooled_out_of_fold_uap(table, lambda x, y, entry=entry: fit(x, y, entry))
+        if score is not None:
+            scores[name(entry)] = score
+    if not scores:
+        raise ValueError("no source fold had both copy and non-copy pairs")
+    best = max(grid, key=lambda entry: (scores.get(name(entry), -1.0), tiebreak(entry)))
+    return best, scores, groups
+
+
 def select_l2_by_source(table: PairTable, grid: Sequence[float] = L2_GRID,
                         features: Sequence[str] = FEATURES) -> tuple[float, dict[str, float], list[str]]:
     """The L2 penalty with the best :func:`pooled_out_of_fold_uap` (ties: the larger penalty)."""
-    groups = _source_folds(table)[2]
-    scores: dict[str, float] = {}
-    for l2 in grid:
-        score = pooled_out_of_fold_uap(table, lambda x, y, l2=l2: fit_copy_head(x, y, l2=l2, features=features))
-        if score is not None:
-            scores[f"{l2:g}"] = score
-    if not scores:
-        raise ValueError("no source fold had both copy and non-copy pairs")
-    best = max(grid, key=lambda l2: (scores.get(f"{l2:g}", -1.0), l2))
+    best, scores, groups = _choose_by_source(table, grid, lambda l2: f"{l2:g}",
+                                             lambda x, y, l2: fit_copy_head(x, y, l2=l2, features=features),
+                                             lambda l2: l2)
     return float(best), scores, groups
 
 
@@ -239,16 +254,9 @@ def select_trees_by_source(table: PairTable, grid: Sequence[TreeParams] = TREE_G
                            features: Sequence[str] = FEATURES) -> tuple[TreeParams, dict[str, float], list[str]]:
     """The tree shape with the best :func:`pooled_out_of_fold_uap` (ties: the shallower, then the
     larger leaves: the simpler ensemble)."""
-    groups = _source_folds(table)[2]
-    scores: dict[str, float] = {}
-    for params in grid:
-        score = pooled_out_of_fold_uap(table, lambda x, y, p=params: fit_copy_head_trees(x, y, params=p, features=features))
-        if score is not None:
-            scores[params.name] = score
-    if not scores:
-        raise ValueError("no source fold had both copy and non-copy pairs")
-    best = max(grid, key=lambda p: (scores.get(p.name, -1.0), -p.depth, p.min_leaf))
-    return best, scores, groups
+    return _choose_by_source(table, grid, lambda p: p.name,
+                             lambda x, y, p: fit_copy_head_trees(x, y, params=p, features=features),
+                             lambda p: (-p.depth, p.min_leaf))
 
 
 def train_copy_head(bundle_dir: Path | str, benches: Sequence[Path | str], *, l2: float | None = 0.1, write: bool = True,

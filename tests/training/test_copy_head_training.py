@@ -202,6 +202,7 @@ def test_cli_train_a_boosted_trees_copy_head(tmp_path: Path, tiny_bench: Path) -
     from inference.bundle import load_bundle
     from training.cli import train_app
     from training.copy_head import pair_table
+    from training.copy_trees import fit_copy_head_trees
 
     bundle = tmp_path / "bundle"
     shutil.copytree(DEFAULT, bundle)
@@ -214,8 +215,6 @@ def test_cli_train_a_boosted_trees_copy_head(tmp_path: Path, tiny_bench: Path) -
     head = copy_head_for(loaded)
     assert head is not None and head.trees is not None and not head.weights.any()
     table = pair_table(bundle, [tiny_bench], progress=False)
-    from training.copy_trees import fit_copy_head_trees
-
     np.testing.assert_allclose(head.probability(table.features),
                                fit_copy_head_trees(table.features, table.labels == "copy").probability(table.features))
 
