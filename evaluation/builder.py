@@ -53,6 +53,8 @@ class Derivation:
     is_query: bool = True
     implementations: tuple[str, ...] = ()
     """Per entry of ``edits``: the code that made it (``dupwatch``, ``augly-1.0.0``)."""
+    filler: str = ""
+    """The filler content an insertion or picture in picture used (:class:`FillerPool`), else empty."""
 
     def to_video_time(self, source_t: float) -> float:
         return self.offset + (source_t - self.window[0]) / self.speed
@@ -148,6 +150,11 @@ class BenchmarkSpec:
     """Non-overlapping 4 s cuts per source ("another moment" of each other): two from sources of 12 s
     or more; with more, as many as fit one per 6 s of the source (a head learns static footage from
     the pairs they make)."""
+    own_filler: bool = False
+    """Every insertion and picture in picture gets filler content no other video shows (a Ken Burns
+    clip over its own quarter of a photo, :class:`FillerPool`). With the shared pool (the default,
+    which the seeded benchmarks of the README were built with), two videos that drew the same filler
+    clip show the same frames, so their pair, labelled unrelated, is a partial copy."""
 
 
 @dataclass
@@ -179,7 +186,45 @@ def _random_window(length: float, rng: np.random.Generator, min_len: float = 3.0
     return (round(start, 2), round(start + span, 2))
 
 
-def _derive(name: str, source: str, clip: Clip, window: tuple[float, float], filler: list[Clip], rng: np.random.Generator,
+class FillerPool:
+    """Content that insertions and pictures in picture put around or behind a copy.
+
+    Shared (``own=False``): one 8 s Ken Burns clip per filler photo, made up front; every draw picks
+    one of them, so several videos may show the same filler frames. Own (``own=True``): each photo is
+    cut into four quarters, and each draw takes a quarter no earlier draw took and pans across it
+    with a random generator of its own (``seed``, draw number), so no two videos share a filler
+    pixel and the benchmark's own random stream only picks the quarter; once every quarter is taken
+    the pool is empty and copies get no filler edit."""
+
+    QUARTERS = 4
+    SIZE = (320, 180)
+    SECONDS = 8.0
+
+    def __init__(self, photos: dict[str, np.ndarray], names: Sequence[str], fps: float, rng: np.random.Generator, *,
+                 own: bool = False, seed: int = 0) -> None:
+        self.photos, self.fps, self.own, self.seed = photos, fps, own, seed
+        self.shared = [] if own else [(name, ken_burns(photos[name], self.SECONDS, fps, rng, size=self.SIZE)) for name in names]
+        self.quarters = [(name, q) for name in names for q in range(self.QUARTERS)] if own else []
+        self.drawn = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.quarters if self.own else self.shared)
+
+    def draw(self, rng: np.random.Generator) -> tuple[str, Clip]:
+        """A filler clip and its name (``photo`` shared, ``photo#q<k>`` own)."""
+        if not self.own:
+            return self.shared[int(rng.integers(len(self.shared)))]
+        name, q = self.quarters.pop(int(rng.integers(len(self.quarters))))
+        photo = self.photos[name]
+        h, w = photo.shape[:2]
+        y, x = divmod(q, 2)
+        quarter = photo[y * h // 2: (y + 1) * h // 2, x * w // 2: (x + 1) * w // 2]
+        self.drawn += 1
+        clip = ken_burns(quarter, self.SECONDS, self.fps, np.random.default_rng([self.seed, self.drawn]), size=self.SIZE)
+        return f"{name}#q{q}", clip
+
+
+def _derive(name: str, source: str, clip: Clip, window: tuple[float, float], filler: FillerPool | None, rng: np.random.Generator,
             extra_edits: tuple[str, ...] = (), upload_edits: bool = False,
             upload_spatial: tuple[str, ...] = ()) -> tuple[Clip, Derivation]:
     """Apply 1–2 spatial edits (one upload edit with ``upload_edits``) and maybe one temporal edit to ``clip.window(window)``."""
@@ -194,22 +239,25 @@ def _derive(name: str, source: str, clip: Clip, window: tuple[float, float], fil
     for key in rng.choice(list(pool), size=count, replace=False):
         edit = pool[str(key)](part, rng)
         part, edits, impls = edit.clip, edits + [edit.name], impls + [T.implementation(edit)]
-    speed, offset = 1.0, 0.0
+    speed, offset, used = 1.0, 0.0, ""
     temporal = rng.choice(["none", "speed", "insert", "pip"], p=[0.4, 0.2, 0.2, 0.2])
     if temporal == "speed":
         edit = T.speed(part, rng)
         part, speed = edit.clip, edit.speed
         edits.append(f"speed{edit.speed:g}")
     elif temporal == "insert" and filler:
-        edit = T.insert_into(part, filler[int(rng.integers(len(filler)))], rng)
+        used, other = filler.draw(rng)  # type: ignore[union-attr]
+        edit = T.insert_into(part, other, rng)
         part, offset = edit.clip, edit.offset
         edits.append("insert")
     elif temporal == "pip" and filler:
-        edit = T.picture_in_picture(part, filler[int(rng.integers(len(filler)))], rng)
+        used, other = filler.draw(rng)  # type: ignore[union-attr]
+        edit = T.picture_in_picture(part, other, rng)
         part = edit.clip
         edits.append("pip")
     impls += [T.OWN_IMPL] * (len(edits) - len(impls))
-    return part, Derivation(name, source, window, speed=speed, offset=offset, edits=tuple(edits), implementations=tuple(impls))
+    return part, Derivation(name, source, window, speed=speed, offset=offset, edits=tuple(edits), implementations=tuple(impls),
+                            filler=used)
 
 
 def _moment_windows(length: float, cuts: int, rng: np.random.Generator) -> list[tuple[str, tuple[float, float]]]:
@@ -320,7 +368,7 @@ def _build(out_dir: Path | str, spec: BenchmarkSpec, progress: bool, footage: Se
     for name in footage_names:
         if f"kb_{name}" not in spec.exclude_sources:
             sources[f"kb_{name}"] = ken_burns(photos[name], spec.footage_seconds, spec.fps, rng)
-    filler = [ken_burns(photos[name], 8.0, spec.fps, rng, size=(320, 180)) for name in filler_names]
+    filler = FillerPool(photos, filler_names, spec.fps, rng, own=spec.own_filler, seed=spec.seed)
 
     jobs: list[tuple[Clip, Derivation, dict[str, object]]] = []
     for source, clip in sources.items():

@@ -348,11 +348,13 @@ def insert_into(clip: Clip, other: Clip, rng: np.random.Generator) -> Edit:
 
 
 def picture_in_picture(clip: Clip, other: Clip, rng: np.random.Generator) -> Edit:
-    """The copy shown small inside another video (the background is the other content)."""
+    """The copy shown small inside another video (the background is the other content), at its own
+    aspect: ``scale`` of the host's width, or 0.9 of its height for a copy too tall for that."""
     width, height = other.size
     scale = float(rng.uniform(0.45, 0.65))
-    pw, ph = _even(width * scale), _even(width * scale * clip.size[1] / clip.size[0])
-    ph = min(ph, _even(height * 0.9))
+    aspect = clip.size[1] / clip.size[0]
+    pw = min(width * scale, height * 0.9 / aspect)
+    pw, ph = _even(pw), _even(pw * aspect)
     x = int(rng.integers(0, width - pw + 1))
     y = int(rng.integers(0, height - ph + 1))
     frames = []
@@ -360,7 +362,7 @@ def picture_in_picture(clip: Clip, other: Clip, rng: np.random.Generator) -> Edi
         background = other.frames[int(i * other.fps / clip.fps) % len(other.frames)].copy()
         background[y : y + ph, x : x + pw] = _fit(frame, (pw, ph))
         frames.append(background)
-    return Edit(Clip(frames, clip.fps), "pip", params={"scale": scale})
+    return Edit(Clip(frames, clip.fps), "pip", params={"scale": scale, "x": x, "y": y, "width": pw, "height": ph})
 
 
 def viewpoint_change(clip: Clip, rng: np.random.Generator) -> Edit:

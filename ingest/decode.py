@@ -12,7 +12,8 @@ then a centre square of ``crop``. Display rotation (``frame.rotation``) is appli
 Picture in picture (``DecodeConfig.inset_views``, on by default): the whole resized frame (before
 the centre crop) of the first :data:`ingest.inset.DETECT_FRAMES` sampled frames is kept, an inset
 rectangle is looked for on them once (:mod:`ingest.inset`), and when one is found every sampled
-frame's inset is also cut out, resized and centre-cropped like the main view
+frame's inset is also cut out (inside its own bars, :func:`ingest.inset.inset_content`), resized
+and centre-cropped like the main view, or as a reframe view when the inset is portrait
 (``DecodedVideo.inset``). Extra memory: those few whole frames, then one crop per frame; extra
 time: one detection (tens of ms) and, for videos with an inset, one more resize per frame.
 Without an inset, a portrait video (``DecodeConfig.reframe_views``, on by default) gets its
@@ -91,8 +92,8 @@ from dupwatch.config import DecodeConfig
 from dupwatch.errors import PermanentError
 from dupwatch.records import DecodeSummary, DecodedVideo, FrameChunk
 from ingest.borders import BorderTracker
-from ingest.inset import DETECT_FRAMES, InsetBox, detect_inset
-from ingest.reframe import portrait_content, reframe_view
+from ingest.inset import DETECT_FRAMES, InsetBox, detect_inset, inset_content
+from ingest.reframe import is_portrait, portrait_content, reframe_view
 
 log = logging.getLogger(__name__)
 
@@ -470,10 +471,11 @@ def _to_crop(frame: Any, config: DecodeConfig, *, keep_context: bool = False) ->
 
 def _inset_view(context: np.ndarray, box: InsetBox, config: DecodeConfig) -> np.ndarray:
     """The second view of a whole resized frame: the inset cut out, then resized and centre-cropped
-    like the main view, or a portrait content's reframe view (:func:`ingest.reframe.reframe_view`)."""
-    if box.kind == "reframe":
-        return reframe_view(context, box, config.short_side, config.crop)
+    like the main view, or, for portrait content (a vertical video, or a vertical video's inset),
+    its reframe view (:func:`ingest.reframe.reframe_view`)."""
     h, w = context.shape[:2]
+    if box.kind == "reframe" or is_portrait(box, w, h):
+        return reframe_view(context, box, config.short_side, config.crop)
     x0, y0, x1, y1 = box.pixels(w, h)
     region = np.ascontiguousarray(context[y0:y1, x0:x1])
     rh, rw = region.shape[:2]
@@ -530,6 +532,8 @@ class _InsetTracker:
         self.decided = True
         frames = np.stack(self.pending) if len(self.pending) else None
         self.box = detect_inset(frames) if frames is not None else None
+        if self.box is not None:
+            self.box = inset_content(frames, self.box)  # type: ignore[arg-type]
         if self.box is None and frames is not None and self.config.reframe_views:
             self.box = portrait_content(frames.shape[2], frames.shape[1], self.borders.box)
         if self.box is not None:

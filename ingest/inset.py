@@ -23,17 +23,23 @@ Method (per frame pair of neighbouring pixels, grey levels 0-255):
    one of them); the best one with at least three real sides, each ≥ :data:`MIN_SIDE_COVERAGE` and
    ≥ :data:`MIN_COVERAGE` on average, wins.
 
+A found inset may carry bars of its own (a letterboxed or padded copy shown small):
+:func:`inset_content` looks for them inside it (:func:`ingest.borders.detect_borders`) and narrows
+the box to the content, so the inset view compares content to content like the main view does.
+
 Static footage makes every edge persistent, so a rectangle of static edges could be taken for an
 inset; that only adds a view (an extra comparison), it never removes the main one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-__all__ = ["InsetBox", "detect_inset", "DETECT_FRAMES"]
+from ingest.borders import detect_borders
+
+__all__ = ["InsetBox", "detect_inset", "inset_content", "DETECT_FRAMES"]
 
 DETECT_FRAMES = 24
 """Sampled frames the detector looks at (1 fps: the first 24 s); memory ≤ 24 uncropped frames."""
@@ -53,6 +59,9 @@ OFFSET = 6
 """Pixels between a side and the parallel lines it is compared with."""
 CANDIDATES = 12
 """Candidate lines kept per direction (strongest first)."""
+TRIM = 4
+"""Pixels taken off each side of a found inset before its own bars are looked for: the box may
+hold resampled pixels blending the background into the inset, which are not part of a bar."""
 
 
 @dataclass(frozen=True)
@@ -187,3 +196,20 @@ def detect_inset(frames: np.ndarray) -> InsetBox | None:
     i, j, k, l = np.unravel_index(int(np.argmax(np.where(top, area, -1.0))), key.shape)
     return InsetBox(c[i] / w, r[k] / h, c[j] / w, r[l] / h, float(coverage[i, j, k, l]))
 
+
+
+def inset_content(frames: np.ndarray, box: InsetBox) -> InsetBox:
+    """``box`` narrowed to the content inside the inset's own letterbox/pillarbox bars, if it has
+    any (``frames`` as for :func:`detect_inset`); otherwise ``box`` itself."""
+    frames = np.asarray(frames)[:DETECT_FRAMES]
+    h, w = frames.shape[1:3]
+    x0, y0, x1, y1 = box.pixels(w, h)
+    x0, y0, x1, y1 = x0 + TRIM, y0 + TRIM, x1 - TRIM, y1 - TRIM
+    if x1 - x0 < 16 or y1 - y0 < 16:
+        return box
+    bars = detect_borders(frames[:, y0:y1, x0:x1])
+    if bars is None:
+        return box
+    rw, rh = x1 - x0, y1 - y0
+    return replace(box, x0=(x0 + bars.x0 * rw) / w, y0=(y0 + bars.y0 * rh) / h,
+                   x1=(x0 + bars.x1 * rw) / w, y1=(y0 + bars.y1 * rh) / h)

@@ -14,6 +14,8 @@ against an indexed original, and an original uploaded after its vertical copy wa
 Portrait means the *content* (inside letterbox/pillarbox bars, :mod:`ingest.borders`) is at least
 :data:`MIN_ASPECT` times taller than wide: a 9:16 phone video, also when pillarboxed into a 16:9
 frame. A landscape clip padded into a 9:16 frame is not portrait (its bars are cropped instead).
+A portrait picture-in-picture inset (a vertical video shown small inside landscape footage) gets
+the same view of the inset's content (:func:`ingest.decode`'s inset view).
 """
 
 from __future__ import annotations
@@ -24,19 +26,23 @@ import numpy as np
 from ingest.borders import BorderCrop
 from ingest.inset import InsetBox
 
-__all__ = ["MIN_ASPECT", "portrait_content", "reframe_view"]
+__all__ = ["MIN_ASPECT", "is_portrait", "portrait_content", "reframe_view"]
 
 MIN_ASPECT = 1.5
 """Content height / width from which a second, reframe view is made (9:16 is 1.78, 4:3 upright 1.33)."""
 
 
+def is_portrait(box: BorderCrop | InsetBox, width: int, height: int) -> bool:
+    """Whether ``box`` (relative coordinates of a ``width`` × ``height`` frame) is at least
+    :data:`MIN_ASPECT` times taller than wide in pixels."""
+    return (box.y1 - box.y0) * height >= MIN_ASPECT * (box.x1 - box.x0) * width
+
+
 def portrait_content(width: int, height: int, bars: BorderCrop | None) -> InsetBox | None:
     """The content box of a ``width`` × ``height`` frame when it is portrait (inside ``bars``, the
     decoder's :class:`ingest.borders.BorderTracker` decision; ``None``: no bars), else ``None``."""
-    x0, y0, x1, y1 = (bars.x0, bars.y0, bars.x1, bars.y1) if bars is not None else (0.0, 0.0, 1.0, 1.0)
-    if (y1 - y0) * height < MIN_ASPECT * (x1 - x0) * width:
-        return None
-    return InsetBox(x0, y0, x1, y1, coverage=1.0, kind="reframe")
+    box = InsetBox(*((bars.x0, bars.y0, bars.x1, bars.y1) if bars is not None else (0.0, 0.0, 1.0, 1.0)), coverage=1.0, kind="reframe")
+    return box if is_portrait(box, width, height) else None
 
 
 def reframe_view(context: np.ndarray, box: InsetBox, short_side: int, crop: int) -> np.ndarray:

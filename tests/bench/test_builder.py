@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from evaluation import transforms as T
-from evaluation.builder import BenchmarkSpec, Derivation, build_benchmark, label_pair
+from evaluation.builder import BenchmarkSpec, Derivation, FillerPool, build_benchmark, label_pair
+from evaluation.sources import real_photos
 from evaluation.video_io import Clip
 
 
@@ -78,3 +79,30 @@ def test_tiny_build_is_deterministic(tmp_path: Path) -> None:
         with av.open(str(path)) as container:
             assert container.streams.video[0].frames > 0 or container.duration
     del again
+
+
+def test_own_filler_is_never_shown_by_two_videos() -> None:
+    """With ``own_filler`` every insertion / picture in picture gets a quarter of a photo no other
+    draw got, panned by its own generator; the shared pool keeps its clips for every draw."""
+    photos = real_photos()
+    names = sorted(photos)[:3]
+    pool = FillerPool(photos, names, 4.0, np.random.default_rng(0), own=True, seed=5)
+    rng = np.random.default_rng(1)
+    drawn = []
+    while pool:
+        drawn.append(pool.draw(rng))
+    assert len(drawn) == 3 * FillerPool.QUARTERS
+    assert len({name for name, _ in drawn}) == len(drawn)
+    assert all(clip.size == FillerPool.SIZE and len(clip.frames) == int(FillerPool.SECONDS * 4.0) for _, clip in drawn[:2])
+    shared = FillerPool(photos, names, 4.0, np.random.default_rng(0))
+    picks = {shared.draw(np.random.default_rng(s))[0] for s in range(30)}
+    assert picks <= set(names) and len(picks) > 1 and shared  # the shared pool is never used up
+
+
+def test_a_benchmark_with_own_filler_shares_none(tmp_path: Path) -> None:
+    spec = BenchmarkSpec(seed=4, copies_per_source=8, footage_photos=2, footage_seconds=8.0, distractors=1,
+                         include_real_videos=False, fps=2.0, max_side=120, own_filler=True)
+    bench = build_benchmark(tmp_path / "own", spec, progress=False)
+    used = [d.filler for d in bench.derivations if d.filler]
+    assert len(used) >= 3 and len(set(used)) == len(used)
+    assert all(d.filler for d in bench.derivations if {"insert", "pip"} & set(d.edits))

@@ -64,6 +64,24 @@ def test_letterbox_and_vertical_shapes(clip) -> None:  # type: ignore[no-untyped
     assert modes == {"centre", "offcentre", "blurfill"}
 
 
+@pytest.mark.parametrize("upload", ["vertical", "none"])
+def test_picture_in_picture_keeps_the_copy_aspect(clip, upload: str) -> None:  # type: ignore[no-untyped-def]
+    """A 9:16 copy shown inside a 16:9 host is a tall narrow inset, not the copy stretched to the
+    host's proportions; a 16:9 copy keeps its width draw."""
+    copy = T.vertical_reframe(clip, np.random.default_rng(0)).clip if upload == "vertical" else clip
+    for seed in range(6):
+        edit = T.picture_in_picture(copy, clip, np.random.default_rng(seed))
+        p = edit.params
+        h, w = copy.frames[0].shape[:2]
+        assert abs(float(p["height"]) / float(p["width"]) - h / w) < 0.05 * h / w
+        assert float(p["height"]) <= 0.9 * clip.size[1] + 2 and float(p["width"]) <= 0.65 * clip.size[0] + 2
+        if upload == "none":
+            assert abs(float(p["width"]) - float(p["scale"]) * clip.size[0]) <= 2
+        x, y = int(p["x"]), int(p["y"])
+        inset = edit.clip.frames[0][y: y + int(p["height"]), x: x + int(p["width"])]
+        assert inset.shape[:2] == (int(p["height"]), int(p["width"]))
+
+
 def test_kind_of_and_labels() -> None:
     assert T.kind_of(("vertical_blurfill", "speed2")) == "vertical_reframe"
     assert T.kind_of(("letterbox", "pip")) == "picture_in_picture"
@@ -188,7 +206,7 @@ def test_upload_spatial_edits_join_the_upload_pool(tmp_path: Path) -> None:
     clip = Clip(frames, 4.0)
     seen = set()
     for seed in range(40):
-        _, d = _derive("q", "s", clip, (0.0, 6.0), [], np.random.default_rng(seed), upload_edits=True,
+        _, d = _derive("q", "s", clip, (0.0, 6.0), None, np.random.default_rng(seed), upload_edits=True,
                        upload_spatial=("crop", "flip"))
         seen.update(e for e in d.edits if e in ("crop", "flip"))
         assert len([e for e in d.edits if e in T.SPATIAL or e in ("letterbox", "pillarbox", "heavy")]) <= 1

@@ -38,15 +38,10 @@ def clips() -> dict[str, Clip]:
 
 
 def _pip(copy: Clip, host: Clip, seed: int) -> tuple[Clip, tuple[float, float, float, float]]:
-    """Our benchmark's picture-in-picture edit, with the true box recovered from the draw."""
-    rng = np.random.default_rng(seed)
+    """Our benchmark's picture-in-picture edit and the box it drew (relative x0, y0, x1, y1)."""
     width, height = host.size
     edit = transforms.picture_in_picture(copy, host, np.random.default_rng(seed))
-    scale = float(rng.uniform(0.45, 0.65))  # the same draws, in the same order, as the transform
-    pw = transforms._even(width * scale)
-    ph = min(transforms._even(width * scale * copy.size[1] / copy.size[0]), transforms._even(height * 0.9))
-    x = int(rng.integers(0, width - pw + 1))
-    y = int(rng.integers(0, height - ph + 1))
+    x, y, pw, ph = (int(edit.params[k]) for k in ("x", "y", "width", "height"))
     return edit.clip, (x / width, y / height, (x + pw) / width, (y + ph) / height)
 
 
@@ -64,6 +59,44 @@ def test_inset_found_where_it_was_placed(clips: dict[str, Clip], tmp_path: Path,
     err_inset = np.abs(video.inset[:n].astype(float) - source.frames[:n].astype(float)).mean()
     err_main = np.abs(video.frames[:n].astype(float) - source.frames[:n].astype(float)).mean()
     assert err_inset < err_main
+
+
+def _view_error(video, source) -> float:  # type: ignore[no-untyped-def]
+    n = min(len(source.frames), len(video.inset))
+    return float(np.abs(video.inset[:n].astype(float) - source.frames[:n].astype(float)).mean())
+
+
+@pytest.mark.parametrize("upload", ["letterbox", "vertical"])
+def test_compound_inset_view_compares_content_to_content(clips: dict[str, Clip], tmp_path: Path, upload: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A letterboxed or 9:16 (off-centre crop) copy shown as an inset: the inset view is cut inside the inset's own bars
+    and a portrait inset gets the reframe view, so the view matches how the decoder sees that upload
+    on its own (bars cropped, reframe view) far better than the plain inset cut-and-centre-crop."""
+    seed = next(s for s in range(20) if upload == "letterbox"
+                or transforms.vertical_reframe(clips["s2vs"], np.random.default_rng(s)).params["mode"] == "offcentre")
+    edit = transforms.UPLOAD_EDITS[upload](clips["s2vs"], np.random.default_rng(seed))
+    alone = decode_video(write_clip(tmp_path / "alone.mp4", edit.clip), DecodeConfig(fps=2.0), "alone")
+    if upload == "letterbox":
+        assert alone.borders is not None
+        target = alone.frames
+    else:
+        assert alone.inset_kind == "reframe"
+        target = alone.inset
+    clip, box = _pip(edit.clip, clips["kb_cat"], 2)
+    path = write_clip(tmp_path / "pip.mp4", clip)
+    video = decode_video(path, DecodeConfig(fps=2.0), "pip")
+    assert video.inset is not None and video.inset_box is not None and video.inset_kind == "inset"
+    x0, y0, x1, y1 = video.inset_box
+    if upload == "letterbox":  # the box is the content inside the inset's bars
+        assert x1 - x0 > 0.8 * (box[2] - box[0]) and y1 - y0 < 0.9 * (box[3] - box[1])
+    else:
+        assert _iou(video.inset_box, box) > 0.75
+    ours = _view_error(video, type("V", (), {"frames": target})())
+    monkeypatch.setattr("ingest.decode.inset_content", lambda frames, b: b)
+    monkeypatch.setattr("ingest.decode.is_portrait", lambda b, w, h: False)
+    plain = decode_video(path, DecodeConfig(fps=2.0), "pip")
+    assert plain.inset is not None
+    assert ours < 0.75 * _view_error(plain, type("V", (), {"frames": target})()), upload
 
 
 @pytest.mark.parametrize("name", ["s2vs", "bikes", "kb_cat"])

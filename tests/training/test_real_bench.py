@@ -31,7 +31,7 @@ def test_split_benchmarks_share_no_source(tmp_path: Path, monkeypatch: pytest.Mo
     for name, path in benches.items():
         meta = json.loads((path / "benchmark.json").read_text())
         used[name] = {d["source"] for d in meta["derivations"]}
-        assert meta["spec"]["upload_edits"] and not meta["spec"]["include_real_videos"]
+        assert meta["spec"]["upload_edits"] and not meta["spec"]["include_real_videos"] and meta["spec"]["own_filler"]
         # plain crops and mirrors join the train benchmarks' edits only: calibrate and check stay as built
         assert meta["spec"]["upload_spatial"] == (["crop", "flip"] if name.startswith("train") else [])
     assert used["calibrate"] == {"fg_c__pkgc_v"} and used["check"] == {"fg_d__pkgd_v"}
