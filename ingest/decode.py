@@ -474,7 +474,7 @@ def _inset_view(context: np.ndarray, box: InsetBox, config: DecodeConfig) -> np.
     like the main view, or, for portrait content (a vertical video, or a vertical video's inset),
     its reframe view (:func:`ingest.reframe.reframe_view`)."""
     h, w = context.shape[:2]
-    if box.kind == "reframe" or is_portrait(box, w, h):
+    if is_portrait(box, w, h):  # a reframe box is portrait by construction (ingest.reframe.portrait_content)
         return reframe_view(context, box, config.short_side, config.crop)
     x0, y0, x1, y1 = box.pixels(w, h)
     region = np.ascontiguousarray(context[y0:y1, x0:x1])

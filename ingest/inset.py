@@ -197,7 +197,6 @@ def detect_inset(frames: np.ndarray) -> InsetBox | None:
     return InsetBox(c[i] / w, r[k] / h, c[j] / w, r[l] / h, float(coverage[i, j, k, l]))
 
 
-
 def inset_content(frames: np.ndarray, box: InsetBox) -> InsetBox:
     """``box`` narrowed to the content inside the inset's own letterbox/pillarbox bars, if it has
     any (``frames`` as for :func:`detect_inset`); otherwise ``box`` itself."""

@@ -41,7 +41,8 @@ def is_portrait(box: BorderCrop | InsetBox, width: int, height: int) -> bool:
 def portrait_content(width: int, height: int, bars: BorderCrop | None) -> InsetBox | None:
     """The content box of a ``width`` × ``height`` frame when it is portrait (inside ``bars``, the
     decoder's :class:`ingest.borders.BorderTracker` decision; ``None``: no bars), else ``None``."""
-    box = InsetBox(*((bars.x0, bars.y0, bars.x1, bars.y1) if bars is not None else (0.0, 0.0, 1.0, 1.0)), coverage=1.0, kind="reframe")
+    x0, y0, x1, y1 = (bars.x0, bars.y0, bars.x1, bars.y1) if bars is not None else (0.0, 0.0, 1.0, 1.0)
+    box = InsetBox(x0, y0, x1, y1, coverage=1.0, kind="reframe")
     return box if is_portrait(box, width, height) else None
 
 

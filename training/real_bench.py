@@ -77,8 +77,8 @@ def real_benchmark_spec(split: str, seed: int, config: RealBenchConfig = RealBen
     cuts = config.train_moment_cuts if split == "train" else 2
     spatial = config.train_upload_spatial if split == "train" else ()
     return BenchmarkSpec(seed=seed, footage_split=split, include_real_videos=False, footage_photos=0, distractors=0,
-                         upload_edits=True, upload_spatial=tuple(spatial), copies_per_source=copies, moment_cuts=cuts, own_filler=True,
-                         max_source_seconds=config.max_source_seconds, exclude_sources=exclude,
+                         upload_edits=True, upload_spatial=tuple(spatial), copies_per_source=copies, moment_cuts=cuts,
+                         own_filler=True, max_source_seconds=config.max_source_seconds, exclude_sources=exclude,
                          prefix=f"r{split[:3]}{seed}_")
 
 
