@@ -43,6 +43,10 @@ def _operating_points(m: dict[str, Any]) -> str:
     for level, pr in m.get("at_thresholds", {}).items():
         p = "n/a" if pr["precision"] is None else f"{pr['precision']:.2f}"
         parts.append(f"{level} ≥{pr['threshold']:.3g}: P {p} R {pr['recall']:.2f}")
+    ceiling = m.get("copy_ceiling")
+    if ceiling:
+        parts.append(f"best on this set at P ≥{ceiling['target_precision']:g}: "
+                     f"R {ceiling['recall']:.2f} (≥{ceiling['threshold']:.3g})")
     for key, a in (m.get("alerts") or {}).items():
         if isinstance(a, dict):
             p = "n/a" if a["precision"] is None else f"{a['precision']:.2f}"

@@ -47,6 +47,7 @@ __all__ = [
     "retrieval_map",
     "micro_average_precision",
     "precision_recall_at",
+    "best_recall_at_precision",
     "segment_precision_recall",
     "segment_micro_average_precision",
 ]
@@ -283,6 +284,26 @@ def precision_recall_at(
         false_positives=fp,
         num_positives=g,
     )
+
+
+def best_recall_at_precision(ap: AveragePrecision, target: float) -> PrecisionRecall | None:
+    """The operating point of ``ap``'s curve with the highest recall whose precision is ≥ ``target``
+    (ties: the highest threshold), or ``None`` when no threshold reaches it.
+
+    Why: the threshold is chosen on the set being measured, so this is not a promise but the
+    ceiling of what any threshold calibrated elsewhere could give on this set. When the
+    calibrated threshold's recall falls short of a goal, it says whether better features or
+    better calibration can close the gap."""
+    if not 0 < target <= 1:
+        raise ValueError(f"target precision must be in (0, 1], got {target}")
+    c = ap.curve
+    ok = np.flatnonzero(c.precisions >= target)
+    if ok.size == 0:
+        return None
+    i = int(ok[np.argmax(c.recalls[ok])])
+    tp = int(round(float(c.recalls[i]) * ap.num_positives))
+    return PrecisionRecall(threshold=float(c.thresholds[i]), precision=float(c.precisions[i]), recall=float(c.recalls[i]),
+                           true_positives=tp, false_positives=int(c.support[i]) - tp, num_positives=ap.num_positives)
 
 
 # --------------------------------------------------------------------------------------------

@@ -55,6 +55,9 @@ Metrics per method (definitions in :mod:`evaluation.metrics`; seeds-digest §3.7
 - ``at_thresholds``: precision/recall of ``score ≥ threshold`` per level at the bundle's calibrated
   thresholds (copy: copy positives; incident: copy+incident positives), and at vPDQ's own rule.
   Calibrations fitted on normalized scores are applied to the raw fine score and flagged.
+- ``copy_ceiling``: the highest copy recall any threshold reaches on this set at precision ≥
+  ``EvalConfig.ceiling_precision`` (0.95), with that threshold; chosen on the set itself, so not a
+  promise but the ceiling of a calibrated threshold (:func:`evaluation.metrics.best_recall_at_precision`).
 - ``alerts`` (calibrated bundles): the worker's own decision, :func:`detect.levels.decide_level` on
   the fine score + alignment evidence; precision/recall of copy alerts (copy truth) and of any
   alert (copy+incident truth), and how many true copies were alerted only as incidents.
@@ -78,6 +81,7 @@ from evaluation.metrics import (
     Match,
     ScoredPair,
     average_precision,
+    best_recall_at_precision,
     micro_average_precision,
     precision_recall_at,
     retrieval_map,
@@ -544,12 +548,16 @@ class EvalConfig:
     worker's ``decode.flat_luma_std``; 0: the rule off)."""
     reframe_views: bool | None = None
     """Portrait videos get a reframe view in ``ours`` (``None``: the worker's ``decode.reframe_views``)."""
+    ceiling_precision: float = 0.95
+    """Precision of ``copy_ceiling``: the best recall a threshold chosen on this set reaches at it."""
 
     def __post_init__(self) -> None:
         if self.flat_luma_std is not None and not 0 <= self.flat_luma_std <= 255:
             raise ValueError(f"flat_luma_std must be in [0, 255], got {self.flat_luma_std}")
         if self.segment_top_k < 1:
             raise ValueError(f"segment_top_k must be ≥ 1, got {self.segment_top_k}")
+        if not 0 < self.ceiling_precision <= 1:
+            raise ValueError(f"ceiling_precision must be in (0, 1], got {self.ceiling_precision}")
         if self.fps is not None and not 0 < self.fps <= 30:
             raise ValueError(f"fps must be in (0, 30], got {self.fps}")
 
@@ -699,6 +707,8 @@ def method_metrics(run: MethodRun, truth: GroundTruth, config: EvalConfig = Eval
         if related:
             at["copy+incident (own rule)"] = _pr_dict(precision_recall_at(preds, related, run.decision_threshold))
     m["at_thresholds"] = at
+    best = best_recall_at_precision(micro_average_precision(preds, copy_pos), config.ceiling_precision) if copy_pos else None
+    m["copy_ceiling"] = None if best is None else {**_pr_dict(best), "target_precision": config.ceiling_precision}
     if run.levels:
         m["alerts"] = _alert_metrics(run.levels, copy_pos, related)
     # segments

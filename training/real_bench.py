@@ -168,6 +168,11 @@ def meets_targets(check: dict[str, Any], method: str, targets: Targets = Targets
     chamfer = check["methods"].get("chamfer", {}).get("copy_uap")
     if chamfer is not None and m.get("copy_uap") is not None:
         need("copy µAP minus chamfer's", m["copy_uap"] - chamfer, targets.beat_chamfer_by)
+    ceiling = m.get("copy_ceiling")
+    if ceiling:
+        # not a target: the threshold is chosen on the check set itself
+        lines.append(f"info best copy recall any threshold reaches on this set at precision ≥ {ceiling['target_precision']:g}: "
+                     f"{ceiling['recall']:.3f} (at {ceiling['threshold']:.3f})")
     return ok, lines
 
 

@@ -108,6 +108,10 @@ def test_cli_json_on_tiny_generated_benchmark(tmp_path: Path) -> None:
     assert "copy (own rule)" in data["methods"]["vpdq"]["at_thresholds"]
     report = tmp_path / "report"
     assert (report / "report.md").read_text().count("| vpdq |") == 1
+    ceiling = data["methods"]["chamfer"]["copy_ceiling"]
+    # the top-ranked chamfer pair of this seed is a copy, so a ceiling exists, and the report shows it
+    assert ceiling is not None and ceiling["precision"] >= 0.95
+    assert f"best on this set at P ≥0.95: R {ceiling['recall']:.2f}" in (report / "report.md").read_text()
     assert {p.name for p in report.glob("*.png")} == {"pr_curves.png", "scores_vpdq.png", "scores_chamfer.png"}
     from evaluation.truth import read_scores_csv
 
@@ -127,6 +131,9 @@ def test_hand_made_truth_perfect(real_runs: dict, real_folder: Path) -> None:
     ours = method_metrics(real_runs["ours:plain"], truth)
     assert ours["at_thresholds"]["copy"]["precision"] == 0.5 and ours["at_thresholds"]["copy"]["recall"] == 1.0
     assert ours["at_thresholds"]["incident"]["precision"] == 1.0 and ours["at_thresholds"]["incident"]["recall"] == 1.0
+    # the copy pair outranks the incident pair: every copy is found at precision 1 on this set
+    assert ours["copy_ceiling"]["recall"] == 1.0 and ours["copy_ceiling"]["precision"] == 1.0
+    assert ours["copy_ceiling"]["threshold"] == pytest.approx(real_runs["ours:plain"].scores[("edit", "orig")])
     assert ours["alerts"]["any"]["alerts"] == 2 and ours["alerts"]["any"]["recall"] == 1.0
     assert real_runs["ours:plain"].levels[("edit", "orig")] == "copy"  # 6 s aligned: the worker would alert a copy
     # a backbone-only bundle is plain chamfer: same score, computed by VideoModels.compare

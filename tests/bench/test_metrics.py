@@ -13,6 +13,7 @@ from evaluation.metrics import (
     Match,
     ScoredPair,
     average_precision,
+    best_recall_at_precision,
     micro_average_precision,
     precision_recall_at,
     retrieval_map,
@@ -108,6 +109,20 @@ class TestRetrievalAndDetection:
         pr = precision_recall_at(self.PREDS, self.POS, 0.3)
         assert (pr.precision, pr.recall, pr.support) == (pytest.approx(2 / 3), 1.0, 3)
         assert precision_recall_at(self.PREDS, self.POS, 0.95).precision is None
+
+    def test_best_recall_at_precision(self):
+        # 0.9(+) 0.8(-) 0.3(+) 0.2(-), a third positive never retrieved: P 1, 1/2, 2/3, 1/2 at R 1/3, 1/3, 2/3, 2/3
+        ap = micro_average_precision(self.PREDS, self.POS + [("C", "c1")])
+        best = best_recall_at_precision(ap, 0.6)
+        assert best is not None
+        assert (best.threshold, best.precision, best.recall) == (0.3, pytest.approx(2 / 3), pytest.approx(2 / 3))
+        assert (best.true_positives, best.false_positives, best.num_positives) == (2, 1, 3)
+        # precision 0.9 only holds at the top: the highest threshold of that recall
+        top = best_recall_at_precision(ap, 0.9)
+        assert top is not None and (top.threshold, top.recall, top.support) == (0.9, pytest.approx(1 / 3), 1)
+        assert best_recall_at_precision(micro_average_precision([sp("A", "x", 0.9)], [("A", "a1")]), 0.5) is None
+        with pytest.raises(ValueError, match="target precision"):
+            best_recall_at_precision(ap, 0.0)
 
 
 class TestSegments:

@@ -83,6 +83,11 @@ def test_promotion_only_when_every_target_is_met(tmp_path: Path) -> None:
     ok, lines = meets_targets(_check(0.79, 0.8, 0.93, 0.85), "ours:bundle")
     assert not ok and any(line.startswith("MISS copy precision") for line in lines)
     assert not meets_targets(_check(0.96, 0.8, 0.93, 0.90), "ours:bundle")[0]  # beats chamfer by < 5 points
+    # the ceiling on the check set itself is reported, never a target
+    ceiling = _check(0.79, 0.8, 0.93, 0.85)
+    ceiling["methods"]["ours:bundle"]["copy_ceiling"] = {"target_precision": 0.95, "recall": 0.9, "threshold": 0.5}
+    ok, lines = meets_targets(ceiling, "ours:bundle")
+    assert not ok and lines[-1].startswith("info best copy recall") and "0.900" in lines[-1]
     cand, out = tmp_path / "bundle", tmp_path / "default"
     cand.mkdir(), out.mkdir()
     (cand / "manifest.json").write_text("new")
