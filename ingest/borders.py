@@ -11,7 +11,9 @@ centre crop) and finds, on each side, a run of rows or columns that is
   (its mean moves ≤ :data:`STEADY_MEAN`), in any colour (black, grey, white bars); or
 - *blurred fill* (only as a pair of opposite bands, both ≥ :data:`MIN_BLUR_BAND` of the side, the
   way vertical reframes are padded): image detail (mean absolute gradient) below
-  :data:`BLUR_RATIO` of the centre's, while the centre has real detail.
+  :data:`BLUR_RATIO` of the centre's, while the centre has real detail, and a seam where fill meets
+  content; in a vertical frame also any mirrored pair of seams around content with more detail
+  than the bands (:func:`_seam_pair_bands`).
 
 A side counts only when its bar is at least :data:`MIN_BAR` of the dimension; the content left
 must keep :data:`MIN_CONTENT` of it. The result is the content box in relative coordinates;
@@ -40,6 +42,12 @@ MIN_BAR = 0.03
 MIN_CONTENT = 0.3
 MIN_BLUR_BAND = 0.08
 BLUR_RATIO = 0.25
+SEAM_BAND_RATIO = 0.3
+"""Bands found by their seams must have less than this share of the content's mean image detail."""
+BLUR_SYMMETRY = 0.03
+"""How far (share of the side) two bands found by their seams may differ in size: padding is centred."""
+PORTRAIT_FRAME = 1.5
+"""Frame height / width from which bands are also looked for by their seams (9:16 is 1.78)."""
 MIN_DETAIL = 2.0
 SEAM_RATIO = 2.5
 """The centre's mean absolute gradient must exceed this for a blurred band to be told from it."""
@@ -110,6 +118,16 @@ def _side_bars(grey: np.ndarray, axis: int) -> tuple[int, int, Fill] | None:
         if length - start - end < MIN_CONTENT * length:
             return None  # (almost) all flat: a blank or title frame, not bars
         return start, end, "constant"
+    blurred = _low_detail_bands(grey, axis)
+    if blurred is None and axis == 2 and length >= PORTRAIT_FRAME * grey.shape[2]:
+        blurred = _seam_pair_bands(grey, axis)
+    return blurred
+
+
+def _low_detail_bands(grey: np.ndarray, axis: int) -> tuple[int, int, Fill] | None:
+    """(band at start, band at end, "blurred"): runs of lines from both edges whose image detail is
+    below :data:`BLUR_RATIO` of the centre's, ending in a seam (:func:`_seam`); ``None`` if not."""
+    length = grey.shape[3 - axis]
     detail = _detail(grey, axis)
     n = len(detail)
     centre = float(np.median(detail[int(0.4 * n): int(0.6 * n) + 1]))
@@ -124,13 +142,61 @@ def _side_bars(grey: np.ndarray, axis: int) -> tuple[int, int, Fill] | None:
     return None
 
 
+def _seam_pair_bands(grey: np.ndarray, axis: int) -> tuple[int, int, Fill] | None:
+    """(band at start, band at end, "blurred") of a vertical frame padded with blurred fill above
+    and below its content, found by its seams; ``None`` if there is no such pair.
+
+    Why: a static camera's dim, low-contrast picture (a lab tank) padded with its own blur has
+    too little detail for :func:`_low_detail_bands` to tell the bands from it, yet the seams where
+    fill meets content still stand out. The evidence: seams (:func:`_seam`) at mirrored positions
+    (within :data:`BLUR_SYMMETRY` of the side), each band at least :data:`MIN_BLUR_BAND` of it,
+    and on average less image detail in the bands than :data:`SEAM_BAND_RATIO` of the content's;
+    of several such pairs the sharpest wins. Only for frames at least :data:`PORTRAIT_FRAME` times
+    taller than wide (a 9:16 phone frame): screen recordings with symmetric window edges satisfy
+    the same rule, and vertical reframes are where blurred fill is used."""
+    detail = _detail(grey, axis)
+    steps = _steps(grey, axis)
+    n = len(steps)
+    length = n + 1
+    lo, hi = int(np.ceil(MIN_BLUR_BAND * length)), int((1 - MIN_CONTENT) / 2 * length)
+    tolerance = max(2, int(round(BLUR_SYMMETRY * length)))
+    best: tuple[float, int, int] | None = None
+    for start in range(lo, hi + 1):
+        if not _is_peak(steps, start - 1):
+            continue
+        for end in range(max(lo, start - tolerance), min(hi, start + tolerance) + 1):
+            if not _is_peak(steps, length - end - 1):
+                continue
+            inner = detail[start: length - end]
+            bands = np.concatenate([detail[:start], detail[length - end:]])
+            if not inner.size or float(bands.mean()) >= SEAM_BAND_RATIO * float(inner.mean()):
+                continue
+            if not (_seam(grey, axis, start) and _seam(grey, axis, length - end)):
+                continue
+            strength = min(float(steps[start - 1]), float(steps[length - end - 1]))
+            if best is None or strength > best[0]:
+                best = (strength, start, end)
+    return None if best is None else (best[1], best[2], "blurred")
+
+
+def _steps(grey: np.ndarray, axis: int) -> np.ndarray:
+    """Median over frames of the mean absolute step between neighbouring lines: ``[L - 1]``."""
+    lines = np.moveaxis(grey, 3 - axis, 1)  # [N, L, M]: lines across the dimension being cut
+    return np.median(np.abs(np.diff(lines, axis=1)).mean(axis=2), axis=0)
+
+
+def _is_peak(steps: np.ndarray, i: int) -> bool:
+    """Whether step ``i`` is the largest within two lines of it (a seam may fall between two lines)."""
+    if not 0 <= i < len(steps):
+        return False
+    return bool(steps[i] >= steps[max(0, i - 2): i + 3].max())
+
+
 def _seam(grey: np.ndarray, axis: int, at: int) -> bool:
     """A padded frame has a seam where fill meets content: the step across line ``at`` (best of
     ±2 lines) is :data:`SEAM_RATIO` × the steps between neighbouring lines on both sides of it. A
     defocused background in one shot fades into focus without such a line."""
-    lines = np.moveaxis(grey, 3 - axis, 1)  # [N, L, M]: lines across the dimension being cut
-    steps = np.abs(np.diff(lines, axis=1)).mean(axis=2)  # [N, L-1]: step between line i and i+1
-    steps = np.median(steps, axis=0)
+    steps = _steps(grey, axis)
     n = len(steps)
     if n < 12:
         return False

@@ -96,6 +96,35 @@ def test_landscape_padded_into_a_vertical_frame(tmp_path: Path, bbb: Clip, fill:
     assert _diff(v.frames, ref) < 14 < _diff(_views(vertical, NO_BORDERS), ref)
 
 
+def test_a_dim_static_picture_padded_with_its_own_blur(tmp_path: Path, bbb: Clip) -> None:
+    """A static camera's dim, low-contrast picture (a lab tank) in a 9:16 frame over a blurred,
+    zoomed copy of itself: too little detail to tell the bands by detail alone, found by the
+    seams where fill meets content (``_seam_pair_bands``)."""
+    dim = lambda f: (f.astype(np.float32) * 0.12 + 96).astype(np.uint8)  # noqa: E731
+    vertical = write_edit(tmp_path, "dim_blur", bbb, lambda f: _pad(dim(f), (360, 640), (360, 202), fill="blur"))
+    plain = write_edit(tmp_path, "dim_plain", bbb, lambda f: resize(dim(f), (640, 360)))
+    v = decode_video(vertical, CFG, "v")
+    assert v.borders is not None and v.borders["fill"] == "blurred", v.borders
+    _, y0, _, y1 = v.borders["content_box"]  # type: ignore[misc]
+    assert abs(y0 - 219 / 640) < 0.03 and abs(y1 - 421 / 640) < 0.03
+    assert v.inset_box is None  # content, not a portrait picture: no reframe view
+    assert _diff(v.frames, _views(plain)) < _diff(_views(vertical, NO_BORDERS), _views(plain))
+
+
+def test_symmetric_edges_of_a_vertical_picture_are_not_fill() -> None:
+    """A vertical frame whose picture has mirrored horizontal edges (a window's frame, a game
+    board) with flat areas between them: seams, but bands as detailed as the content."""
+    rng = np.random.default_rng(3)
+    frames = np.empty((6, 455, 256, 3), np.uint8)
+    for i in range(6):
+        g = rng.integers(60, 200, (455 // 5 + 1, 256 // 8 + 1))  # blocky texture everywhere
+        frame = np.repeat(np.repeat(g, 5, 0), 8, 1)[:455, :256]
+        frame[85:87] = 250  # mirrored window edges
+        frame[368:370] = 250
+        frames[i] = frame[..., None]
+    assert detect_borders(frames) is None
+
+
 def test_off_centre_bars_are_found(tmp_path: Path, bbb: Clip) -> None:
     path = write_edit(tmp_path, "off", bbb, lambda f: _pad(f, (640, 480), (640, 360), offset=(0, 100)))
     v = decode_video(path, CFG, "off")
