@@ -207,8 +207,7 @@ def head_rows(segments: tuple[Segment, ...] | list[Segment], query_times: np.nda
     Why: an excerpt embedded in other footage matches on its own frames only; averaged over the
     whole upload, its frame similarity, region layout, motion and pixel agreement are diluted
     by the unrelated rest and look like a weak match. Read on the matched frames they look like
-    the plain excerpt they are. Measured on the real check set with the default head: recall of
-    embedded excerpts at the threshold 0.51 → 0.59, no false copy more (README, *Real footage*).
+    the plain excerpt they are (measured on the real check set: README, *Real footage*).
     """
     if not segments:
         return None
@@ -223,8 +222,12 @@ def head_rows(segments: tuple[Segment, ...] | list[Segment], query_times: np.nda
     return rows
 
 
-def _rows_of(x: np.ndarray | None, rows: np.ndarray | None) -> np.ndarray | None:
-    return x if x is None or rows is None else np.asarray(x)[rows]
+def _rows_of(x: np.ndarray | None, rows: np.ndarray | None, frames: int) -> np.ndarray | None:
+    """``x[rows]`` for optional per-frame data of the ``frames`` similarity rows (thumbnails, times);
+    anything of another length as it is."""
+    if x is None or rows is None or len(x) != frames:
+        return x
+    return np.asarray(x)[rows]
 
 
 def _assess_scored(pair: Any, query_regions: np.ndarray, ref_regions: np.ndarray, query_times: np.ndarray,
@@ -234,16 +237,17 @@ def _assess_scored(pair: Any, query_regions: np.ndarray, ref_regions: np.ndarray
     segments, evidence = align_pair(pair.frame_similarity, query_times, ref_times, params)
     longest = max((s.query_end - s.query_start for s in segments), default=0.0)
     # segments and gates read the whole upload; the copy head reads the frames that matched
-    rows = head_rows(segments, query_times, pair.frame_similarity.shape[0])
-    sim = _rows_of(pair.frame_similarity, rows)
-    q_regions = _rows_of(query_regions, rows)
+    frames = pair.frame_similarity.shape[0]
+    rows = head_rows(segments, query_times, frames)
+    sim = pair.frame_similarity if rows is None else pair.frame_similarity[rows]
+    q_regions = query_regions if rows is None else query_regions[rows]
     layout = region_layout(q_regions, ref_regions, sim)
     motion = motion_agreement(q_regions, ref_regions, sim)
-    pixel = pixel_agreement(_rows_of(thumbs[0], rows), thumbs[1])
+    pixel = pixel_agreement(_rows_of(thumbs[0], rows, frames), thumbs[1])
     # the copy head reads the Temporal-Network evidence it is fitted on, not the segment search's
     # (training calls features() on the same assessment, so training and serving agree)
     hq, hr = head_times if head_times is not None else (query_times, ref_times)
-    head_evidence = tn_evidence(sim, _rows_of(hq, rows), hr)
+    head_evidence = tn_evidence(sim, _rows_of(hq, rows, frames), hr)
     copy_score = (head.score(pair_features(pair.score, sim, head_evidence, layout, motion, pixel))
                   if head is not None else None)
     return PairAssessment(float(pair.score), pair.frame_similarity, tuple(segments), evidence, float(longest), copy_score,
