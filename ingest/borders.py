@@ -136,10 +136,10 @@ def _low_detail_bands(grey: np.ndarray, axis: int) -> tuple[int, int, Fill] | No
     low = detail < BLUR_RATIO * centre
     start, end = _leading(low), _leading(low[::-1])
     band = MIN_BLUR_BAND * length
-    if start >= band and end >= band and length - start - end >= MIN_CONTENT * length and abs(start - end) <= 0.1 * length \
-            and _seam(grey, axis, start) and _seam(grey, axis, length - end):
-        return start, end, "blurred"
-    return None
+    if not (start >= band and end >= band and length - start - end >= MIN_CONTENT * length and abs(start - end) <= 0.1 * length):
+        return None
+    steps = _steps(grey, axis)
+    return (start, end, "blurred") if _seam(steps, start) and _seam(steps, length - end) else None
 
 
 def _seam_pair_bands(grey: np.ndarray, axis: int) -> tuple[int, int, Fill] | None:
@@ -171,7 +171,7 @@ def _seam_pair_bands(grey: np.ndarray, axis: int) -> tuple[int, int, Fill] | Non
             bands = np.concatenate([detail[:start], detail[length - end:]])
             if not inner.size or float(bands.mean()) >= SEAM_BAND_RATIO * float(inner.mean()):
                 continue
-            if not (_seam(grey, axis, start) and _seam(grey, axis, length - end)):
+            if not (_seam(steps, start) and _seam(steps, length - end)):
                 continue
             strength = min(float(steps[start - 1]), float(steps[length - end - 1]))
             if best is None or strength > best[0]:
@@ -192,11 +192,10 @@ def _is_peak(steps: np.ndarray, i: int) -> bool:
     return bool(steps[i] >= steps[max(0, i - 2): i + 3].max())
 
 
-def _seam(grey: np.ndarray, axis: int, at: int) -> bool:
+def _seam(steps: np.ndarray, at: int) -> bool:
     """A padded frame has a seam where fill meets content: the step across line ``at`` (best of
     ±2 lines) is :data:`SEAM_RATIO` × the steps between neighbouring lines on both sides of it. A
-    defocused background in one shot fades into focus without such a line."""
-    steps = _steps(grey, axis)
+    defocused background in one shot fades into focus without such a line. ``steps``: :func:`_steps`."""
     n = len(steps)
     if n < 12:
         return False

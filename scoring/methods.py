@@ -678,12 +678,13 @@ def method_metrics(run: MethodRun, truth: GroundTruth, config: EvalConfig = Eval
     related = copy_pos | incident_pos
     preds = run.predictions()
     m: dict[str, Any] = {"pairs": len(preds), "copy_pairs": len(copy_pos), "incident_pairs": len(incident_pos)}
-    if copy_pos:
+    copy_ap = micro_average_precision(preds, copy_pos) if copy_pos else None
+    if copy_ap is not None:
         rmap = retrieval_map(preds, copy_pos)
         m["retrieval_map"] = rmap.map
         m["map_queries"] = len(rmap.per_query)
         m["map_skipped_queries"] = len(rmap.skipped_queries)
-        m["copy_uap"] = micro_average_precision(preds, copy_pos).ap
+        m["copy_uap"] = copy_ap.ap
     else:
         m["retrieval_map"] = m["copy_uap"] = None
     m["related_uap"] = micro_average_precision(run.related_predictions(), related).ap if related else None
@@ -707,7 +708,7 @@ def method_metrics(run: MethodRun, truth: GroundTruth, config: EvalConfig = Eval
         if related:
             at["copy+incident (own rule)"] = _pr_dict(precision_recall_at(preds, related, run.decision_threshold))
     m["at_thresholds"] = at
-    best = best_recall_at_precision(micro_average_precision(preds, copy_pos), config.ceiling_precision) if copy_pos else None
+    best = best_recall_at_precision(copy_ap, config.ceiling_precision) if copy_ap is not None else None
     m["copy_ceiling"] = None if best is None else {**_pr_dict(best), "target_precision": config.ceiling_precision}
     if run.levels:
         m["alerts"] = _alert_metrics(run.levels, copy_pos, related)
