@@ -98,13 +98,14 @@ def _constant_lines(grey: np.ndarray, axis: int) -> np.ndarray:
     return (std <= FLAT_STD) & steady
 
 
-def _detail(grey: np.ndarray, axis: int) -> np.ndarray:
-    """Per line: median over frames of the mean absolute gradient along the line and across it."""
+def _line_profile(grey: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(detail, steps)`` per line, medians over frames: ``detail`` is the mean absolute gradient
+    along the line and across it; ``steps`` ``[L - 1]`` the mean absolute step from each line to
+    the next (the seams of :func:`_seam`)."""
     along = np.abs(np.diff(grey, axis=axis)).mean(axis=axis)  # [N, L]
-    across = np.abs(np.diff(grey, axis=3 - axis))  # [N, H-1, W] or [N, H, W-1]
-    across = across.mean(axis=axis)
+    across = np.abs(np.diff(grey, axis=3 - axis)).mean(axis=axis)  # [N, L-1]: step between line i and i+1
     n = min(along.shape[1], across.shape[1])
-    return np.median(along[:, :n] + across[:, :n], axis=0)
+    return np.median(along[:, :n] + across[:, :n], axis=0), np.median(across, axis=0)
 
 
 def _side_bars(grey: np.ndarray, axis: int) -> tuple[int, int, Fill] | None:
@@ -118,17 +119,17 @@ def _side_bars(grey: np.ndarray, axis: int) -> tuple[int, int, Fill] | None:
         if length - start - end < MIN_CONTENT * length:
             return None  # (almost) all flat: a blank or title frame, not bars
         return start, end, "constant"
-    blurred = _low_detail_bands(grey, axis)
+    detail, steps = _line_profile(grey, axis)
+    blurred = _low_detail_bands(detail, steps, length)
     if blurred is None and axis == 2 and length >= PORTRAIT_FRAME * grey.shape[2]:
-        blurred = _seam_pair_bands(grey, axis)
+        blurred = _seam_pair_bands(detail, steps, length)
     return blurred
 
 
-def _low_detail_bands(grey: np.ndarray, axis: int) -> tuple[int, int, Fill] | None:
+def _low_detail_bands(detail: np.ndarray, steps: np.ndarray, length: int) -> tuple[int, int, Fill] | None:
     """(band at start, band at end, "blurred"): runs of lines from both edges whose image detail is
-    below :data:`BLUR_RATIO` of the centre's, ending in a seam (:func:`_seam`); ``None`` if not."""
-    length = grey.shape[3 - axis]
-    detail = _detail(grey, axis)
+    below :data:`BLUR_RATIO` of the centre's, ending in a seam (:func:`_seam`); ``None`` if not.
+    ``detail``, ``steps``: :func:`_line_profile` of the ``length`` lines."""
     n = len(detail)
     centre = float(np.median(detail[int(0.4 * n): int(0.6 * n) + 1]))
     if centre < MIN_DETAIL:
@@ -138,11 +139,10 @@ def _low_detail_bands(grey: np.ndarray, axis: int) -> tuple[int, int, Fill] | No
     band = MIN_BLUR_BAND * length
     if not (start >= band and end >= band and length - start - end >= MIN_CONTENT * length and abs(start - end) <= 0.1 * length):
         return None
-    steps = _steps(grey, axis)
     return (start, end, "blurred") if _seam(steps, start) and _seam(steps, length - end) else None
 
 
-def _seam_pair_bands(grey: np.ndarray, axis: int) -> tuple[int, int, Fill] | None:
+def _seam_pair_bands(detail: np.ndarray, steps: np.ndarray, length: int) -> tuple[int, int, Fill] | None:
     """(band at start, band at end, "blurred") of a vertical frame padded with blurred fill above
     and below its content, found by its seams; ``None`` if there is no such pair.
 
@@ -153,16 +153,13 @@ def _seam_pair_bands(grey: np.ndarray, axis: int) -> tuple[int, int, Fill] | Non
     and on average less image detail in the bands than :data:`SEAM_BAND_RATIO` of the content's;
     of several such pairs the sharpest wins. Only for frames at least :data:`PORTRAIT_FRAME` times
     taller than wide (a 9:16 phone frame): screen recordings with symmetric window edges satisfy
-    the same rule, and vertical reframes are where blurred fill is used."""
-    detail = _detail(grey, axis)
-    steps = _steps(grey, axis)
-    n = len(steps)
-    length = n + 1
+    the same rule, and vertical reframes are where blurred fill is used. ``detail``, ``steps``:
+    :func:`_line_profile` of the ``length`` lines."""
     lo, hi = int(np.ceil(MIN_BLUR_BAND * length)), int((1 - MIN_CONTENT) / 2 * length)
     tolerance = max(2, int(round(BLUR_SYMMETRY * length)))
     best: tuple[float, int, int] | None = None
     for start in range(lo, hi + 1):
-        if not _is_peak(steps, start - 1):
+        if not (_is_peak(steps, start - 1) and _seam(steps, start)):
             continue
         for end in range(max(lo, start - tolerance), min(hi, start + tolerance) + 1):
             if not _is_peak(steps, length - end - 1):
@@ -171,18 +168,12 @@ def _seam_pair_bands(grey: np.ndarray, axis: int) -> tuple[int, int, Fill] | Non
             bands = np.concatenate([detail[:start], detail[length - end:]])
             if not inner.size or float(bands.mean()) >= SEAM_BAND_RATIO * float(inner.mean()):
                 continue
-            if not (_seam(steps, start) and _seam(steps, length - end)):
+            if not _seam(steps, length - end):
                 continue
             strength = min(float(steps[start - 1]), float(steps[length - end - 1]))
             if best is None or strength > best[0]:
                 best = (strength, start, end)
     return None if best is None else (best[1], best[2], "blurred")
-
-
-def _steps(grey: np.ndarray, axis: int) -> np.ndarray:
-    """Median over frames of the mean absolute step between neighbouring lines: ``[L - 1]``."""
-    lines = np.moveaxis(grey, 3 - axis, 1)  # [N, L, M]: lines across the dimension being cut
-    return np.median(np.abs(np.diff(lines, axis=1)).mean(axis=2), axis=0)
 
 
 def _is_peak(steps: np.ndarray, i: int) -> bool:
@@ -195,7 +186,7 @@ def _is_peak(steps: np.ndarray, i: int) -> bool:
 def _seam(steps: np.ndarray, at: int) -> bool:
     """A padded frame has a seam where fill meets content: the step across line ``at`` (best of
     ±2 lines) is :data:`SEAM_RATIO` × the steps between neighbouring lines on both sides of it. A
-    defocused background in one shot fades into focus without such a line. ``steps``: :func:`_steps`."""
+    defocused background in one shot fades into focus without such a line. ``steps``: :func:`_line_profile`."""
     n = len(steps)
     if n < 12:
         return False
