@@ -1,7 +1,8 @@
 """Benchmarks built only from the real-footage corpus (:mod:`training.footage`), one per split.
 
-- ``train_seed<N>``: sources of the ``train`` split (each seed takes a different random half of
-  them, so several seeds see different sources and edits); the copy head is fitted on these.
+- ``train_seed<N>``: every source of the ``train`` split; the seeds differ in what they draw (the
+  copies' windows and edits, the moment cuts, the filler), so several seeds give the copy head
+  more pairs of the same footage. The copy head is fitted on these.
 - ``calibrate``: the ``calibrate`` split; the copy threshold is fitted on it.
 - ``check``: the ``check`` split; the promise (precision at the threshold, with its Wilson lower
   bound) is measured on it.
