@@ -115,7 +115,10 @@ def calibrate_command(
             if h.precision is not None and h.precision < lv.target_precision:
                 typer.echo(f"  warning: {name} holdout precision {h.precision:.4f} is below the target {lv.target_precision:.3f}")
     if video_groups is not None:
-        _echo_grouped_bounds(cal, pairs, video_groups, min_support, confidence, group_draws)
+        from dataclasses import replace
+
+        bounds = _echo_grouped_bounds(cal, pairs, video_groups, min_support, confidence, group_draws)
+        cal = replace(cal, stats={**cal.stats, "grouped_bounds": bounds})
     plot.parent.mkdir(parents=True, exist_ok=True)
     plot_calibration(cal, pairs, plot)
     typer.echo(f"plot: {plot}")
@@ -150,12 +153,14 @@ def _read_video_groups(path: Path) -> dict[str, str]:
 
 
 def _echo_grouped_bounds(cal: Any, pairs: Any, video_groups: dict[str, str], min_support: int, confidence: float | None,
-                         draws: int) -> None:
+                         draws: int) -> dict[str, dict[str, Any]]:
+    """Print each level's group-resampled bound; the bounds by level, as the calibration's stats keep them."""
     from detect.calibration import CalibrationError
     from detect.group_bound import grouped_bound
 
     level_conf = confidence if confidence is not None else 0.9
     typer.echo(f"precision resampled by group ({draws} draws, {level_conf:g} confidence; the thresholds keep the rule above)")
+    out = {}
     for name, lv in cal.levels.items():
         try:
             g = grouped_bound(pairs, name, cal.field_of(name), lv.threshold, lv.target_precision, video_groups,
@@ -166,6 +171,8 @@ def _echo_grouped_bounds(cal: Any, pairs: Any, video_groups: dict[str, str], min
         reach = "never" if g.reaches_target_from is None else f"from {g.reaches_target_from:.4f}"
         typer.echo(f"{name:<9} {g.groups} groups: bound {g.bound_at_threshold:.4f} at {lv.threshold:.4f}; "
                    f"reaches {lv.target_precision:.3f} {reach}")
+        out[name] = g.to_dict()
+    return out
 
 
 def _read_body(body_file: Path | None) -> bytes:

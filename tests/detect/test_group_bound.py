@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detect.calibration import CalibrationError, LabelledPair, wilson_lower_bound
+from detect.calibration import Calibration, CalibrationError, LabelledPair, wilson_lower_bound
 from detect.group_bound import grouped_bound, read_groups
 from evaluation.truth import GroundTruth, ScoreRow, TruthRow, write_scores_csv, write_truth_csv
 from tests.detect.test_calibration_level_fields import invoke
@@ -99,10 +99,15 @@ def test_cli_reports_the_grouped_bound_beside_the_thresholds(tmp_path: Path) -> 
     assert res.exit_code == 0, res.output
     line = next(x for x in res.output.splitlines() if x.startswith("copy ") and "groups:" in x)
     assert line.startswith("copy      10 groups: bound 0.9") and "reaches 0.950 from 0.9" in line
-    # the thresholds themselves keep the Wilson rule: the same with and without --groups
+    # the thresholds themselves keep the Wilson rule: the same with and without --groups; the stored
+    # calibration keeps the grouped bound beside them
     plain = invoke(*base, "--bundle", str(tmp_path / "c"))
-    assert (tmp_path / "b" / "calibration.json").read_text().split('"levels"')[1] == \
-        (tmp_path / "c" / "calibration.json").read_text().split('"levels"')[1]
+    stored = Calibration.from_dict(json.loads((tmp_path / "b" / "calibration.json").read_text()))
+    without = Calibration.from_dict(json.loads((tmp_path / "c" / "calibration.json").read_text()))
+    assert stored.levels == without.levels and "grouped_bounds" not in without.stats
+    kept = stored.stats["grouped_bounds"]["copy"]
+    assert kept["groups"] == 10 and kept["threshold"] == stored.levels["copy"].threshold
+    assert f"bound {kept['bound_at_threshold']:.4f}" in line
     # a benchmark folder: its videos grouped by the source each was made from
     bench = tmp_path / "bench"
     bench.mkdir()
