@@ -68,6 +68,7 @@ __all__ = [
     "calibrate",
     "evaluate",
     "fit_threshold",
+    "check_confidence",
     "fit_normalization",
     "plot_calibration",
     "wilson_lower_bound",
@@ -289,6 +290,12 @@ def wilson_lower_bound(precision: np.ndarray, support: np.ndarray, confidence: f
     return (centre - margin) / (1 + z * z / n)
 
 
+def check_confidence(confidence: float) -> None:
+    """Refuse a confidence for a one-sided lower bound outside ``[0.5, 1)``."""
+    if not 0.5 <= confidence < 1:
+        raise CalibrationError(f"confidence must be within [0.5, 1), got {confidence}")
+
+
 def fit_threshold(
     ap: AveragePrecision, target_precision: float, min_support: int, level: str = "level",
     confidence: float | None = None,
@@ -302,8 +309,7 @@ def fit_threshold(
     c = ap.curve
     prec = c.precisions
     if confidence is not None:
-        if not 0.5 <= confidence < 1:
-            raise CalibrationError(f"confidence must be within [0.5, 1), got {confidence}")
+        check_confidence(confidence)
         prec = wilson_lower_bound(c.precisions, c.support, confidence)
     ok = (prec >= target_precision) & (c.support >= min_support)
     if not ok.any():

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from detect.calibration import POSITIVE_LABELS, CalibrationError, LabelledPair
+from detect.calibration import CalibrationError, LabelledPair, _score_arrays, check_confidence
 
 __all__ = ["GroupedBound", "grouped_bound", "read_groups"]
 
@@ -74,16 +74,15 @@ def grouped_bound(pairs: Sequence[LabelledPair], level: str, field: str, thresho
                   groups: Mapping[str, str], *, confidence: float = 0.9, min_support: int = 20, draws: int = 1000,
                   seed: int = 0) -> GroupedBound:
     """The group bootstrap of ``level``'s precision on ``field`` (module doc); deterministic for a ``seed``."""
-    if not 0.5 <= confidence < 1:
-        raise CalibrationError(f"confidence must be within [0.5, 1), got {confidence}")
+    check_confidence(confidence)
     if draws < 1:
         raise CalibrationError("draws must be ≥ 1")
-    scored = [p for p in pairs if getattr(p, field) is not None]
-    if not scored:
+    # scores and labels as the threshold fit reads them (pairs without a score on ``field`` left out)
+    values = [getattr(p, field) for p in pairs]
+    score, positive, _ = _score_arrays(pairs, values, level)
+    if not len(score):
         raise CalibrationError(f"no pair has a {field}")
-    group, n_groups = _pair_groups(scored, groups)
-    score = np.asarray([getattr(p, field) for p in scored], dtype=np.float64)
-    positive = np.asarray([p.level in POSITIVE_LABELS[level] for p in scored])
+    group, n_groups = _pair_groups([p for p, v in zip(pairs, values) if v is not None], groups)
 
     order = np.argsort(-score, kind="stable")
     score, positive, group = score[order], positive[order], group[order]
@@ -110,9 +109,9 @@ def grouped_bound(pairs: Sequence[LabelledPair], level: str, field: str, thresho
         with np.errstate(invalid="ignore", divide="ignore"):
             precision = np.where(alerts > 0, true / alerts, np.nan)
         bound[part] = np.nanquantile(precision, 1 - confidence, axis=0)
-    support = np.arange(len(score))[last] + 1
-    ok = (bound >= target) & (support >= min_support)
-    at = int(np.flatnonzero(thresholds >= threshold)[-1]) if (thresholds >= threshold).any() else 0
+    ok = (bound >= target) & (last + 1 >= min_support)  # last + 1: the pairs at or above each threshold
+    reached = np.flatnonzero(thresholds >= threshold)
+    at = int(reached[-1]) if len(reached) else 0
     return GroupedBound(level=level, groups=n_groups, draws=draws, confidence=confidence, threshold=float(threshold),
                         bound_at_threshold=float(bound[at]),
                         reaches_target_from=float(thresholds[np.flatnonzero(ok)[-1]]) if ok.any() else None)
