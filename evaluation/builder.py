@@ -6,8 +6,8 @@ window it shows, speed, offset, camera). Labels follow from that alone (see :fun
 - same source, same camera, source windows overlapping by ≥ ``min_overlap`` seconds → ``copy``,
   with the overlapping segment's times in both videos (so copies of copies, and two edits of
   the same moment, are copies of each other);
-- same source otherwise (another moment of the same footage, or a second "camera" emulated by
-  a strong viewpoint change) → ``incident``;
+- same source otherwise (another moment of the same footage, or of another camera where the
+  derivations name one) → ``incident``;
 - different sources → unrelated (not listed in the truth CSV).
 
 The output folder holds ``videos/*.mp4``, ``truth.csv`` (the eval harness's format) and
@@ -23,6 +23,7 @@ are used once.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -80,10 +81,13 @@ def label_pair(a: Derivation, b: Derivation, min_overlap: float = 1.0) -> TruthR
 
 
 def read_derivations(bench_dir: Path) -> list[Derivation]:
-    """The derivations recorded in a benchmark folder's ``benchmark.json``."""
+    """The derivations recorded in a benchmark folder's ``benchmark.json``. A sheared corner crop
+    (edit ``viewpoint``) is the same camera's frames whatever camera its record names: benchmarks
+    built before it counted as a copy recorded it as a second camera."""
     meta = json.loads((Path(bench_dir) / "benchmark.json").read_text())
     return [Derivation(**{**d, "window": tuple(d["window"]), "edits": tuple(d["edits"]),
-                          "implementations": tuple(d.get("implementations", ()))}) for d in meta["derivations"]]
+                          "implementations": tuple(d.get("implementations", ())),
+                          **({"camera": 0} if "viewpoint" in d["edits"] else {})}) for d in meta["derivations"]]
 
 
 def relabel_benchmark(bench_dir: Path) -> list[TruthRow]:
@@ -92,7 +96,11 @@ def relabel_benchmark(bench_dir: Path) -> list[TruthRow]:
     root = Path(bench_dir)
     spec = json.loads((root / "benchmark.json").read_text()).get("spec", {})
     rows = truth_rows(read_derivations(root), float(spec.get("min_overlap", 1.0)))
-    write_truth_csv(rows, root / "truth.csv")
+    text = io.StringIO()
+    write_truth_csv(rows, text)
+    path = root / "truth.csv"
+    if not path.is_file() or path.read_text(encoding="utf-8") != text.getvalue():  # unchanged labels keep the file as it is
+        path.write_text(text.getvalue(), encoding="utf-8")
     return rows
 
 
@@ -382,10 +390,11 @@ def _build(out_dir: Path | str, spec: BenchmarkSpec, progress: bool, footage: Se
             # non-overlapping moments of the same footage: incident to each other, copies of the reference
             jobs.append((clip.window(*window), Derivation(f"{spec.prefix}{source}__{tag}", source, window, edits=("cut",),
                                                           implementations=(T.OWN_IMPL,)), _encode_options(rng)))
-        # a second camera on the same moment
+        # a sheared corner crop of the same moment: the same camera's frames, a copy (T.viewpoint_change);
+        # its id keeps the ``camera2`` name so that benchmarks built before keep their video ids
         window = _random_window(length, rng, min_len=4.0)
         edit = T.viewpoint_change(clip.window(*window), rng)
-        jobs.append((edit.clip, Derivation(f"{spec.prefix}{source}__camera2", source, window, camera=1, edits=("viewpoint",),
+        jobs.append((edit.clip, Derivation(f"{spec.prefix}{source}__camera2", source, window, edits=("viewpoint",),
                                            implementations=(T.OWN_IMPL,)), _encode_options(rng)))
     for name in distractor_names:
         clip = ken_burns(photos[name], float(rng.uniform(6, 12)), spec.fps, rng)

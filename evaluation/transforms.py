@@ -366,7 +366,12 @@ def picture_in_picture(clip: Clip, other: Clip, rng: np.random.Generator) -> Edi
 
 
 def viewpoint_change(clip: Clip, rng: np.random.Generator) -> Edit:
-    """Emulate a second camera on the same moment: a large crop of another region, zoom, perspective warp."""
+    """A corner crop of 45–60 % of each side, sheared and scaled back to the frame size.
+
+    It looks like another viewpoint, but it shows the same camera's pixels at the same moment, so
+    it is a copy (FIVR's *duplicate scene*: same camera, any transformation), reported as the kind
+    ``corner_crop``: a 9:16 strip keeps no more of the frame and is a copy too. Another camera
+    (a *complementary scene*) cannot be made from one camera's frames."""
     width, height = clip.size
     keep = float(rng.uniform(0.45, 0.6))
     cw, ch = int(width * keep), int(height * keep)
@@ -465,7 +470,8 @@ UPLOAD_EDITS: dict[str, Callable[[Clip, np.random.Generator], Edit]] = {
 these, then maybe a temporal edit (speed, embedded excerpt, picture in picture)."""
 
 KINDS: tuple[str, ...] = ("letterbox", "vertical_reframe", "picture_in_picture", "embedded_excerpt", "heavy_combination",
-                          "speed_change", "grey_sepia", "logo", "excerpt", "spatial", "another_moment", "another_camera")
+                          "speed_change", "grey_sepia", "logo", "excerpt", "spatial", "corner_crop", "another_moment",
+                          "another_camera")
 """Edit kinds named in the truth CSV's ``kind`` column (:func:`kind_of`)."""
 
 
@@ -473,7 +479,7 @@ def kind_of(edits: tuple[str, ...] | list[str]) -> str:
     """The kind a pair is reported under, from the query's edit names (most telling edit wins)."""
     e = list(edits)
     if "viewpoint" in e:
-        return "another_camera"
+        return "corner_crop"
     if "pip" in e:
         return "picture_in_picture"
     if "insert" in e:

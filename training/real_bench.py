@@ -85,7 +85,7 @@ def real_benchmark_spec(split: str, seed: int, config: RealBenchConfig = RealBen
 
 def build_real_benchmarks(work: Path | str, config: RealBenchConfig = RealBenchConfig(), *, progress: bool = True) -> dict[str, Path]:
     """Build (once each) the train, calibrate and check benchmarks under ``work``."""
-    from evaluation.builder import build_benchmark
+    from evaluation.builder import build_benchmark, relabel_benchmark
     from training.footage import footage_videos
 
     work = Path(work)
@@ -99,6 +99,7 @@ def build_real_benchmarks(work: Path | str, config: RealBenchConfig = RealBenchC
         if (path / "truth.csv").is_file():
             reason = stale_benchmark(path, spec, footage)
             if reason is None:
+                relabel_benchmark(path)  # today's labelling rules, without re-rendering a video
                 out[name] = path
                 continue
             log.warning("rebuilding %s: %s", path, reason)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from evaluation import transforms as T
-from evaluation.builder import BenchmarkSpec, Derivation, build_benchmark, label_pair
+from evaluation.builder import BenchmarkSpec, Derivation, build_benchmark, label_pair, relabel_benchmark
 from scoring.methods import MethodRun, per_kind_metrics
 from evaluation.sources import ken_burns, real_photos
 from evaluation.truth import TruthRow, read_truth_csv, write_truth_csv
@@ -92,10 +93,27 @@ def test_kind_of_and_labels() -> None:
     ref = Derivation("s__ref", "s", (0.0, 20.0), is_query=False)
     copy = Derivation("s__copy0", "s", (2.0, 8.0), edits=("vertical_centre",))
     cut = Derivation("s__cutB", "s", (12.0, 16.0), edits=("cut",))
-    cam = Derivation("s__camera2", "s", (2.0, 8.0), camera=1, edits=("viewpoint",))
+    crop = Derivation("s__camera2", "s", (2.0, 8.0), edits=("viewpoint",))
+    other_camera = Derivation("s__cam1", "s", (2.0, 8.0), camera=1)
     assert label_pair(copy, ref).kind == "vertical_reframe"  # type: ignore[union-attr]
     assert label_pair(cut, copy).kind == "another_moment"  # type: ignore[union-attr]
-    assert label_pair(cam, copy).kind == "another_camera"  # type: ignore[union-attr]
+    # a sheared corner crop shows the same camera's frames: a copy; only another camera is an incident
+    row = label_pair(crop, copy)
+    assert row is not None and (row.level, row.kind) == ("copy", "corner_crop")
+    row = label_pair(other_camera, copy)
+    assert row is not None and (row.level, row.kind) == ("incident", "another_camera")
+
+
+def test_a_benchmark_that_recorded_the_corner_crop_as_a_second_camera_is_relabelled(tmp_path: Path) -> None:
+    derivations = [Derivation("s__ref", "s", (0.0, 20.0), is_query=False),
+                   Derivation("s__camera2", "s", (2.0, 8.0), camera=1, edits=("viewpoint",)),
+                   Derivation("s__cam1", "s", (2.0, 8.0), camera=1)]
+    (tmp_path / "benchmark.json").write_text(json.dumps({"spec": {}, "derivations": [asdict(d) for d in derivations]}))
+    rows = {(r.query, r.reference): (r.level, r.kind) for r in relabel_benchmark(tmp_path)}
+    assert rows[("s__camera2", "s__ref")] == ("copy", "corner_crop")
+    assert rows[("s__cam1", "s__ref")] == ("incident", "another_camera")
+    assert rows[("s__cam1", "s__camera2")] == ("incident", "another_camera")
+    assert (tmp_path / "truth.csv").is_file()
 
 
 def test_a_speed_change_is_a_kind_of_its_own_behind_any_spatial_edit() -> None:

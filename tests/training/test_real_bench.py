@@ -61,12 +61,17 @@ def test_a_benchmark_is_rebuilt_when_its_split_gains_a_source_or_its_spec_change
     assert build_real_benchmarks(tmp_path / "real", config, progress=False) == benches
     assert {n: (p / "truth.csv").stat().st_mtime_ns for n, p in benches.items()} == stamp
     fetch_corpus(sources, downloader=FolderDownloader(mirror), progress=False, keep_going=False)  # calibrate gains "e"
-    build_real_benchmarks(tmp_path / "real", RealBenchConfig(train_seeds=(1,), copies_per_source=1, eval_copies_per_source=1,
-                                                             min_seconds=1.0, train_moment_cuts=3), progress=False)
+    grown = RealBenchConfig(train_seeds=(1,), copies_per_source=1, eval_copies_per_source=1, min_seconds=1.0, train_moment_cuts=3)
+    build_real_benchmarks(tmp_path / "real", grown, progress=False)
     meta = json.loads((benches["calibrate"] / "benchmark.json").read_text())
     assert {d["source"] for d in meta["derivations"]} == {"fg_c__pkgc_v", "fg_e__pkge_v"}
     assert json.loads((benches["train_seed1"] / "benchmark.json").read_text())["spec"]["moment_cuts"] == 3
     assert (benches["check"] / "truth.csv").stat().st_mtime_ns == stamp["check"]
+    # a kept benchmark takes today's labelling rules: its truth is rewritten from its derivations
+    truth = (benches["check"] / "truth.csv").read_text()
+    (benches["check"] / "truth.csv").write_text("query,reference,level\n")
+    build_real_benchmarks(tmp_path / "real", grown, progress=False)
+    assert (benches["check"] / "truth.csv").read_text() == truth
 
 
 def _check(p: float, r: float, uap: float, chamfer: float) -> dict:  # type: ignore[type-arg]
