@@ -28,6 +28,7 @@ clean:
 # Copy head + calibration on the real-footage corpus (issue #17). The candidate goes to $(REAL)/bundle;
 # models/default is replaced only when the check set meets every target, or when the candidate is no
 # worse than $(BASE) on any headline number of the same check set and better on one (`dupwatch train promote --baseline`).
+# Both are calibrated on the same calibrate set first ($(BASE)'s copy in $(REAL)/base), so that the rule compares copy heads.
 REAL ?= var/train/real
 BASE ?= models/default
 retrain-real: venv
@@ -42,6 +43,10 @@ retrain-real: venv
 		--holdout $(REAL)/eval_check_uncalibrated/scores_ours_bundle.csv --holdout-truth $(REAL)/check/truth.csv \
 		--confidence 0.9 --plot $(REAL)/calibration.png --bundle $(REAL)/bundle
 	$(BIN)/dupwatch eval --bench $(REAL)/check --bundle $(REAL)/bundle --methods vpdq,vpdq_tiebreak,chamfer,ours --report $(REAL)/eval_check
-	$(BIN)/dupwatch eval --bench $(REAL)/check --bundle $(BASE) --methods ours --report $(REAL)/eval_check_base
+	rm -rf $(REAL)/base && cp -r $(BASE) $(REAL)/base
+	$(BIN)/dupwatch eval --bench $(REAL)/calibrate --bundle $(REAL)/base --methods ours --report $(REAL)/eval_calibrate_base
+	$(BIN)/dupwatch calibrate --truth $(REAL)/calibrate/truth.csv --scores $(REAL)/eval_calibrate_base/scores_ours_base.csv \
+		--confidence 0.9 --plot $(REAL)/calibration_base.png --bundle $(REAL)/base
+	$(BIN)/dupwatch eval --bench $(REAL)/check --bundle $(REAL)/base --methods ours --report $(REAL)/eval_check_base
 	$(BIN)/dupwatch train promote --candidate $(REAL)/bundle --check $(REAL)/eval_check/metrics.json \
 		--baseline $(REAL)/eval_check_base/metrics.json --out models/default

@@ -401,18 +401,14 @@ def _explain(result: RunResult, video_id: str) -> str:
             f"longest segment={d.evidence.get('longest_segment_s')} s (min {t.min_aligned_s}) segments={list(d.segments)[:3]}")
 
 
-# Measured with models/default (boosted-trees copy head, P(copy) calibrated at 0.781 for 0.95 precision;
-# incident on the fine score at 0.615 for 0.90, both on the rebuilt nine-source real calibrate set). The run prints every decided pair with its scores (``-s``). ``strict`` turns an
-# unexpected pass into a failure so that the mark is revisited when the model changes.
-XFAIL_COPY: dict[str, str] = {
-    "crop": "the S²VS clip cropped to 60-85 % of its frame scores P(copy) 0.46-0.51 under the boosted-trees head, "
-            "below its threshold 0.781 (calibrated for 0.95 precision on nine real sources): its region layout "
-            "(0.21) and pixel agreement (0.32) look like another camera's; it alerts as an incident",
-}
-"""Copies the default bundle does not alert as copies. The picture-in-picture copy is found since the
-decoder's inset view (the S²VS clip at ~0.5 scale in a Ken Burns clip used to score P(copy) 0.755 <
-0.786); the crop copy is missed since the default head was calibrated on real footage for 0.95
-precision (the logistic head before it gave P(copy) 0.742 against its threshold 0.682)."""
+# Measured with models/default (boosted-trees copy head, P(copy) calibrated at 0.821 for 0.95 precision;
+# incident on the fine score at 0.613 for 0.90, both on the nine-source real calibrate set). The run prints
+# every decided pair with its scores (``-s``). A copy the bundle misses goes here with its measured score;
+# ``strict`` turns an unexpected pass into a failure so that the mark is revisited when the model changes.
+XFAIL_COPY: dict[str, str] = {}
+"""Copies the default bundle does not alert as copies: none. The crop copy (the S²VS clip cropped to
+60-85 % of its frame) is found since the copy head was fitted with the benchmarks' corner crops
+labelled as copies; the picture-in-picture copy since the decoder's inset view."""
 
 
 def _copy_case(kind: str) -> Any:
