@@ -33,13 +33,13 @@ def _fmt(v: float | None) -> str:
 
 
 def calibrate_command(
-    truth: Annotated[Path, typer.Option("--truth", help="Ground-truth CSV: query,reference,level[,segments].")],
-    scores: Annotated[Path, typer.Option("--scores", help="Scores CSV: query,reference,score[,fine_score,normalized_score].")],
+    truth: Annotated[list[Path], typer.Option("--truth", help="Ground-truth CSV: query,reference,level[,segments]. Repeat it, with one --scores each in the same order, to fit on several labelled sets together.")],
+    scores: Annotated[list[Path], typer.Option("--scores", help="Scores CSV: query,reference,score[,fine_score,normalized_score]; one per --truth.")],
     plot: Annotated[Path, typer.Option("--plot", help="Write the PNG (score distributions, PR curves) here.")],
     target_precision: Annotated[float, typer.Option("--target-precision", help="Target precision of the copy level.")] = 0.95,
     incident_target_precision: Annotated[float, typer.Option("--incident-target-precision", help="Target precision of the incident level.")] = 0.90,
     holdout: Annotated[Optional[Path], typer.Option("--holdout", help="Scores CSV of a disjoint evaluation set.")] = None,
-    holdout_truth: Annotated[Optional[Path], typer.Option("--holdout-truth", help="Ground truth of the holdout (default: --truth).")] = None,
+    holdout_truth: Annotated[Optional[Path], typer.Option("--holdout-truth", help="Ground truth of the holdout (default: --truth, when there is one).")] = None,
     bundle: Annotated[Optional[Path], typer.Option("--bundle", help="Model bundle folder: write calibration.json there.")] = None,
     score_field: Annotated[str, typer.Option("--score-field", help="auto | score | fine_score | normalized_score.")] = "auto",
     min_support: Annotated[int, typer.Option("--min-support", help="Pairs needed at or above a threshold.")] = 20,
@@ -47,7 +47,7 @@ def calibrate_command(
     confidence: Annotated[Optional[float], typer.Option("--confidence", help="Require the Wilson lower bound of precision (at this confidence, e.g. 0.9) to reach the target.")] = None,
     levels: Annotated[str, typer.Option("--levels", help="Comma-separated levels to fit.")] = "copy,incident",
     level_field: Annotated[Optional[list[str]], typer.Option("--level-field", help="LEVEL=FIELD: fit LEVEL on another score column (copy_score, fine_score, ...). Default: copy=copy_score,incident=fine_score when the scores have a copy_score column.")] = None,
-    groups: Annotated[Optional[Path], typer.Option("--groups", help="Also report each level's precision bound with whole groups of videos resampled (sources, uploaders): a CSV video,group or a benchmark folder (its videos grouped by source).")] = None,
+    groups: Annotated[Optional[list[Path]], typer.Option("--groups", help="Also report each level's precision bound with whole groups of videos resampled (sources, uploaders): a CSV video,group or a benchmark folder (its videos grouped by source); repeat it for several sets.")] = None,
     group_draws: Annotated[int, typer.Option("--group-draws", help="Bootstrap draws of --groups.")] = 1000,
 ) -> None:
     """Fit per-level alert thresholds on labelled scores, report them, plot them, store them."""
@@ -58,14 +58,18 @@ def calibrate_command(
         typer.echo(f"dupwatch calibrate: unknown --score-field {score_field!r}", err=True)
         raise typer.Exit(EXIT_USAGE)
     level_list = [s.strip() for s in levels.split(",") if s.strip()]
+    if len(truth) != len(scores):
+        typer.echo(f"dupwatch calibrate: {len(truth)} --truth and {len(scores)} --scores given; one --scores per --truth, in the same order", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    if holdout is not None and holdout_truth is None and len(truth) > 1:
+        typer.echo("dupwatch calibrate: --holdout needs --holdout-truth when there are several --truth sets", err=True)
+        raise typer.Exit(EXIT_USAGE)
     try:
-        gt = read_truth_csv(truth)
-        pairs = labelled_pairs(gt, read_scores_csv(scores))
+        pairs = [p for t, sc in zip(truth, scores, strict=True) for p in labelled_pairs(read_truth_csv(t), read_scores_csv(sc))]
         hold = None
         if holdout is not None:
-            hgt = read_truth_csv(holdout_truth) if holdout_truth is not None else gt
-            hold = labelled_pairs(hgt, read_scores_csv(holdout))
-        video_groups = _read_video_groups(groups) if groups is not None else None
+            hold = labelled_pairs(read_truth_csv(holdout_truth if holdout_truth is not None else truth[0]), read_scores_csv(holdout))
+        video_groups = _merge_video_groups([_read_video_groups(g) for g in groups]) if groups else None
     except (TruthFormatError, CalibrationError, OSError, ValueError) as exc:
         typer.echo(f"dupwatch calibrate: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
@@ -150,6 +154,16 @@ def _read_video_groups(path: Path) -> dict[str, str]:
 
     with path.open(newline="", encoding="utf-8") as fh:
         return read_groups(list(csv.DictReader(fh)))
+
+
+def _merge_video_groups(maps: list[dict[str, str]]) -> dict[str, str]:
+    """One ``video → group`` map of several sets; a video two sets put in different groups is an error."""
+    out: dict[str, str] = {}
+    for m in maps:
+        for video, group in m.items():
+            if out.setdefault(video, group) != group:
+                raise ValueError(f"--groups: video {video!r} is in group {out[video]!r} and in {group!r}")
+    return out
 
 
 def _echo_grouped_bounds(cal: Any, pairs: Any, video_groups: dict[str, str], min_support: int, confidence: float | None,

@@ -381,6 +381,8 @@ def train_copy_head_cmd(
 def train_real_benchmarks_cmd(
     work: str = typer.Option("var/train/real", "--work"),
     train_seeds: str = typer.Option("1,2", "--train-seeds"),
+    calibrate_seeds: str = typer.Option("100,101", "--calibrate-seeds",
+                                        help="draws of the calibrate split: the first is built as calibrate, the others as calibrate_seed<N>"),
     copies: int = typer.Option(4, "--copies", help="copies per source (train benchmarks)"),
     eval_copies: int = typer.Option(8, "--eval-copies", help="copies per source (calibrate and check)"),
     max_source_seconds: float = typer.Option(30.0, "--max-source-seconds"),
@@ -394,7 +396,8 @@ def train_real_benchmarks_cmd(
     sources, the longest file of each source package)."""
     from training.real_bench import RealBenchConfig, build_real_benchmarks
 
-    cfg = RealBenchConfig(train_seeds=tuple(int(s) for s in train_seeds.split(",") if s.strip()), copies_per_source=copies,
+    cfg = RealBenchConfig(train_seeds=tuple(int(s) for s in train_seeds.split(",") if s.strip()),
+                          calibrate_seeds=tuple(int(s) for s in calibrate_seeds.split(",") if s.strip()), copies_per_source=copies,
                           eval_copies_per_source=eval_copies, max_source_seconds=max_source_seconds,
                           train_moment_cuts=train_moment_cuts,
                           train_upload_spatial=tuple(e.strip() for e in train_upload_spatial.split(",")

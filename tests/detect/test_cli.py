@@ -59,6 +59,39 @@ def test_calibrate_command(tmp_path):
     assert cal.levels["copy"].holdout is not None
 
 
+def test_calibrate_fits_several_labelled_sets_together(tmp_path):
+    """Two --truth/--scores pairs fit the thresholds one merged set would; a set without its scores is refused."""
+    t1, s1 = write_set(tmp_path, "a", 1)
+    t2, s2 = write_set(tmp_path, "b", 2)
+    write_truth_csv(GroundTruth(tuple(t1)), tmp_path / "t1.csv")
+    write_truth_csv(GroundTruth(tuple(t2)), tmp_path / "t2.csv")
+    write_truth_csv(GroundTruth(tuple(t1 + t2)), tmp_path / "both.csv")
+    write_scores_csv(s1, tmp_path / "s1.csv")
+    write_scores_csv(s2, tmp_path / "s2.csv")
+    write_scores_csv(s1 + s2, tmp_path / "s12.csv")
+
+    def fit(*args: str, out: str) -> Calibration:
+        res = CliRunner().invoke(app(), ["calibrate", *args, "--plot", str(tmp_path / f"{out}.png"), "--bundle", str(tmp_path / out)])
+        assert res.exit_code == 0, res.output
+        return Calibration.from_dict(json.loads((tmp_path / out / "calibration.json").read_text()))
+
+    two = fit("--truth", str(tmp_path / "t1.csv"), "--scores", str(tmp_path / "s1.csv"),
+              "--truth", str(tmp_path / "t2.csv"), "--scores", str(tmp_path / "s2.csv"), out="two")
+    merged = fit("--truth", str(tmp_path / "both.csv"), "--scores", str(tmp_path / "s12.csv"), out="merged")
+    first = fit("--truth", str(tmp_path / "t1.csv"), "--scores", str(tmp_path / "s1.csv"), out="first")
+    assert two.levels == merged.levels
+    assert two.levels["copy"].positives == 2 * first.levels["copy"].positives
+    # scores paired with the wrong truth would label every pair unrelated: the order matters, and a
+    # missing --scores is a usage error, not a silent fit on fewer pairs
+    res = CliRunner().invoke(app(), ["calibrate", "--truth", str(tmp_path / "t1.csv"), "--truth", str(tmp_path / "t2.csv"),
+                                     "--scores", str(tmp_path / "s12.csv"), "--plot", str(tmp_path / "x.png")])
+    assert res.exit_code == 2 and "one --scores per --truth" in res.output
+    res = CliRunner().invoke(app(), ["calibrate", "--truth", str(tmp_path / "t1.csv"), "--scores", str(tmp_path / "s1.csv"),
+                                     "--truth", str(tmp_path / "t2.csv"), "--scores", str(tmp_path / "s2.csv"),
+                                     "--holdout", str(tmp_path / "s2.csv"), "--plot", str(tmp_path / "x.png")])
+    assert res.exit_code == 2 and "--holdout-truth" in res.output
+
+
 def test_calibrate_bad_input(tmp_path):
     (tmp_path / "pairs.csv").write_text("query,reference,level\nq,r,maybe\n")
     (tmp_path / "scores.csv").write_text("query,reference,score\nq,r,0.5\n")

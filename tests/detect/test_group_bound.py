@@ -115,6 +115,16 @@ def test_cli_reports_the_grouped_bound_beside_the_thresholds(tmp_path: Path) -> 
         {"video": v, "source": g, "window": [0.0, 4.0], "edits": []} for v, g in groups.items()]}))
     from_bench = invoke(*base, "--groups", str(bench))
     assert from_bench.exit_code == 0 and line in from_bench.output
+    # several sets (a benchmark drawn twice): one --groups each, merged; a video in two groups is refused
+    items = sorted(groups.items())
+    (tmp_path / "g1.csv").write_text("video,group\n" + "".join(f"{v},{g}\n" for v, g in items[::2]))
+    (tmp_path / "g2.csv").write_text("video,group\n" + "".join(f"{v},{g}\n" for v, g in items[1::2]))
+    split = invoke(*base, "--groups", str(tmp_path / "g1.csv"), "--groups", str(tmp_path / "g2.csv"))
+    assert split.exit_code == 0 and line in split.output
+    v0, g0 = items[0]
+    (tmp_path / "clash.csv").write_text(f"video,group\n{v0},not-{g0}\n")
+    clash = invoke(*base, "--groups", str(tmp_path / "g1.csv"), "--groups", str(tmp_path / "g2.csv"), "--groups", str(tmp_path / "clash.csv"))
+    assert clash.exit_code == 2 and f"video {v0!r} is in group" in clash.output
     (tmp_path / "partial.csv").write_text("video,group\ns0-ref,source0\n")
     res = invoke(*base, "--groups", str(tmp_path / "partial.csv"))
     assert res.exit_code == 2 and "no group for" in res.output

