@@ -32,6 +32,7 @@ from dupwatch.config import DEFAULT_FLAT_LUMA_STD
 from dupwatch.records import DecodedVideo, FrameChunk, VideoRepresentation, inset_id
 from inference.bundle import Bundle, BundleError, load_bundle
 from inference.flat_frames import blank_flat_frames
+from inference.frame_budget import coarse_by_windows, evenly_spaced
 from inference.thumbnails import thumbnails_of
 from inference.served import BundleEmbedder, ClipAccumulator, IndexedVideo, clip_spans, PairScore, PairScorer, represent_stream, with_borders
 
@@ -201,10 +202,10 @@ class VideoModels:
         x = torch.from_numpy(regions).float().to(self.device).unsqueeze(0)  # [1, T, R, D]
         with torch_threads(self.heads_threads):
             if self.coarse is not None:
-                coarse = self.coarse.index_video(x)[0]
+                coarse = torch.from_numpy(coarse_by_windows(self._coarse_run, regions))
             else:
                 coarse = F.normalize(F.normalize(x.mean(dim=2), dim=-1).mean(dim=1), dim=-1)[0]
-            selfsim = float(self.selector.index_video(x)[0, 0]) if self.selector is not None else 0.0
+            selfsim = float(self.selector.index_video(x[:, evenly_spaced(np.arange(x.shape[1]))])[0, 0]) if self.selector is not None else 0.0
         clips, clip_times = self._clips(x[0], timestamps, frames, drca_clips)
         return VideoRepresentation(
             video_id=video_id,
@@ -218,6 +219,14 @@ class VideoModels:
             meta={"bundle_version": self.version},
             thumbs=thumbs if thumbs is not None else thumbnails_of(frames),
         )
+
+    def _coarse_run(self, features: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The coarse student on a batch of windows (:func:`inference.frame_budget.coarse_by_windows`);
+        a batch without padding runs unmasked, as a whole short video always did."""
+        assert self.coarse is not None
+        x = torch.from_numpy(features).float().to(self.device)
+        m = None if mask.all() else torch.from_numpy(mask).to(self.device)
+        return self.coarse.index_video(x, m).float().cpu().numpy()
 
     def represent(self, video: DecodedVideo, *, tenant: str = "default") -> VideoRepresentation:
         return self.represent_batch([video], [tenant])[0]

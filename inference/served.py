@@ -26,6 +26,7 @@ import numpy as np
 from dupwatch.config import DEFAULT_FLAT_LUMA_STD
 from dupwatch.records import DecodedVideo, FrameChunk, VideoRepresentation, inset_id
 from inference.flat_frames import blank_flat_frames
+from inference.frame_budget import coarse_by_windows, evenly_spaced
 from inference.thumbnails import thumbnails_of
 
 if TYPE_CHECKING:
@@ -353,14 +354,14 @@ class EngineModels:
         ``frames``, or ``drca_clips`` already computed chunk by chunk)."""
         x = np.asarray(regions, np.float32)
         if self.has_coarse:
-            feats = tile_frames(x, 2)[None]
-            mask = np.ones(feats.shape[:2], np.float32)
-            coarse = self.engine.run("coarse", {"features": feats, "mask": mask})["embedding"][0]
+            coarse = coarse_by_windows(lambda f, m: self.engine.run("coarse", {"features": f, "mask": m})["embedding"],
+                                       tile_frames(x, 2))
         else:
             coarse = _l2(_l2(x.mean(axis=1)).mean(axis=0))  # as VideoModels: mean of regions, L2, mean, L2
         selfsim = 0.0
         if self.has_selector:
-            selfsim = float(self.engine.run("selector_selfsim", {"features": tile_frames(x, HEAD_MIN_FRAMES)[None]})["self_similarity"][0, 0])
+            head_frames = tile_frames(evenly_spaced(x), HEAD_MIN_FRAMES)
+            selfsim = float(self.engine.run("selector_selfsim", {"features": head_frames[None]})["self_similarity"][0, 0])
         clips, clip_times = self._clips(x, timestamps, frames, drca_clips)
         return VideoRepresentation(
             video_id=video_id,

@@ -1,13 +1,15 @@
 """Peak memory of the worker's pipeline on one batch of uploads, measured in a fresh process.
 
-``python -m tests.ingest.memprobe ROOT FILE [FILE ...] [--crop N] [--timeout S]`` runs the real
-chain (``FileDecoder`` → ``Pipeline`` → the thumbnail test embedder, features only; index and
-sinks in memory) on the files as one batch and prints one JSON line: peak RSS (``VmHWM`` from
+``python -m tests.ingest.memprobe ROOT FILE [FILE ...] [--crop N] [--timeout S] [--bundle DIR]`` runs
+the real chain (``FileDecoder`` → ``Pipeline`` → an embedder, features only; index and sinks in
+memory) on the files as one batch and prints one JSON line: peak RSS (``VmHWM`` from
 ``/proc/self/status``), wall time, and each upload's outcome (status, reason, frames embedded).
 
-The test embedder keeps 27 floats per frame, so the number measures what decoding and batching
-hold (pixels), not the size of a model's features. Used by ``tests/ingest/test_long_uploads.py``
-and for the README's reliability table.
+The embedder is the thumbnail test embedder by default: it keeps 27 floats per frame, so the number
+measures what decoding and batching hold (pixels), not the size of a model's features. With
+``--bundle`` it is the worker's own (``inference.served.build_embedder`` on that bundle, ONNX
+Runtime on CPU), so the number includes the model, its region features and the heads computed on
+them. Used by ``tests/ingest/test_long_uploads.py`` and for the README's reliability table.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class _Dead:
         self.reasons[str(job.offset)] = error.reason
 
 
-def run(root: Path, files: list[str], *, crop: int = 224, timeout_s: float = 600.0) -> dict[str, Any]:
+def run(root: Path, files: list[str], *, crop: int = 224, timeout_s: float = 600.0, bundle: str | None = None) -> dict[str, Any]:
     from dupwatch.config import DecodeConfig, LimitsConfig, SourceConfig
     from ingest.metrics import WorkerMetrics
     from ingest.pipeline import CollectingAlertSink, FileDecoder, Job, NoDetector, Pipeline
@@ -51,7 +53,14 @@ def run(root: Path, files: list[str], *, crop: int = 224, timeout_s: float = 600
     from tests.ingest.embedders import ThumbnailEmbedder
 
     decode = DecodeConfig(short_side=max(crop, 32), crop=crop, timeout_s=timeout_s)
-    inner = ThumbnailEmbedder()
+    inner: Any
+    if bundle is None:
+        inner = ThumbnailEmbedder()
+    else:
+        from dupwatch.config import ModelConfig, Settings
+        from inference.served import build_embedder
+
+        inner = build_embedder(Settings(model=ModelConfig(bundle=bundle)))
     index, dead = _MemoryIndex(), _Dead()
     pipeline = Pipeline(
         decoder=FileDecoder(SourceConfig(local_roots=[root]), decode),
@@ -77,8 +86,9 @@ def run(root: Path, files: list[str], *, crop: int = 224, timeout_s: float = 600
             {"file": name, "status": job.status, "reason": job.reason, "frames": index.rows.get(f"mem-{i}")}
             for i, (name, job) in enumerate(zip(files, jobs))
         ],
-        "streamed": inner.streamed,
-        "batched": inner.batches,
+        "streamed": getattr(inner, "streamed", None),
+        "batched": getattr(inner, "batches", None),
+        "embedder": type(inner).__name__ if bundle is None else f"bundle {bundle}",
     }
 
 
@@ -88,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("files", nargs="+")
     parser.add_argument("--crop", type=int, default=224)
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--bundle", default=None, help="the worker's embedder on this model bundle instead of the test embedder")
     args = parser.parse_args(argv)
-    print(json.dumps(run(args.root.resolve(), args.files, crop=args.crop, timeout_s=args.timeout)))
+    print(json.dumps(run(args.root.resolve(), args.files, crop=args.crop, timeout_s=args.timeout, bundle=args.bundle)))
     return 0
 
 
