@@ -202,16 +202,16 @@ class VideoModels:
         x = torch.from_numpy(regions).float().to(self.device).unsqueeze(0)  # [1, T, R, D]
         with torch_threads(self.heads_threads):
             if self.coarse is not None:
-                coarse = torch.from_numpy(coarse_by_windows(self._coarse_run, regions))
+                coarse = coarse_by_windows(self._coarse_run, regions)
             else:
-                coarse = F.normalize(F.normalize(x.mean(dim=2), dim=-1).mean(dim=1), dim=-1)[0]
+                coarse = F.normalize(F.normalize(x.mean(dim=2), dim=-1).mean(dim=1), dim=-1)[0].float().cpu().numpy()
             selfsim = float(self.selector.index_video(x[:, evenly_spaced(np.arange(x.shape[1]))])[0, 0]) if self.selector is not None else 0.0
         clips, clip_times = self._clips(x[0], timestamps, frames, drca_clips)
         return VideoRepresentation(
             video_id=video_id,
             timestamps=np.asarray(timestamps, np.float32),
             regions=regions.astype(np.float16),
-            coarse=coarse.float().cpu().numpy(),
+            coarse=coarse,
             clips=clips,
             clip_times=clip_times,
             selfsim=selfsim,

@@ -58,8 +58,8 @@ def coarse_by_windows(run: Callable[[np.ndarray, np.ndarray], np.ndarray], featu
     t = len(x)
     if t <= window:
         return np.asarray(run(x[None], np.ones((1, t), np.float32))[0], np.float32)
-    starts = list(range(0, t, window))
-    total = np.zeros(0, np.float64)
+    starts = range(0, t, window)
+    total: np.ndarray | float = 0.0
     for first in range(0, len(starts), per_run):
         group = starts[first:first + per_run]
         batch = np.zeros((len(group), window, *x.shape[1:]), np.float32)
@@ -68,7 +68,7 @@ def coarse_by_windows(run: Callable[[np.ndarray, np.ndarray], np.ndarray], featu
             part = x[s:s + window]
             batch[i, :len(part)] = part
             mask[i, :len(part)] = 1.0
-        vectors = np.asarray(run(batch, mask), np.float64) * mask.sum(axis=1, keepdims=True)
-        total = vectors.sum(axis=0) if total.size == 0 else total + vectors.sum(axis=0)
+        total = total + (np.asarray(run(batch, mask), np.float64) * mask.sum(axis=1, keepdims=True)).sum(axis=0)
+    total = np.asarray(total)
     norm = np.linalg.norm(total)
     return (total / norm if norm > 0 else total).astype(np.float32)

@@ -132,6 +132,11 @@ def train_drca_cmd(
 _WORK = "var/train/default"
 
 
+def _seeds(text: str) -> tuple[int, ...]:
+    """A comma list of seeds (``"1,2,3"``), empty entries skipped."""
+    return tuple(int(s) for s in text.split(",") if s.strip())
+
+
 def _corpus(views: int, fps: float):  # type: ignore[no-untyped-def]
     from training.corpus import CorpusSpec, build_feature_corpus
 
@@ -344,7 +349,7 @@ def train_copy_head_cmd(
     from training.copy_head import ensure_training_benchmarks, train_copy_head
 
     benches = [Path(b) for b in bench] if bench else ensure_training_benchmarks(
-        Path(work) / "copy_head", [int(s) for s in seeds.split(",") if s.strip()])
+        Path(work) / "copy_head", list(_seeds(seeds)))
     if l2 != "auto":
         try:
             penalty: float | None = float(l2)
@@ -396,8 +401,7 @@ def train_real_benchmarks_cmd(
     sources, the longest file of each source package)."""
     from training.real_bench import RealBenchConfig, build_real_benchmarks
 
-    cfg = RealBenchConfig(train_seeds=tuple(int(s) for s in train_seeds.split(",") if s.strip()),
-                          calibrate_seeds=tuple(int(s) for s in calibrate_seeds.split(",") if s.strip()), copies_per_source=copies,
+    cfg = RealBenchConfig(train_seeds=_seeds(train_seeds), calibrate_seeds=_seeds(calibrate_seeds), copies_per_source=copies,
                           eval_copies_per_source=eval_copies, max_source_seconds=max_source_seconds,
                           train_moment_cuts=train_moment_cuts,
                           train_upload_spatial=tuple(e.strip() for e in train_upload_spatial.split(",")
