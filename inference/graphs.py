@@ -10,7 +10,8 @@ Graphs (name → inputs → outputs):
 - ``coarse``: ``features`` ``[B, T, R, D]`` + ``mask`` float ``[B, T]`` (1 = real frame) → ``embedding`` ``[B, E]``.
 - ``fine`` / ``fine_bin`` / ``s2vs``: a batch of pairs ``query`` ``[B, Tq, R, D]``, ``target`` ``[B, Tt, R, D]``
   (indexed, each tiled to the network's ``min_frames`` outside the graph, recorded in the manifest) →
-  ``similarity`` ``[B]`` and the region-chamfer ``frame_similarity`` ``[B, Tq, Tt]``; ``<name>_index``:
+  ``similarity`` ``[B]``, the region-chamfer ``frame_similarity`` ``[B, Tq, Tt]`` and the head's
+  ``similarity_map`` ``[B, Tq // 4, Tt // 4]`` (:mod:`inference.fine_blocks`); ``<name>_index``:
   ``features`` ``[B, T, R, D]`` → ``indexed`` ``[B, T, R, D']`` (per frame: tile before or after, same result).
 - ``selector_selfsim``: ``features`` ``[B, T, R, D]`` → ``self_similarity`` ``[B, 1]``; ``selector_mlp``:
   ``x`` ``[N, 3]`` → ``probability`` ``[N, 1]``.
@@ -105,7 +106,8 @@ class IndexGraph(nn.Module):
 class SimilarityGraph(nn.Module):
     """A batch of indexed pairs ``[B, Tq, R, D]``, ``[B, Tt, R, D]`` (each video already tiled to the
     network's ``min_frames``, :func:`inference.served.tile_frames`) → similarity ``[B]`` and the
-    region-chamfer frame similarity ``[B, Tq, Tt]`` that the similarity head read.
+    region-chamfer frame similarity ``[B, Tq, Tt]`` that the similarity head read, and the head's
+    output ``[B, Tq // 4, Tt // 4]`` (after hard tanh) that long videos are stitched from.
 
     Short-video tiling happens outside the graph, so a traced graph does not fix it at the example
     length and one graph serves every ``min_frames``; the frame similarity is computed once and is
@@ -116,7 +118,7 @@ class SimilarityGraph(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, query: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, query: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         from inference.similarities import pair_similarity
 
         return pair_similarity(self.model, query, target)
@@ -330,7 +332,8 @@ def _similarity_spec(name: str, model: nn.Module, regions: int) -> GraphSpec:
     return GraphSpec(
         name, name, SimilarityGraph(model).eval(),
         inputs=[("query", "float32", ["B", "Tq", regions, d]), ("target", "float32", ["B", "Tt", regions, d])],
-        outputs=[("similarity", "float32", ["B"]), ("frame_similarity", "float32", ["B", "Tq", "Tt"])],
+        outputs=[("similarity", "float32", ["B"]), ("frame_similarity", "float32", ["B", "Tq", "Tt"]),
+                 ("similarity_map", "float32", ["B", "Mq", "Mt"])],
         exporter="torchscript", example={"B": 2, "Tq": 12, "Tt": 20},
         parity_shapes=[{"B": 1, "Tq": 4, "Tt": 4}, {"B": 3, "Tq": 33, "Tt": 7}, {"B": 1, "Tq": 5, "Tt": 64},
                        {"B": 2, "Tq": 16, "Tt": 16}, {"B": 1, "Tq": 300, "Tt": 120}],

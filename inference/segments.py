@@ -116,6 +116,12 @@ def frame_intervals(times: np.ndarray | None, n: int, name: str = "times") -> np
     return np.stack([t, end], axis=1)
 
 
+BLOCK_CELLS = 1 << 20
+"""Cells of the similarity matrix one candidate-search step holds (rows or columns at a time): the
+top-k of each row and of each column does not depend on the others, so a long pair's search needs
+a few blocks' temporaries instead of several float64 copies of the whole matrix."""
+
+
 def degenerate_fraction(sim: np.ndarray, min_sim: float, *, eps: float = 0.001, run: int = 3) -> float:
     """Share of the matched query frames (best similarity ≥ ``min_sim``) that collapse onto one
     reference instant: the reference frame that is the best (within ``eps``) of the most query
@@ -135,9 +141,12 @@ def degenerate_fraction(sim: np.ndarray, min_sim: float, *, eps: float = 0.001, 
     n = int(matched.sum())
     if n < run:
         return 0.0
-    s = sim[matched]
-    near = s >= s.max(axis=1, keepdims=True) - eps
-    count = int(near.sum(axis=0).max())
+    votes = np.zeros(sim.shape[1], np.int64)
+    step = max(1, BLOCK_CELLS // sim.shape[1])
+    for a in range(0, sim.shape[0], step):
+        s = sim[a:a + step][matched[a:a + step]]
+        votes += (s >= s.max(axis=1, keepdims=True) - eps).sum(axis=0)
+    count = int(votes.max())
     return float(count / n) if count >= run else 0.0
 
 
@@ -147,13 +156,21 @@ def degenerate_fraction(sim: np.ndarray, min_sim: float, *, eps: float = 0.001, 
 
 def _candidates(sim: np.ndarray, live: np.ndarray, k: int, min_sim: float) -> tuple[np.ndarray, np.ndarray]:
     """(query, reference) indices of the row-wise and column-wise top-k live cells with ``sim >= min_sim``."""
-    masked = np.where(live, sim, -np.inf)
     tq, tr = sim.shape
     keep = np.zeros_like(live)
     kr, kc = min(k, tr), min(k, tq)
-    keep[np.arange(tq)[:, None], np.argpartition(-masked, kr - 1, axis=1)[:, :kr]] = True
-    keep[np.argpartition(-masked, kc - 1, axis=0)[:kc, :], np.arange(tr)[None, :]] = True
-    keep &= masked >= min_sim
+    rows_step, cols_step = max(1, BLOCK_CELLS // tr), max(1, BLOCK_CELLS // tq)
+    for a in range(0, tq, rows_step):
+        b = min(tq, a + rows_step)
+        masked = np.where(live[a:b], sim[a:b], -np.inf)
+        keep[np.arange(a, b)[:, None], np.argpartition(-masked, kr - 1, axis=1)[:, :kr]] = True
+    for a in range(0, tr, cols_step):
+        b = min(tr, a + cols_step)
+        masked = np.where(live[:, a:b], sim[:, a:b], -np.inf)
+        keep[np.argpartition(-masked, kc - 1, axis=0)[:kc, :], np.arange(a, b)[None, :]] = True
+    for a in range(0, tq, rows_step):
+        b = min(tq, a + rows_step)
+        keep[a:b] &= live[a:b] & (sim[a:b] >= min_sim)
     qi, rj = np.nonzero(keep)
     return qi, rj
 

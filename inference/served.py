@@ -25,6 +25,7 @@ import numpy as np
 
 from dupwatch.config import DEFAULT_FLAT_LUMA_STD
 from dupwatch.records import DecodedVideo, FrameChunk, VideoRepresentation, inset_id
+from inference.fine_blocks import CELL_BUDGET, blockwise_pair, needs_tiles
 from inference.flat_frames import blank_flat_frames
 from inference.frame_budget import coarse_by_windows, evenly_spaced
 from inference.thumbnails import thumbnails_of
@@ -152,11 +153,18 @@ class ClipAccumulator:
 
 
 def region_chamfer(query: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """``[Tq, R, D]`` × ``[Tt, R, D]`` → ``[Tq, Tt]``: max over the reference's regions, mean over the query's."""
+    """``[Tq, R, D]`` × ``[Tt, R, D]`` → ``[Tq, Tt]``: max over the reference's regions, mean over the
+    query's; in blocks of query frames so one product holds at most ``CELL_BUDGET · R²`` values."""
     tq, r, d = query.shape
     tt, r2, _ = ref.shape
-    sim = (query.reshape(tq * r, d) @ ref.reshape(tt * r2, d).T).reshape(tq, r, tt, r2)
-    return sim.max(axis=3).mean(axis=1)
+    flat_ref = ref.reshape(tt * r2, d).T
+    out = np.empty((tq, tt), np.result_type(query, ref))
+    step = max(1, CELL_BUDGET // max(1, tt))
+    for a in range(0, tq, step):
+        b = min(tq, a + step)
+        sim = (query[a:b].reshape((b - a) * r, d) @ flat_ref).reshape(b - a, r, tt, r2)
+        out[a:b] = sim.max(axis=3).mean(axis=1)
+    return out
 
 
 class PairScorer:
@@ -201,8 +209,13 @@ class PairScorer:
                 f2f = region_chamfer(q_untiled, ref.tiled[: ref.frames])
                 out[i] = PairScore(float(f2f.max(axis=1).mean()), f2f)
             return out  # type: ignore[return-value]
+        tq = len(query.tiled)
         for length, members in _groups(len(r.tiled) for r in refs).items():
-            for chunk in _chunks(members, self.max_batch):
+            if needs_tiles(tq, length):
+                for i in members:
+                    out[i] = self._score_long(query, refs[i])
+                continue
+            for chunk in _chunks(members, min(self.max_batch, CELL_BUDGET // (tq * length))):
                 targets = np.stack([refs[i].tiled for i in chunk])
                 queries = np.repeat(query.tiled[None], len(chunk), axis=0)
                 res = self.engine.run(self.graph, {"query": queries, "target": targets})
@@ -210,6 +223,14 @@ class PairScorer:
                     f2f = res["frame_similarity"][j, : query.frames, : refs[i].frames]
                     out[i] = PairScore(float(res["similarity"][j]), np.ascontiguousarray(f2f, dtype=np.float32))
         return out  # type: ignore[return-value]
+
+    def _score_long(self, query: IndexedVideo, ref: IndexedVideo) -> PairScore:
+        """A pair too long for one run (:data:`inference.fine_blocks.CELL_BUDGET`), tile by tile."""
+        def run(q: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
+            return self.engine.run(self.graph, {"query": q, "target": t})
+
+        score, f2f = blockwise_pair(run, query.tiled, ref.tiled)
+        return PairScore(score, np.ascontiguousarray(f2f[: query.frames, : ref.frames]))
 
     def compare_many(self, query: np.ndarray, refs: Sequence[np.ndarray]) -> list[PairScore]:
         indexed = self.index([query, *refs])

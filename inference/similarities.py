@@ -55,14 +55,16 @@ def frame_to_frame_similarity(query: torch.Tensor, target: torch.Tensor, binary:
     return sim
 
 
-def pair_similarity(model: nn.Module, query: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def pair_similarity(model: nn.Module, query: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A fine network (S²VS or a DnS fine student) on a batch of indexed pairs ``[B, Tq, R, D]``,
-    ``[B, Tt, R, D]``, each already at least the network's ``min_frames`` long → similarity ``[B]``
-    and the region-chamfer frame similarity ``[B, Tq, Tt]`` (the head's input, computed once)."""
+    ``[B, Tt, R, D]``, each already at least the network's ``min_frames`` long → similarity ``[B]``,
+    the region-chamfer frame similarity ``[B, Tq, Tt]`` (the head's input, computed once) and the
+    head's output after hard tanh ``[B, Tq // 4, Tt // 4]`` (the similarity is its row maxima's
+    mean; :mod:`inference.fine_blocks` stitches it from tiles of long videos)."""
     f2f = frame_to_frame_similarity(query, target, binary=bool(getattr(model, "binary", False)))
     out, _ = model.visil_head(f2f.unsqueeze(1))
     out = hard_tanh(out[:, 0])
-    return chamfer_similarity(out, max_axis=2, mean_axis=1), f2f
+    return chamfer_similarity(out, max_axis=2, mean_axis=1), f2f, out
 
 
 def repeat_to_min_length(x: torch.Tensor, min_len: int = 4, dim: int = 0) -> torch.Tensor:

@@ -44,7 +44,7 @@ def test_similarity_dynamic_tq_tt(specs, graph, tmp_path):
     dims = [d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim]
     assert dims[:2] == ["B", "Tq"]
     out = {o.name for o in model.graph.output}
-    assert out == {"similarity", "frame_similarity"}
+    assert out == {"similarity", "frame_similarity", "similarity_map"}
 
 
 @pytest.mark.parametrize("min_frames", [4, 16])

@@ -156,3 +156,41 @@ def test_copies_pass_the_motion_gate(clips: dict[str, tuple[np.ndarray, np.ndarr
     evidence = a.level_evidence()
     assert evidence.motion_agreement == pytest.approx(agreement) and evidence.motion_magnitude == pytest.approx(magnitude)
     assert decide_level(0.9, replace(evidence, aligned_length_s=10.0), gate, copy_score=0.99) == "copy"
+
+
+def test_candidate_search_in_blocks_is_the_whole_matrix_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The segment search's candidates (row and column top-k of the live cells) are computed a block
+    of rows or columns at a time; any block size gives the cells the whole-matrix search gives."""
+    import inference.segments as seg
+
+    rng = np.random.default_rng(5)
+    sim = rng.random((57, 43)) * 0.8
+    sim[10:40, 5:35] += np.eye(30) * 0.5  # a diagonal, and ties on a plateau
+    sim[45:, 38:] = 0.6
+    live = rng.random(sim.shape) > 0.2
+    masked = np.where(live, sim, -np.inf)
+    keep = np.zeros_like(live)
+    keep[np.arange(57)[:, None], np.argpartition(-masked, 4, axis=1)[:, :5]] = True
+    keep[np.argpartition(-masked, 4, axis=0)[:5, :], np.arange(43)[None, :]] = True
+    keep &= masked >= 0.5
+    whole = np.nonzero(keep)
+    for cells in (1, 7, 100, 1 << 20):
+        monkeypatch.setattr(seg, "BLOCK_CELLS", cells)
+        got = seg._candidates(sim, live, 5, 0.5)
+        assert all(np.array_equal(g, w) for g, w in zip(got, whole))
+
+
+def test_degenerate_fraction_in_blocks_counts_what_the_whole_matrix_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    import inference.segments as seg
+
+    rng = np.random.default_rng(6)
+    sim = rng.random((61, 29)) * 0.5
+    sim[5:50, 7] = 0.9  # most query frames pile onto one reference frame
+    sim[3:9, 20] = 0.95
+    expected = seg.degenerate_fraction(sim, 0.6)
+    matched = sim.max(axis=1) >= 0.6
+    s = sim[matched]
+    assert expected == pytest.approx((s >= s.max(axis=1, keepdims=True) - 0.001).sum(axis=0).max() / matched.sum())
+    for cells in (1, 29, 100):
+        monkeypatch.setattr(seg, "BLOCK_CELLS", cells)
+        assert seg.degenerate_fraction(sim, 0.6) == expected
