@@ -25,7 +25,7 @@ import numpy as np
 
 from dupwatch.config import DEFAULT_FLAT_LUMA_STD
 from dupwatch.records import DecodedVideo, FrameChunk, VideoRepresentation, inset_id
-from inference.fine_blocks import CELL_BUDGET, blockwise_pair, needs_tiles
+from inference.fine_blocks import CELL_BUDGET, MAX_RUN_FRAMES, blockwise_pair, needs_tiles
 from inference.flat_frames import blank_flat_frames
 from inference.frame_budget import coarse_by_windows, evenly_spaced
 from inference.thumbnails import thumbnails_of
@@ -187,12 +187,19 @@ class PairScorer:
         return max(HEAD_MIN_FRAMES, int(n))
 
     def index(self, videos: Sequence[np.ndarray]) -> list[IndexedVideo]:
-        """Region features ``[T, R, D]`` of several videos → indexed, videos of one tiled length in one run."""
+        """Region features ``[T, R, D]`` of several videos → indexed, videos of one tiled length in one run
+        (a video longer than :data:`inference.fine_blocks.MAX_RUN_FRAMES` in pieces of that length)."""
         out: list[IndexedVideo | None] = [None] * len(videos)
         if self.graph is None:
             return [IndexedVideo(len(v), tile_frames(np.asarray(v, np.float32), HEAD_MIN_FRAMES)) for v in videos]
         tiled = [tile_frames(np.asarray(v, np.float32), self.min_frames) for v in videos]
         for length, members in _groups(len(t) for t in tiled).items():
+            if length > MAX_RUN_FRAMES:  # the index graph works frame by frame: index a long video in pieces
+                for i in members:
+                    pieces = [self.engine.run(f"{self.graph}_index", {"features": tiled[i][None, a:a + MAX_RUN_FRAMES]})["indexed"][0]
+                              for a in range(0, length, MAX_RUN_FRAMES)]
+                    out[i] = IndexedVideo(len(videos[i]), np.concatenate(pieces))
+                continue
             for chunk in _chunks(members, self.max_batch):
                 batch = np.stack([tiled[i] for i in chunk])
                 indexed = self.engine.run(f"{self.graph}_index", {"features": batch})["indexed"]

@@ -141,3 +141,26 @@ def test_served_scorer_bounds_every_run_and_matches_one_run(fine: Any) -> None:
     assert got[1].score == pytest.approx(float(whole["similarity"][0]), abs=1e-4)
     np.testing.assert_allclose(got[1].frame_similarity, whole["frame_similarity"][0], atol=1e-4)
     assert got[1].frame_similarity.shape == (1000, 620)
+
+
+def test_a_video_longer_than_a_graph_run_is_indexed_in_pieces(fine: Any) -> None:
+    """The index graph works frame by frame, so pieces of at most MAX_RUN_FRAMES give the whole result."""
+    from inference.bundle import load_bundle
+    from inference.engines import OnnxRuntimeEngine, onnx_graphs
+    from inference.served import PairScorer
+
+    class Lengths(_Recording):
+        def run(self, graph: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            self.cells.append(inputs["features"].shape[1])
+            return self.engine.run(graph, inputs)
+
+    engine = Lengths(OnnxRuntimeEngine(onnx_graphs(load_bundle(DEFAULT)), threads=1))
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((MAX_RUN_FRAMES + 300, 9, int(fine.dims))).astype(np.float32)
+    x /= np.linalg.norm(x, axis=-1, keepdims=True)
+    got = PairScorer(engine, "fine").index([x])[0]
+    assert engine.cells == [MAX_RUN_FRAMES, 300]
+    with torch.inference_mode():
+        whole = fine.index_video(torch.from_numpy(x)[None])[0].numpy()
+    assert got.frames == len(x)
+    np.testing.assert_allclose(got.tiled, whole, atol=1e-5)
