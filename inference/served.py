@@ -555,18 +555,21 @@ def represent_stream(models: Any, stream: Iterable[FrameChunk], *, tenant: str =
 
 
 def stale_graphs(bundle: Bundle) -> list[str]:
-    """ONNX graphs whose source weights changed after they were exported (``source_sha256`` in the
-    graph's manifest entry against the artifact's current sha256)."""
+    """ONNX graphs this build must not serve: exported from other weights than the artifact's now
+    (``source_sha256`` in the graph's manifest entry against the artifact's current sha256), or a
+    fine pair graph (one with ``frame_similarity``) exported before it had the ``similarity_map``
+    output that long pairs are stitched from (:mod:`inference.fine_blocks`)."""
     from inference.engines import ONNX_PREFIX
 
     stale = []
     for name, entry in bundle.manifest.artifacts.items():
         if entry.kind != "onnx" or not name.startswith(ONNX_PREFIX):
             continue
-        for source, sha in (entry.config.get("source_sha256") or {}).items():
-            if not bundle.has(source) or bundle.entry(source).sha256 != sha:
-                stale.append(name[len(ONNX_PREFIX):])
-                break
+        outputs = {o.name for o in entry.outputs}
+        moved = any(not bundle.has(source) or bundle.entry(source).sha256 != sha
+                    for source, sha in (entry.config.get("source_sha256") or {}).items())
+        if moved or ("frame_similarity" in outputs and "similarity_map" not in outputs):
+            stale.append(name[len(ONNX_PREFIX):])
     return stale
 
 
@@ -606,8 +609,8 @@ def load_models(settings: Settings) -> Any:
             engine, description = None, f"torch ({exc})"
     stale = stale_graphs(bundle)
     if engine is not None and stale:
-        log.warning("bundle %s: ONNX graphs %s were exported from other weights than the bundle's: serving it "
-                    "with PyTorch (run `dupwatch export %s`)", bundle.root, ", ".join(stale), bundle.root)
+        log.warning("bundle %s: ONNX graphs %s were exported from other weights than the bundle's or by an "
+                    "older build: serving it with PyTorch (run `dupwatch export %s`)", bundle.root, ", ".join(stale), bundle.root)
         engine, description = None, f"torch (stale ONNX graphs: {', '.join(stale)})"
     if engine is not None:
         missing = [g for gs in served_graphs(bundle).values() for g in gs if g not in engine.graphs()]

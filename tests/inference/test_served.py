@@ -149,3 +149,19 @@ def test_stale_graphs_are_not_served(tmp_path) -> None:  # type: ignore[no-untyp
     models = load_models(Settings(model=ModelConfig(bundle=copy)))
     assert type(models).__name__ == "VideoModels"
     assert "stale ONNX graphs: coarse" in models.engine_description
+
+
+def test_a_fine_graph_without_the_similarity_map_is_stale(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A fine graph exported before long pairs were compared in tiles lacks ``similarity_map``: it is
+    not served (PyTorch serves the bundle) instead of failing on the first long pair."""
+    import shutil
+
+    from inference.served import stale_graphs
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(DEFAULT, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    entry = manifest["artifacts"]["onnx/fine"]
+    entry["outputs"] = [o for o in entry["outputs"] if o["name"] != "similarity_map"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert stale_graphs(load_bundle(copy)) == ["fine"]
