@@ -62,6 +62,14 @@ class Tile:
     def cell_stop(self, length: int) -> int:
         return length // STRIDE if self.keep_stop == length else self.keep_stop // STRIDE
 
+    def spans(self, length: int) -> tuple[slice, slice, slice, slice]:
+        """(kept frames, the same within the tile, kept head cells, the same within the tile's head
+        output) of a tile of a ``length``-frame video."""
+        first, last = self.cell_start, self.cell_stop(length)
+        cells0 = self.start // STRIDE
+        return (slice(self.keep_start, self.keep_stop), slice(self.keep_start - self.start, self.keep_stop - self.start),
+                slice(first, last), slice(first - cells0, last - cells0))
+
 
 def needs_tiles(query_frames: int, target_frames: int) -> bool:
     """Whether one pair must be compared tile by tile (over the cell budget or a graph's length)."""
@@ -84,20 +92,17 @@ def blockwise_pair(run: PairRun, query: np.ndarray, target: np.ndarray,
     tq, tt = len(query), len(target)
     f2f = np.empty((tq, tt), np.float32)
     best = np.full(tq // STRIDE, -np.inf, np.float32)
-    target_tiles = list(tiles(tt, tile_frames))
+    target_tiles = [(rt, rt.spans(tt)) for rt in tiles(tt, tile_frames)]
     for qt in tiles(tq, tile_frames):
         q = query[None, qt.start:qt.stop]
-        for rt in target_tiles:
+        q_frames, q_local, q_cells, q_cells_local = qt.spans(tq)
+        for rt, (r_frames, r_local, _, r_cells_local) in target_tiles:
             res = run(q, target[None, rt.start:rt.stop])
             if "similarity_map" not in res:
                 raise KeyError("the fine graph has no similarity_map output (exported before long videos were "
                                "compared in tiles); re-export the bundle with `dupwatch export`")
-            part = res["frame_similarity"][0]
-            f2f[qt.keep_start:qt.keep_stop, rt.keep_start:rt.keep_stop] = \
-                part[qt.keep_start - qt.start:qt.keep_stop - qt.start, rt.keep_start - rt.start:rt.keep_stop - rt.start]
-            cells = res["similarity_map"][0]
-            q0, t0 = qt.start // STRIDE, rt.start // STRIDE
-            kept = cells[qt.cell_start - q0:qt.cell_stop(tq) - q0, rt.cell_start - t0:rt.cell_stop(tt) - t0]
+            f2f[q_frames, r_frames] = res["frame_similarity"][0][q_local, r_local]
+            kept = res["similarity_map"][0][q_cells_local, r_cells_local]
             if kept.size:
-                np.maximum(best[qt.cell_start:qt.cell_stop(tq)], kept.max(axis=1), out=best[qt.cell_start:qt.cell_stop(tq)])
+                np.maximum(best[q_cells], kept.max(axis=1), out=best[q_cells])
     return float(best.mean(dtype=np.float64)), f2f

@@ -163,14 +163,13 @@ def _candidates(sim: np.ndarray, live: np.ndarray, k: int, min_sim: float) -> tu
     for a in range(0, tq, rows_step):
         b = min(tq, a + rows_step)
         masked = np.where(live[a:b], sim[a:b], -np.inf)
-        keep[np.arange(a, b)[:, None], np.argpartition(-masked, kr - 1, axis=1)[:, :kr]] = True
+        top = np.argpartition(-masked, kr - 1, axis=1)[:, :kr]
+        keep[np.arange(a, b)[:, None], top] |= np.take_along_axis(masked, top, axis=1) >= min_sim
     for a in range(0, tr, cols_step):
         b = min(tr, a + cols_step)
         masked = np.where(live[:, a:b], sim[:, a:b], -np.inf)
-        keep[np.argpartition(-masked, kc - 1, axis=0)[:kc, :], np.arange(a, b)[None, :]] = True
-    for a in range(0, tq, rows_step):
-        b = min(tq, a + rows_step)
-        keep[a:b] &= live[a:b] & (sim[a:b] >= min_sim)
+        top = np.argpartition(-masked, kc - 1, axis=0)[:kc, :]
+        keep[top, np.arange(a, b)[None, :]] |= np.take_along_axis(masked, top, axis=0) >= min_sim
     qi, rj = np.nonzero(keep)
     return qi, rj
 
