@@ -47,7 +47,10 @@ from typing import Any
 import numpy as np
 
 from detect.copy_trees import TreeEnsemble, TreeEnsembleError
+from inference import similarity_matrix
 from inference.alignment import AlignmentEvidence
+from inference.frame_budget import evenly_spaced
+from inference.similarity_matrix import row_blocks
 
 __all__ = ["FEATURES", "PIXEL_FEATURES", "CopyHead", "CopyHeadError", "copy_head_for", "copy_threshold_fits_head", "pair_features",
            "region_layout", "motion_agreement", "pixel_agreement", "fit_copy_head"]
@@ -126,6 +129,8 @@ def region_layout(query_regions: np.ndarray, ref_regions: np.ndarray, frame_simi
 
 MIN_MOTION_FRAMES = 3
 """Fewer sampled frames leave no change over time to compare."""
+SELF_SIM_MAX_FRAMES = 1024
+"""Query frames the self-similarity agreement reads at most (17 min at 1 fps; every benchmark video is shorter)."""
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -146,7 +151,9 @@ def motion_agreement(query_regions: np.ndarray, ref_regions: np.ndarray,
       best-matching reference frame (copy: high; another moment: near 0);
     - ``motion_magnitude``: the smaller of the two videos' mean change (how much there is to compare);
     - ``self_similarity_agreement``: correlation between the query's frame-to-frame similarities and
-      those of the matched reference frames (the same change pattern in time).
+      those of the matched reference frames (the same change pattern in time), over at most
+      :data:`SELF_SIM_MAX_FRAMES` evenly spaced query frames (their products grow with the square
+      of the length: a 4 h upload's would take several GB).
 
     All three are 0 when either video has fewer than :data:`MIN_MOTION_FRAMES` frames.
     """
@@ -162,8 +169,12 @@ def motion_agreement(query_regions: np.ndarray, ref_regions: np.ndarray,
     best = sim.argmax(axis=1)
     agreement = float((_unit(q_change) * _unit(r_change[best])).sum(axis=1).mean())
     magnitude = float(min(np.linalg.norm(q_change, axis=1).mean(), np.linalg.norm(r_change, axis=1).mean()))
-    upper = np.triu_indices(len(best), 1)
-    a, b = (qf @ qf.T)[upper], (rf @ rf.T)[np.ix_(best, best)][upper]
+    rows = evenly_spaced(np.arange(len(best)), SELF_SIM_MAX_FRAMES)
+    qs, matched = qf[rows], best[rows]
+    # a short reference's products come from its whole Gram matrix, the values the head was fitted on
+    rs = (rf @ rf.T)[np.ix_(matched, matched)] if len(rf) <= SELF_SIM_MAX_FRAMES else rf[matched] @ rf[matched].T
+    upper = np.triu_indices(len(rows), 1)
+    a, b = (qs @ qs.T)[upper], rs[upper]
     self_sim = float(np.corrcoef(a, b)[0, 1]) if a.std() > 1e-6 and b.std() > 1e-6 else 0.0
     return agreement, magnitude, self_sim
 
@@ -209,7 +220,12 @@ def pixel_agreement(query_thumbs: np.ndarray | None, ref_thumbs: np.ndarray | No
     if len(q) < MIN_MOTION_FRAMES or len(r) < MIN_MOTION_FRAMES:
         return math.nan
     ref = _pixel_changes(r)
-    return max(float((_pixel_changes(q, mirror) @ ref.T).max(axis=1).mean()) for mirror in (False, True))
+    step = max(1, similarity_matrix.BLOCK_CELLS // len(ref))  # rows of query changes against every reference change at a time
+
+    def best_mean(changes: np.ndarray) -> float:
+        return float(np.concatenate([(changes[a:a + step] @ ref.T).max(axis=1) for a in range(0, len(changes), step)]).mean())
+
+    return max(best_mean(_pixel_changes(q, mirror)) for mirror in (False, True))
 
 
 def pair_features(fine_score: float, frame_similarity: np.ndarray, evidence: AlignmentEvidence,
@@ -222,14 +238,15 @@ def pair_features(fine_score: float, frame_similarity: np.ndarray, evidence: Ali
     :func:`region_layout`, ``motion`` :func:`motion_agreement` and ``pixel`` :func:`pixel_agreement`
     of the pair (``nan``: unknown).
     """
-    sim = np.asarray(frame_similarity, np.float64)
+    sim = np.asarray(frame_similarity)
     if sim.ndim != 2 or sim.size == 0:
         raise ValueError(f"frame_similarity must be a non-empty [Tq, Tr] matrix, got {sim.shape}")
     has = 1.0 if evidence.num_segments > 0 else 0.0
     speed = max(float(evidence.speed_ratio), 1e-2)
     abs_log_speed = min(abs(math.log(speed)), 3.0) * has
-    chamfer = float(sim.max(axis=1).mean())
-    peak = float((sim.max(axis=1) - sim.mean(axis=1)).mean())
+    best, mean = (np.concatenate(parts) for parts in zip(*((b.max(axis=1), b.mean(axis=1)) for _, b in row_blocks(sim))))
+    chamfer = float(best.mean())
+    peak = float((best - mean).mean())
     fine = float(fine_score)
     return np.array(
         [

@@ -48,6 +48,7 @@ import numpy as np
 
 from dupwatch.records import Segment
 from inference.segments import FoundSegment, SegmentParams, degenerate_fraction, find_segments, frame_intervals, search_segments
+from inference.similarity_matrix import cells, checked, row_blocks
 
 __all__ = [
     "AlignmentEvidence",
@@ -66,15 +67,6 @@ __all__ = [
 
 # --------------------------------------------------------------------------------------------
 # shape helpers
-
-
-def _check_sim(sim: np.ndarray) -> np.ndarray:
-    sim = np.asarray(sim, dtype=np.float64)
-    if sim.ndim != 2 or sim.shape[0] == 0 or sim.shape[1] == 0:
-        raise ValueError(f"similarity matrix must be [Tq, Tr] with Tq, Tr >= 1, got {sim.shape}")
-    if not np.all(np.isfinite(sim)):
-        raise ValueError("similarity matrix holds non-finite values")
-    return sim
 
 
 def _check_times(times: np.ndarray | None, n: int, name: str) -> np.ndarray:
@@ -159,7 +151,7 @@ def _dtw_backtrack(acc: np.ndarray, maximize: bool) -> np.ndarray:
 
 def dtw(sim: np.ndarray) -> DtwResult:
     """Full-alignment DTW over a similarity matrix ``[Tq, Tr]``, maximizing summed similarity."""
-    sim = _check_sim(sim)
+    sim = np.asarray(checked(sim), np.float64)
     acc = _dtw_accumulate(sim, maximize=True)
     return DtwResult(path=_dtw_backtrack(acc, maximize=True), score=float(acc[-1, -1]))
 
@@ -227,11 +219,11 @@ class AlignedPath:
 def _top_k_nodes(sim: np.ndarray, top_k: int, min_sim: float) -> list[np.ndarray]:
     """Per query frame: the reference indices of its top-k matches with ``sim >= min_sim``."""
     k = min(top_k, sim.shape[1])
-    idx = np.argpartition(-sim, k - 1, axis=1)[:, :k]
     out = []
-    for i in range(sim.shape[0]):
-        js = idx[i][sim[i, idx[i]] >= min_sim]
-        out.append(np.sort(js))
+    for _, block in row_blocks(sim):
+        idx = np.argpartition(-block, k - 1, axis=1)[:, :k]
+        top = np.take_along_axis(block, idx, axis=1) >= min_sim
+        out.extend(np.sort(js[ok]) for js, ok in zip(idx, top))
     return out
 
 
@@ -246,7 +238,7 @@ def _longest_path(sim: np.ndarray, nodes: list[np.ndarray], max_step: int) -> Al
     top_score, top_at = -np.inf, (-1, -1)
     for i in range(tq):
         js = nodes[i]
-        own = sim[i, js] if len(js) else np.empty(0)
+        own = cells(sim, i, js) if len(js) else np.empty(0)
         score = own.copy()
         bi = np.full(len(js), -1, dtype=np.int64)
         bp = np.full(len(js), -1, dtype=np.int64)
@@ -278,7 +270,7 @@ def _longest_path(sim: np.ndarray, nodes: list[np.ndarray], max_step: int) -> Al
         path.append((i, int(nodes[i][a])))
         i, a = int(back[i][0][a]), int(back[i][1][a])
     p = np.asarray(path[::-1], dtype=np.int64)
-    return AlignedPath(path=p, sims=sim[p[:, 0], p[:, 1]])
+    return AlignedPath(path=p, sims=cells(sim, p[:, 0], p[:, 1]))
 
 
 def temporal_network(
@@ -294,7 +286,7 @@ def temporal_network(
 
     ``min_length`` counts matched query frames on a path; shorter paths are dropped.
     """
-    sim = _check_sim(sim)
+    sim = checked(sim)
     if min_length < 1 or max_step < 1 or top_k < 1 or max_paths < 1:
         raise ValueError("min_length, max_step, top_k and max_paths must be >= 1")
     nodes = _top_k_nodes(sim, top_k, min_sim)
@@ -343,7 +335,7 @@ def tn_segments(
     still on the reference (speed 0) and its boxes may overlap. ``[T]`` times give a one-frame
     match zero length. Alerts use :func:`align_segments`.
     """
-    sim = _check_sim(sim)
+    sim = checked(sim)
     qt = _check_times(query_times, sim.shape[0], "query_times")
     rt = _check_times(ref_times, sim.shape[1], "ref_times")
     paths = temporal_network(
@@ -361,7 +353,7 @@ def align_segments(
     params: SegmentParams = SegmentParams(),
 ) -> list[Segment]:
     """Copy segments in seconds (:func:`inference.segments.find_segments`), strongest first."""
-    sim = _check_sim(sim)
+    sim = checked(sim)
     return [f.segment for f in find_segments(sim, query_times, ref_times, params)]
 
 
@@ -426,7 +418,7 @@ def _contrast(sim: np.ndarray, paths: list[FoundSegment], near: int = 2, far: in
             js = np.r_[j - far : j - near + 1, j + near : j + far + 1]
             js = js[(js >= 0) & (js < tr)]
             if len(js):
-                vals.append(sim[i, j] - sim[i, js].mean())
+                vals.append(cells(sim, i, j) - cells(sim, i, js).mean())
     return float(np.mean(vals)) if vals else 0.0
 
 
@@ -445,7 +437,7 @@ def alignment_evidence(
     min_sim: float = SegmentParams().min_sim,
 ) -> AlignmentEvidence:
     """Evidence for one pair from the segments of :func:`inference.segments.find_segments` on the same ``sim``."""
-    sim = _check_sim(sim)
+    sim = checked(sim)
     qt = frame_intervals(query_times, sim.shape[0], "query_times")
     rt = frame_intervals(ref_times, sim.shape[1], "ref_times")
     degenerate = degenerate_fraction(sim, min_sim)
@@ -491,7 +483,7 @@ def align_pair(
     of contrast (:func:`inference.segments.search_segments`): a copy of slowly changing footage
     cannot be placed at 1 fps, but its flat line (low ``temporal_contrast``, high
     ``degenerate_fraction`` when static) still tells the copy head something."""
-    sim = _check_sim(sim)
+    sim = checked(sim)
     found, flat = search_segments(sim, query_times, ref_times, params)
     return [f.segment for f in found], alignment_evidence(sim, found + flat, query_times, ref_times, params.min_sim)
 
@@ -512,7 +504,7 @@ def tn_evidence(
     reading the evidence it was trained on, so a change of the segment search cannot shift its
     calibrated threshold. ``degenerate_fraction`` is that of the whole matrix, as in :func:`align_pair`.
     """
-    sim = _check_sim(sim)
+    sim = checked(sim)
     qt = _check_times(query_times, sim.shape[0], "query_times")
     rt = _check_times(ref_times, sim.shape[1], "ref_times")
     p = HEAD_TN_PARAMS

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dupwatch.records import Segment
+from inference.similarity_matrix import cells, checked, row_blocks
 
 __all__ = ["FoundSegment", "SegmentParams", "degenerate_fraction", "find_segments", "frame_intervals", "search_segments"]
 
@@ -116,12 +117,6 @@ def frame_intervals(times: np.ndarray | None, n: int, name: str = "times") -> np
     return np.stack([t, end], axis=1)
 
 
-BLOCK_CELLS = 1 << 20
-"""Cells of the similarity matrix one candidate-search step holds (rows or columns at a time): the
-top-k of each row and of each column does not depend on the others, so a long pair's search needs
-a few blocks' temporaries instead of several float64 copies of the whole matrix."""
-
-
 def degenerate_fraction(sim: np.ndarray, min_sim: float, *, eps: float = 0.001, run: int = 3) -> float:
     """Share of the matched query frames (best similarity ≥ ``min_sim``) that collapse onto one
     reference instant: the reference frame that is the best (within ``eps``) of the most query
@@ -135,16 +130,14 @@ def degenerate_fraction(sim: np.ndarray, min_sim: float, *, eps: float = 0.001, 
     a still shot (about 0.0001 apart). Evidence *against* a copy: it gates the copy level
     (:mod:`detect.levels`, ``detection.max_degenerate``) and is never a segment.
     """
-    sim = np.asarray(sim, np.float64)
-    top = sim.max(axis=1)
-    matched = top >= min_sim
+    sim = checked(sim)
+    matched = np.concatenate([block.max(axis=1) >= min_sim for _, block in row_blocks(sim)])
     n = int(matched.sum())
     if n < run:
         return 0.0
     votes = np.zeros(sim.shape[1], np.int64)
-    step = max(1, BLOCK_CELLS // sim.shape[1])
-    for a in range(0, sim.shape[0], step):
-        s = sim[a:a + step][matched[a:a + step]]
+    for a, block in row_blocks(sim):
+        s = block[matched[a:a + len(block)]]
         votes += (s >= s.max(axis=1, keepdims=True) - eps).sum(axis=0)
     count = int(votes.max())
     return float(count / n) if count >= run else 0.0
@@ -155,19 +148,21 @@ def degenerate_fraction(sim: np.ndarray, min_sim: float, *, eps: float = 0.001, 
 
 
 def _candidates(sim: np.ndarray, live: np.ndarray, k: int, min_sim: float) -> tuple[np.ndarray, np.ndarray]:
-    """(query, reference) indices of the row-wise and column-wise top-k live cells with ``sim >= min_sim``."""
+    """(query, reference) indices of the row-wise and column-wise top-k live cells with ``sim >= min_sim``.
+
+    Each row's and each column's top-k is its own, so they are taken a block of rows, then of
+    columns, at a time (:data:`inference.similarity_matrix.BLOCK_CELLS`)."""
     tq, tr = sim.shape
     keep = np.zeros_like(live)
     kr, kc = min(k, tr), min(k, tq)
-    rows_step, cols_step = max(1, BLOCK_CELLS // tr), max(1, BLOCK_CELLS // tq)
-    for a in range(0, tq, rows_step):
-        b = min(tq, a + rows_step)
-        masked = np.where(live[a:b], sim[a:b], -np.inf)
+    for a, block in row_blocks(sim):
+        b = a + len(block)
+        masked = np.where(live[a:b], block, -np.inf)
         top = np.argpartition(-masked, kr - 1, axis=1)[:, :kr]
         keep[np.arange(a, b)[:, None], top] |= np.take_along_axis(masked, top, axis=1) >= min_sim
-    for a in range(0, tr, cols_step):
-        b = min(tr, a + cols_step)
-        masked = np.where(live[:, a:b], sim[:, a:b], -np.inf)
+    for a, block in row_blocks(sim.T):
+        b = a + len(block)
+        masked = np.where(live[:, a:b], block.T, -np.inf)
         top = np.argpartition(-masked, kc - 1, axis=0)[:kc, :]
         keep[top, np.arange(a, b)[None, :]] |= np.take_along_axis(masked, top, axis=0) >= min_sim
     qi, rj = np.nonzero(keep)
@@ -208,7 +203,7 @@ def _along(sim: np.ndarray, live: np.ndarray, qc: np.ndarray, rc: np.ndarray, sp
     ok = cols < hi[:, None]
     cols = np.minimum(cols, tr - 1)
     rows = np.arange(tq)[:, None]
-    vals = np.where(ok & live[rows, cols], sim[rows, cols], -np.inf)
+    vals = np.where(ok & live[rows, cols], cells(sim, rows, cols), -np.inf)
     j = vals.argmax(axis=1)
     best = vals[np.arange(tq), j]
     hit = best >= min_sim
@@ -247,11 +242,11 @@ def _monotone(qi: np.ndarray, rj: np.ndarray) -> np.ndarray:
 def _trim(sim: np.ndarray, qi: np.ndarray, rj: np.ndarray, min_length: int, ratio: float = 0.75) -> tuple[np.ndarray, np.ndarray]:
     """Drop weak matches at the run's ends (below ``ratio`` × the run's median similarity): the
     neighbours of a copy's first and last frames often pass ``min_sim`` but belong to no copy."""
-    med = float(np.median(sim[qi, rj]))
+    med = float(np.median(cells(sim, qi, rj)))
     a, b = 0, len(qi)
-    while b - a > min_length and sim[qi[a], rj[a]] < ratio * med:
+    while b - a > min_length and cells(sim, qi[a], rj[a]) < ratio * med:
         a += 1
-    while b - a > min_length and sim[qi[b - 1], rj[b - 1]] < ratio * med:
+    while b - a > min_length and cells(sim, qi[b - 1], rj[b - 1]) < ratio * med:
         b -= 1
     return qi[a:b], rj[a:b]
 
@@ -280,11 +275,11 @@ def _contrast(sim: np.ndarray, qi: np.ndarray, rj: np.ndarray, near: int = 2, fa
         if axis == 1:
             idx = rj[:, None] + sign * offs[None, :]
             ok = (idx >= 0) & (idx < tr)
-            vals = sim[qi[:, None], np.clip(idx, 0, tr - 1)]
+            vals = cells(sim, qi[:, None], np.clip(idx, 0, tr - 1))
         else:
             idx = qi[:, None] + sign * offs[None, :]
             ok = (idx >= 0) & (idx < tq)
-            vals = sim[np.clip(idx, 0, tq - 1), rj[:, None]]
+            vals = cells(sim, np.clip(idx, 0, tq - 1), rj[:, None])
         count = ok.sum(axis=1)
         mean = np.where(count > 0, (vals * ok).sum(axis=1) / np.maximum(count, 1), -np.inf)
         sides.append(mean)
@@ -292,7 +287,7 @@ def _contrast(sim: np.ndarray, qi: np.ndarray, rj: np.ndarray, near: int = 2, fa
     has = np.isfinite(top)
     if not has.any():
         return 0.0
-    return float((sim[qi, rj] - top)[has].mean())
+    return float((cells(sim, qi, rj) - top)[has].mean())
 
 
 def _overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -328,11 +323,7 @@ def search_segments(sim: np.ndarray, query_times: np.ndarray | None = None, ref_
     """(segments, flat lines): :func:`find_segments`'s segments and the lines it turned down for
     lack of contrast (a plateau: static footage, or footage that changes too slowly to place at this
     sampling rate), which are never reported but are evidence for the copy head."""
-    sim = np.asarray(sim, np.float64)
-    if sim.ndim != 2 or 0 in sim.shape:
-        raise ValueError(f"similarity matrix must be [Tq, Tr] with Tq, Tr >= 1, got {sim.shape}")
-    if not np.all(np.isfinite(sim)):
-        raise ValueError("similarity matrix holds non-finite values")
+    sim = checked(sim)
     tq, tr = sim.shape
     qt, rt = frame_intervals(query_times, tq, "query_times"), frame_intervals(ref_times, tr, "ref_times")
     qc, rc = qt[:, 0], rt[:, 0]  # the sampling instants: a query instant t shows the reference instant speed·t + offset
@@ -349,7 +340,7 @@ def search_segments(sim: np.ndarray, query_times: np.ndarray | None = None, ref_
         ci, cj = _candidates(sim, live, p.top_k, p.min_sim)
         if len(ci) < p.min_length:
             break
-        speed, offset, _votes = _best_line(qc[ci], rc[cj], sim[ci, cj], speeds, r_step / 2)
+        speed, offset, _votes = _best_line(qc[ci], rc[cj], cells(sim, ci, cj), speeds, r_step / 2)
         found = _extract(sim, live, qt, rt, qc, rc, q_step, r_step, speed, offset, p)
         if found is None:
             # nothing on the strongest line forms a run: drop its voters and look again
@@ -385,8 +376,8 @@ def _extract(sim: np.ndarray, live: np.ndarray, qt: np.ndarray, rt: np.ndarray, 
     runs = _runs(match, p.max_gap, p.min_length)
     if not runs:
         return None
-    run = max(runs, key=lambda r: float(sim[r, match[r]].sum()))
-    s, b = _fit(qc[run], rc[match[run]], sim[run, match[run]], p.min_speed, p.max_speed, speed)
+    run = max(runs, key=lambda r: float(cells(sim, r, match[r]).sum()))
+    s, b = _fit(qc[run], rc[match[run]], cells(sim, run, match[run]), p.min_speed, p.max_speed, speed)
     # re-extract along the refitted line, near the run
     tol = 0.75 * max(r_step, s * q_step)
     match2 = _along(sim, live, qc, rc, s, b, tol, p.min_sim)
@@ -395,7 +386,7 @@ def _extract(sim: np.ndarray, live: np.ndarray, qt: np.ndarray, rt: np.ndarray, 
     window[lo:hi] = match2[lo:hi]
     runs2 = _runs(window, p.max_gap, p.min_length)
     if runs2:
-        run2 = max(runs2, key=lambda r: float(sim[r, window[r]].sum()))
+        run2 = max(runs2, key=lambda r: float(cells(sim, r, window[r]).sum()))
         if len(run2) >= len(run):
             run, match = run2, window
     qi, rj = run, match[run]
@@ -403,7 +394,7 @@ def _extract(sim: np.ndarray, live: np.ndarray, qt: np.ndarray, rt: np.ndarray, 
     qi, rj = _trim(sim, qi[keep], rj[keep], p.min_length)
     if len(qi) < p.min_length:
         return None
-    sims = sim[qi, rj]
+    sims = cells(sim, qi, rj)
     s, b = _fit(qc[qi], rc[rj], sims, p.min_speed, p.max_speed, s)
     if p.snap_same_speed is not None and s != 1.0:
         # a few frames cannot tell 0.8× from 1×: keep the same speed when it fits the matches as well

@@ -162,6 +162,7 @@ def test_candidate_search_in_blocks_is_the_whole_matrix_search(monkeypatch: pyte
     """The segment search's candidates (row and column top-k of the live cells) are computed a block
     of rows or columns at a time; any block size gives the cells the whole-matrix search gives."""
     import inference.segments as seg
+    from inference import similarity_matrix
 
     rng = np.random.default_rng(5)
     sim = rng.random((57, 43)) * 0.8
@@ -175,13 +176,14 @@ def test_candidate_search_in_blocks_is_the_whole_matrix_search(monkeypatch: pyte
     keep &= masked >= 0.5
     whole = np.nonzero(keep)
     for cells in (1, 7, 100, 1 << 20):
-        monkeypatch.setattr(seg, "BLOCK_CELLS", cells)
+        monkeypatch.setattr(similarity_matrix, "BLOCK_CELLS", cells)
         got = seg._candidates(sim, live, 5, 0.5)
         assert all(np.array_equal(g, w) for g, w in zip(got, whole))
 
 
 def test_degenerate_fraction_in_blocks_counts_what_the_whole_matrix_counts(monkeypatch: pytest.MonkeyPatch) -> None:
     import inference.segments as seg
+    from inference import similarity_matrix
 
     rng = np.random.default_rng(6)
     sim = rng.random((61, 29)) * 0.5
@@ -192,5 +194,5 @@ def test_degenerate_fraction_in_blocks_counts_what_the_whole_matrix_counts(monke
     s = sim[matched]
     assert expected == pytest.approx((s >= s.max(axis=1, keepdims=True) - 0.001).sum(axis=0).max() / matched.sum())
     for cells in (1, 29, 100):
-        monkeypatch.setattr(seg, "BLOCK_CELLS", cells)
+        monkeypatch.setattr(similarity_matrix, "BLOCK_CELLS", cells)
         assert seg.degenerate_fraction(sim, 0.6) == expected
