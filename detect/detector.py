@@ -292,6 +292,32 @@ def assess_scored_views(scored: Mapping[tuple[str, str], Any], query_views: Mapp
     return replace(a, views=best)
 
 
+CANDIDATE_CELLS = 1 << 26
+"""Frame-similarity cells (``[Tq, Tr]`` per view pair, float32: 256 MiB) of the candidates scored
+together in one group (:func:`candidate_groups`)."""
+
+
+def candidate_groups(query_views: Mapping[str, np.ndarray], candidates: Mapping[str, Mapping[str, np.ndarray]],
+                     budget: int | None = None) -> list[dict[str, Mapping[str, np.ndarray]]]:
+    """``candidates`` in consecutive groups whose frame similarities hold at most ``budget`` cells
+    together (default :data:`CANDIDATE_CELLS`; a candidate larger than that alone), in their order.
+
+    Why: every view pair of a group keeps its ``[Tq, Tr]`` frame similarity until the group is
+    assessed. Short videos all fit in one group, one batched call per query view as before; a 4 h
+    upload against twenty 4 h references would otherwise hold sixty 791 MiB matrices at once."""
+    budget = CANDIDATE_CELLS if budget is None else budget
+    groups: list[dict[str, Mapping[str, np.ndarray]]] = []
+    used = budget
+    for vid, ref_views in candidates.items():
+        cells = sum(len(query_views[q]) * len(ref_views[r]) for q, r in view_combos(query_views, ref_views))
+        if used + cells > budget:
+            groups.append({})
+            used = 0
+        groups[-1][vid] = ref_views
+        used += cells
+    return groups
+
+
 def score_candidates(models: Any, query_views: Mapping[str, np.ndarray],
                      candidates: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, dict[tuple[str, str], Any]]:
     """Fine scores of every view pair of every candidate: each query view is indexed once per upload,
@@ -457,54 +483,56 @@ class Detector:
             ref_inset = fine_feats.get(inset_id(vid))
             if ref_inset is not None and ref_inset.shape[0] == ref.shape[0]:
                 candidates[vid]["inset"] = ref_inset
-        scored = score_candidates(self.models, query_views, candidates)
-        for vid, ref_views in candidates.items():
-            ref = ref_views["main"]
-            head_times = (query_times.astype(np.float32), _head_ref_times(info.get(vid, {}), ref.shape[0]))
-            thumbs = {view: t for view, t in (("main", ref_thumbs.get(vid)), ("inset", ref_thumbs.get(inset_id(vid))))
-                      if t is not None and len(t) == ref.shape[0]}
-            a = assess_scored_views(scored[vid], query_views, ref_views, query_intervals,
-                                    _ref_times(info.get(vid, {}), ref.shape[0], step), self.alignment, self.copy_head,
-                                    head_times, query_thumbs=query_thumbs, ref_thumbs=thumbs)
-            evidence = a.path_evidence
-            normalized = a.fine - bias
-            level = decide_level(normalized, a.level_evidence(), self.thresholds, a.copy_score)
-            out.append(
-                Detection(
-                    query_id=rep.video_id,
-                    ref_id=vid,
-                    tenant=rep.tenant,
-                    level=level,
-                    coarse=float(coarse[vid]),
-                    fine=a.fine,
-                    normalized=float(normalized),
-                    segments=a.segments,
-                    evidence={
-                        "bias": round(bias, 5),
-                        "normalization": normalization,
-                        "selector_score": round(selector_of[vid], 5),
-                        "aligned_seconds": round(float(evidence.aligned_seconds), 3),
-                        "longest_segment_s": round(a.longest_s, 3),
-                        "copy_score": None if a.copy_score is None else round(a.copy_score, 5),
-                        "query_coverage": round(float(evidence.query_coverage), 4),
-                        "ref_coverage": round(float(evidence.ref_coverage), 4),
-                        "diagonality": round(float(evidence.diagonality), 4),
-                        "temporal_contrast": round(float(evidence.temporal_contrast), 4),
-                        "speed_ratio": round(float(evidence.speed_ratio), 4),
-                        "degenerate_fraction": round(float(evidence.degenerate_fraction), 4),
-                        "views": {"query": a.views[0], "reference": a.views[1]},
-                        "region_spread": round(a.layout[0], 4),
-                        "region_layout": round(a.layout[1], 4),
-                        "motion_agreement": round(a.motion[0], 4),
-                        "pixel_agreement": None if math.isnan(a.pixel) else round(a.pixel, 4),
-                        "motion_magnitude": round(a.motion[1], 4),
-                        "thresholds": {"copy": self.thresholds.copy, "incident": self.thresholds.incident},
-                        "methods": dict(self.models.methods),
-                        "query_borders": _borders(rep),
-                        **self._tenant_evidence(info, vid),
-                    },
+        for group in candidate_groups(query_views, candidates):
+            scored = score_candidates(self.models, query_views, group)
+            for vid, ref_views in group.items():
+                ref = ref_views["main"]
+                head_times = (query_times.astype(np.float32), _head_ref_times(info.get(vid, {}), ref.shape[0]))
+                thumbs = {view: t for view, t in (("main", ref_thumbs.get(vid)), ("inset", ref_thumbs.get(inset_id(vid))))
+                          if t is not None and len(t) == ref.shape[0]}
+                a = assess_scored_views(scored[vid], query_views, ref_views, query_intervals,
+                                        _ref_times(info.get(vid, {}), ref.shape[0], step), self.alignment, self.copy_head,
+                                        head_times, query_thumbs=query_thumbs, ref_thumbs=thumbs)
+                evidence = a.path_evidence
+                normalized = a.fine - bias
+                level = decide_level(normalized, a.level_evidence(), self.thresholds, a.copy_score)
+                out.append(
+                    Detection(
+                        query_id=rep.video_id,
+                        ref_id=vid,
+                        tenant=rep.tenant,
+                        level=level,
+                        coarse=float(coarse[vid]),
+                        fine=a.fine,
+                        normalized=float(normalized),
+                        segments=a.segments,
+                        evidence={
+                            "bias": round(bias, 5),
+                            "normalization": normalization,
+                            "selector_score": round(selector_of[vid], 5),
+                            "aligned_seconds": round(float(evidence.aligned_seconds), 3),
+                            "longest_segment_s": round(a.longest_s, 3),
+                            "copy_score": None if a.copy_score is None else round(a.copy_score, 5),
+                            "query_coverage": round(float(evidence.query_coverage), 4),
+                            "ref_coverage": round(float(evidence.ref_coverage), 4),
+                            "diagonality": round(float(evidence.diagonality), 4),
+                            "temporal_contrast": round(float(evidence.temporal_contrast), 4),
+                            "speed_ratio": round(float(evidence.speed_ratio), 4),
+                            "degenerate_fraction": round(float(evidence.degenerate_fraction), 4),
+                            "views": {"query": a.views[0], "reference": a.views[1]},
+                            "region_spread": round(a.layout[0], 4),
+                            "region_layout": round(a.layout[1], 4),
+                            "motion_agreement": round(a.motion[0], 4),
+                            "pixel_agreement": None if math.isnan(a.pixel) else round(a.pixel, 4),
+                            "motion_magnitude": round(a.motion[1], 4),
+                            "thresholds": {"copy": self.thresholds.copy, "incident": self.thresholds.incident},
+                            "methods": dict(self.models.methods),
+                            "query_borders": _borders(rep),
+                            **self._tenant_evidence(info, vid),
+                        },
+                    )
                 )
-            )
+            del scored  # this group's frame similarities go before the next group's are computed
         out.sort(key=lambda d: -float(d.normalized))  # type: ignore[arg-type]  # every re-scored pair has one
         scored = {d.ref_id for d in out}
         rest = sorted((v for v in ids if v not in scored), key=lambda v: -coarse[v])

@@ -73,6 +73,12 @@ def test_copy_found_with_segments_unrelated_not(models: VideoModels, videos: dic
     # the copy shows bikes 2..9 s, mirrored, from its own 0 s: the segment must overlap that
     assert segment.ref_start < 8.0 and segment.ref_end > 3.0
     assert segment.query_start < 6.0 and segment.query_end > 1.0
+    # candidates scored one group at a time (here one each: every group over the budget) decide the same
+    import detect.detector as detector_module
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(detector_module, "CANDIDATE_CELLS", 1)
+        one_by_one = detector.detect(reps["bikes_copy"])
+    assert [(d.ref_id, d.level, d.fine, d.segments) for d in one_by_one] == [(d.ref_id, d.level, d.fine, d.segments) for d in detections]
     alerts = detector.alerts(reps["bikes_copy"], detections)
     assert len(alerts) == 1 and alerts[0].matched_video_id == "bikes" and alerts[0].segments
     again = detector.alerts(reps["bikes_copy"], detector.detect(reps["bikes_copy"]))
