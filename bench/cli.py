@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from dupwatch import cli_lists
+
 bench_app = typer.Typer(help="Performance and accuracy benchmarks (results as side-by-side ratios).", no_args_is_help=True)
 
 
@@ -47,7 +49,7 @@ def eval_cmd(
         fail("give --bench DIR, or both --videos DIR and --truth CSV")
     if bench is not None and (videos is not None or truth is not None):
         fail("--bench replaces --videos/--truth; give one or the other")
-    names = [m.strip() for m in methods.split(",") if m.strip()] or (["vpdq", "chamfer"] + (["ours"] if bundle else []))
+    names = cli_lists.names(methods) or (["vpdq", "chamfer"] + (["ours"] if bundle else []))
     bundles = list(bundle)
     if threads > 0:
         import torch
@@ -103,8 +105,8 @@ def clip_recall_cmd(
     detection = DetectionConfig() if rerank_top_n < 0 else DetectionConfig(rerank_top_n=rerank_top_n)
     try:
         data = run_clip_recall(bench, list(bundle) or [REPO_ROOT / "models" / "default"],
-                               ks=[int(k) for k in ks.split(",") if k.strip()], detection=detection,
-                               top_clips=[int(v) for v in top_clips.split(",") if v.strip()],
+                               ks=cli_lists.ints(ks, "--ks"), detection=detection,
+                               top_clips=cli_lists.ints(top_clips, "--top-clips"),
                                progress=not as_json)
     except (EvalInputError, BundleError, ValueError) as exc:
         typer.echo(f"dupwatch bench clip-recall: error: {exc}", err=True)
@@ -132,7 +134,7 @@ def gates_cmd(
         import torch
 
         torch.set_num_threads(threads)
-    names = [s.strip() for s in select.split(",") if s.strip()]
+    names = cli_lists.names(select)
     try:
         data = run_gates(list(bench), bundle or REPO_ROOT / "models" / "default", names)
     except (EvalInputError, BundleError, ValueError, OSError) as exc:
@@ -215,7 +217,7 @@ def bench_models(
     from bench.models import format_table, run_models_bench
 
     devices = None if device == "auto" else [device]
-    rows = run_models_bench([int(b) for b in batch_sizes.split(",")], [int(b) for b in pair_batches.split(",")],
+    rows = run_models_bench(cli_lists.ints(batch_sizes, "--batch-sizes"), cli_lists.ints(pair_batches, "--pair-batches"),
                             video_frames=video_frames, devices=devices, repeats=repeats)
     typer.echo(format_table(rows))
 
@@ -296,12 +298,15 @@ def fine_long_cmd(
     whole_max: int = typer.Option(1200, help="Longest pair also run whole (one graph run)."),
     threads: int = typer.Option(2, help="Intra-op threads of the fine graph."),
     assess: bool = typer.Option(True, "--assess/--no-assess", help="Also run the detector's assessment of the pair."),
+    reference_frames: int = typer.Option(0, "--reference-frames", min=0,
+                                         help="0: the reference is a copy of the whole query; N: an unrelated N-frame reference."),
 ) -> None:
     """Peak RSS and time of comparing two long videos: the served way (tiles past the budget) vs one run (fresh process each)."""
     from bench.fine_long import bench_fine_long, format_report
 
-    sizes = tuple(int(x) for x in lengths.split(",") if x.strip())
-    typer.echo(format_report(bench_fine_long(bundle, sizes, whole_max=whole_max, threads=threads, assess=assess)))
+    sizes = tuple(cli_lists.ints(lengths, "--lengths"))
+    typer.echo(format_report(bench_fine_long(bundle, sizes, whole_max=whole_max, threads=threads, assess=assess,
+                                                 reference_frames=reference_frames)))
 
 
 @bench_app.command("storage")
@@ -386,7 +391,7 @@ def query_latency_cmd(
 
     from bench.query_latency import run_query_latency
 
-    lo, hi = (int(x) for x in frames.split(","))
+    lo, hi = cli_lists.ints(frames, "--frames", count=2)
     ctx: object = nullcontext(None)
     if server:
         from dupwatch.testing.milvus_server import MilvusServer
@@ -396,10 +401,10 @@ def query_latency_cmd(
     with ctx as srv:  # type: ignore[attr-defined]
         target = srv.uri if srv is not None else (uri or None)
         level = consistency or ("Bounded" if target and target.startswith("http") else None)
-        for n in [int(s) for s in sizes.split(",") if s.strip()]:
+        for n in cli_lists.ints(sizes, "--sizes"):
             result = run_query_latency(
                 n, uri=target, bundle=bundle, frames_range=(lo, hi), stored_frames=stored_frames or None,
-                references=[r for r in references.split(",") if r] or None, transforms=[t for t in transforms.split(",") if t],
+                references=cli_lists.names(references) or None, transforms=cli_lists.names(transforms),
                 repeats=repeats, threads=threads, search_consistency=level, progress=True,
             )
             typer.echo(result.table())
@@ -441,7 +446,7 @@ def build_cmd(
         if not folder.is_dir():
             fail(f"--videos {folder}: not a folder")
     spec = replace(specs[sources](), video_dirs=tuple(str(v) for v in videos), max_source_seconds=max_seconds,
-                   extra_edits=tuple(e.strip() for e in extra_edits.split(",") if e.strip()), use_augly=augly)
+                   extra_edits=tuple(cli_lists.names(extra_edits)), use_augly=augly)
     try:
         bench = build_benchmark(out, spec)
     except ValueError as exc:

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from dupwatch import cli_lists
+
 alerts_app = typer.Typer(help="Webhook alert helpers (Standard Webhooks signatures).", no_args_is_help=True)
 detect_app = typer.Typer(help="Inspect the detection of one pair of videos.", no_args_is_help=True)
 background_app = typer.Typer(help="The background set of similarity normalization (a Milvus collection).", no_args_is_help=True)
@@ -57,7 +59,7 @@ def calibrate_command(
     if score_field not in ("auto", "score", "fine_score", "normalized_score"):
         typer.echo(f"dupwatch calibrate: unknown --score-field {score_field!r}", err=True)
         raise typer.Exit(EXIT_USAGE)
-    level_list = [s.strip() for s in levels.split(",") if s.strip()]
+    level_list = cli_lists.names(levels)
     if len(truth) != len(scores):
         typer.echo(f"dupwatch calibrate: {len(truth)} --truth and {len(scores)} --scores given; one --scores per --truth, in the same order", err=True)
         raise typer.Exit(EXIT_USAGE)

@@ -10,6 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from dupwatch import cli_lists
+
 
 def export_cmd(
     bundle_dir: Annotated[Optional[Path], typer.Argument(help="Model bundle directory (or --bundle).", show_default=False)] = None,
@@ -31,7 +33,7 @@ def export_cmd(
     from inference.graphs import ARTIFACT_GRAPHS
     from export.onnx_export import export_bundle
 
-    wanted = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    wanted = cli_lists.names(models) if models else None
     unknown = [m for m in wanted or [] if m not in ARTIFACT_GRAPHS]
     if unknown:
         typer.echo(f"dupwatch export: unknown model(s) {', '.join(unknown)}; known: {', '.join(ARTIFACT_GRAPHS)}", err=True)

@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from dupwatch import cli_lists
+
 
 def register(app: typer.Typer) -> None:
     try:
@@ -37,8 +39,8 @@ def register(app: typer.Typer) -> None:
             try:
                 run(
                     target,
-                    [int(s) for s in sizes.split(",") if s.strip()],
-                    [t.strip().upper() for t in index_types.split(",") if t.strip()],
+                    cli_lists.ints(sizes, "--sizes"),
+                    [t.upper() for t in cli_lists.names(index_types)],
                     dim,
                     queries,
                     consistency,

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import typer
 
+from dupwatch import cli_lists
+
 train_app = typer.Typer(help="Train models and write checkpoints / model bundles.", no_args_is_help=True)
 
 
@@ -132,11 +134,6 @@ def train_drca_cmd(
 _WORK = "var/train/default"
 
 
-def _seeds(text: str) -> tuple[int, ...]:
-    """A comma list of seeds (``"1,2,3"``), empty entries skipped."""
-    return tuple(int(s) for s in text.split(",") if s.strip())
-
-
 def _corpus(views: int, fps: float):  # type: ignore[no-untyped-def]
     from training.corpus import CorpusSpec, build_feature_corpus
 
@@ -164,7 +161,7 @@ def corpus_fetch_cmd(
 
     from training.footage import DEBIAN_MIRROR, SOURCES, FolderDownloader, RegistryDownloader, fetch_corpus, footage_dir
 
-    names = {n.strip() for n in only.split(",") if n.strip()}
+    names = set(cli_lists.names(only))
     unknown = names - {s.name for s in SOURCES}
     if unknown:
         typer.echo(f"unknown source(s): {', '.join(sorted(unknown))}; known: {', '.join(s.name for s in SOURCES)}", err=True)
@@ -349,7 +346,7 @@ def train_copy_head_cmd(
     from training.copy_head import ensure_training_benchmarks, train_copy_head
 
     benches = [Path(b) for b in bench] if bench else ensure_training_benchmarks(
-        Path(work) / "copy_head", list(_seeds(seeds)))
+        Path(work) / "copy_head", cli_lists.ints(seeds, "--seeds"))
     if l2 != "auto":
         try:
             penalty: float | None = float(l2)
@@ -366,7 +363,7 @@ def train_copy_head_cmd(
         raise typer.Exit(2)
     from detect.copy_head import FEATURES
 
-    names = FEATURES if features == "all" else tuple(f.strip() for f in features.split(",") if f.strip())
+    names = FEATURES if features == "all" else tuple(cli_lists.names(features))
     unknown = [f for f in names if f not in FEATURES]
     if unknown or not names:
         typer.echo(f"dupwatch train copy-head: unknown --features {unknown}; choose from {', '.join(FEATURES)}", err=True)
@@ -401,11 +398,11 @@ def train_real_benchmarks_cmd(
     sources, the longest file of each source package)."""
     from training.real_bench import RealBenchConfig, build_real_benchmarks
 
-    cfg = RealBenchConfig(train_seeds=_seeds(train_seeds), calibrate_seeds=_seeds(calibrate_seeds), copies_per_source=copies,
+    cfg = RealBenchConfig(train_seeds=tuple(cli_lists.ints(train_seeds, "--train-seeds")),
+                          calibrate_seeds=tuple(cli_lists.ints(calibrate_seeds, "--calibrate-seeds")), copies_per_source=copies,
                           eval_copies_per_source=eval_copies, max_source_seconds=max_source_seconds,
                           train_moment_cuts=train_moment_cuts,
-                          train_upload_spatial=tuple(e.strip() for e in train_upload_spatial.split(",")
-                                                     if e.strip() and train_upload_spatial != "none"))
+                          train_upload_spatial=tuple(cli_lists.names(train_upload_spatial) if train_upload_spatial != "none" else ()))
     try:
         built = build_real_benchmarks(work, cfg)
     except ValueError as exc:
