@@ -221,16 +221,21 @@ def _runs(match: np.ndarray, max_gap: int, min_length: int) -> list[np.ndarray]:
 
 
 def _monotone(qi: np.ndarray, rj: np.ndarray) -> np.ndarray:
-    """Keep the matches whose reference index never goes back (longest non-decreasing subsequence)."""
+    """Keep the matches whose reference index never goes back (longest non-decreasing subsequence).
+
+    Each match extends the longest chain ending at an earlier match with a reference index no
+    larger (the first such earlier match when several tie); one vectorised pass per match keeps a
+    run of a 4 h copy (14,400 matches) well under a second."""
     n = len(rj)
     if n <= 1 or np.all(np.diff(rj) >= 0):
         return np.arange(n)
     length = np.ones(n, np.int64)
     prev = np.full(n, -1, np.int64)
-    for a in range(n):
-        for c in range(a):
-            if rj[c] <= rj[a] and length[c] + 1 > length[a]:
-                length[a], prev[a] = length[c] + 1, c
+    for a in range(1, n):
+        chains = np.where(rj[:a] <= rj[a], length[:a], 0)
+        c = int(chains.argmax())
+        if chains[c] > 0:
+            length[a], prev[a] = chains[c] + 1, c
     a = int(length.argmax())
     keep = []
     while a >= 0:

@@ -196,3 +196,37 @@ def test_degenerate_fraction_in_blocks_counts_what_the_whole_matrix_counts(monke
     for cells in (1, 29, 100):
         monkeypatch.setattr(similarity_matrix, "BLOCK_CELLS", cells)
         assert seg.degenerate_fraction(sim, 0.6) == expected
+
+
+def _longest_chain_pairwise(rj: np.ndarray) -> np.ndarray:
+    """The longest non-decreasing subsequence by the textbook double loop (first earlier match on ties)."""
+    n = len(rj)
+    if n <= 1 or np.all(np.diff(rj) >= 0):
+        return np.arange(n)
+    length, prev = np.ones(n, np.int64), np.full(n, -1, np.int64)
+    for a in range(n):
+        for c in range(a):
+            if rj[c] <= rj[a] and length[c] + 1 > length[a]:
+                length[a], prev[a] = length[c] + 1, c
+    a, keep = int(length.argmax()), []
+    while a >= 0:
+        keep.append(a)
+        a = int(prev[a])
+    return np.array(keep[::-1], np.int64)
+
+
+def test_monotone_keeps_the_chain_the_double_loop_keeps() -> None:
+    """The vectorised longest non-decreasing subsequence picks the same matches as the double loop,
+    ties included (reference indices that jitter back and forth, repeats), and a 4 h run is cheap."""
+    import inference.segments as seg
+
+    rng = np.random.default_rng(8)
+    for t in range(300):
+        n = int(rng.integers(1, 90))
+        rj = rng.integers(0, int(rng.integers(1, 25)), n)
+        if t % 2:
+            rj = np.sort(rj) + rng.integers(-2, 3, n)
+        assert np.array_equal(seg._monotone(np.arange(n), rj), _longest_chain_pairwise(rj))
+    n = 14_400
+    kept = seg._monotone(np.arange(n), np.arange(n) + rng.integers(-2, 3, n))
+    assert len(kept) > n // 2
