@@ -244,7 +244,11 @@ def pair_features(fine_score: float, frame_similarity: np.ndarray, evidence: Ali
     has = 1.0 if evidence.num_segments > 0 else 0.0
     speed = max(float(evidence.speed_ratio), 1e-2)
     abs_log_speed = min(abs(math.log(speed)), 3.0) * has
-    best, mean = (np.concatenate(parts) for parts in zip(*((b.max(axis=1), b.mean(axis=1)) for _, b in row_blocks(sim))))
+    row_max, row_mean = [], []
+    for _, block in row_blocks(sim):
+        row_max.append(block.max(axis=1))
+        row_mean.append(block.mean(axis=1))
+    best, mean = np.concatenate(row_max), np.concatenate(row_mean)
     chamfer = float(best.mean())
     peak = float((best - mean).mean())
     fine = float(fine_score)

@@ -307,10 +307,10 @@ def candidate_groups(query_views: Mapping[str, np.ndarray], candidates: Mapping[
     upload against twenty 4 h references would otherwise hold sixty 791 MiB matrices at once."""
     budget = CANDIDATE_CELLS if budget is None else budget
     groups: list[dict[str, Mapping[str, np.ndarray]]] = []
-    used = budget
+    used = 0
     for vid, ref_views in candidates.items():
         cells = sum(len(query_views[q]) * len(ref_views[r]) for q, r in view_combos(query_views, ref_views))
-        if used + cells > budget:
+        if not groups or used + cells > budget:
             groups.append({})
             used = 0
         groups[-1][vid] = ref_views

@@ -131,14 +131,14 @@ def degenerate_fraction(sim: np.ndarray, min_sim: float, *, eps: float = 0.001, 
     (:mod:`detect.levels`, ``detection.max_degenerate``) and is never a segment.
     """
     sim = checked(sim)
-    matched = np.concatenate([block.max(axis=1) >= min_sim for _, block in row_blocks(sim)])
-    n = int(matched.sum())
+    n = 0
+    votes = np.zeros(sim.shape[1], np.int64)
+    for _, block in row_blocks(sim):  # a row's match and vote depend on that row alone: one pass
+        s = block[block.max(axis=1) >= min_sim]
+        n += len(s)
+        votes += (s >= s.max(axis=1, keepdims=True) - eps).sum(axis=0)
     if n < run:
         return 0.0
-    votes = np.zeros(sim.shape[1], np.int64)
-    for a, block in row_blocks(sim):
-        s = block[matched[a:a + len(block)]]
-        votes += (s >= s.max(axis=1, keepdims=True) - eps).sum(axis=0)
     count = int(votes.max())
     return float(count / n) if count >= run else 0.0
 
