@@ -205,6 +205,37 @@ def decode_cmd(
     typer.echo(format_table(run(list(paths or []), fps=fps, repeat=repeat, synthetic=synthetic)))
 
 
+@bench_app.command("inset")
+def inset_cmd(
+    split: str = typer.Option("train", "--split", help="Real-footage corpus split the copies and video hosts come from: train, calibrate or check."),
+    per_package: int = typer.Option(6, "--per-package", min=1, help="Files of each package copied (each once alone, once per host)."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="Comma list of draws (window, edit, host and placement)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows and every case as JSON."),
+) -> None:
+    """Picture-in-picture insets placed in real footage: found, wrong box or missed by the decoder, per host and upload edit."""
+    import json
+    from dataclasses import asdict
+
+    from bench.inset import format_table, run_inset_bench, summarize
+
+    if split not in ("train", "calibrate", "check"):
+        raise typer.BadParameter(f"unknown split {split!r}", param_hint="--split")
+    draws = cli_lists.ints(seeds, "--seeds")
+    if not draws:
+        raise typer.BadParameter("give at least one seed", param_hint="--seeds")
+    try:
+        outcomes = run_inset_bench(split, per_package=per_package, seeds=draws, progress=not as_json)
+    except (ValueError, OSError) as exc:
+        typer.echo(f"dupwatch bench inset: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    rows = summarize(outcomes)
+    if as_json:
+        typer.echo(json.dumps({"rows": rows, "cases": [{**asdict(o.case), "box": o.box, "iou": round(o.iou, 4), "verdict": o.verdict}
+                                                       for o in outcomes]}, indent=1))
+    else:
+        typer.echo(format_table(rows))
+
+
 @bench_app.command("models")
 def bench_models(
     batch_sizes: str = typer.Option("1,8,32", "--batch-sizes", help="Frame batch sizes for feature extraction."),

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.inset import iou
 from evaluation import transforms
 from evaluation.sources import ken_burns, real_photos, real_videos
 from evaluation.video_io import Clip, read_clip, write_clip
@@ -15,14 +16,6 @@ from dupwatch.config import DecodeConfig
 from dupwatch.records import INSET_SUFFIX, inset_id, parent_id
 from ingest.decode import decode_video
 from ingest.inset import DETECT_FRAMES, detect_inset
-
-
-def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    area = lambda r: (r[2] - r[0]) * (r[3] - r[1])  # noqa: E731
-    return inter / (area(a) + area(b) - inter)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +51,7 @@ def test_inset_found_where_it_was_placed(clips: dict[str, Clip], tmp_path: Path,
     video = decode_video(path, DecodeConfig(fps=2.0), "pip")
     assert video.inset is not None and video.inset_box is not None
     assert video.inset.shape == video.frames.shape
-    assert _iou(video.inset_box, truth) > 0.75, (video.inset_box, truth)
+    assert iou(video.inset_box, truth) > 0.75, (video.inset_box, truth)
     # the inset view shows the copy, not the host: it is closer to the copied video's own frames
     source = decode_video(write_clip(tmp_path / "src.mp4", clips[copy]), DecodeConfig(fps=2.0), "src")
     assert _view_error(video.inset, source.frames) < _view_error(video.frames, source.frames)
@@ -88,13 +81,31 @@ def test_compound_inset_view_compares_content_to_content(clips: dict[str, Clip],
     if upload == "letterbox":  # the box is the content inside the inset's bars
         assert x1 - x0 > 0.8 * (box[2] - box[0]) and y1 - y0 < 0.9 * (box[3] - box[1])
     else:
-        assert _iou(video.inset_box, box) > 0.75
+        assert iou(video.inset_box, box) > 0.75
     ours = _view_error(video.inset, target)
     monkeypatch.setattr("ingest.decode.inset_content", lambda frames, b: b)
     monkeypatch.setattr("ingest.decode.is_portrait", lambda b, w, h: False)
     plain = decode_video(path, DecodeConfig(fps=2.0), "pip")
     assert plain.inset is not None
     assert ours < 0.75 * _view_error(plain.inset, target), upload
+
+
+@pytest.mark.parametrize("photo,seed", [("rocket", 1), ("coffee", 2)])
+def test_inset_is_not_a_rectangle_of_its_own_content(clips: dict[str, Clip], tmp_path: Path, photo: str, seed: int) -> None:
+    """A split-screen upload (a still picture above real footage) shown as an inset: the line where
+    the still half meets the moving half is as persistent as the inset's border, so the still half is
+    a rectangle with four clean sides too. The inset is the whole copy (``AREA_WEIGHT``); these two
+    placements picked the still half without it."""
+    from PIL import Image
+
+    footage = clips["s2vs"]
+    width, height = footage.size
+    top = height // 4 * 2
+    still = np.asarray(Image.fromarray(real_photos()[photo]).resize((width, top), Image.BICUBIC))
+    split_screen = Clip([np.concatenate([still, f[top:]], axis=0) for f in footage.frames], footage.fps)
+    clip, truth = _pip(split_screen, clips["kb_cat"], seed)
+    video = decode_video(write_clip(tmp_path / "pip.mp4", clip), DecodeConfig(fps=2.0), "pip")
+    assert video.inset_box is not None and iou(video.inset_box, truth) > 0.9, (video.inset_box, truth)
 
 
 @pytest.mark.parametrize("name", ["s2vs", "bikes", "kb_cat"])
