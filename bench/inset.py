@@ -117,6 +117,8 @@ def make_cases(split: str, *, per_package: int = 6, seed: int = 0,
         raise ValueError(f"split {split!r} needs files of at least two packages (hosts come from another one)")
     clips = {v.name: read_clip(v.path, fps=READ_FPS, max_side=MAX_SIDE, max_seconds=SOURCE_SECONDS) for v in chosen}
     photos = real_photos()
+    if not photos:
+        raise ValueError("no scikit-image photos for the Ken Burns hosts (install scikit-image)")
     edits: dict[str, Callable[[Clip, np.random.Generator], Any] | None] = {"none": None, **T.UPLOAD_EDITS}
     for video in chosen:
         clip = clips[video.name]
@@ -146,7 +148,8 @@ def make_cases(split: str, *, per_package: int = 6, seed: int = 0,
 
 
 def _fit_host(clip: Any) -> Any:
-    """A host video at :data:`HOST_SIZE` (resized, not cropped: the host's own aspect is kept in its content)."""
+    """A host video resized to :data:`HOST_SIZE` (a wider or narrower host is squeezed to it: only
+    the edges it puts around the inset matter here)."""
     from PIL import Image
 
     from evaluation.video_io import Clip
