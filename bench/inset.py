@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["InsetCase", "InsetOutcome", "FOUND_IOU", "make_cases", "run_inset_bench", "summarize", "format_table"]
+__all__ = ["InsetCase", "InsetOutcome", "FOUND_IOU", "iou", "placed_box", "make_cases", "run_inset_bench", "summarize", "format_table"]
 
 FOUND_IOU = 0.7
 """Overlap from which a returned box counts as the inset (0.7 of the union: a side off by ~10 %)."""
@@ -93,6 +93,13 @@ def _inside(box: tuple[float, float, float, float], outer: tuple[float, float, f
     return (outer[0] + box[0] * w, outer[1] + box[1] * h, outer[0] + box[2] * w, outer[1] + box[3] * h)
 
 
+def placed_box(edit: Any, host_size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """Where :func:`evaluation.transforms.picture_in_picture` put the copy, relative to the host frame."""
+    width, height = host_size
+    x, y, pw, ph = (int(edit.params[k]) for k in ("x", "y", "width", "height"))
+    return (x / width, y / height, (x + pw) / width, (y + ph) / height)
+
+
 def _package(name: str) -> str:
     return name.split("__", 1)[0]
 
@@ -141,10 +148,7 @@ def make_cases(split: str, *, per_package: int = 6, seed: int = 0,
         }
         for host_name, host in hosts.items():
             inset = T.picture_in_picture(copy, host, rng)
-            x, y, pw, ph = (int(inset.params[k]) for k in ("x", "y", "width", "height"))
-            width, height = host.size
-            place = (x / width, y / height, (x + pw) / width, (y + ph) / height)
-            yield InsetCase(video.name, edit, host_name, _inside(content, place)), inset.clip
+            yield InsetCase(video.name, edit, host_name, _inside(content, placed_box(inset, host.size))), inset.clip
 
 
 def _fit_host(clip: Any) -> Any:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.inset import iou
+from bench.inset import iou, placed_box
 from evaluation import transforms
 from evaluation.sources import ken_burns, real_photos, real_videos
 from evaluation.video_io import Clip, read_clip, write_clip
@@ -32,10 +32,8 @@ def clips() -> dict[str, Clip]:
 
 def _pip(copy: Clip, host: Clip, seed: int) -> tuple[Clip, tuple[float, float, float, float]]:
     """Our benchmark's picture-in-picture edit and the box it drew (relative x0, y0, x1, y1)."""
-    width, height = host.size
     edit = transforms.picture_in_picture(copy, host, np.random.default_rng(seed))
-    x, y, pw, ph = (int(edit.params[k]) for k in ("x", "y", "width", "height"))
-    return edit.clip, (x / width, y / height, (x + pw) / width, (y + ph) / height)
+    return edit.clip, placed_box(edit, host.size)
 
 
 def _view_error(views: np.ndarray, target: np.ndarray) -> float:
