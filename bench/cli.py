@@ -217,9 +217,10 @@ def inset_cmd(
     from dataclasses import asdict
 
     from bench.inset import format_table, run_inset_bench, summarize
+    from training.footage import SPLITS
 
-    if split not in ("train", "calibrate", "check"):
-        raise typer.BadParameter(f"unknown split {split!r}", param_hint="--split")
+    if split not in SPLITS:
+        raise typer.BadParameter(f"unknown split {split!r} (one of {', '.join(SPLITS)})", param_hint="--split")
     draws = cli_lists.ints(seeds, "--seeds")
     if not draws:
         raise typer.BadParameter("give at least one seed", param_hint="--seeds")
