@@ -134,9 +134,10 @@ def degenerate_fraction(sim: np.ndarray, min_sim: float, *, eps: float = 0.001, 
     n = 0
     votes = np.zeros(sim.shape[1], np.int64)
     for _, block in row_blocks(sim):  # a row's match and vote depend on that row alone: one pass
-        s = block[block.max(axis=1) >= min_sim]
-        n += len(s)
-        votes += (s >= s.max(axis=1, keepdims=True) - eps).sum(axis=0)
+        best = block.max(axis=1)
+        keep = best >= min_sim
+        n += int(keep.sum())
+        votes += (block[keep] >= best[keep, None] - eps).sum(axis=0)
     if n < run:
         return 0.0
     count = int(votes.max())
