@@ -261,9 +261,11 @@ def assess_views(models: VideoModels, query_views: Mapping[str, np.ndarray], ref
     """:func:`assess_pair` of the best-matching pair of views (``main`` and, when the decoder found a
     picture-in-picture inset, ``inset``; see :mod:`ingest.inset`).
 
-    The views are compared by the fine score alone and the winner is assessed in full, so the
-    copy head sees one pair's evidence whether or not insets exist, in training and in serving.
-    Inset against inset is skipped: two insets of unrelated hosts are still unrelated footage.
+    Every pair of views is compared, inset against inset too: two uploads that show the same
+    footage small inside different hosts are copies of each other only through their insets. With
+    a copy head, each view pair is assessed in full and the one with the highest ``P(copy)`` is
+    kept: the views that match best frame by frame do not always carry the stronger evidence of a
+    copy. Without a head, the pair with the highest fine score is assessed.
     """
     combos = view_combos(query_views, ref_views)
     scored = {c: models.compare(query_views[c[0]], ref_views[c[1]]) for c in combos}
@@ -272,8 +274,9 @@ def assess_views(models: VideoModels, query_views: Mapping[str, np.ndarray], ref
 
 
 def view_combos(query_views: Mapping[str, Any], ref_views: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(query view, reference view) pairs compared: all but inset against inset."""
-    return [(qv, rv) for qv in query_views for rv in ref_views if not (qv == "inset" and rv == "inset")]
+    """(query view, reference view) pairs compared: every query view against every reference view,
+    in the views' order (``main`` first, so that a tie keeps the main views)."""
+    return [(qv, rv) for qv in query_views for rv in ref_views]
 
 
 def assess_scored_views(scored: Mapping[tuple[str, str], Any], query_views: Mapping[str, np.ndarray],
@@ -284,12 +287,16 @@ def assess_scored_views(scored: Mapping[tuple[str, str], Any], query_views: Mapp
     """:func:`assess_views` from the fine scores of the view pairs (``scored[(query view, ref view)]``);
     ``head_times``: the (query, reference) times of the copy head's evidence when they differ;
     ``query_thumbs`` / ``ref_thumbs``: thumbnails per view, for the pixel evidence of the matched views."""
-    combos = list(scored)
-    best = max(combos, key=lambda c: scored[c].score)  # ties keep the first: main before inset
-    thumbs = ((query_thumbs or {}).get(best[0]), (ref_thumbs or {}).get(best[1]))
-    a = _assess_scored(scored[best], query_views[best[0]], ref_views[best[1]], query_times, ref_times, params, head,
-                       head_times, thumbs)
-    return replace(a, views=best)
+    def assess(combo: tuple[str, str]) -> PairAssessment:
+        thumbs = ((query_thumbs or {}).get(combo[0]), (ref_thumbs or {}).get(combo[1]))
+        a = _assess_scored(scored[combo], query_views[combo[0]], ref_views[combo[1]], query_times, ref_times, params,
+                           head, head_times, thumbs)
+        return replace(a, views=combo)
+
+    combos = list(scored)  # ties keep the first: main before inset
+    if head is None or len(combos) == 1:
+        return assess(max(combos, key=lambda c: scored[c].score))
+    return max((assess(c) for c in combos), key=lambda a: a.copy_score)
 
 
 CANDIDATE_CELLS = 1 << 26
@@ -304,7 +311,8 @@ def candidate_groups(query_views: Mapping[str, np.ndarray], candidates: Mapping[
 
     Why: every view pair of a group keeps its ``[Tq, Tr]`` frame similarity until the group is
     assessed. Short videos all fit in one group, one batched call per query view as before; a 4 h
-    upload against twenty 4 h references would otherwise hold sixty 791 MiB matrices at once."""
+    upload against twenty 4 h references, each with an inset on both sides, would otherwise hold
+    eighty 791 MiB matrices at once."""
     budget = CANDIDATE_CELLS if budget is None else budget
     groups: list[dict[str, Mapping[str, np.ndarray]]] = []
     used = 0
@@ -332,11 +340,8 @@ def score_candidates(models: Any, query_views: Mapping[str, np.ndarray],
     q_indexed = dict(zip(qnames, models.index_fine([query_views[n] for n in qnames]), strict=True))
     keys = [(vid, rv) for vid, views in candidates.items() for rv in views]
     r_indexed = dict(zip(keys, models.index_fine([candidates[v][rv] for v, rv in keys]), strict=True))
-    for qv in qnames:
-        wanted = [k for k in keys if not (qv == "inset" and k[1] == "inset")]
-        if not wanted:
-            continue
-        for (vid, rv), pair in zip(wanted, models.score_indexed(q_indexed[qv], [r_indexed[k] for k in wanted]), strict=True):
+    for qv in qnames if keys else ():
+        for (vid, rv), pair in zip(keys, models.score_indexed(q_indexed[qv], [r_indexed[k] for k in keys]), strict=True):
             out[vid][(qv, rv)] = pair
     # the order of view_combos: main before inset, so ties keep the main view
     return {vid: {c: pairs[c] for c in view_combos(query_views, candidates[vid])} for vid, pairs in out.items()}

@@ -25,8 +25,8 @@ def test_long_pairs_are_split_and_an_oversized_one_stands_alone() -> None:
     candidates = {"a": _views(40), "b": _views(50), "c": _views(30), "huge": _views(500), "d": _views(10)}
     groups = candidate_groups(query, candidates, budget=10_000)
     assert [list(g) for g in groups] == [["a", "b"], ["c"], ["huge"], ["d"]]
-    # an inset view on both sides counts three view pairs (all but inset against inset)
-    groups = candidate_groups(_views(100, inset=True), {"a": _views(20, inset=True), "b": _views(20)}, budget=10_000)
+    # an inset view on both sides counts four view pairs (inset against inset too): 8,000 + 4,000 cells
+    groups = candidate_groups(_views(100, inset=True), {"a": _views(20, inset=True), "b": _views(20)}, budget=12_000)
     assert [list(g) for g in groups] == [["a", "b"]]
-    groups = candidate_groups(_views(100, inset=True), {"a": _views(20, inset=True), "b": _views(20)}, budget=9_000)
+    groups = candidate_groups(_views(100, inset=True), {"a": _views(20, inset=True), "b": _views(20)}, budget=11_999)
     assert [list(g) for g in groups] == [["a"], ["b"]]

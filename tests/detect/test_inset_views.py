@@ -1,6 +1,7 @@
 """Picture-in-picture through the index and the detector (Milvus Lite, real videos, the real
 default bundle): the inset view is indexed under its own rows, searched both ways, and the
-decided pair says which views matched."""
+decided pair says which views matched. Two uploads that show the same clip inside different
+hosts match inset against inset."""
 
 from __future__ import annotations
 
@@ -37,9 +38,12 @@ def reps(models: VideoModels, tmp_path_factory: pytest.TempPathFactory) -> dict:
     s2vs = read_clip(by_name["s2vs_example_video1"], fps=2.0, max_seconds=12.0, max_side=480)
     host = ken_burns(real_photos()["chelsea"], 12.0, 2.0, np.random.default_rng(5))
     pip = T.picture_in_picture(s2vs, host, np.random.default_rng(1)).clip
+    other_host = ken_burns(real_photos()["astronaut"], 12.0, 2.0, np.random.default_rng(6))
+    pip2 = T.picture_in_picture(s2vs, other_host, np.random.default_rng(2)).clip
     paths = {
         "s2vs": write_clip(root / "s2vs.mp4", s2vs),
         "pip": write_clip(root / "pip.mp4", pip),
+        "pip2": write_clip(root / "pip2.mp4", pip2),
         "bikes": by_name["bikes"],
         "cat": write_clip(root / "cat.mp4", host),
     }
@@ -56,6 +60,7 @@ def _index(reps: dict, tmp_path: Path) -> VideoIndex:  # type: ignore[type-arg]
 
 def test_only_the_picture_in_picture_upload_has_an_inset(reps: dict) -> None:  # type: ignore[type-arg]
     assert reps["pip"].inset is not None and reps["pip"].inset.video_id == inset_id("pip")
+    assert reps["pip2"].inset is not None
     assert reps["pip"].inset.regions.shape == reps["pip"].regions.shape
     assert all(reps[n].inset is None for n in ("s2vs", "bikes", "cat"))
 
@@ -88,3 +93,17 @@ def test_copy_shown_in_picture_matches_both_ways(models: VideoModels, reps: dict
     others = [d.evidence["copy_score"] for v, d in found.items() if v != indexed]
     assert best.evidence["copy_score"] > max(others, default=0.0) + 0.2
     assert best.segments  # localized, in the upload's own seconds
+
+
+def test_two_pictures_in_picture_of_one_clip_match_inset_against_inset(models: VideoModels, reps: dict,
+                                                                       tmp_path: Path) -> None:  # type: ignore[type-arg]
+    """Neither upload's whole frame shows the clip big enough to match the other's: only their insets do."""
+    index = _index(reps, tmp_path)
+    for name in ("pip", "bikes", "cat"):
+        index.upsert(reps[name])
+    detector = Detector(models, index, DetectionConfig(), thresholds=LevelThresholds(copy=None, incident=None))
+    found = {d.ref_id: d for d in detector.detect(reps["pip2"]) if d.reranked}
+    assert "pip" in found
+    assert found["pip"].evidence["views"] == {"query": "inset", "reference": "inset"}
+    others = [d.evidence["copy_score"] for v, d in found.items() if v != "pip"]
+    assert found["pip"].evidence["copy_score"] > max(others, default=0.0) + 0.2
