@@ -237,6 +237,27 @@ def inset_cmd(
         typer.echo(format_table(rows))
 
 
+@bench_app.command("pip-hosts")
+def pip_hosts_cmd(
+    out: Path = typer.Option(..., "--out", help="Folder to write (videos/ and truth.csv), then `dupwatch eval --bench` it."),
+    split: str = typer.Option("calibrate", "--split", help="Real-footage corpus split the windows come from: train, calibrate or check."),
+    per_package: int = typer.Option(3, "--per-package", min=1, help="Files of each package used (three windows each)."),
+    seed: int = typer.Option(0, "--seed", help="Draw of windows, photo quarters and placements."),
+) -> None:
+    """Picture in picture at three host sizes (320×180, 640×360, 1280×720): a labelled set whose eval reports recall per host size."""
+    from bench.pip_hosts import build_pip_hosts
+    from training.footage import SPLITS
+
+    if split not in SPLITS:
+        raise typer.BadParameter(f"unknown split {split!r} (one of {', '.join(SPLITS)})", param_hint="--split")
+    try:
+        folder = build_pip_hosts(split, out, per_package=per_package, seed=seed)
+    except (ValueError, OSError) as exc:
+        typer.echo(f"dupwatch bench pip-hosts: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {folder}; measure it with: dupwatch eval --bench {folder} --bundle models/default --methods chamfer,ours --report REPORT")
+
+
 @bench_app.command("models")
 def bench_models(
     batch_sizes: str = typer.Option("1,8,32", "--batch-sizes", help="Frame batch sizes for feature extraction."),

@@ -223,13 +223,17 @@ class FillerPool:
         if not self.own:
             return self.shared[int(rng.integers(len(self.shared)))]
         name, q = self.quarters.pop(int(rng.integers(len(self.quarters))))
-        photo = self.photos[name]
-        h, w = photo.shape[:2]
-        y, x = divmod(q, 2)
-        quarter = photo[y * h // 2: (y + 1) * h // 2, x * w // 2: (x + 1) * w // 2]
         self.drawn += 1
-        clip = ken_burns(quarter, self.SECONDS, self.fps, np.random.default_rng([self.seed, self.drawn]), size=self.SIZE)
+        clip = ken_burns(photo_quarter(self.photos[name], q), self.SECONDS, self.fps,
+                         np.random.default_rng([self.seed, self.drawn]), size=self.SIZE)
         return f"{name}#q{q}", clip
+
+
+def photo_quarter(photo: np.ndarray, q: int) -> np.ndarray:
+    """Quarter ``q`` (0–3, row by row) of a photo: filler content no other quarter shares."""
+    h, w = photo.shape[:2]
+    y, x = divmod(q, 2)
+    return photo[y * h // 2: (y + 1) * h // 2, x * w // 2: (x + 1) * w // 2]
 
 
 def _derive(name: str, source: str, clip: Clip, window: tuple[float, float], filler: FillerPool | None, rng: np.random.Generator,
