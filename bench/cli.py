@@ -241,7 +241,7 @@ def inset_cmd(
 def pip_hosts_cmd(
     out: Path = typer.Option(..., "--out", help="Folder to write (videos/ and truth.csv), then `dupwatch eval --bench` it."),
     split: str = typer.Option("calibrate", "--split", help="Real-footage corpus split the windows come from: train, calibrate or check."),
-    per_package: int = typer.Option(3, "--per-package", min=1, help="Files of each package used (three windows each)."),
+    per_package: int = typer.Option(3, "--per-package", min=1, help="Files of each package used (up to three windows each)."),
     seed: int = typer.Option(0, "--seed", help="Draw of windows, photo quarters and placements."),
 ) -> None:
     """Picture in picture at three host sizes (320×180, 640×360, 1280×720): a labelled set whose eval reports recall per host size."""

@@ -258,8 +258,8 @@ def assess_views(models: VideoModels, query_views: Mapping[str, np.ndarray], ref
                  query_times: np.ndarray, ref_times: np.ndarray, params: AlignmentParams,
                  head: CopyHead | None = None, query_thumbs: Thumbs | None = None,
                  ref_thumbs: Thumbs | None = None) -> PairAssessment:
-    """:func:`assess_pair` of the best-matching pair of views (``main`` and, when the decoder found a
-    picture-in-picture inset, ``inset``; see :mod:`ingest.inset`).
+    """:func:`assess_pair` of the pair of views that is most likely a copy (``main`` and, when the
+    decoder found a picture-in-picture inset or made a reframe view, ``inset``; see :mod:`ingest.inset`).
 
     Every pair of views is compared, inset against inset too: two uploads that show the same
     footage small inside different hosts are copies of each other only through their insets. With
@@ -296,7 +296,7 @@ def assess_scored_views(scored: Mapping[tuple[str, str], Any], query_views: Mapp
     combos = list(scored)  # ties keep the first: main before inset
     if head is None or len(combos) == 1:
         return assess(max(combos, key=lambda c: scored[c].score))
-    return max((assess(c) for c in combos), key=lambda a: a.copy_score)
+    return max((assess(c) for c in combos), key=lambda a: a.copy_score or 0.0)
 
 
 CANDIDATE_CELLS = 1 << 26
@@ -340,9 +340,10 @@ def score_candidates(models: Any, query_views: Mapping[str, np.ndarray],
     q_indexed = dict(zip(qnames, models.index_fine([query_views[n] for n in qnames]), strict=True))
     keys = [(vid, rv) for vid, views in candidates.items() for rv in views]
     r_indexed = dict(zip(keys, models.index_fine([candidates[v][rv] for v, rv in keys]), strict=True))
-    for qv in qnames if keys else ():
-        for (vid, rv), pair in zip(keys, models.score_indexed(q_indexed[qv], [r_indexed[k] for k in keys]), strict=True):
-            out[vid][(qv, rv)] = pair
+    if keys:
+        for qv in qnames:
+            for (vid, rv), pair in zip(keys, models.score_indexed(q_indexed[qv], [r_indexed[k] for k in keys]), strict=True):
+                out[vid][(qv, rv)] = pair
     # the order of view_combos: main before inset, so ties keep the main view
     return {vid: {c: pairs[c] for c in view_combos(query_views, candidates[vid])} for vid, pairs in out.items()}
 
