@@ -205,6 +205,14 @@ def decode_cmd(
     typer.echo(format_table(run(list(paths or []), fps=fps, repeat=repeat, synthetic=synthetic)))
 
 
+def _check_split(split: str) -> None:
+    """A ``--split`` that names no corpus split is a usage error."""
+    from training.footage import SPLITS
+
+    if split not in SPLITS:
+        raise typer.BadParameter(f"unknown split {split!r} (one of {', '.join(SPLITS)})", param_hint="--split")
+
+
 @bench_app.command("inset")
 def inset_cmd(
     split: str = typer.Option("train", "--split", help="Real-footage corpus split the copies and video hosts come from: train, calibrate or check."),
@@ -217,10 +225,8 @@ def inset_cmd(
     from dataclasses import asdict
 
     from bench.inset import format_table, run_inset_bench, summarize
-    from training.footage import SPLITS
 
-    if split not in SPLITS:
-        raise typer.BadParameter(f"unknown split {split!r} (one of {', '.join(SPLITS)})", param_hint="--split")
+    _check_split(split)
     draws = cli_lists.ints(seeds, "--seeds")
     if not draws:
         raise typer.BadParameter("give at least one seed", param_hint="--seeds")
@@ -246,10 +252,8 @@ def pip_hosts_cmd(
 ) -> None:
     """Picture in picture at three host sizes (320×180, 640×360, 1280×720): a labelled set whose eval reports recall per host size."""
     from bench.pip_hosts import build_pip_hosts
-    from training.footage import SPLITS
 
-    if split not in SPLITS:
-        raise typer.BadParameter(f"unknown split {split!r} (one of {', '.join(SPLITS)})", param_hint="--split")
+    _check_split(split)
     try:
         folder = build_pip_hosts(split, out, per_package=per_package, seed=seed)
     except (ValueError, OSError) as exc:

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import tempfile
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["InsetCase", "InsetOutcome", "FOUND_IOU", "iou", "placed_box", "make_cases", "run_inset_bench", "summarize", "format_table"]
+__all__ = ["InsetCase", "InsetOutcome", "FOUND_IOU", "iou", "placed_box", "package_of", "files_per_package", "make_cases", "run_inset_bench", "summarize", "format_table"]
 
 FOUND_IOU = 0.7
 """Overlap from which a returned box counts as the inset (0.7 of the union: a side off by ~10 %)."""
@@ -100,8 +100,17 @@ def placed_box(edit: Any, host_size: tuple[int, int]) -> tuple[float, float, flo
     return (x / width, y / height, (x + pw) / width, (y + ph) / height)
 
 
-def _package(name: str) -> str:
+def package_of(name: str) -> str:
+    """The corpus package a footage file's name (``fg_<package>__<file>``) belongs to."""
     return name.split("__", 1)[0]
+
+
+def files_per_package(videos: Sequence[Any] | Iterable[Any], per_package: int) -> list[Any]:
+    """The first ``per_package`` files of each package, packages in name order."""
+    by_package: dict[str, list[Any]] = defaultdict(list)
+    for video in videos:
+        by_package[package_of(video.name)].append(video)
+    return [v for pkg in sorted(by_package) for v in by_package[pkg][:per_package]]
 
 
 def make_cases(split: str, *, per_package: int = 6, seed: int = 0,
@@ -115,12 +124,8 @@ def make_cases(split: str, *, per_package: int = 6, seed: int = 0,
     from training.footage import footage_videos
 
     rng = np.random.default_rng(seed)
-    videos = list(footage if footage is not None else footage_videos(split))  # type: ignore[arg-type]
-    by_package: dict[str, list[Any]] = defaultdict(list)
-    for video in videos:
-        by_package[_package(video.name)].append(video)
-    chosen = [v for pkg in sorted(by_package) for v in by_package[pkg][:per_package]]
-    if len({_package(v.name) for v in chosen}) < 2:
+    chosen = files_per_package(footage if footage is not None else footage_videos(split), per_package)  # type: ignore[arg-type]
+    if len({package_of(v.name) for v in chosen}) < 2:
         raise ValueError(f"split {split!r} needs files of at least two packages (hosts come from another one)")
     clips = {v.name: read_clip(v.path, fps=READ_FPS, max_side=MAX_SIDE, max_seconds=SOURCE_SECONDS) for v in chosen}
     photos = real_photos()
@@ -139,7 +144,7 @@ def make_cases(split: str, *, per_package: int = 6, seed: int = 0,
         copy = fn(part, rng).clip if fn is not None else part
         content = _content_box(copy.frames)
         yield InsetCase(video.name, edit, "none", None), copy
-        others = [v for v in chosen if _package(v.name) != _package(video.name)]
+        others = [v for v in chosen if package_of(v.name) != package_of(video.name)]
         host_video = others[int(rng.integers(len(others)))]
         photo = sorted(photos)[int(rng.integers(len(photos)))]
         hosts = {

@@ -33,21 +33,16 @@ from typing import Any
 
 import numpy as np
 
+from bench.inset import MAX_SIDE, READ_FPS, WINDOW_SECONDS, files_per_package, package_of
+
 __all__ = ["HOST_SIZES", "WINDOWS", "build_pip_hosts"]
 
 HOST_SIZES: tuple[tuple[int, int], ...] = ((320, 180), (640, 360), (1280, 720))
 """Host frames: the benchmarks' filler size, then twice and four times as wide (720p)."""
 WINDOWS = 3
 """Windows per source file at most (fewer in a file shorter than three windows)."""
-WINDOW_SECONDS = (4.0, 12.0)
-"""Length range of a window (the benchmarks' copies are 4–12 s)."""
-READ_FPS = 5.0
-MAX_SIDE = 480
 SOURCE_SECONDS = 30.0
-
-
-def _package(name: str) -> str:
-    return name.split("__", 1)[0]
+"""Seconds read from each source file: room for three windows (read at ``bench.inset``'s rate and size)."""
 
 
 def _windows(duration: float, rng: np.random.Generator) -> list[tuple[float, float]]:
@@ -84,10 +79,7 @@ def build_pip_hosts(split: str, out: Path | str, *, per_package: int = 3, seed: 
     rng = np.random.default_rng(seed)
     quarters = [(name, q) for name in sorted(photos) for q in range(FillerPool.QUARTERS)]
     rng.shuffle(quarters)  # type: ignore[arg-type]
-    by_package: dict[str, list[Any]] = defaultdict(list)
-    for video in footage if footage is not None else footage_videos(split):  # type: ignore[arg-type]
-        by_package[_package(video.name)].append(video)
-    chosen = [v for pkg in sorted(by_package) for v in by_package[pkg][:per_package]]
+    chosen = files_per_package(footage if footage is not None else footage_videos(split), per_package)  # type: ignore[arg-type]
     rows: list[TruthRow] = []
     family: dict[str, list[list[str]]] = defaultdict(list)  # package → the videos made of each of its files
     for video in tqdm(chosen, desc=f"pip hosts {split}", unit="file", disable=not progress):
@@ -122,9 +114,9 @@ def build_pip_hosts(split: str, out: Path | str, *, per_package: int = 3, seed: 
             for other in made[i + 1:]:
                 rows.extend(TruthRow(a, b, "incident", kind="another_moment") for a in group for b in other)
         mine = [ref, *(name for group in made for name in group)]
-        for earlier in family[_package(video.name)]:
+        for earlier in family[package_of(video.name)]:
             rows.extend(TruthRow(a, b, "incident", kind="another_moment") for a in mine for b in earlier)
-        family[_package(video.name)].append(mine)
+        family[package_of(video.name)].append(mine)
     if not rows:
         raise ValueError(f"split {split!r}: no file long enough for a {WINDOW_SECONDS[0]:.0f} s window")
     write_truth_csv(rows, out / "truth.csv")

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bench.pip_hosts import HOST_SIZES, WINDOW_SECONDS, _windows, build_pip_hosts
+from bench.inset import WINDOW_SECONDS
+from bench.pip_hosts import HOST_SIZES, _windows, build_pip_hosts
 from dupwatch.cli import app
 from evaluation.sources import real_videos
 from evaluation.truth import read_truth_csv
