@@ -338,6 +338,8 @@ def train_copy_head_cmd(
                               "leave-one-source-out; needs scikit-learn, the train extra)"),
     monotone: bool = typer.Option(False, "--monotone", help="trees only: P(copy) may only rise with the agreement "
                                   "features (training.copy_trees.INCREASING)"),
+    view_rounds: int = typer.Option(0, "--view-rounds", min=0, help="refits on the view pairs (main/inset) the previous fit "
+                                    "scores highest, as the detector chooses them; 0: the best fine score's view pair"),
 ) -> None:
     """Fit the copy head (P(copy) from the fine score and temporal evidence) on labelled pairs of
     training-source benchmarks and store it in the bundle; recalibrate afterwards (dupwatch calibrate)."""
@@ -368,10 +370,11 @@ def train_copy_head_cmd(
     if unknown or not names:
         typer.echo(f"dupwatch train copy-head: unknown --features {unknown}; choose from {', '.join(FEATURES)}", err=True)
         raise typer.Exit(2)
-    head = train_copy_head(bundle, benches, l2=penalty, folds=folds, features=names, model=model, monotone=monotone)
+    head = train_copy_head(bundle, benches, l2=penalty, folds=folds, features=names, model=model, monotone=monotone,
+                           view_rounds=view_rounds)
     shape = f"trees {head.info['trees']}" if head.trees is not None else f"l2 {head.info['l2']:g}"
     typer.echo(f"copy head on {head.info['pairs']} pairs ({head.info['copies']} copies, {head.info['incident_pairs']} incidents), "
-               f"{shape}, final loss {head.info['final_loss']:.4f}; written to {bundle}")
+               f"{shape}, final loss {head.info['final_loss']:.4f}; views: {head.info['views']}; written to {bundle}")
     for key, scores in (("l2_selection", "copy_uap_by_l2"), ("tree_selection", "copy_uap_by_shape")):
         if key in head.info:
             sel = head.info[key]

@@ -128,6 +128,12 @@ def test_train_copy_head_into_a_bundle(tmp_path: Path, tiny_bench: Path) -> None
     assert np.all(np.isfinite(table.features))
     labels = set(table.labels.tolist())
     assert {"copy", "unrelated"} <= labels
+    # every compared view pair has its row; each pair's own row is its view pair of best fine score
+    assert table.view_features is not None and table.view_owner is not None
+    assert set(table.view_owner.tolist()) == set(range(len(table.labels)))
+    for i in range(len(table.labels)):
+        rows = table.view_features[table.view_owner == i]
+        np.testing.assert_array_equal(table.features[i], rows[int(np.argmax(rows[:, FEATURES.index("fine_score")]))])
 
     head = train_copy_head(bundle, [bench_dir], l2=0.1, progress=False)
     path = bundle / "copy_head.json"
@@ -186,6 +192,15 @@ def test_cli_train_copy_head(tmp_path: Path, tiny_bench: Path) -> None:
                                          "--features", "fine_score,motion_agreement"])
     assert res.exit_code == 0, res.output
     assert CopyHead.load(bundle / "copy_head.json").features == ("fine_score", "motion_agreement")
+    # refitted on the view pairs the first fit scores highest
+    res = CliRunner().invoke(train_app, ["copy-head", "--bundle", str(bundle), "--bench", str(tiny_bench), "--l2", "0.5",
+                                         "--view-rounds", "1"])
+    assert res.exit_code == 0, res.output
+    assert "views: the view pair of highest P(copy)" in res.output
+    assert load_bundle(bundle, verify=True).entry("copy_head").config["view_rounds"] == 1
+    assert CopyHead.load(bundle / "copy_head.json").info["view_rounds"] == 1
+    res = CliRunner().invoke(train_app, ["copy-head", "--bundle", str(bundle), "--bench", str(tiny_bench), "--view-rounds", "-1"])
+    assert res.exit_code == 2
     res = CliRunner().invoke(train_app, ["copy-head", "--bundle", str(bundle), "--bench", str(tiny_bench), "--features", "fine_score,nope"])
     assert res.exit_code == 2 and "unknown --features ['nope']" in res.output
     res = CliRunner().invoke(train_app, ["copy-head", "--bundle", str(bundle), "--bench", str(tiny_bench), "--model", "forest"])
@@ -320,3 +335,96 @@ def test_bench_gates_replays_the_eval_decisions(tiny_bench: Path) -> None:
     assert off["alerts"] == len(copies) and off["true"] == sum(truth.level_of(*p) == "copy" for p in copies)
     assert all(row[tiny_bench.name]["alerts"] <= off["alerts"] for row in table.values())
     assert data["chosen"] in table
+
+
+# ---- the view pair the head is fitted on ----------------------------------------------------------
+
+
+def _head_on_fine_score():  # type: ignore[no-untyped-def]
+    """A linear head whose P(copy) rises with the fine score (column 0) alone."""
+    from detect.copy_head import FEATURES, CopyHead
+
+    n = len(FEATURES)
+    return CopyHead(FEATURES, np.zeros(n), np.ones(n), np.eye(n)[0] * 4.0, 0.0, {})
+
+
+def _views_table():  # type: ignore[no-untyped-def]
+    """Two pairs: the first with three view pairs (its main views first, an inset view pair scoring
+    higher, a tie after it), the second with its main views only."""
+    from detect.copy_head import FEATURES
+    from training.copy_head import PairTable
+
+    n = len(FEATURES)
+    views = np.zeros((4, n))
+    views[:, 0] = [0.2, 0.9, 0.9, 0.5]
+    views[:, 1] = [1.0, 2.0, 3.0, 4.0]  # tells the rows apart
+    return PairTable(views[[0, 3]], np.array(["copy", "unrelated"]), [("b", "q", "r1"), ("b", "q", "r2")],
+                     views, np.array([0, 0, 0, 1]))
+
+
+def test_chosen_by_takes_each_pairs_view_pair_of_highest_p_copy() -> None:
+    table = _views_table()
+    chosen = table.chosen_by(_head_on_fine_score())
+    np.testing.assert_array_equal(chosen.features[:, 1], [2.0, 4.0])  # the first of the tied inset rows; the only row
+    assert list(chosen.labels) == list(table.labels) and chosen.pairs == table.pairs
+    np.testing.assert_array_equal(table.features[:, 1], [1.0, 4.0])  # the table itself is unchanged
+    from training.copy_head import PairTable
+
+    plain = PairTable(table.features, table.labels, table.pairs)
+    assert plain.chosen_by(_head_on_fine_score()) is plain  # no view rows: nothing to choose
+
+
+def test_detector_scores_are_the_best_view_pairs_p_copy() -> None:
+    """What the leave-one-source-out choice ranks: each pair's P(copy) as the detector gives it."""
+    from training.copy_head import PairTable
+
+    table, head = _views_table(), _head_on_fine_score()
+    sigmoid = lambda z: 1.0 / (1.0 + np.exp(-z))  # noqa: E731
+    np.testing.assert_allclose(table.detector_scores(head), [sigmoid(3.6), sigmoid(2.0)])
+    np.testing.assert_allclose(table.detector_scores(head, np.array([False, True])), [sigmoid(2.0)])
+    plain = PairTable(table.features, table.labels, table.pairs)  # without view rows: its own rows
+    np.testing.assert_allclose(plain.detector_scores(head), [sigmoid(0.8), sigmoid(2.0)])
+
+
+def test_concat_tables_keeps_each_view_row_with_its_pair() -> None:
+    from training.copy_head import concat_tables
+
+    both = concat_tables([_views_table(), _views_table()])
+    assert both.view_owner is not None and both.view_features is not None
+    np.testing.assert_array_equal(both.view_owner, [0, 0, 0, 1, 2, 2, 2, 3])
+    np.testing.assert_array_equal(both.chosen_by(_head_on_fine_score()).features[:, 1], [2.0, 4.0, 2.0, 4.0])
+
+
+def test_train_copy_head_refits_on_the_view_pairs_its_fit_scores_highest(monkeypatch: pytest.MonkeyPatch,
+                                                                         tmp_path: Path) -> None:
+    """With ``view_rounds=1`` the second fit reads each pair on the view pair the first fit scores
+    highest (what the detector with that head keeps); with 0 the best fine score's view pair only."""
+    import training.copy_head as ch
+
+    rng = np.random.default_rng(0)
+    base = _table(0, n=90)
+    # every pair gets a second view row: copies' is a clear copy, the others' noise
+    second = rng.standard_normal(base.features.shape)
+    second[:, 0] += np.where(base.labels == "copy", 4.0, -1.0)
+    views = np.concatenate([base.features, second])
+    owner = np.concatenate([np.arange(90), np.arange(90)])
+    table = ch.PairTable(base.features, base.labels, base.pairs, views, owner)
+    monkeypatch.setattr(ch, "cached_pair_table", lambda bundle, bench, progress=True: table)
+    seen: list[np.ndarray] = []
+    fit = ch._fit_head
+
+    def recording(tables, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(np.concatenate([t.features for t in tables]))
+        return fit(tables, *args, **kwargs)
+
+    monkeypatch.setattr(ch, "_fit_head", recording)
+    first = ch.train_copy_head(tmp_path, [tmp_path / "b"], l2=0.1, write=False, progress=False, view_rounds=0)
+    assert len(seen) == 1 and first.info["view_rounds"] == 0
+    np.testing.assert_array_equal(seen[0], base.features)
+    seen.clear()
+    head = ch.train_copy_head(tmp_path, [tmp_path / "b"], l2=0.1, write=False, progress=False, view_rounds=1)
+    assert len(seen) == 2 and head.info["view_rounds"] == 1 and "highest P(copy)" in head.info["views"]
+    np.testing.assert_array_equal(seen[1], table.chosen_by(first).features)
+    assert not np.array_equal(seen[1], base.features)
+    with pytest.raises(ValueError, match="view_rounds"):
+        ch.train_copy_head(tmp_path, [tmp_path / "b"], write=False, progress=False, view_rounds=-1)
