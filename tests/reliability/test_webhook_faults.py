@@ -51,9 +51,11 @@ def _events(prefix: str, n: int) -> tuple[list[str], list[bytes]]:
 
 def test_flaky_receiver_then_recovery_delivers_each_alert_once(kafka_broker, milvus_lite_uri, tmp_path):
     topic = kafka_broker.create_topic(unique("hooks"), 1)
-    receiver = WebhookReceiver(SECRET, mode=500, hang_s=1.5)
+    # the request timeout is well above the receiver's answer time on a loaded machine: a 200 that
+    # arrives after the timeout is rightly retried, and the receiver would ack that alert twice
+    receiver = WebhookReceiver(SECRET, mode=500, hang_s=4.0)
     settings = make_settings(kafka_broker.bootstrap_servers, topic, milvus_lite_uri)
-    settings = webhook_settings(settings, receiver, SECRET, max_attempts=30, timeout_s=0.5)
+    settings = webhook_settings(settings, receiver, SECRET, max_attempts=30, timeout_s=2.0)
     ids, payloads = _events("flaky", 6)
     produce(kafka_broker.bootstrap_servers, topic, payloads)
     worker = start_worker(settings, tmp_path)
