@@ -309,14 +309,18 @@ class WebhookReceiver(LoopbackHttpServer):
 
 
 def webhook_settings(settings: Any, receiver: WebhookReceiver, secret: str, name: str = "moderation", **kw: Any) -> Any:
-    """``settings`` with one more webhook receiver (appended to those it has)."""
+    """``settings`` with one more webhook receiver (appended to those it has).
+
+    The request timeout is 5 s unless a test that needs timeouts sets a shorter one: a receiver's 200
+    arriving after the timeout is rightly retried and acked twice, so a short timeout on a loaded
+    machine would show up as a duplicate delivery that the worker did not cause."""
     from dupwatch.config import WebhookConfig
 
     hook = WebhookConfig(
         name=name,
         url=receiver.url,
         secret=secret,
-        **{"timeout_s": 0.5, "max_attempts": 3, "backoff_initial_s": 0.05, "backoff_max_s": 0.2, **kw},
+        **{"timeout_s": 5.0, "max_attempts": 3, "backoff_initial_s": 0.05, "backoff_max_s": 0.2, **kw},
     )
     return settings.model_copy(update={"webhooks": [*settings.webhooks, hook]})
 
