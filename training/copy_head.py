@@ -53,23 +53,28 @@ class PairTable:
         mask = np.ones(len(self.labels), bool) if pairs is None else np.asarray(pairs, bool)
         if self.view_features is None or self.view_owner is None:
             return head.probability(self.features[mask])
-        rows = mask[self.view_owner]
-        best = np.full(len(self.labels), -np.inf)
-        np.maximum.at(best, self.view_owner[rows], head.probability(self.view_features[rows]))
-        return best[mask]
+        rows = np.flatnonzero(mask[self.view_owner])
+        p = head.probability(self.view_features[rows])
+        return p[_best_view_rows(self.view_owner[rows], p)]
 
     def chosen_by(self, head: CopyHead) -> "PairTable":
         """The table with each pair's row replaced by its view pair of highest ``head`` P(copy)
         (ties: the first, main before inset), the detector's choice with that head."""
         if self.view_features is None or self.view_owner is None:
             return self
-        p = head.probability(self.view_features)
-        # per owner, the first row of its highest probability: sort by (owner, -p), stable in the view order
-        order = np.lexsort((np.arange(len(p)), -p, self.view_owner))
-        first = order[np.r_[True, self.view_owner[order][1:] != self.view_owner[order][:-1]]]
+        best = _best_view_rows(self.view_owner, head.probability(self.view_features))
         features = self.features.copy()
-        features[self.view_owner[first]] = self.view_features[first]
+        features[self.view_owner[best]] = self.view_features[best]
         return dataclasses.replace(self, features=features)
+
+
+def _best_view_rows(owner: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Index of each pair's view row with the highest ``p``, pairs in ascending order (every pair
+    of ``owner`` has at least one row; ties: the first row, main before inset)."""
+    if len(p) == 0:
+        return np.zeros(0, np.int64)
+    order = np.lexsort((np.arange(len(p)), -p, owner))
+    return order[np.r_[True, owner[order][1:] != owner[order][:-1]]]
 
 
 def ensure_training_benchmarks(root: Path | str, seeds: Sequence[int], *, progress: bool = True) -> list[Path]:
@@ -343,6 +348,7 @@ def train_copy_head(bundle_dir: Path | str, benches: Sequence[Path | str], *, l2
     if view_rounds < 0:
         raise ValueError(f"view_rounds must be >= 0, got {view_rounds}")
     tables = [cached_pair_table(bundle_dir, b, progress=progress) for b in benches]
+
     def fit(tables: Sequence[PairTable]) -> tuple[CopyHead, float | None, PairTable]:
         return _fit_head(tables, [Path(b).name for b in benches], l2=l2, folds=folds, features=features, model=model,
                          monotone=monotone)

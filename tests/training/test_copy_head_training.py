@@ -428,3 +428,36 @@ def test_train_copy_head_refits_on_the_view_pairs_its_fit_scores_highest(monkeyp
     assert not np.array_equal(seen[1], base.features)
     with pytest.raises(ValueError, match="view_rounds"):
         ch.train_copy_head(tmp_path, [tmp_path / "b"], write=False, progress=False, view_rounds=-1)
+
+
+def test_leave_one_source_out_ranks_held_out_pairs_by_their_best_view_pair() -> None:
+    """The shape and penalty choice ranks what the detector serves: a copy whose main views look
+    unrelated but whose inset view pair is a clear copy counts as found."""
+    from detect.copy_head import FEATURES, fit_copy_head
+    from training.copy_head import PairTable, pooled_out_of_fold_uap
+
+    rng = np.random.default_rng(1)
+    pairs, labels, rows, views, owner = [], [], [], [], []
+    for src in ("a", "b", "c"):
+        for k in range(60):
+            label = ("copy", "incident", "unrelated")[k % 3]
+            hidden = label == "copy" and k % 2 == 0  # a copy that only its inset view pair shows
+            row = rng.standard_normal(len(FEATURES)) * 0.1
+            row[0] = rng.normal(2.0 if label == "copy" and not hidden else 0.0, 0.3)
+            own = len(rows)
+            pairs.append(("b0", f"fg_{src}__f__q{k}", f"fg_{src}__f__ref"))
+            labels.append(label)
+            rows.append(row)
+            views.append(row)
+            owner.append(own)
+            if k % 2 == 0:  # a second view pair: the hidden copy's inset, noise for the others
+                extra = rng.standard_normal(len(FEATURES)) * 0.1
+                extra[0] = rng.normal(3.0 if hidden else 0.0, 0.3)
+                views.append(extra)
+                owner.append(own)
+    plain = PairTable(np.asarray(rows), np.asarray(labels), pairs)
+    table = PairTable(np.asarray(rows), np.asarray(labels), pairs, np.asarray(views), np.asarray(owner))
+    fit = lambda x, y: fit_copy_head(x, y, l2=0.1)  # noqa: E731
+    with_views, own_rows = pooled_out_of_fold_uap(table, fit), pooled_out_of_fold_uap(plain, fit)
+    assert with_views is not None and own_rows is not None
+    assert with_views > 0.95 and own_rows < 0.8, (with_views, own_rows)
