@@ -106,6 +106,10 @@ def per_kind_lines(result: dict[str, Any]) -> list[str]:
         for kind, e in kinds.items():
             if "pairs" in e:
                 lines.append(f"  {kind.ljust(width)}  {e['pairs']:4d} copies    AP {_fmt(e['ap'])}  recall {_fmt(e['recall'])}")
+                partners = e.get("by_partner") or {}
+                if len(partners) > 1 and t is not None:
+                    lines.append(f"  {' ' * width}  found against: " +
+                                 ", ".join(f"{k} {v['found']}/{v['pairs']}" for k, v in partners.items()))
             if "incident_pairs" in e:
                 lines.append(f"  {kind.ljust(width)}  {e['incident_pairs']:4d} incidents  AP copy>kind {_fmt(e['copy_vs_kind_ap'])}  "
                              f"copy-alert rate {_fmt(e['alert_rate'])}")

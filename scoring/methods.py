@@ -101,6 +101,8 @@ log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp"})
 DEFAULT_METHODS = ("vpdq", "chamfer")
 METHOD_NAMES = ("vpdq", "vpdq_tiebreak", "chamfer", "sscd", "sscd_distilled", "ours")
+REFERENCE_ONLY = "reference_only"
+"""``by_partner`` key of copies whose reference is no query (:func:`per_kind_metrics`)."""
 DEFAULT_SEGMENT_TOP_K = 5
 """Segments are localized on each query's 5 best references (the VSC22 baseline localizes 5)."""
 
@@ -123,6 +125,7 @@ __all__ = [
     "run_method",
     "method_metrics",
     "per_kind_metrics",
+    "REFERENCE_ONLY",
     "segment_metrics_by_kind",
     "segment_localization",
     "write_segments_csv",
@@ -749,11 +752,18 @@ def per_kind_metrics(run: MethodRun, kinds: Mapping[tuple[str, str], str | Seque
     - a kind of incident pairs (another moment, another camera): ``copy_vs_kind_ap`` = AP of every
       copy pair ranked above these pairs; ``alert_rate`` = share of them at or above the copy
       threshold (false copy alerts).
+
+    A copy kind's ``by_partner`` splits its copies by what the query was compared with: the main
+    kind of the reverse pair (the reference's own edit, when the reference is a query too), or
+    :data:`REFERENCE_ONLY` when the reference is no query (in generated benchmarks, the source
+    video itself). A kind whose copies are found against their originals but missed against other
+    edited copies shows it there.
     """
     threshold = run.thresholds.get("copy", run.decision_threshold)
     preds = run.predictions()
     out: dict[str, dict[str, Any]] = {}
     tags = {p: (k,) if isinstance(k, str) else tuple(k) for p, k in kinds.items()}
+    partner = {(q, r): tags[(r, q)][0] if (r, q) in tags else REFERENCE_ONLY for q, r in copy_pos}
     for kind in sorted({k for ks in tags.values() for k in ks}):
         pairs = {p for p, ks in tags.items() if kind in ks and p in run.scores}
         copies, incidents = pairs & copy_pos, pairs & incident_pos
@@ -761,7 +771,8 @@ def per_kind_metrics(run: MethodRun, kinds: Mapping[tuple[str, str], str | Seque
         if copies:
             kept = [sp for sp in preds if (sp.query_id, sp.ref_id) not in copy_pos or (sp.query_id, sp.ref_id) in copies]
             entry.update(level="copy", pairs=len(copies), ap=micro_average_precision(kept, copies).ap,
-                         recall=None if threshold is None else sum(run.scores[p] >= threshold for p in copies) / len(copies))
+                         recall=None if threshold is None else sum(run.scores[p] >= threshold for p in copies) / len(copies),
+                         by_partner=_recall_by_partner(run, copies, partner, threshold))
         if incidents:
             same = sorted(copy_pos | incidents)
             entry.update(level="incident" if not copies else "mixed", incident_pairs=len(incidents),
@@ -770,6 +781,17 @@ def per_kind_metrics(run: MethodRun, kinds: Mapping[tuple[str, str], str | Seque
                          alert_rate=None if threshold is None else sum(run.scores[p] >= threshold for p in incidents) / len(incidents))
         if copies or incidents:
             out[kind] = entry
+    return out
+
+
+def _recall_by_partner(run: MethodRun, copies: set[tuple[str, str]], partner: Mapping[tuple[str, str], str],
+                       threshold: float | None) -> dict[str, dict[str, Any]]:
+    """Copies per partner kind: ``pairs``, and ``found`` / ``recall`` at the threshold (``None`` without one)."""
+    out: dict[str, dict[str, Any]] = {}
+    for kind in sorted({partner[p] for p in copies}):
+        group = [p for p in copies if partner[p] == kind]
+        found = None if threshold is None else sum(run.scores[p] >= threshold for p in group)
+        out[kind] = {"pairs": len(group), "found": found, "recall": None if found is None else found / len(group)}
     return out
 
 

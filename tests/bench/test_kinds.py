@@ -162,6 +162,32 @@ def test_per_kind_metrics_exact() -> None:
     assert per_kind_metrics(_run(scores, None), kinds, copies, moments)["pip"]["recall"] is None
 
 
+def test_per_kind_recall_is_split_by_what_each_copy_was_compared_with() -> None:
+    """A copy kind's ``by_partner``: the reverse pair's main kind, or ``reference_only`` when the
+    reference is no query; the report prints it under the kind's line."""
+    from bench.report import per_kind_lines
+    from scoring.methods import REFERENCE_ONLY
+
+    kinds = {("a", "ref"): ("picture_in_picture",), ("b", "ref"): ("heavy_combination", "speed_change"),
+             ("a", "b"): ("picture_in_picture", "speed_change"), ("b", "a"): ("heavy_combination", "speed_change"),
+             ("c", "ref"): ("picture_in_picture",), ("m", "ref"): ("another_moment",)}
+    copies = {p for p in kinds if "m" not in p}
+    scores = {("a", "ref"): 0.9, ("b", "ref"): 0.7, ("a", "b"): 0.3, ("b", "a"): 0.65, ("c", "ref"): 0.5, ("m", "ref"): 0.1}
+    out = per_kind_metrics(_run(scores, 0.6), kinds, copies, {("m", "ref")})
+    assert out["picture_in_picture"]["by_partner"] == {
+        "heavy_combination": {"pairs": 1, "found": 0, "recall": 0.0},
+        REFERENCE_ONLY: {"pairs": 2, "found": 1, "recall": 0.5}}
+    assert out["heavy_combination"]["by_partner"] == {
+        "picture_in_picture": {"pairs": 1, "found": 1, "recall": 1.0}, REFERENCE_ONLY: {"pairs": 1, "found": 1, "recall": 1.0}}
+    assert out["speed_change"]["by_partner"]["picture_in_picture"]["pairs"] == 1  # (b, a): a's main kind
+    assert "by_partner" not in out["another_moment"]
+    lines = per_kind_lines({"methods": {"m": {"per_kind": out}}})
+    assert any("found against: heavy_combination 0/1, reference_only 1/2" in line for line in lines)
+    blind = per_kind_metrics(_run(scores, None), kinds, copies, {("m", "ref")})
+    assert blind["picture_in_picture"]["by_partner"][REFERENCE_ONLY] == {"pairs": 2, "found": None, "recall": None}
+    assert not any("found against" in line for line in per_kind_lines({"methods": {"m": {"per_kind": blind}}}))
+
+
 def test_eval_reports_per_kind_on_an_upload_benchmark(tmp_path: Path) -> None:
     spec = BenchmarkSpec(seed=5, copies_per_source=6, footage_photos=1, footage_seconds=14.0, distractors=1,
                          include_real_videos=False, fps=4.0, max_side=160, upload_edits=True)
@@ -184,6 +210,8 @@ def test_eval_reports_per_kind_on_an_upload_benchmark(tmp_path: Path) -> None:
         assert e["threshold"] == pytest.approx(0.8)
         if "pairs" in e:
             assert 0 <= e["ap"] <= 1 and 0 <= e["recall"] <= 1
+            assert sum(v["pairs"] for v in e["by_partner"].values()) == e["pairs"]
+            assert sum(v["found"] for v in e["by_partner"].values()) == round(e["recall"] * e["pairs"])
     table = CliRunner().invoke(app, ["eval", "--bench", str(bench.root), "--methods", "vpdq", "--fps", "1"])
     assert table.exit_code == 0 and "vpdq per kind" in table.stdout and "another_moment" in table.stdout
 
