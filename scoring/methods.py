@@ -93,6 +93,7 @@ from dupwatch.records import Segment
 from inference.thumbnails import thumbnails_of
 
 if TYPE_CHECKING:
+    from detect.detector import PairAssessment
     from dupwatch.config import DecodeConfig
     from dupwatch.records import DecodedVideo
 
@@ -374,6 +375,8 @@ class OursMethod(Method):
         self.max_degenerate = DEFAULT_MAX_DEGENERATE if max_degenerate == "default" else max_degenerate
         self.min_motion_agreement = DEFAULT_MIN_MOTION_AGREEMENT if min_motion_agreement == "default" else min_motion_agreement
         self.pair_evidence: dict[tuple[str, str], DecisionInput] = {}
+        self._one_way: dict[tuple[str, str], float] = {}
+        """P(copy) of each direction assessed, query first (:meth:`score` combines both)."""
         """Per scored pair: what the level decision read (``dupwatch bench gates`` replays it)."""
         from detect.copy_head import copy_head_for, copy_threshold_fits_head
 
@@ -432,12 +435,28 @@ class OursMethod(Method):
         """The video's thumbnails per view (:mod:`inference.thumbnails`), like :meth:`views`."""
         return self._thumbs.get(vid, {})
 
-    def score(self, query: str, reference: str) -> PairResult:
+    def _assess(self, query: str, reference: str) -> "PairAssessment":
         from detect.detector import AlignmentParams, assess_views
-        from detect.levels import decide_level
 
         a = assess_views(self.models, self.views(query), self.views(reference), self._times[query], self._times[reference],
                          AlignmentParams(), self.copy_head, query_thumbs=self.thumbs(query), ref_thumbs=self.thumbs(reference))
+        if a.copy_score is not None:
+            self._one_way[(query, reference)] = a.copy_score
+        return a
+
+    def score(self, query: str, reference: str) -> PairResult:
+        """The pair as the worker assesses it: with a copy head, P(copy) is the higher of the two
+        directions (:func:`detect.detector.both_ways`); each direction's P(copy) is kept, so a pair
+        scored both ways assesses each direction once as the query's and at most once more."""
+        from detect.detector import both_ways
+        from detect.levels import decide_level
+
+        a = self._assess(query, reference)
+        if self.copy_head is not None:
+            reverse = self._one_way.get((reference, query))
+            if reverse is None:
+                reverse = self._assess(reference, query).copy_score
+            a = both_ways(a, reverse)
         evidence = a.level_evidence()  # the worker's segments cover whole sampling intervals too
         self.pair_evidence[(query, reference)] = DecisionInput(a.fine, a.copy_score, evidence)
         if self._level_thresholds is not None:

