@@ -90,8 +90,11 @@ def test_copy_shown_in_picture_matches_both_ways(models: VideoModels, reps: dict
     best = found[indexed]
     side = "query" if query == "pip" else "reference"
     assert best.evidence["views"][side] == "inset"
-    others = [d.evidence["copy_score"] for v, d in found.items() if v != indexed]
-    assert best.evidence["copy_score"] > max(others, default=0.0) + 0.2
+    # "cat" is the composite's host: the composite shows its footage too, under the inset, and
+    # scored both ways its whole frames are found in the composite's; "bikes" is unrelated
+    assert {v for v in found if v != indexed} == {"bikes", "cat"}
+    assert best.evidence["copy_score"] > found["bikes"].evidence["copy_score"] + 0.2
+    assert best.evidence["copy_score"] > found["cat"].evidence["copy_score"]
     assert best.segments  # localized, in the upload's own seconds
 
 
