@@ -375,9 +375,9 @@ class OursMethod(Method):
         self.max_degenerate = DEFAULT_MAX_DEGENERATE if max_degenerate == "default" else max_degenerate
         self.min_motion_agreement = DEFAULT_MIN_MOTION_AGREEMENT if min_motion_agreement == "default" else min_motion_agreement
         self.pair_evidence: dict[tuple[str, str], DecisionInput] = {}
+        """Per scored pair: what the level decision read (``dupwatch bench gates`` replays it)."""
         self._one_way: dict[tuple[str, str], float] = {}
         """P(copy) of each direction assessed, query first (:meth:`score` combines both)."""
-        """Per scored pair: what the level decision read (``dupwatch bench gates`` replays it)."""
         from detect.copy_head import copy_head_for, copy_threshold_fits_head
 
         # use_copy_head=False: the fine stage alone (the copy-head trainer featurizes pairs this way)
@@ -435,7 +435,7 @@ class OursMethod(Method):
         """The video's thumbnails per view (:mod:`inference.thumbnails`), like :meth:`views`."""
         return self._thumbs.get(vid, {})
 
-    def _assess(self, query: str, reference: str) -> "PairAssessment":
+    def _assess(self, query: str, reference: str) -> PairAssessment:
         from detect.detector import AlignmentParams, assess_views
 
         a = assess_views(self.models, self.views(query), self.views(reference), self._times[query], self._times[reference],
