@@ -115,10 +115,10 @@ def _assess(models: Any, head: Any, query: np.ndarray, candidates: dict[str, dic
             both: bool) -> list[float | None]:
     """P(copy) of every candidate as the detector computes it (one sample per second)."""
     from detect.detector import AlignmentParams, assess_scored_views, both_ways, score_candidates_both_ways
+    from scoring.methods import frame_intervals
 
     def times(frames: int) -> np.ndarray:
-        start = np.arange(frames, dtype=np.float64)
-        return np.stack([start, start + 1.0], axis=1)
+        return frame_intervals(np.arange(frames, dtype=np.float64), float(frames), 1.0)
 
     upload = {"main": query}
     forward, reverse = score_candidates_both_ways(models, upload, candidates, reverse=both)
